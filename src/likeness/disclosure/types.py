@@ -1,0 +1,50 @@
+"""The in-memory result of a job and what sealing it produced.
+
+An ``Unsealed`` result cannot be written by anything but ``likeness.disclosure.writer.seal``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+ResultKind = Literal["swap", "generated"]
+
+
+@dataclass(frozen=True)
+class Ingredient:
+    """An input the user supplied (source likeness, target footage)."""
+
+    role: str
+    path: Path | None
+    sha256: str
+    format: str
+
+
+@dataclass(frozen=True)
+class Unsealed:
+    pixels: np.ndarray = field(repr=False)
+    kind: ResultKind
+    purpose: str
+    consent_ids: list[str]
+    ingredients: list[Ingredient]
+    tools: dict[str, dict[str, str]]
+    operator: str
+    label_corner: str = "bottom-right"
+    label_language: str = "en"
+
+
+@dataclass(frozen=True)
+class SealedOutput:
+    path: Path
+    output_id: str
+    sha256: str
+    media_type: str
+    kind: ResultKind
+    consent_ids: list[str]
+    purpose: str
+    phash: str | None = None
+    c2pa: bool = False

@@ -1,0 +1,57 @@
+"""What every face backend produces (``Face``) and promises (``Analyzer``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face in one image.
+
+    ``box`` is (left, top, right, bottom) in image pixels. ``landmarks`` is an (N, 2) float array in
+    image pixels (68 points for dlib, 106 for insightface; empty when the backend has none);
+    ``landmarks5`` the five-point set (eye corners/centres, nose, mouth) used for alignment.
+    ``embedding`` is a 1-D float32 vector in ``embedding_space``; vectors from different spaces
+    are never compared.
+    """
+
+    box: tuple[int, int, int, int]
+    landmarks: np.ndarray = field(repr=False)
+    landmarks5: np.ndarray = field(repr=False)
+    embedding: np.ndarray = field(repr=False)
+    score: float
+    embedding_space: str
+
+    @property
+    def center_x(self) -> float:
+        return (self.box[0] + self.box[2]) / 2.0
+
+    @property
+    def size(self) -> int:
+        """The shorter side of the box, in pixels."""
+        return int(min(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+
+
+@runtime_checkable
+class Analyzer(Protocol):
+    """A face backend: detects faces, finds landmarks, computes embeddings.
+
+    ``analyze`` returns faces sorted left to right by box centre (the documented ``--face-index``
+    order). ``distance`` compares two embeddings of this backend's ``embedding_space``;
+    smaller is more alike.
+    """
+
+    name: str
+    embedding_space: str
+
+    def analyze(self, pixels: np.ndarray) -> list[Face]: ...
+
+    def distance(self, a: np.ndarray, b: np.ndarray) -> float: ...
+
+    def describe(self) -> dict[str, str]:
+        """Model names and versions, for ledger entries and C2PA manifests."""
+        ...
