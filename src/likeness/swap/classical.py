@@ -1,0 +1,625 @@
+"""The classical swapper: landmark-driven piecewise-affine warp, colour matching and seamless blending.
+
+No learned model beyond the 68-point landmarks the analyzer already found. The steps, one function each:
+
+1. **Pose.** Faces turned further than :data:`MAX_YAW` are refused with a reason (a 3/4-to-profile
+   face cannot be served by a 2-D warp: the result looks like a mask). A source turned the other way
+   from the target is mirrored: faces are near enough symmetric that the mirror image is the better donor.
+2. **Regions.** Work in a square around the target face (1.6× the landmarks' extent) and a matching
+   one around the source face. Parts of either square outside its photo are filled by mirroring the
+   photo, so landmarks predicted outside the photo (a face cut by the border) never sample a flat
+   colour. A source face larger than the target is area-downscaled first (no aliasing); a target
+   square larger than :data:`MAX_WORK_SIDE` is processed downscaled and the result upscaled (bounded
+   memory on 60–100 MP photos).
+3. **Warp.** Delaunay triangulation of the target's landmarks 0–59 (not the inner lips: they coincide
+   in a closed mouth and fold against an open one), ten forehead points (the brows lifted along the
+   face's up direction) and points on the square's border (mapped by the best similarity transform).
+   Points within a pixel of each other are merged; triangles that would fold over are relaxed towards
+   the similarity transform; each target pixel takes its triangle's affine map (one ``cv2.remap``,
+   continuous across triangle edges, never NaN).
+4. **Mask.** Convex hull of the jaw and the forehead points, eroded by 6 % of the face size and blurred
+   within that erosion: it follows the jaw, replaces the brows (the seam runs over smooth forehead
+   skin), and is exactly 0 outside the hull, so every pixel outside it is returned unchanged.
+5. **Colour.** In CIELAB, measured on cheek-and-nose skin of both faces: a monotone lightness curve
+   matching the 5th/50th/95th percentiles (slopes limited, soft roll-off instead of clipping), chroma
+   scaled (not shifted) to the target's mean so whites stay white. A greyscale or sepia source takes the
+   target's own smoothed chroma, so lips and cheeks get the target's colouring.
+6. **Blend.** ``pyramid`` (default): a Laplacian-pyramid blend, then the feathered mask. ``poisson``:
+   ``cv2.seamlessClone``. Looking at both on the test photos, Poisson pulls dark boundary content (hair,
+   beard, shadow) into the face as blotches and shifts the whole face's tone; the pyramid blend keeps
+   the colour-matched face and hides the seam, so it is the default.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from likeness.errors import BadInput, UsageError
+from likeness.faces.types import Face
+
+BLENDS = ("pyramid", "poisson")
+
+JAW = np.arange(0, 17)
+BROWS = np.arange(17, 27)
+WARP_POINTS = np.arange(0, 60)
+"""Landmarks used by the warp: all but the inner lips (60–67)."""
+# fmt: off
+MIRROR_68 = np.array([
+    16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0,  # jaw
+    26, 25, 24, 23, 22, 21, 20, 19, 18, 17,                    # brows
+    27, 28, 29, 30, 35, 34, 33, 32, 31,                        # nose
+    45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,            # eyes
+    54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55,            # outer lips
+    64, 63, 62, 61, 60, 67, 66, 65,                            # inner lips
+])
+# fmt: on
+"""Index of each landmark's mirror image in the 68-point scheme (left eye ↔ right eye …)."""
+SKIN_OUTLINE = np.array([1, 2, 3, 31, 32, 33, 34, 35, 13, 14, 15, 45, 46, 47, 42, 28, 39, 40, 41, 36])
+"""Cheeks and nose between the lower eyelids and the nostrils: skin in nearly every face (beards and
+moustaches start lower, fringes higher), so colour statistics taken there compare like with like."""
+
+MAX_YAW = 0.75
+"""Faces turned further than this (see :func:`_yaw`) are refused. Measured: frontal 0.0–0.3, the
+3/4 views in testdata 0.45–0.7, strong 3/4 views and a profile 0.8–0.82 (swaps onto those looked like
+a flat mask pasted on a turned head)."""
+MIRROR_YAW_GAIN = 0.2
+"""Mirror the source when that brings its head turn at least this much closer to the target's."""
+REGION_SCALE = 1.6
+"""Side of the working square, in units of the landmarks' larger extent (room for blur and border)."""
+MAX_WORK_SIDE = 2048
+"""Target squares larger than this are processed downscaled (memory and time stay bounded)."""
+FOREHEAD_LIFT = 0.12
+"""Forehead points: the brows moved up by this fraction of the chin-to-brow vector."""
+MERGE_PX = 1.0
+"""Warp points closer than this (in the target) are merged before triangulating."""
+GREY_CHROMA_STD = 3.0
+"""Below this standard deviation of a*/b* inside the face, the source counts as greyscale or sepia."""
+
+
+@dataclass(frozen=True)
+class _Box:
+    """An integer rectangle [x0, x1) × [y0, y1) in image coordinates; may reach outside the image."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+
+class ClassicalSwapper:
+    """Implements :class:`likeness.swap.types.Swapper` with no model file of its own."""
+
+    name = "classical"
+
+    def __init__(self, *, blend: str = "pyramid") -> None:
+        if blend not in BLENDS:
+            raise UsageError(f"unknown blend {blend!r}", hint=f"choose one of: {', '.join(BLENDS)}")
+        self.blend = blend
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "swapper": self.name,
+            "method": "piecewise-affine warp of 68-point landmarks + forehead, CIELAB colour matching, "
+            f"{self.blend} blend",
+            "models": "none of its own (uses the analyzer's 68-point landmarks)",
+        }
+
+    def swap(
+        self,
+        target: np.ndarray,
+        target_face: Face,
+        source: np.ndarray,
+        source_face: Face,
+        *,
+        timings: dict[str, float] | None = None,
+    ) -> np.ndarray:
+        """Return a new array: ``target`` with the face of ``source_face`` put onto ``target_face``.
+
+        Neither input is modified; pixels outside the target face's mask are returned unchanged.
+        ``timings``, when given, receives the seconds spent per stage.
+        """
+        timer = _Timer(timings)
+        _check_image(target, "target")
+        _check_image(source, "source")
+        target_points = _landmarks68(target_face, "target")
+        source_points = _landmarks68(source_face, "source")
+        _check_pose(target_points, target_face, "target")
+        _check_pose(source_points, source_face, "source")
+
+        with timer("regions"):
+            source, source_points = _pose_matched(source, source_points, target_points)
+            region = _region_around(target_points)
+            scale = min(1.0, MAX_WORK_SIDE / max(region.width, region.height))
+            target_patch = _crop_mirrored(target, region, scale)
+            dst = _to_work(target_points - (region.x0, region.y0), scale)
+            src_patch, src, enlarge = _source_patch(source, source_points, dst)
+        with timer("warp"):
+            dst_all, src_all = _with_forehead(dst), _with_forehead(src)
+            size = (target_patch.shape[1], target_patch.shape[0])
+            warped = _warp_piecewise_affine(src_patch, src_all, dst_all, size, smooth=enlarge > 1.25)
+        with timer("mask"):
+            alpha, core = _face_mask(dst_all, target_patch.shape[:2])
+        if not core.any():
+            # Too small to leave anything after erosion (the analyzer skips faces under 40 px).
+            return target.copy()
+        with timer("colour"):
+            matched = _match_colour(warped, target_patch, core, dst)
+        with timer("blend"):
+            if self.blend == "poisson":
+                blended = _poisson_blend(matched, target_patch, core)
+            else:
+                blended = _pyramid_blend(matched, target_patch, alpha)
+        with timer("compose"):
+            outline = _outline(_with_forehead(target_points - (region.x0, region.y0)))
+            result = _compose(target, blended, alpha, region, outline)
+        return result
+
+
+# -- checks -----------------------------------------------------------------------------------------
+
+
+def _check_image(pixels: np.ndarray, what: str) -> None:
+    if (
+        not isinstance(pixels, np.ndarray)
+        or pixels.dtype != np.uint8
+        or pixels.ndim != 3
+        or pixels.shape[2] != 3
+    ):
+        raise BadInput(
+            f"the {what} image must be an H×W×3 uint8 RGB array, got shape {getattr(pixels, 'shape', None)}",
+            hint="decode images with likeness.media.image.load_image",
+        )
+
+
+def _landmarks68(face: Face, what: str) -> np.ndarray:
+    points = np.asarray(face.landmarks, dtype=np.float64)
+    if points.shape != (68, 2) or not np.isfinite(points).all():
+        raise BadInput(
+            f"the classical swapper needs 68 finite landmarks for the {what} face, got shape {points.shape}",
+            hint="analyze the photos with the dlib backend",
+        )
+    return points
+
+
+def _yaw(points: np.ndarray) -> float:
+    """Head turn from the landmarks, -1..1: 0 frontal, positive when the nose is nearer the right contour."""
+    across = points[42:48].mean(axis=0) - points[36:42].mean(axis=0)
+    across = across / max(float(np.hypot(*across)), 1e-6)
+    near_left = float((points[30] - points[1]) @ across)
+    near_right = float((points[15] - points[30]) @ across)
+    total = near_left + near_right
+    return 0.0 if total <= 1e-6 else (near_left - near_right) / total
+
+
+def _check_pose(points: np.ndarray, face: Face, what: str) -> None:
+    yaw = _yaw(points)
+    if abs(yaw) > MAX_YAW:
+        alternative = ", or choose another face with --face-index" if what == "target" else ""
+        raise BadInput(
+            f"the {what} face at box {face.box} is turned too far to the side for the classical swapper "
+            f"(turn measure {yaw:+.2f}, limit ±{MAX_YAW})",
+            hint=f"use a {what} photo where both eyes and both cheeks are visible{alternative}",
+        )
+
+
+class _Timer:
+    def __init__(self, sink: dict[str, float] | None) -> None:
+        self.sink = sink
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.sink is not None:
+                self.sink[stage] = self.sink.get(stage, 0.0) + time.perf_counter() - start
+
+
+# -- geometry ---------------------------------------------------------------------------------------
+
+
+def _face_size(points: np.ndarray) -> float:
+    """A pose-robust size: the square root of the area of the points' convex hull."""
+    import cv2
+
+    hull = cv2.convexHull(points.astype(np.float32))
+    return float(np.sqrt(max(cv2.contourArea(hull), 1.0)))
+
+
+def _region_around(points: np.ndarray) -> _Box:
+    """A square around the landmarks, REGION_SCALE times their larger extent, shifted up for the forehead."""
+    (x_min, y_min), (x_max, y_max) = points.min(axis=0), points.max(axis=0)
+    half = 0.5 * REGION_SCALE * max(x_max - x_min, y_max - y_min, 8.0)
+    cx, cy = 0.5 * (x_min + x_max), 0.5 * (y_min + y_max) - 0.05 * (y_max - y_min)
+    return _Box(
+        *(int(v) for v in (np.floor(cx - half), np.floor(cy - half), np.ceil(cx + half), np.ceil(cy + half)))
+    )
+
+
+def _to_work(points: np.ndarray, scale: float) -> np.ndarray:
+    """Pixel coordinates at full resolution → at ``scale`` (pixel centres kept aligned)."""
+    return points if scale == 1.0 else (points + 0.5) * scale - 0.5
+
+
+def _crop_mirrored(image: np.ndarray, box: _Box, scale: float = 1.0) -> np.ndarray:
+    """``image`` over ``box`` (parts outside the image filled by mirroring it), resized by ``scale``."""
+    import cv2
+
+    height, width = image.shape[:2]
+    x0, y0 = min(max(box.x0, 0), width - 1), min(max(box.y0, 0), height - 1)
+    x1, y1 = max(min(box.x1, width), x0 + 1), max(min(box.y1, height), y0 + 1)
+    inside = image[y0:y1, x0:x1]
+    pads = [y0 - box.y0, box.y1 - y1, x0 - box.x0, box.x1 - x1]
+    if scale != 1.0:
+        size = (max(2, round(inside.shape[1] * scale)), max(2, round(inside.shape[0] * scale)))
+        inside = cv2.resize(inside, size, interpolation=cv2.INTER_AREA)
+        full = (max(2, round(box.width * scale)), max(2, round(box.height * scale)))
+        top, left = round(pads[0] * scale), round(pads[2] * scale)
+        pads = [top, full[1] - size[1] - top, left, full[0] - size[0] - left]
+        pads = [max(0, p) for p in pads]
+    if not any(pads):
+        return np.ascontiguousarray(inside)
+    border = cv2.BORDER_REFLECT_101 if min(inside.shape[:2]) >= 2 else cv2.BORDER_REPLICATE
+    return cv2.copyMakeBorder(inside, *pads, borderType=border)
+
+
+def _pose_matched(
+    source: np.ndarray, points: np.ndarray, target_points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror the source (image and landmarks) when its head turns the other way from the target's.
+
+    A face turned away shows little of its far side; warping that onto a face turned the other way
+    stretches it into smears.
+    """
+    source_yaw, target_yaw = _yaw(points), _yaw(target_points)
+    if abs(-source_yaw - target_yaw) + MIRROR_YAW_GAIN > abs(source_yaw - target_yaw):
+        return source, points
+    flipped = points.copy()
+    flipped[:, 0] = source.shape[1] - 1 - flipped[:, 0]
+    return source[:, ::-1], flipped[MIRROR_68]
+
+
+def _source_patch(
+    source: np.ndarray, points: np.ndarray, target_points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The source face's square, its landmarks in it, and how much the warp still enlarges it.
+
+    A source face larger than the target face is area-downscaled to the target's size first. Where the
+    square reaches outside the photo, the face's other side is mirrored in (:func:`_complete_by_symmetry`).
+    """
+    import cv2
+
+    factor = _face_size(target_points) / _face_size(points)
+    box = _region_around(points)
+    scale = factor if factor < 0.8 else 1.0
+    patch = _crop_mirrored(source, box, scale)
+    local = _to_work(points - (box.x0, box.y0), scale)
+    height, width = source.shape[:2]
+    if box.x0 < 0 or box.y0 < 0 or box.x1 > width or box.y1 > height:
+        inside = np.zeros((box.height, box.width), dtype=np.uint8)
+        inside[max(0, -box.y0) : height - box.y0, max(0, -box.x0) : width - box.x0] = 255
+        inside = cv2.resize(inside, (patch.shape[1], patch.shape[0]), interpolation=cv2.INTER_NEAREST)
+        patch = _complete_by_symmetry(patch, local, inside)
+    return patch, local, factor / scale
+
+
+def _complete_by_symmetry(patch: np.ndarray, points: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Fill the part of ``patch`` outside the photo (``inside`` == 0) with the face's mirror image.
+
+    The mirror is the affine map that best sends each landmark to its left/right partner (a reflection
+    about the face's own midline), so a cheek cut off by the photo's edge is replaced by the other cheek,
+    not by a copy of the photo's edge with a second eye in it. Where the mirrored spot is outside the
+    photo too, the edge reflection stays.
+    """
+    import cv2
+
+    reflection, _ = cv2.estimateAffine2D(points.astype(np.float32), points[MIRROR_68].astype(np.float32))
+    if reflection is None:
+        return patch
+    size = (patch.shape[1], patch.shape[0])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    mirrored = cv2.warpAffine(patch, reflection, size, flags=flags, borderMode=cv2.BORDER_REFLECT_101)
+    mirrored_inside = cv2.warpAffine(inside, reflection, size, flags=flags, borderValue=0)
+    use = (inside < 128) & (mirrored_inside >= 128)
+    completed = patch.copy()
+    completed[use] = mirrored[use]
+    return completed
+
+
+def _with_forehead(points: np.ndarray) -> np.ndarray:
+    """The warp's points: landmarks 0–59, then ten forehead points at 60–69 (the brows lifted along the
+    face's own chin-to-brow direction)."""
+    brows = points[BROWS]
+    up = brows.mean(axis=0) - points[8]
+    return np.vstack([points[WARP_POINTS], brows + FOREHEAD_LIFT * up])
+
+
+def _outline(warp_points: np.ndarray) -> np.ndarray:
+    """The mask's outline: jaw (0–16) and forehead points (60–69) of a :func:`_with_forehead` array."""
+    return np.vstack([warp_points[JAW], warp_points[60:70]])
+
+
+def _merge_close(dst: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop target points within MERGE_PX of an earlier one, with their source partners."""
+    keep: list[int] = []
+    for index, point in enumerate(dst):
+        if all(np.hypot(*(point - dst[k])) >= MERGE_PX for k in keep):
+            keep.append(index)
+    return dst[keep], src[keep]
+
+
+def _border_points(width: int, height: int, per_side: int = 4) -> np.ndarray:
+    steps = np.linspace(0.0, 1.0, per_side + 1)[:-1]
+    w, h = float(width - 1), float(height - 1)
+    top = [(s * w, 0.0) for s in steps]
+    right = [(w, s * h) for s in steps]
+    bottom = [(w - s * w, h) for s in steps]
+    left = [(0.0, h - s * h) for s in steps]
+    return np.array(top + right + bottom + left, dtype=np.float64)
+
+
+def _signed_areas(points: np.ndarray, simplices: np.ndarray) -> np.ndarray:
+    a, b, c = points[simplices[:, 0]], points[simplices[:, 1]], points[simplices[:, 2]]
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+
+
+def _unfold(
+    src: np.ndarray, dst: np.ndarray, simplices: np.ndarray, predicted: np.ndarray, fixed: int
+) -> np.ndarray:
+    """Source points such that every triangle keeps the target's orientation (no fold-over).
+
+    Vertices of a folded or collapsed triangle fall back to where the global similarity transform puts
+    them (``predicted``), repeated until nothing folds. The last ``fixed`` points are never moved.
+    """
+    src = src.copy()
+    dst_area = _signed_areas(dst, simplices)
+    movable = np.arange(len(src)) < len(src) - fixed
+    for _ in range(8):
+        src_area = _signed_areas(src, simplices)
+        folded = (np.sign(src_area) != np.sign(dst_area)) | (np.abs(src_area) < 1e-3 * np.abs(dst_area))
+        folded &= np.abs(dst_area) > 1e-9
+        vertices = np.unique(simplices[folded])
+        vertices = vertices[movable[vertices] & np.any(src[vertices] != predicted[vertices], axis=1)]
+        if len(vertices) == 0:
+            break
+        src[vertices] = predicted[vertices]
+    return src
+
+
+def _warp_piecewise_affine(
+    src_image: np.ndarray, src: np.ndarray, dst: np.ndarray, size: tuple[int, int], *, smooth: bool = False
+) -> np.ndarray:
+    """Warp ``src_image`` so that points ``src`` land on ``dst``; the output is ``size`` = (width, height).
+
+    Beyond the landmarks the warp follows the best similarity transform (border points are mapped through
+    it), so every output pixel is covered. ``smooth`` samples bicubically (for an enlarged source).
+    """
+    import cv2
+    from scipy.spatial import Delaunay
+
+    width, height = size
+    dst, src = _merge_close(dst, src)
+    similarity, _ = cv2.estimateAffinePartial2D(dst.astype(np.float32), src.astype(np.float32))
+    if similarity is None:
+        raise BadInput("the face landmarks are degenerate (all in one place); cannot warp")
+    border = _border_points(width, height)
+    dst_all = np.vstack([dst, border])
+    predicted = dst_all @ similarity[:, :2].T + similarity[:, 2]
+    src_all = np.vstack([src, predicted[len(dst) :]])
+    simplices = Delaunay(dst_all).simplices
+    src_all = _unfold(src_all, dst_all, simplices, predicted, fixed=len(border))
+
+    # Which triangle owns each pixel (-1: none), and each triangle's affine map target → source.
+    owner = np.full((height, width), -1, dtype=np.int32)
+    affines = np.zeros((len(simplices), 2, 3), dtype=np.float64)
+    for number, corners in enumerate(simplices):
+        dst_triangle = np.column_stack([dst_all[corners], np.ones(3)])
+        if abs(np.linalg.det(dst_triangle)) < 1e-6:
+            continue
+        affines[number] = np.linalg.solve(dst_triangle, src_all[corners]).T
+        cv2.fillConvexPoly(owner, np.round(dst_all[corners] * 16).astype(np.int32), number, cv2.LINE_8, 4)
+    uncovered = owner < 0
+    affines = np.vstack([affines, similarity[None]]).astype(np.float32)
+    owner[uncovered] = len(affines) - 1
+    xs = np.arange(width, dtype=np.float32)[None, :]
+    ys = np.arange(height, dtype=np.float32)[:, None]
+    map_x = affines[:, 0, 0][owner] * xs + affines[:, 0, 1][owner] * ys + affines[:, 0, 2][owner]
+    map_y = affines[:, 1, 0][owner] * xs + affines[:, 1, 1][owner] * ys + affines[:, 1, 2][owner]
+    interpolation = cv2.INTER_CUBIC if smooth else cv2.INTER_LINEAR
+    return cv2.remap(src_image, map_x, map_y, interpolation, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def _hull_mask(outline: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    mask = np.zeros(shape, dtype=np.uint8)
+    hull = cv2.convexHull(np.round(outline * 16).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, 255, cv2.LINE_8, 4)
+    return mask
+
+
+def _face_mask(warp_points: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha, core): the feathered mask and its inner part, from the distance to the hull's edge.
+
+    ``core`` is the hull eroded by 6 % of the face size; ``alpha`` rises smoothly from exactly 0 on the
+    hull's edge (and outside it) to 0.5 at the core's edge and 1 at twice that depth.
+    """
+    import cv2
+
+    mask = _hull_mask(_outline(warp_points), shape)
+    radius = max(2.0, 0.06 * _face_size(warp_points))
+    depth = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
+    ramp = np.clip(depth / (2.0 * radius), 0.0, 1.0)
+    alpha = ramp * ramp * (3.0 - 2.0 * ramp)
+    alpha[mask == 0] = 0.0
+    return alpha.astype(np.float32), depth > radius
+
+
+# -- colour -----------------------------------------------------------------------------------------
+
+
+def _to_lab(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+
+
+def _from_lab(lab: np.ndarray) -> np.ndarray:
+    import cv2
+
+    rgb = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_LAB2RGB)
+    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _skin_mask(points: np.ndarray, core: np.ndarray) -> np.ndarray:
+    import cv2
+
+    mask = np.zeros(core.shape, dtype=np.uint8)
+    cv2.fillPoly(mask, [np.round(points[SKIN_OUTLINE] * 16).astype(np.int32)], 255, cv2.LINE_8, 4)
+    skin = (mask > 0) & core
+    return skin if skin.sum() >= 50 else core
+
+
+def _match_colour(warped: np.ndarray, target: np.ndarray, core: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The warped source with its CIELAB colour moved to the target's, measured on the skin of both.
+
+    Lightness: a tone curve (:func:`_lightness_curve`). Chroma: scaled to the target skin's mean; a
+    greyscale source takes the target's own smoothed chroma; a greyscale target makes the face greyscale.
+    """
+    import cv2
+
+    src_lab, dst_lab = _to_lab(warped), _to_lab(target)
+    skin = _skin_mask(points, core)
+    src_skin, dst_skin = src_lab[skin], dst_lab[skin]
+    out = np.empty_like(src_lab)
+    out[..., 0] = _lightness_curve(src_skin[:, 0], dst_skin[:, 0])(src_lab[..., 0])
+    if src_lab[core][:, 1:].std(axis=0).max() < GREY_CHROMA_STD:
+        # No colour to transfer: use the target's own chroma, smoothed so its texture does not show.
+        sigma = max(1.0, 0.03 * _face_size(points))
+        out[..., 1] = cv2.GaussianBlur(dst_lab[..., 1], (0, 0), sigma)
+        out[..., 2] = cv2.GaussianBlur(dst_lab[..., 2], (0, 0), sigma)
+    else:
+        src_mean, dst_mean = src_skin.mean(axis=0), dst_skin.mean(axis=0)
+        for channel in (1, 2):
+            if src_mean[channel] > 3.0 and dst_mean[channel] >= 0.0:
+                # Scale, do not shift: neutral whites (teeth, eyes) stay neutral instead of turning cyan.
+                gain = np.clip(dst_mean[channel] / src_mean[channel], 0.0, 2.5)
+                out[..., channel] = src_lab[..., channel] * gain
+            else:
+                out[..., channel] = src_lab[..., channel] - src_mean[channel] + dst_mean[channel]
+    return _from_lab(out)
+
+
+def _lightness_curve(source: np.ndarray, target: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A monotone tone curve taking the source skin's 5th/50th/95th L* percentiles to the target's.
+
+    Two linear pieces (shadows, highlights), each slope kept within 0.5–2, extended beyond the
+    percentiles and rolled off softly at both ends. A photo exposed much darker than the other is mapped
+    as a whole (its highlights compress) instead of shifted until its highlights burn out to flat white.
+    """
+    src_q = np.percentile(source, [5, 50, 95])
+    dst_q = np.percentile(target, [5, 50, 95])
+    low_slope = np.clip((dst_q[1] - dst_q[0]) / max(src_q[1] - src_q[0], 1e-3), 0.5, 2.0)
+    high_slope = np.clip((dst_q[2] - dst_q[1]) / max(src_q[2] - src_q[1], 1e-3), 0.5, 2.0)
+
+    def curve(lightness: np.ndarray) -> np.ndarray:
+        offset = lightness - src_q[1]
+        mapped = dst_q[1] + np.where(offset < 0, offset * low_slope, offset * high_slope)
+        return _soft_limit(mapped.astype(np.float32))
+
+    return curve
+
+
+def _soft_limit(lightness: np.ndarray, low: float = 10.0, high: float = 90.0) -> np.ndarray:
+    """Squeeze L* values beyond ``low``/``high`` smoothly into 0..100 instead of clipping them."""
+    out = lightness.copy()
+    above, below = lightness > high, lightness < low
+    out[above] = high + (100.0 - high) * np.tanh((lightness[above] - high) / (100.0 - high))
+    out[below] = low - low * np.tanh((low - lightness[below]) / low)
+    return out
+
+
+# -- blending ---------------------------------------------------------------------------------------
+
+
+def _poisson_blend(face: np.ndarray, target: np.ndarray, core: np.ndarray) -> np.ndarray:
+    """``cv2.seamlessClone`` of ``face`` into ``target`` over ``core`` (same-size arrays, exact alignment)."""
+    import cv2
+
+    mask = core.astype(np.uint8) * 255
+    mask[[0, -1], :] = 0  # seamlessClone needs the mask clear of the array border
+    mask[:, [0, -1]] = 0
+    x, y, w, h = cv2.boundingRect(mask)
+    if w < 3 or h < 3:
+        return target.copy()
+    # With same-size arrays this centre puts the source exactly where it is (checked on noise images).
+    return cv2.seamlessClone(face, target, mask, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
+
+
+def _pyramid_blend(face: np.ndarray, target: np.ndarray, alpha: np.ndarray, levels: int = 5) -> np.ndarray:
+    """Laplacian-pyramid blend of ``face`` over ``target`` with weights ``alpha``."""
+    import cv2
+
+    levels = max(1, min(levels, int(np.log2(max(2, min(alpha.shape)))) - 3))
+    gauss_a, gauss_b = [face.astype(np.float32)], [target.astype(np.float32)]
+    weights = [alpha.astype(np.float32)]
+    for _ in range(levels):
+        gauss_a.append(cv2.pyrDown(gauss_a[-1]))
+        gauss_b.append(cv2.pyrDown(gauss_b[-1]))
+        weights.append(cv2.pyrDown(weights[-1]))
+    blended = gauss_a[levels] * weights[levels][..., None] + gauss_b[levels] * (
+        1.0 - weights[levels][..., None]
+    )
+    for level in range(levels - 1, -1, -1):
+        size = (gauss_a[level].shape[1], gauss_a[level].shape[0])
+        lap_a = gauss_a[level] - cv2.pyrUp(gauss_a[level + 1], dstsize=size)
+        lap_b = gauss_b[level] - cv2.pyrUp(gauss_b[level + 1], dstsize=size)
+        weight = weights[level][..., None]
+        blended = cv2.pyrUp(blended, dstsize=size) + lap_a * weight + lap_b * (1.0 - weight)
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def _compose(
+    target: np.ndarray, blended: np.ndarray, alpha: np.ndarray, region: _Box, outline: np.ndarray
+) -> np.ndarray:
+    """A copy of ``target`` with ``blended`` feathered in by ``alpha`` over the in-image part of ``region``.
+
+    ``blended`` and ``alpha`` may be at a reduced working size; they are brought to the region's size and
+    ``alpha`` is cut to the full-resolution hull of ``outline`` (region coordinates), so pixels outside the
+    hull stay exactly as they were.
+    """
+    import cv2
+
+    if blended.shape[:2] != (region.height, region.width):
+        size = (region.width, region.height)
+        blended = cv2.resize(blended, size, interpolation=cv2.INTER_CUBIC)
+        alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_LINEAR)
+        alpha[_hull_mask(outline, alpha.shape) == 0] = 0.0
+    height, width = target.shape[:2]
+    result = target.copy()
+    # Only the part of the region where alpha > 0 and inside the image changes.
+    bx, by, bw, bh = cv2.boundingRect((alpha > 0).astype(np.uint8))
+    x0, y0 = max(region.x0 + bx, 0), max(region.y0 + by, 0)
+    x1, y1 = min(region.x0 + bx + bw, width), min(region.y0 + by + bh, height)
+    for top in range(y0, y1, 512):  # strips of rows: bounded float temporaries on very large faces
+        bottom = min(y1, top + 512)
+        inner = (slice(top - region.y0, bottom - region.y0), slice(x0 - region.x0, x1 - region.x0))
+        weight = alpha[inner][..., None]
+        picture = result[top:bottom, x0:x1]
+        mixed = blended[inner].astype(np.float32) * weight + picture.astype(np.float32) * (1.0 - weight)
+        picture[...] = np.where(weight > 0, np.clip(mixed + 0.5, 0, 255).astype(np.uint8), picture)
+    return result

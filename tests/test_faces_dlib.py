@@ -1,0 +1,240 @@
+"""The embedded dlib backend on real photos: detection, order, landmarks, embeddings, size limits."""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from likeness.errors import BadInput, UsageError
+from likeness.faces.backends import load_analyzer
+from likeness.faces.dlib_backend import DlibAnalyzer
+from likeness.faces.types import Analyzer
+from likeness.media.image import load_image
+from likeness.models import model
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> DlibAnalyzer:
+    return DlibAnalyzer()
+
+
+def faces_in(analyzer: DlibAnalyzer, path: Path):
+    return analyzer.analyze(load_image(path).pixels)
+
+
+@pytest.fixture(scope="module")
+def references(analyzer: DlibAnalyzer, faces_dir: Path) -> dict[str, np.ndarray]:
+    return {
+        name: faces_in(analyzer, faces_dir / name / "1.jpg")[0].embedding
+        for name in ("obama", "biden", "kit_harington", "rose_leslie")
+    }
+
+
+def test_load_analyzer_by_name(analyzer: DlibAnalyzer) -> None:
+    loaded = load_analyzer("dlib")
+    assert isinstance(loaded, DlibAnalyzer)
+    assert isinstance(loaded, Analyzer)
+    assert loaded.name == "dlib" and loaded.embedding_space == "dlib_resnet_v1"
+    with pytest.raises(UsageError, match="insightface"):
+        load_analyzer("insightface")
+    with pytest.raises(UsageError, match="unknown face backend"):
+        load_analyzer("opencv")
+
+
+def test_describe_names_models_and_hashes(analyzer: DlibAnalyzer) -> None:
+    described = analyzer.describe()
+    assert all(isinstance(value, str) for value in described.values())
+    assert described["embedding_space"] == "dlib_resnet_v1"
+    for key, name in (
+        ("landmarks_68", "dlib_landmarks_68"),
+        ("landmarks_5", "dlib_landmarks_5"),
+        ("recognition", "dlib_resnet_v1"),
+    ):
+        entry = model(name)
+        assert entry.filename in described[key] and entry.sha256[:12] in described[key]
+
+
+@pytest.mark.parametrize(
+    "photo",
+    [
+        "obama/1.jpg",  # 910×1137 portrait
+        "biden/2.jpg",  # 1200×1200
+        "kit_harington/2.jpg",  # small image, head turned
+        "alex_lacamoire/1.png",  # PNG, 424×394: scanned with upsampling
+        "John_Salley/1.jpg",  # 150×150 face chip
+        "deepface_person_01/2.jpg",  # 2500×1728: detected on a downscaled copy
+        "_hard/obama_240p_small.jpg",  # 62 px face in a 427×240 frame
+    ],
+)
+def test_one_face_in_solo_photos(analyzer: DlibAnalyzer, faces_dir: Path, photo: str) -> None:
+    pixels = load_image(faces_dir / photo).pixels
+    faces = analyzer.analyze(pixels)
+    assert len(faces) == 1
+    face = faces[0]
+    left, top, right, bottom = face.box
+    assert 0 <= left < right < pixels.shape[1] and 0 <= top < bottom < pixels.shape[0]
+    assert face.landmarks.shape == (68, 2) and face.landmarks5.shape == (5, 2)
+    assert face.embedding.shape == (128,) and face.embedding.dtype == np.float32
+    assert np.isfinite(face.embedding).all() and face.score > 0
+    assert face.embedding_space == "dlib_resnet_v1"
+    # The eyes (landmarks 36–47) lie inside the detected box.
+    eyes = face.landmarks[36:48]
+    assert (eyes[:, 0] > left).all() and (eyes[:, 0] < right).all()
+    assert (eyes[:, 1] > top).all() and (eyes[:, 1] < bottom).all()
+
+
+@pytest.mark.parametrize(
+    ("photo", "count"),
+    [
+        ("_multi/t1.jpg", 6),
+        ("_multi/two_people.jpg", 2),
+        ("_multi/kit_with_rose.jpg", 2),
+        ("_multi/voc_2008_002506.jpg", 3),
+        ("_multi/obama_and_biden.jpg", 3),
+    ],
+)
+def test_group_photos_left_to_right(analyzer: DlibAnalyzer, faces_dir: Path, photo: str, count: int) -> None:
+    faces = faces_in(analyzer, faces_dir / photo)
+    assert len(faces) == count
+    centres = [face.center_x for face in faces]
+    assert centres == sorted(centres)
+    boxes = {face.box for face in faces}
+    assert len(boxes) == count  # no duplicate detections
+
+
+@pytest.mark.parametrize(
+    ("photo", "expected"),
+    [
+        ("_multi/two_people.jpg", ["obama", "biden", None]),
+        ("_multi/obama_and_biden.jpg", ["biden", "obama", None]),
+        ("_multi/kit_with_rose.jpg", ["rose_leslie", "kit_harington", None]),
+    ],
+)
+def test_group_faces_are_who_stands_there(
+    analyzer: DlibAnalyzer, faces_dir: Path, references: dict[str, np.ndarray], photo: str, expected
+) -> None:
+    """Order and embeddings together: each known person is found at their place from the left."""
+    faces = faces_in(analyzer, faces_dir / photo)
+    for face, who in zip(faces, expected, strict=False):
+        nearest, distance = min(
+            ((name, analyzer.distance(face.embedding, ref)) for name, ref in references.items()),
+            key=lambda item: item[1],
+        )
+        if who is None:
+            assert distance > 0.6  # a bystander matches nobody enrolled here
+        else:
+            assert nearest == who and distance < 0.5
+
+
+def test_no_faces_in_photos_without_people(analyzer: DlibAnalyzer, faces_dir: Path) -> None:
+    photos = sorted((faces_dir / "_noface").iterdir())
+    assert len(photos) >= 8
+    found = {photo.name: len(faces_in(analyzer, photo)) for photo in photos}
+    assert found == dict.fromkeys(found, 0)
+
+
+def test_tiny_faces_are_skipped_and_counted(analyzer: DlibAnalyzer, faces_dir: Path) -> None:
+    # Seven annotated faces of about 37 px: found (with upsampling) but under the 40 px minimum.
+    analysis = analyzer.analyze_detailed(load_image(faces_dir / "_multi/voc_2008_004176.jpg").pixels)
+    assert analysis.upsample == 1
+    assert analysis.faces == []
+    assert len(analysis.skipped) == 7
+    assert all("minimum" in skipped.reason for skipped in analysis.skipped)
+    # With the minimum lowered they become faces: the skip is a decision, not a miss.
+    lenient = DlibAnalyzer(min_face=30)
+    assert len(lenient.analyze(load_image(faces_dir / "_multi/voc_2008_004176.jpg").pixels)) == 7
+
+
+def test_small_face_embedding_matches_the_large_one(analyzer: DlibAnalyzer, faces_dir: Path) -> None:
+    small = faces_in(analyzer, faces_dir / "_hard/obama_240p_small.jpg")[0]
+    large = faces_in(analyzer, faces_dir / "obama/1.jpg")[0]
+    assert small.size < 80 < large.size
+    assert analyzer.distance(small.embedding, large.embedding) < 0.3
+
+
+def test_exif_rotated_photo_is_analyzed_upright(
+    analyzer: DlibAnalyzer, faces_dir: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    sideways = Image.open(faces_dir / "obama/1.jpg").convert("RGB").rotate(90, expand=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    sideways.save(tmp_path / "tagged.jpg", exif=exif.tobytes(), quality=92)
+    sideways.save(tmp_path / "untagged.jpg", quality=92)
+
+    upright = faces_in(analyzer, tmp_path / "tagged.jpg")
+    assert len(upright) == 1
+    original = faces_in(analyzer, faces_dir / "obama/1.jpg")[0]
+    assert analyzer.distance(upright[0].embedding, original.embedding) < 0.15
+    # Without the tag the face lies on its side, which the frontal HOG detector does not find.
+    assert faces_in(analyzer, tmp_path / "untagged.jpg") == []
+
+
+def test_genuine_pairs_are_closer_than_impostor_pairs(analyzer: DlibAnalyzer, faces_dir: Path) -> None:
+    people = ["obama", "biden", "kit_harington", "alex_lacamoire", "John_Simm", "deepface_person_03"]
+    embeddings = []
+    for person in people:
+        for photo in sorted((faces_dir / person).iterdir())[:3]:
+            embeddings.append((person, faces_in(analyzer, photo)[0].embedding))
+    genuine, impostor = [], []
+    for (who_a, a), (who_b, b) in itertools.combinations(embeddings, 2):
+        (genuine if who_a == who_b else impostor).append(analyzer.distance(a, b))
+    assert len(genuine) >= 12 and len(impostor) >= 100
+    assert max(genuine) < min(impostor)
+    assert max(genuine) < 0.6 < min(impostor)
+
+
+def test_distance_is_euclidean_and_checks_lengths(analyzer: DlibAnalyzer) -> None:
+    a, b = np.zeros(128, dtype=np.float32), np.zeros(128, dtype=np.float32)
+    b[0], b[1] = 0.3, 0.4
+    assert analyzer.distance(a, b) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="different lengths"):
+        analyzer.distance(a, np.zeros(512))
+
+
+def test_bad_arrays_are_refused(analyzer: DlibAnalyzer) -> None:
+    with pytest.raises(BadInput, match="H×W×3 uint8"):
+        analyzer.analyze(np.zeros((100, 100), dtype=np.uint8))
+    with pytest.raises(BadInput, match="H×W×3 uint8"):
+        analyzer.analyze(np.zeros((100, 100, 3), dtype=np.float32))
+    with pytest.raises(BadInput, match="too small"):
+        analyzer.analyze(np.zeros((8, 8, 3), dtype=np.uint8))
+
+
+def _status_bytes(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak RSS from /proc")
+def test_sixty_megapixels_with_bounded_memory(analyzer: DlibAnalyzer, faces_dir: Path) -> None:
+    import cv2
+
+    original = load_image(faces_dir / "biden/2.jpg").pixels  # 1200×1200
+    reference = analyzer.analyze(original)[0]
+    big = cv2.resize(original, None, fx=6.5, fy=6.5, interpolation=cv2.INTER_LINEAR)  # 7800×7800
+    assert big.shape[0] * big.shape[1] > 60_000_000
+    gc.collect()
+    before = _status_bytes("VmRSS:")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark to the current RSS
+    analysis = analyzer.analyze_detailed(big)
+    growth = _status_bytes("VmHWM:") - before
+
+    # Detection ran on a copy of at most 2048 px; landmarks and embedding read the full pixels in
+    # place. A single extra full-size copy (183 MB) would break this bound; measured: about 74 MB.
+    assert growth < 0.8 * big.nbytes, f"peak RSS grew by {growth / 1e6:.0f} MB"
+    assert analysis.detect_scale < 0.3
+    assert len(analysis.faces) == 1
+    face = analysis.faces[0]
+    expected = np.array(reference.box) * 6.5
+    assert np.abs(np.array(face.box) - expected).max() < 0.05 * face.size
+    assert analyzer.distance(face.embedding, reference.embedding) < 0.1

@@ -1,0 +1,290 @@
+"""The classical swapper on real photos: only the face changes, no holes or flat patches, colour is
+matched, and the face really becomes the source person's (judged by the dlib embedding).
+
+No output is written anywhere: these photos' subjects did not consent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from likeness.errors import BadInput, UsageError
+from likeness.faces.dlib_backend import DlibAnalyzer
+from likeness.faces.types import Face
+from likeness.media.image import load_image
+from likeness.swap import classical
+from likeness.swap.backends import load_swapper
+from likeness.swap.classical import ClassicalSwapper
+from likeness.swap.types import Swapper
+
+DEMO = Path(__file__).resolve().parents[1] / "src" / "likeness" / "demo_assets"
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> DlibAnalyzer:
+    return DlibAnalyzer()
+
+
+@pytest.fixture(scope="module")
+def photo(faces_dir: Path, analyzer: DlibAnalyzer):
+    """``photo(name)`` → (pixels, faces left to right); ``demo/…`` names a bundled portrait."""
+    cache: dict[str, tuple[np.ndarray, list[Face]]] = {}
+
+    def load(name: str) -> tuple[np.ndarray, list[Face]]:
+        if name not in cache:
+            path = DEMO / name.removeprefix("demo/") if name.startswith("demo/") else faces_dir / name
+            pixels = load_image(path).pixels
+            cache[name] = (pixels, analyzer.analyze(pixels))
+        return cache[name]
+
+    return load
+
+
+def hull_mask(face: Face, shape: tuple[int, ...]) -> np.ndarray:
+    """The swap's documented mask outline (jaw + forehead points), filled, in image coordinates."""
+    outline = classical._outline(classical._with_forehead(face.landmarks.astype(np.float64)))
+    return classical._hull_mask(outline, shape[:2]) > 0
+
+
+def inner_face(face: Face, shape: tuple[int, ...]) -> np.ndarray:
+    from scipy.ndimage import binary_erosion
+
+    return binary_erosion(hull_mask(face, shape), iterations=max(2, face.size // 10))
+
+
+def flat_fraction(pixels: np.ndarray, face: Face) -> float:
+    """Share of the inner face whose 9×9 neighbourhood is practically uniform (std < 1 grey level),
+    measured with large faces scaled down to 250 px so that enlarged sources compare alike."""
+    import cv2
+
+    inner = inner_face(face, pixels.shape)
+    x, y, w, h = cv2.boundingRect(inner.astype(np.uint8))
+    scale = min(1.0, 250.0 / face.size)
+    crop = cv2.resize(pixels[y : y + h, x : x + w], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    size = (crop.shape[1], crop.shape[0])
+    region = (
+        cv2.resize(inner[y : y + h, x : x + w].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    )
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    mean = cv2.blur(grey, (9, 9))
+    spread = np.sqrt(np.maximum(cv2.blur(grey * grey, (9, 9)) - mean * mean, 0.0))
+    return float((spread[region] < 1.0).mean())
+
+
+def chroma(pixels: np.ndarray, region: np.ndarray) -> float:
+    import cv2
+
+    lab = cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB).astype(np.float32)
+    return float(np.hypot(lab[..., 1] - 128, lab[..., 2] - 128)[region].mean())
+
+
+def redness_correlation(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+    """Correlation of the CIELAB a* (green–red) channels of ``a`` and ``b`` over ``region``."""
+    import cv2
+
+    red_a = cv2.cvtColor(a, cv2.COLOR_RGB2LAB)[..., 1][region].astype(np.float64)
+    red_b = cv2.cvtColor(b, cv2.COLOR_RGB2LAB)[..., 1][region].astype(np.float64)
+    return float(np.corrcoef(red_a, red_b)[0, 1])
+
+
+def swapped_face(analyzer: DlibAnalyzer, pixels: np.ndarray, where: Face) -> Face:
+    """The face found in ``pixels`` at the place of ``where``."""
+    faces = [f for f in analyzer.analyze(pixels) if abs(f.center_x - where.center_x) < where.size / 2]
+    assert len(faces) == 1, "the swapped face is no longer found as one face"
+    return faces[0]
+
+
+def check_swap(
+    analyzer: DlibAnalyzer,
+    swapper: ClassicalSwapper,
+    target: np.ndarray,
+    target_face: Face,
+    source: np.ndarray,
+    source_face: Face,
+    *,
+    max_flat: float = 0.01,
+) -> np.ndarray:
+    """Swap and check what must hold for every swap; return the output."""
+    target_before, source_before = target.copy(), source.copy()
+    out = swapper.swap(target, target_face, source, source_face)
+    assert np.array_equal(target, target_before) and np.array_equal(source, source_before)
+    assert out.shape == target.shape and out.dtype == np.uint8 and out is not target
+
+    hull = hull_mask(target_face, target.shape)
+    changed = np.any(out != target, axis=2)
+    assert not (changed & ~hull).any(), "pixels outside the face mask changed"
+    inner = inner_face(target_face, target.shape)
+    assert np.abs(out.astype(np.int16) - target)[inner].mean() > 10, "the face region hardly changed"
+    # Old, soft photos have smooth skin of their own: the swap may keep that, but not add flat patches.
+    allowed = max(max_flat, 2 * flat_fraction(target, target_face), 2 * flat_fraction(source, source_face))
+    assert flat_fraction(out, target_face) <= allowed, "flat patches in the face"
+    return out
+
+
+def check_identity_moved(
+    analyzer: DlibAnalyzer, out: np.ndarray, target_face: Face, source_face: Face, *, by: float
+) -> None:
+    """The swapped face is nearer the source person than the target's own face was, by ``by``."""
+    new = swapped_face(analyzer, out, target_face)
+    before = analyzer.distance(target_face.embedding, source_face.embedding)
+    after = analyzer.distance(new.embedding, source_face.embedding)
+    assert after < before - by, f"distance to the source went {before:.3f} → {after:.3f}"
+    assert after < analyzer.distance(new.embedding, target_face.embedding)
+
+
+def test_loader_and_protocol() -> None:
+    swapper = load_swapper("dlib")
+    assert isinstance(swapper, ClassicalSwapper) and isinstance(swapper, Swapper)
+    assert swapper.name == "classical"
+    assert all(isinstance(value, str) for value in swapper.describe().values())
+    assert isinstance(load_swapper("classical"), ClassicalSwapper)
+    with pytest.raises(UsageError, match="not available"):
+        load_swapper("insightface")
+    with pytest.raises(UsageError, match="unknown"):
+        load_swapper("deepfacelab")
+    with pytest.raises(UsageError, match="unknown blend"):
+        ClassicalSwapper(blend="alpha")
+
+
+@pytest.mark.parametrize(
+    ("source_name", "target_name", "blend", "by"),
+    [
+        ("obama/1.jpg", "biden/2.jpg", "pyramid", 0.3),
+        ("obama/1.jpg", "biden/2.jpg", "poisson", 0.3),
+        ("biden/1.jpg", "obama/4.jpg", "pyramid", 0.2),
+        ("demo/lincoln_1.jpg", "demo/darwin_1.jpg", "pyramid", 0.1),
+        ("kit_harington/2.jpg", "obama/4.jpg", "pyramid", 0.2),  # turned the other way: mirrored
+    ],
+)
+def test_swap_changes_only_the_face_into_the_source_person(
+    analyzer: DlibAnalyzer, photo, source_name: str, target_name: str, blend: str, by: float
+) -> None:
+    source, (source_face,) = photo(source_name)
+    target, (target_face,) = photo(target_name)
+    out = check_swap(analyzer, ClassicalSwapper(blend=blend), target, target_face, source, source_face)
+    check_identity_moved(analyzer, out, target_face, source_face, by=by)
+
+
+def test_greyscale_source_takes_the_target_skin_colour(analyzer: DlibAnalyzer, photo) -> None:
+    source, (source_face,) = photo("demo/lincoln_1.jpg")
+    target, (target_face,) = photo("biden/2.jpg")
+    out = check_swap(analyzer, ClassicalSwapper(), target, target_face, source, source_face)
+    inner = inner_face(target_face, target.shape)
+    assert chroma(source, hull_mask(source_face, source.shape)) < 1.0  # really greyscale
+    assert chroma(out, inner) == pytest.approx(chroma(target, inner), rel=0.25)
+    # Not one flat skin tone: redder lips and cheeks where the target has them.
+    assert redness_correlation(out, target, inner) > 0.5
+    check_identity_moved(analyzer, out, target_face, source_face, by=0.1)
+
+
+def test_colour_source_on_a_greyscale_target_stays_greyscale(analyzer: DlibAnalyzer, photo) -> None:
+    source, (source_face,) = photo("obama/1.jpg")
+    target, (target_face,) = photo("demo/darwin_1.jpg")
+    out = check_swap(analyzer, ClassicalSwapper(), target, target_face, source, source_face)
+    inner = inner_face(target_face, target.shape)
+    assert chroma(source, hull_mask(source_face, source.shape)) > 15
+    assert chroma(out, inner) < chroma(target, inner) + 2.0
+
+
+def test_source_face_cut_by_the_photo_edge(analyzer: DlibAnalyzer, photo) -> None:
+    full, (face,) = photo("obama/1.jpg")
+    cut = np.ascontiguousarray(
+        full[:, face.box[0] + (face.box[2] - face.box[0]) // 5 :]
+    )  # 20 % of the face gone
+    (source_face,) = analyzer.analyze(cut)
+    assert source_face.landmarks[:, 0].min() < 0  # the jaw is predicted outside the photo
+    target, (target_face,) = photo("biden/2.jpg")
+    # Filling the missing part with a flat colour instead measured 4–5 % flat pixels here.
+    out = check_swap(analyzer, ClassicalSwapper(), target, target_face, cut, source_face, max_flat=0.01)
+    check_identity_moved(analyzer, out, target_face, source_face, by=0.2)
+
+
+def test_target_face_cut_by_the_image_border(analyzer: DlibAnalyzer, photo) -> None:
+    source, (source_face,) = photo("biden/2.jpg")
+    target, (target_face,) = photo("_hard/obama_partial_face.jpg")
+    assert target_face.landmarks[:, 0].min() < 5 or target_face.box[0] == 0
+    out = check_swap(analyzer, ClassicalSwapper(), target, target_face, source, source_face)
+    check_identity_moved(analyzer, out, target_face, source_face, by=0.2)
+
+
+def test_source_much_larger_than_target(analyzer: DlibAnalyzer, photo) -> None:
+    source, (source_face,) = photo("deepface_person_01/2.jpg")  # 771 px face
+    target, (target_face,) = photo("kit_harington/1.jpg")  # 126 px face
+    assert source_face.size > 5 * target_face.size
+    out = check_swap(analyzer, ClassicalSwapper(), target, target_face, source, source_face)
+    check_identity_moved(analyzer, out, target_face, source_face, by=0.1)
+
+
+def test_source_much_smaller_than_target(analyzer: DlibAnalyzer, photo) -> None:
+    source, (source_face,) = photo("_hard/obama_240p_small.jpg")  # 62 px face
+    target, (target_face,) = photo("deepface_person_01/2.jpg")  # 771 px face
+    assert target_face.size > 10 * source_face.size
+    # Enlarged 12×, the face is smooth by nature: allow more low-texture area, but no holes.
+    out = check_swap(analyzer, ClassicalSwapper(), target, target_face, source, source_face, max_flat=0.1)
+    check_identity_moved(analyzer, out, target_face, source_face, by=0.1)
+
+
+def test_one_face_of_a_group_then_both(analyzer: DlibAnalyzer, photo) -> None:
+    source, (source_face,) = photo("rose_leslie/2.jpg")
+    target, faces = photo("_multi/two_people.jpg")
+    left, right = faces
+    swapper = ClassicalSwapper()
+    only_left = check_swap(analyzer, swapper, target, left, source, source_face)
+    assert np.array_equal(only_left[hull_mask(right, target.shape)], target[hull_mask(right, target.shape)])
+
+    both = swapper.swap(only_left, right, source, source_face)  # as the pipeline does for every face
+    assert np.array_equal(both[hull_mask(left, target.shape)], only_left[hull_mask(left, target.shape)])
+    check_identity_moved(analyzer, both, left, source_face, by=0.15)
+    check_identity_moved(analyzer, both, right, source_face, by=0.15)
+
+
+def test_large_target_is_processed_at_bounded_size(analyzer: DlibAnalyzer, photo) -> None:
+    import cv2
+
+    source, (source_face,) = photo("obama/1.jpg")
+    small, _ = photo("biden/2.jpg")
+    target = cv2.resize(small, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)  # 3600×3600
+    (target_face,) = analyzer.analyze(target)
+    region = classical._region_around(target_face.landmarks.astype(np.float64))
+    assert max(region.width, region.height) > classical.MAX_WORK_SIDE  # the downscaled path
+    out = check_swap(analyzer, ClassicalSwapper(), target, target_face, source, source_face)
+    check_identity_moved(analyzer, out, target_face, source_face, by=0.3)
+
+
+def test_faces_turned_too_far_are_refused_with_a_reason(photo) -> None:
+    profile, (profile_face,) = photo("_hard/profile_left.jpg")
+    frontal, (frontal_face,) = photo("obama/1.jpg")
+    swapper = ClassicalSwapper()
+    with pytest.raises(BadInput, match=r"target face .* turned too far") as refused:
+        swapper.swap(profile, profile_face, frontal, frontal_face)
+    assert "--face-index" in (refused.value.hint or "")
+    with pytest.raises(BadInput, match=r"source face .* turned too far"):
+        swapper.swap(frontal, frontal_face, profile, profile_face)
+
+
+def test_faces_without_68_landmarks_are_refused(photo) -> None:
+    target, (face,) = photo("obama/1.jpg")
+    bare = Face(
+        box=face.box,
+        landmarks=np.empty((0, 2), dtype=np.float32),
+        landmarks5=face.landmarks5,
+        embedding=face.embedding,
+        score=face.score,
+        embedding_space=face.embedding_space,
+    )
+    with pytest.raises(BadInput, match="68 finite landmarks"):
+        ClassicalSwapper().swap(target, bare, target, face)
+    with pytest.raises(BadInput, match="H×W×3 uint8"):
+        ClassicalSwapper().swap(target.astype(np.float32), face, target, face)
+
+
+def test_stage_timings_are_reported(photo) -> None:
+    source, (source_face,) = photo("obama/1.jpg")
+    target, (target_face,) = photo("biden/2.jpg")
+    timings: dict[str, float] = {}
+    ClassicalSwapper().swap(target, target_face, source, source_face, timings=timings)
+    assert list(timings) == ["regions", "warp", "mask", "colour", "blend", "compose"]
+    assert all(seconds >= 0 for seconds in timings.values())
