@@ -1,0 +1,361 @@
+"""The consent gate: every face a job involves must be an enrolled person who consented to this use.
+
+For each involved face: find the enrolled identity it matches (nearest reference within the
+threshold of the analyzer's embedding space, the runner-up identity beyond the threshold and
+farther by the margin), then find a consent of that identity that is in force now and covers
+this purpose, media kind and role. Anything else raises :class:`ConsentRefused` naming the face,
+the identity and the rule:
+
+    not_enrolled · ambiguous · no_consent · wrong_purpose · wrong_media · wrong_role
+    · revoked · not_yet_valid · expired · tampered
+
+``tampered`` means a consent row no longer matches the terms its signed grant entry in the
+ledger attests (the database was edited outside likeness); the gate trusts nothing then.
+
+When an identity has consents but none fits, the rule reported is that of the consent that came
+closest (checks run in the order purpose, media, role, revoked, not yet valid, expired), so a
+revoked film consent reads "revoked", not "wrong_purpose" because of an unrelated one.
+
+Every refusal is committed to the ledger before it is raised; a passing decision travels with
+the job and goes into the output's ledger entry (``Registry.record_output``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from likeness.consent.records import ConsentRecord, OperatingPoint
+from likeness.consent.registry import GalleryIdentity, Registry
+from likeness.errors import ConsentRefused, UsageError
+from likeness.faces.types import Analyzer, Face
+
+RULES = (
+    "not_enrolled",
+    "ambiguous",
+    "no_consent",
+    "wrong_purpose",
+    "wrong_media",
+    "wrong_role",
+    "revoked",
+    "not_yet_valid",
+    "expired",
+    "tampered",
+)
+_CONSENT_CHECKS = ("wrong_purpose", "wrong_media", "wrong_role", "revoked", "not_yet_valid", "expired")
+
+
+@dataclass(frozen=True)
+class Involvement:
+    """A face the job uses: ``role`` is ``source`` (likeness used) or ``target`` (face replaced)."""
+
+    face: Face
+    role: str
+    label: str
+    """Names the face for people, e.g. 'target face #1 in set.jpg'."""
+
+
+@dataclass(frozen=True)
+class Match:
+    label: str
+    role: str
+    identity_id: str
+    identity_name: str
+    consent_id: str
+    distance: float
+    runner_up_distance: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "role": self.role,
+            "identity_id": self.identity_id,
+            "identity_name": self.identity_name,
+            "consent_id": self.consent_id,
+            "distance": round(self.distance, 6),
+            "runner_up_distance": None
+            if self.runner_up_distance is None
+            else round(self.runner_up_distance, 6),
+        }
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Every involved face matched and covered, and how that was decided."""
+
+    matches: list[Match]
+    embedding_space: str
+    threshold: float
+    model: dict[str, str]
+    checked_at: dt.datetime
+    purpose: str = ""
+    media_kind: str = ""
+    margin: float = 0.0
+    threshold_source: str = "policy"
+    metric: str = "euclidean"
+
+    @property
+    def consent_ids(self) -> list[str]:
+        return list(dict.fromkeys(match.consent_id for match in self.matches))
+
+    def ledger_dict(self) -> dict[str, Any]:
+        """The checks as they go into the output's ledger entry (ids and numbers, no names)."""
+        return {
+            "checked_at": self.checked_at.isoformat(),
+            "media_kind": self.media_kind,
+            "embedding_space": self.embedding_space,
+            "metric": self.metric,
+            "threshold": self.threshold,
+            "margin": self.margin,
+            "threshold_source": self.threshold_source,
+            "model": dict(self.model),
+            "checks": [
+                {key: value for key, value in match.to_dict().items() if key != "identity_name"}
+                for match in self.matches
+            ],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.ledger_dict(), "purpose": self.purpose, "matches": [m.to_dict() for m in self.matches]}
+
+
+@dataclass
+class _Verdict:
+    match: Match | None = None
+    refusal: ConsentRefused | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def check_consent(
+    registry: Registry,
+    involved: Sequence[Involvement],
+    *,
+    purpose: str,
+    media_kind: str,
+    analyzer: Analyzer,
+    operator: str,
+    at: dt.datetime | None = None,
+) -> GateDecision:
+    """Match every involved face to a consenting identity, or raise ConsentRefused (logged)."""
+    if not involved:
+        raise UsageError("the consent gate was given no faces to check")
+    policy = registry.policy
+    policy.require_known("purposes", [purpose])
+    policy.require_known("media", [media_kind])
+    policy.require_known("roles", [inv.role for inv in involved])
+    checked_at = at or dt.datetime.now(dt.UTC)
+    space = analyzer.embedding_space
+    point = registry.operating_point(space)
+    gallery = registry.gallery(space)
+    model = dict(analyzer.describe())
+    context = {
+        "purpose": purpose,
+        "media_kind": media_kind,
+        "embedding_space": space,
+        "metric": point.metric,
+        "threshold": point.threshold,
+        "margin": point.margin,
+        "threshold_source": point.source,
+        "model": model,
+    }
+    matches: list[Match] = []
+    for inv in involved:
+        if inv.face.embedding_space != space:
+            raise UsageError(
+                f"{inv.label}: its embedding is in {inv.face.embedding_space!r}, the analyzer's in {space!r}"
+            )
+        verdict = _check_one(registry, inv, gallery, point, purpose, media_kind, policy.today(checked_at))
+        if verdict.refusal is not None:
+            registry.log_refusal(
+                verdict.refusal, {**context, "role": inv.role, **verdict.details}, operator=operator
+            )
+            raise verdict.refusal
+        assert verdict.match is not None
+        matches.append(verdict.match)
+    return GateDecision(
+        matches=matches,
+        embedding_space=space,
+        threshold=point.threshold,
+        model=model,
+        checked_at=checked_at,
+        purpose=purpose,
+        media_kind=media_kind,
+        margin=point.margin,
+        threshold_source=point.source,
+        metric=point.metric,
+    )
+
+
+def _identify(
+    registry: Registry, inv: Involvement, gallery: list[GalleryIdentity], point: OperatingPoint
+) -> tuple[GalleryIdentity, float, float | None] | _Verdict:
+    """The one identity this face matches (with its distance and the runner-up's), or a refusal."""
+    ranked = sorted(
+        ((float(point.distances(inv.face.embedding, entry.embeddings).min()), entry) for entry in gallery),
+        key=lambda pair: pair[0],
+    )
+    if not ranked or ranked[0][0] > point.threshold:
+        return _not_enrolled(registry, inv, ranked, point)
+    distance, best = ranked[0]
+    if len(ranked) == 1:
+        return best, distance, None
+    runner_up, other = ranked[1]
+    if runner_up > point.threshold and runner_up - distance >= point.margin:
+        return best, distance, runner_up
+    refusal = ConsentRefused(
+        f"{inv.label} matches more than one enrolled identity: {best.name!r} ({best.identity_id}, "
+        f"distance {distance:.3f}) and {other.name!r} ({other.identity_id}, distance {runner_up:.3f}); "
+        f"a match needs the runner-up beyond {point.threshold:.2f} and {point.margin:.2f} farther",
+        hint="use a clearer, frontal photo; if both enrolments are the same person, erase one",
+        face=inv.label,
+        identity_id=best.identity_id,
+        rule="ambiguous",
+    )
+    details = {
+        "distance": round(distance, 6),
+        "runner_up_distance": round(runner_up, 6),
+        "runner_up_identity_id": other.identity_id,
+    }
+    return _Verdict(refusal=refusal, details=details)
+
+
+def _check_one(
+    registry: Registry,
+    inv: Involvement,
+    gallery: list[GalleryIdentity],
+    point: OperatingPoint,
+    purpose: str,
+    media_kind: str,
+    today: dt.date,
+) -> _Verdict:
+    """Who this face is (``_identify``), then which of their consents covers the job."""
+    identified = _identify(registry, inv, gallery, point)
+    if isinstance(identified, _Verdict):
+        return identified
+    best, distance, runner_up = identified
+    details: dict[str, Any] = {
+        "distance": round(distance, 6),
+        "runner_up_distance": None if runner_up is None else round(runner_up, 6),
+    }
+    who = f"{inv.label} is {best.name!r} ({best.identity_id}, distance {distance:.3f})"
+    attested = registry.attested_consents(best.identity_id)
+    tampered = [(record, problem) for record, problem in attested if problem is not None]
+    if tampered:
+        record, problem = tampered[0]
+        refusal = ConsentRefused(
+            f"{who}; consent record {record.id} does not match the signed ledger ({problem}): "
+            "the registry was changed outside likeness",
+            hint="run `likeness audit verify`, and restore the registry from a backup",
+            face=inv.label,
+            identity_id=best.identity_id,
+            rule="tampered",
+        )
+        return _Verdict(refusal=refusal, details={**details, "consent_id": record.id})
+    consents = [record for record, _ in attested]
+    if not consents:
+        refusal = ConsentRefused(
+            f"{who}, who has no consent on record",
+            hint=f"record their consent first: likeness consent grant {best.identity_id} --purpose {purpose} "
+            f"--role {inv.role} --media {media_kind} --until YYYY-MM-DD --uses '...'",
+            face=inv.label,
+            identity_id=best.identity_id,
+            rule="no_consent",
+        )
+        return _Verdict(refusal=refusal, details=details)
+
+    def progress(record: ConsentRecord) -> tuple[int, dt.datetime]:
+        failures = (
+            purpose not in record.purposes,
+            media_kind not in record.media,
+            inv.role not in record.roles,
+            record.revoked_at is not None,
+            today < record.valid_from,
+            today > record.valid_until,
+        )
+        passed = next((n for n, failed in enumerate(failures) if failed), len(failures))
+        return passed, record.created_at
+
+    closest = max(consents, key=progress)
+    passed = progress(closest)[0]
+    if passed == len(_CONSENT_CHECKS):
+        match = Match(inv.label, inv.role, best.identity_id, best.name, closest.id, distance, runner_up)
+        return _Verdict(match=match, details=details)
+    rule = _CONSENT_CHECKS[passed]
+    reason, hint = _explain(rule, who, closest, consents, purpose, media_kind, inv.role, today)
+    refusal = ConsentRefused(reason, hint=hint, face=inv.label, identity_id=best.identity_id, rule=rule)
+    return _Verdict(refusal=refusal, details={**details, "consent_id": closest.id})
+
+
+def _not_enrolled(
+    registry: Registry, inv: Involvement, ranked: list[tuple[float, GalleryIdentity]], point: OperatingPoint
+) -> _Verdict:
+    space = point.embedding_space
+    elsewhere = {s: ids for s, ids in registry.identities_by_space().items() if s != space}
+    here = {entry.identity_id for _, entry in ranked}
+    only_elsewhere = set().union(*elsewhere.values()) - here if elsewhere else set()
+    if ranked:
+        reason = (
+            f"{inv.label}: no enrolled identity matches this face (the nearest is at distance "
+            f"{ranked[0][0]:.3f}, above the threshold {point.threshold:.2f} for {space})"
+        )
+    else:
+        reason = f"{inv.label}: no enrolled identity matches this face (no one is enrolled for {space})"
+    if only_elsewhere:
+        hint = (
+            f"{len(only_elsewhere)} identit{'y is' if len(only_elsewhere) == 1 else 'ies are'} enrolled only "
+            f"with {', '.join(sorted(elsewhere))}: re-enrol them with this backend, or use that backend"
+        )
+    else:
+        hint = "enrol the person (likeness identity add NAME --photo P) and record their consent"
+    details = {"distance": round(ranked[0][0], 6) if ranked else None, "identities_compared": len(ranked)}
+    return _Verdict(
+        refusal=ConsentRefused(reason, hint=hint, face=inv.label, identity_id=None, rule="not_enrolled"),
+        details=details,
+    )
+
+
+def _explain(
+    rule: str,
+    who: str,
+    record: ConsentRecord,
+    consents: list[ConsentRecord],
+    purpose: str,
+    media_kind: str,
+    role: str,
+    today: dt.date,
+) -> tuple[str, str]:
+    renew = f"record a new consent: likeness consent grant {record.identity_id} ..."
+    if rule == "wrong_purpose":
+        active = [c for c in consents if c.status(today) == "active"]
+        covered = sorted({p for c in (active or consents) for p in c.purposes})
+        scope = "their active consents cover" if active else "their consents (none in force) covered"
+        return (
+            f"{who}; no consent covers purpose {purpose!r}: {scope} {', '.join(covered)}",
+            f"run the job for a covered purpose, or {renew} with --purpose {purpose}",
+        )
+    if rule == "wrong_media":
+        return (
+            f"{who}; consent {record.id} covers {', '.join(record.media)} only, not {media_kind}",
+            f"{renew} with --media {media_kind}",
+        )
+    if rule == "wrong_role":
+        allowed = " or ".join(record.roles)
+        return (
+            f"{who}; consent {record.id} allows their face only as {allowed}, not as {role}",
+            f"{renew} with --role {role}",
+        )
+    if rule == "revoked":
+        why = f": {record.revoke_reason}" if record.revoke_reason else ""
+        when = f"{record.revoked_at:%Y-%m-%d}" if record.revoked_at else "?"
+        return (
+            f"{who}; consent {record.id} was revoked on {when}{why}",
+            "a revoked consent cannot be used; only the person (or their representative) can grant a new one",
+        )
+    if rule == "not_yet_valid":
+        return (
+            f"{who}; consent {record.id} is valid only from {record.valid_from}",
+            "wait, or record a new consent",
+        )
+    return (f"{who}; consent {record.id} expired on {record.valid_until}", f"ask for a renewal and {renew}")

@@ -1,0 +1,629 @@
+"""The consent registry on real photos and a real SQLite file: enrolment, consent records, policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from likeness.consent.form import render_consent_form
+from likeness.consent.policy import Policy, add_years, packaged_policy_dir
+from likeness.consent.registry import Reference, Registry
+from likeness.errors import ConsentRefused, PolicyViolation, UsageError
+from likeness.faces.backends import load_analyzer
+from likeness.home import Home
+from likeness.media.image import load_image
+
+REPO = Path(__file__).resolve().parents[1]
+TODAY = dt.datetime.now(dt.UTC).date()
+EVIDENCE = object()  # stands for "a real signed document file" in the parameter table
+USES = "face replacement of the stunt double in scenes 12-14 of the short film 'Harbour'"
+
+
+@pytest.fixture(scope="module")
+def reference(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """reference('obama/1.jpg') → a Reference from the real dlib analyzer (computed once per photo)."""
+    analyzer = load_analyzer("dlib", Home(tmp_path_factory.mktemp("models")))
+    cache: dict[str, Reference] = {}
+
+    def make(name: str) -> Reference:
+        if name not in cache:
+            picture = load_image(faces_dir / name)
+            faces = analyzer.analyze(picture.pixels)
+            assert len(faces) == 1, f"{name}: expected one face, found {len(faces)}"
+            cache[name] = Reference.from_face(faces[0], picture)
+        return cache[name]
+
+    return make
+
+
+@pytest.fixture()
+def registry(home: Home):
+    with Registry.open(home) as opened:
+        yield opened
+
+
+def enrol(registry: Registry, reference, name: str, *photos: str):
+    return registry.add_identity(name, [reference(p) for p in photos], operator="tester")
+
+
+def test_enrolment_stores_encrypted_references(registry: Registry, reference, home: Home) -> None:
+    identity = enrol(registry, reference, "Barack Obama", "obama/1.jpg", "obama/2.jpg")
+    assert identity.id.startswith("idn_") and len(identity.id) == 20
+    assert (identity.name, identity.reference_count) == ("Barack Obama", 2)
+    assert identity.embedding_spaces == ("dlib_resnet_v1",)
+    assert registry.get_identity("  barack   OBAMA ").id == identity.id
+    assert registry.get_identity(identity.id).name == "Barack Obama"
+    assert [i.id for i in registry.list_identities()] == [identity.id]
+
+    (stored,) = registry.gallery("dlib_resnet_v1")
+    np.testing.assert_array_equal(stored.embeddings[0], reference("obama/1.jpg").embedding)
+
+    raw_db = b"".join(p.read_bytes() for p in home.root.glob("registry.sqlite*"))
+    for photo in ("obama/1.jpg", "obama/2.jpg"):
+        vector = np.asarray(reference(photo).embedding, dtype="<f4").tobytes()
+        assert vector[:64] not in raw_db, "embedding stored in the clear"
+        assert reference(photo).crop_jpeg[:200] not in raw_db, "face crop stored in the clear"
+
+    from PIL import Image
+
+    crops = registry.reference_crops(identity.id)
+    assert len(crops) == 2
+    with Image.open(io.BytesIO(crops[0])) as crop:
+        assert crop.format == "JPEG" and max(crop.size) <= 400 and min(crop.size) >= 100
+        assert not crop.getexif()
+
+
+def test_unknown_identity_names_it(registry: Registry) -> None:
+    with pytest.raises(UsageError, match="idn_0000000000000000"):
+        registry.get_identity("idn_0000000000000000")
+    with pytest.raises(UsageError, match="Nobody"):
+        registry.get_identity("Nobody")
+    with pytest.raises(UsageError, match="cns_nope"):
+        registry.get_consent("cns_nope")
+
+
+def test_duplicate_name_is_refused(registry: Registry, reference) -> None:
+    enrol(registry, reference, "Joe Biden", "biden/1.jpg")
+    with pytest.raises(UsageError, match="already enrolled"):
+        enrol(registry, reference, "JOE biden", "kit_harington/1.jpg")
+
+
+def test_same_face_under_another_name_is_refused_and_logged(registry: Registry, reference) -> None:
+    first = enrol(registry, reference, "Barack Obama", "obama/1.jpg", "obama/2.jpg")
+    with pytest.raises(ConsentRefused) as refused:
+        enrol(registry, reference, "Barry O", "obama/3.jpg")
+    assert refused.value.rule == "already_enrolled"
+    assert refused.value.identity_id == first.id
+    assert "Barack Obama" in refused.value.reason
+    assert [i.name for i in registry.list_identities()] == ["Barack Obama"]
+    (entry,) = registry.ledger_entries("refusal")
+    assert entry.payload["rule"] == "already_enrolled" and entry.payload["identity_id"] == first.id
+    assert entry.payload["distance"] <= entry.payload["threshold"]
+    assert registry.verify_ledger().ok
+
+
+def test_different_people_in_one_enrolment_are_refused(registry: Registry, reference) -> None:
+    with pytest.raises(UsageError, match=r"reference photo 2 .* does not look like the others"):
+        enrol(registry, reference, "Mixed Up", "obama/1.jpg", "biden/1.jpg", "obama/2.jpg")
+    assert registry.list_identities() == []
+
+
+def test_grant_records_every_field(registry: Registry, reference, tmp_path: Path) -> None:
+    identity = enrol(registry, reference, "Kit Harington", "kit_harington/1.jpg")
+    document = tmp_path / "signed.pdf"
+    document.write_bytes(b"%PDF-1.4 signed consent of Kit Harington " + bytes(range(256)))
+    record = registry.grant(
+        identity.id,
+        purposes=["film", "film", "education"],
+        roles=["source"],
+        media=["image", "video"],
+        valid_until=add_years(TODAY, 2),
+        uses=USES,
+        operator="tester",
+        project="Harbour (2026)",
+        compensation="flat fee of 2,000 EUR per shooting day",
+        representation="Equity UK, represented by A. Agent",
+        takedown_contact="takedown@harbour.example",
+        evidence=document,
+    )
+    assert record.id.startswith("cns_")
+    assert record.purposes == ("film", "education")
+    assert (record.valid_from, record.capacity, record.grantor) == (TODAY, "self", "Kit Harington")
+    assert record.policy_sha256 == registry.policy.sha256
+    assert registry.get_consent(record.id) == record
+    assert registry.list_consents(identity.id) == [record]
+    assert registry.evidence_document(record.evidence_sha256) == document.read_bytes()
+    assert record.to_dict()["status"] == "active"
+
+    (entry,) = registry.ledger_entries("grant")
+    assert entry.payload["consent_id"] == record.id
+    assert entry.payload["terms_sha256"] == record.terms_sha256()
+    assert "uses" not in entry.payload and "Kit" not in json.dumps(entry.payload)
+
+
+def test_historical_figure_on_expired_rights(registry: Registry, home: Home) -> None:
+    """The demo's case: a 19th-century sitter enrolled on the basis that post-mortem rights expired."""
+    from likeness.faces.backends import load_analyzer as load
+
+    demo = REPO / "src" / "likeness" / "demo_assets"
+    picture = load_image(demo / "darwin_1.jpg")
+    (face,) = load(  # the public-domain portrait, analysed like any photo
+        "dlib", home
+    ).analyze(picture.pixels)
+    darwin = registry.add_identity("Charles Darwin", [Reference.from_face(face, picture)], operator="curator")
+    record = registry.grant(
+        darwin.id,
+        purposes=["education"],
+        roles=["source", "target"],
+        media=["image"],
+        valid_until=add_years(TODAY, 1),
+        uses="museum exhibit on Victorian science, swapping portraits of the period's scientists",
+        operator="curator",
+        capacity="rights_expired",
+        date_of_death=dt.date(1882, 4, 19),
+        jurisdiction="GB",
+        basis="died 1882; no post-mortem publicity right outlasts 100 years; portrait in the public domain",
+    )
+    assert (record.capacity, record.grantor, record.jurisdiction) == ("rights_expired", "curator", "GB")
+    with pytest.raises(
+        PolicyViolation, match=r"policy rule capacity\.rights_expired\.requires: .*date_of_death"
+    ):
+        registry.grant(
+            darwin.id,
+            purposes=["education"],
+            roles=["source"],
+            valid_until=add_years(TODAY, 1),
+            uses=record.uses,
+            operator="curator",
+            capacity="rights_expired",
+            jurisdiction="GB",
+            basis="old",
+        )
+
+
+POLICY_CASES = [
+    pytest.param({"valid_until": add_years(TODAY, 11)}, "capacity.self.max_years", id="adult-11-years"),
+    pytest.param(
+        {"valid_from": TODAY, "valid_until": add_years(TODAY, 10) + dt.timedelta(days=1)},
+        "capacity.self.max_years",
+        id="adult-10-years-and-a-day",
+    ),
+    pytest.param({"uses": "film stuff"}, "consent.min_uses_chars", id="short-uses"),
+    pytest.param(
+        {"uses": "any and all uses in every film we make"}, "consent.vague_phrases", id="vague-uses"
+    ),
+    pytest.param({"purposes": ["surveillance"]}, "purposes.allowed", id="unknown-purpose"),
+    pytest.param({"purposes": []}, "purposes.required", id="no-purpose"),
+    pytest.param({"roles": ["director"]}, "roles.allowed", id="unknown-role"),
+    pytest.param({"media": ["hologram"]}, "media.allowed", id="unknown-media"),
+    pytest.param({"capacity": "friend"}, "capacity", id="unknown-capacity"),
+    pytest.param(
+        {"valid_until": TODAY - dt.timedelta(days=1), "valid_from": TODAY - dt.timedelta(days=30)},
+        "dates.past",
+        id="already-over",
+    ),
+    pytest.param(
+        {"valid_from": TODAY + dt.timedelta(days=9), "valid_until": TODAY + dt.timedelta(days=8)},
+        "dates.order",
+        id="until-before-from",
+    ),
+    pytest.param({"date_of_birth": add_years(TODAY, -12)}, "minors.adult_age", id="minor-as-self"),
+    pytest.param(
+        {
+            "capacity": "guardian",
+            "grantor": "Parent",
+            "date_of_birth": add_years(TODAY, -15),
+            "valid_until": add_years(TODAY, 4),
+            "evidence": EVIDENCE,
+        },
+        "minors.adult_age",
+        id="minor-past-18",
+    ),
+    pytest.param(
+        {
+            "capacity": "guardian",
+            "grantor": "Parent",
+            "date_of_birth": add_years(TODAY, -10),
+            "valid_until": add_years(TODAY, 6),
+            "evidence": EVIDENCE,
+        },
+        "capacity.guardian.max_years",
+        id="minor-6-years",
+    ),
+    pytest.param(
+        {"capacity": "guardian", "grantor": "Parent", "date_of_birth": add_years(TODAY, -10)},
+        "capacity.guardian.requires",
+        id="guardian-without-evidence",
+    ),
+    pytest.param(
+        {"capacity": "estate", "grantor": "Estate of X"}, "capacity.estate.requires", id="estate-bare"
+    ),
+    pytest.param(
+        {
+            "capacity": "rights_expired",
+            "date_of_death": dt.date(1990, 1, 1),
+            "jurisdiction": "US-CA",
+            "basis": "died long ago",
+        },
+        "post_mortem_years",
+        id="california-70-years",
+    ),
+    pytest.param(
+        {
+            "capacity": "rights_expired",
+            "date_of_death": dt.date(1950, 1, 1),
+            "jurisdiction": "FR",
+            "basis": "died long ago",
+        },
+        "post_mortem_years",
+        id="unlisted-jurisdiction-100-years",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "rule"), POLICY_CASES)
+def test_policy_violations_name_the_rule(
+    registry: Registry, reference, tmp_path: Path, changes, rule
+) -> None:
+    identity = enrol(registry, reference, "Rose Leslie", "rose_leslie/1.jpg")
+    evidence = tmp_path / "form.pdf"
+    evidence.write_bytes(b"%PDF-1.4 signed")
+    terms = {"purposes": ["film"], "roles": ["target"], "valid_until": add_years(TODAY, 1), "uses": USES}
+    terms.update({key: evidence if value is EVIDENCE else value for key, value in changes.items()})
+    with pytest.raises(PolicyViolation) as violation:
+        registry.grant(identity.id, operator="tester", **terms)
+    assert violation.value.reason.startswith(f"policy rule {rule}:"), violation.value.reason
+    assert violation.value.hint
+    assert registry.list_consents() == []
+    assert registry.ledger_entries("grant") == []
+
+
+def test_policy_limits_are_inclusive(registry: Registry, reference, tmp_path: Path) -> None:
+    identity = enrol(registry, reference, "Rose Leslie", "rose_leslie/1.jpg")
+    evidence = tmp_path / "form.pdf"
+    evidence.write_bytes(b"%PDF-1.4 signed by the parent")
+    adult = registry.grant(
+        identity.id,
+        purposes=["film"],
+        roles=["target"],
+        valid_until=add_years(TODAY, 10),
+        uses=USES,
+        operator="tester",
+    )
+    born = add_years(TODAY, -15)
+    minor = registry.grant(
+        identity.id,
+        purposes=["film"],
+        roles=["target"],
+        valid_until=add_years(born, 18) - dt.timedelta(days=1),
+        uses=USES,
+        operator="tester",
+        capacity="guardian",
+        grantor="Parent",
+        date_of_birth=born,
+        evidence=evidence,
+    )
+    assert adult.valid_until == add_years(TODAY, 10)
+    assert minor.valid_until == add_years(born, 18) - dt.timedelta(days=1)
+    assert minor.evidence_sha256 is not None and minor.evidence_name == "form.pdf"
+
+
+def test_revoke(registry: Registry, reference) -> None:
+    identity = enrol(registry, reference, "Rose Leslie", "rose_leslie/1.jpg")
+    record = registry.grant(
+        identity.id,
+        purposes=["film"],
+        roles=["target"],
+        valid_until=add_years(TODAY, 1),
+        uses=USES,
+        operator="tester",
+    )
+    with pytest.raises(UsageError, match="reason"):
+        registry.revoke(record.id, reason="  ", operator="tester")
+    revoked = registry.revoke(record.id, reason="withdrawn by e-mail", operator="agent")
+    assert revoked.revoked_by == "agent" and revoked.revoke_reason == "withdrawn by e-mail"
+    assert revoked.status(TODAY) == "revoked" and revoked.to_dict()["status"] == "revoked"
+    with pytest.raises(UsageError, match="already revoked"):
+        registry.revoke(record.id, reason="again", operator="tester")
+    assert [e.payload["consent_id"] for e in registry.ledger_entries("revoke")] == [record.id]
+
+
+def test_erasure_deletes_biometrics_and_leaves_a_tombstone(registry: Registry, reference, home: Home) -> None:
+    identity = enrol(registry, reference, "Barack Obama", "obama/1.jpg", "obama/2.jpg")
+    record = registry.grant(
+        identity.id,
+        purposes=["film"],
+        roles=["source"],
+        valid_until=add_years(TODAY, 1),
+        uses=USES,
+        operator="tester",
+    )
+    erased = registry.erase(identity.id, reason="erasure request of the subject", operator="dpo")
+    assert erased.erased_at is not None and erased.reference_count == 0
+    assert registry.gallery("dlib_resnet_v1") == []
+    assert registry.get_consent(record.id).revoked_at is not None
+    with sqlite3.connect(home.db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM face_references").fetchone() == (0,)
+    (tombstone,) = registry.ledger_entries("erasure")
+    assert tombstone.payload["identity_id"] == identity.id
+    assert tombstone.payload["references_deleted"] == 2
+    assert tombstone.payload["consents_revoked"] == [record.id]
+    again = enrol(registry, reference, "Barack Obama", "obama/3.jpg")  # may enrol again, as a new identity
+    assert again.id != identity.id
+    assert registry.verify_ledger().ok
+
+
+def test_data_key_rotation_reencrypts_everything(registry: Registry, reference, home: Home) -> None:
+    enrol(registry, reference, "Joe Biden", "biden/1.jpg")
+    old_keys = (home.keys_dir / "data.keys").read_bytes()
+    before = registry.gallery("dlib_resnet_v1")[0].embeddings
+    assert registry.rotate_data_key(operator="tester") == 1
+    assert (home.keys_dir / "data.keys").read_bytes() != old_keys
+    assert len((home.keys_dir / "data.keys").read_bytes().split()) == 1
+    np.testing.assert_array_equal(registry.gallery("dlib_resnet_v1")[0].embeddings, before)
+    assert len(registry.reference_crops(registry.list_identities()[0].id)) == 1
+    registry.rotate_signing_key(operator="tester")
+    enrol(registry, reference, "Kit Harington", "kit_harington/1.jpg")
+    assert registry.verify_ledger().ok
+    assert [e.kind for e in registry.ledger_entries()] == ["enrol", "key_rotation", "key_rotation", "enrol"]
+
+
+def test_registry_reopens_with_its_data(home: Home, reference) -> None:
+    with Registry.open(home) as first:
+        identity = enrol(first, reference, "Joe Biden", "biden/1.jpg")
+    with Registry.open(home) as second:
+        assert second.get_identity("joe biden").id == identity.id
+        assert second.verify_ledger().ok and second.verify_ledger().entries == 1
+    with sqlite3.connect(home.db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+
+
+def test_newer_schema_is_refused(home: Home) -> None:
+    from likeness.errors import RegistryError
+
+    with Registry.open(home):
+        pass
+    with sqlite3.connect(home.db_path) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(RegistryError, match="schema version 99"), Registry.open(home):
+        pass
+
+
+def test_home_policy_overrides_the_packaged_one(home: Home, reference) -> None:
+    text = (packaged_policy_dir() / "policy.toml").read_text().replace("max_years = 10", "max_years = 2")
+    (home.root / "policy.toml").write_text(text)
+    with Registry.open(home) as registry:
+        assert registry.policy.source == str(home.root / "policy.toml")
+        identity = enrol(registry, reference, "Joe Biden", "biden/1.jpg")
+        with pytest.raises(PolicyViolation, match=r"capacity\.self\.max_years"):
+            registry.grant(
+                identity.id,
+                purposes=["film"],
+                roles=["source"],
+                valid_until=add_years(TODAY, 3),
+                uses=USES,
+                operator="tester",
+            )
+
+
+def test_packaged_policy_files_match_the_canonical_ones() -> None:
+    for name in ("policy.toml", "consent_form.md", "consent_record.schema.json"):
+        canonical = REPO / "consent" / name
+        assert canonical.read_bytes() == (packaged_policy_dir() / name).read_bytes(), (
+            f"src/likeness/policy/{name} differs from consent/{name} (the canonical copy); "
+            f"run: cp consent/{name} src/likeness/policy/"
+        )
+    policy = Policy.load()
+    assert policy.match["dlib_resnet_v1"].threshold == 0.50
+    assert set(policy.capacities) == {"self", "union", "guardian", "estate", "rights_expired"}
+
+
+def test_records_match_the_json_schema_and_fill_the_form(
+    registry: Registry, reference, tmp_path: Path
+) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((REPO / "consent" / "consent_record.schema.json").read_text())
+    identity = enrol(registry, reference, "Kit Harington", "kit_harington/1.jpg")
+    evidence = tmp_path / "estate.pdf"
+    evidence.write_bytes(b"%PDF-1.4 letters of administration")
+    plain = registry.grant(
+        identity.id,
+        purposes=["film"],
+        roles=["source", "target"],
+        valid_until=add_years(TODAY, 1),
+        uses=USES,
+        operator="tester",
+    )
+    estate = registry.grant(
+        identity.id,
+        purposes=["education"],
+        roles=["source"],
+        valid_until=add_years(TODAY, 1),
+        uses=USES,
+        operator="tester",
+        capacity="estate",
+        grantor="Estate of K. H.",
+        date_of_death=TODAY - dt.timedelta(days=400),
+        evidence=evidence,
+        takedown_contact="estate@example.org",
+    )
+    registry.revoke(plain.id, reason="withdrawn", operator="tester")
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    for record in registry.list_consents():
+        validator.validate(json.loads(json.dumps(record.to_dict())))
+    broken = {**estate.to_dict(), "roles": ["director"]}
+    assert list(validator.iter_errors(broken)), "the schema must reject an unknown role"
+
+    form = render_consent_form(estate, subject_name="Kit Harington", policy=registry.policy)
+    assert "$" not in form
+    assert estate.id in form and "Estate of K. H." in form and USES in form and "estate@example.org" in form
+
+
+GRANTS_IN_A_PROCESS = """
+import datetime as dt, sys
+from pathlib import Path
+from likeness.consent.registry import Registry
+from likeness.home import Home
+home = Home(Path(sys.argv[1]), db_url_override=sys.argv[5] if len(sys.argv) > 5 else None)
+identity, worker = sys.argv[2], sys.argv[3]
+with Registry.open(home) as registry:
+    for n in range(int(sys.argv[4])):
+        registry.grant(
+            identity, purposes=["film"], roles=["source"], valid_until=dt.date.today() + dt.timedelta(30),
+            uses=f"scene {n} of the concurrency test film, worker {worker}", operator=f"worker-{worker}",
+        )
+"""
+
+
+PG_ENV = "LIKENESS_TEST_POSTGRES_URL"
+
+
+@pytest.fixture()
+def postgres_home(tmp_path: Path):
+    """A data home whose registry is a fresh database on the server named by $LIKENESS_TEST_POSTGRES_URL."""
+    import os
+    import secrets
+
+    from sqlalchemy import create_engine, make_url
+
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.skip(f"set {PG_ENV}=postgresql+psycopg://USER@/postgres?host=SOCKET_DIR to test PostgreSQL")
+    pytest.importorskip("psycopg")
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    name = f"likeness_test_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    db_url = make_url(url).set(database=name).render_as_string(hide_password=False)
+    yield Home(root=tmp_path / "home", db_url_override=db_url).ensure()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_concurrent_writers_lose_nothing(request: pytest.FixtureRequest, store: str, reference) -> None:
+    import subprocess
+    import sys
+
+    home: Home = request.getfixturevalue("home" if store == "sqlite" else "postgres_home")
+    with Registry.open(home) as registry:
+        identity = enrol(registry, reference, "Joe Biden", "biden/1.jpg")
+    per_process = 12
+    extra = [home.db_url_override] if home.db_url_override else []
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                GRANTS_IN_A_PROCESS,
+                str(home.root),
+                identity.id,
+                str(w),
+                str(per_process),
+                *extra,
+            ]
+        )
+        for w in range(3)
+    ]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0, 0]
+    with Registry.open(home) as registry:
+        consents = registry.list_consents(identity.id)
+        assert len(consents) == 3 * per_process
+        assert len({c.id for c in consents}) == 3 * per_process
+        report = registry.verify_ledger()
+        assert report.ok and report.entries == 1 + 3 * per_process, report.reason
+        grants = {e.payload["consent_id"] for e in registry.ledger_entries("grant")}
+        assert grants == {c.id for c in consents}
+        assert registry.get_identity("JOE BIDEN").id == identity.id
+
+
+GRANT_UNTIL_KILLED = """
+import datetime as dt, sys
+from pathlib import Path
+from likeness.consent.registry import Registry
+from likeness.home import Home
+with Registry.open(Home(Path(sys.argv[1]))) as registry:
+    n = 0
+    while True:
+        registry.grant(
+            sys.argv[2], purposes=["film"], roles=["source"], valid_until=dt.date.today() + dt.timedelta(30),
+            uses=f"scene {n} of the crash test film, granted until the process is killed", operator="crash",
+        )
+        n += 1
+        print(n, flush=True)
+"""
+
+
+def test_a_killed_writer_leaves_registry_and_ledger_consistent(home: Home, reference) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    with Registry.open(home) as registry:
+        identity = enrol(registry, reference, "Joe Biden", "biden/1.jpg")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", GRANT_UNTIL_KILLED, str(home.root), identity.id],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while int(writer.stdout.readline() or 0) < 20:
+            assert writer.poll() is None, "the writer died by itself"
+        writer.send_signal(signal.SIGKILL)
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    with Registry.open(home) as registry:
+        consents = registry.list_consents(identity.id)
+        assert len(consents) >= 20
+        report = registry.verify_ledger()  # chain, signatures, and every consent against its grant entry
+        assert report.ok and report.entries == 1 + len(consents), report.reason
+        registry.grant(
+            identity.id,
+            purposes=["film"],
+            roles=["source"],
+            valid_until=add_years(TODAY, 1),
+            uses=USES,
+            operator="after the crash",
+        )
+        assert registry.verify_ledger().ok
+
+
+def test_postgres_registry_round_trip(postgres_home: Home, reference) -> None:
+    with Registry.open(postgres_home) as registry:
+        obama = enrol(registry, reference, "Barack Obama", "obama/1.jpg", "obama/2.jpg")
+        with pytest.raises(ConsentRefused):
+            enrol(registry, reference, "Barry O", "obama/3.jpg")
+        record = registry.grant(
+            obama.id,
+            purposes=["film"],
+            roles=["source"],
+            valid_until=add_years(TODAY, 1),
+            uses=USES,
+            operator="tester",
+            date_of_birth=dt.date(1961, 8, 4),
+        )
+        assert registry.get_consent(record.id) == record
+        assert registry.attested_consents(obama.id) == [(record, None)]
+        registry.revoke(record.id, reason="withdrawn", operator="tester")
+        registry.rotate_data_key(operator="tester")
+        (entry,) = registry.gallery("dlib_resnet_v1")
+        np.testing.assert_array_equal(entry.embeddings[1], reference("obama/2.jpg").embedding)
+        registry.erase(obama.id, reason="erasure request", operator="dpo")
+        report = registry.verify_ledger()
+        assert report.ok and [e.kind for e in registry.ledger_entries()] == [
+            "enrol",
+            "refusal",
+            "grant",
+            "revoke",
+            "key_rotation",
+            "erasure",
+        ], report.reason
