@@ -1,0 +1,67 @@
+"""Video in and out with PyAV: probe with limits, stream upright RGB frames, encode in resumable chunks.
+
+The three parts live in their own modules; this one is the import path everyone uses.
+
+* :func:`probe_video` → :class:`VideoInfo` (``video_probe``): checks a file before decoding — empty,
+  unreadable, no video stream, dimensions over 8192 px a side or 40 MP a frame, undecodable — and
+  raises :class:`~likeness.errors.BadInput` with the reason.
+* :func:`iter_frames` / :func:`open_frames` → :class:`DecodedFrame` (``video_read``): one frame at a
+  time (bounded memory), H×W×3 uint8 RGB, rotation applied, exact pts. Damage mid-file stops with
+  ``BadInput`` naming the frame and time (fail-closed) unless the caller opts in to ``on_corrupt="skip"``.
+* :class:`VideoEncoder` (``video_encode``): writes frames into a **job folder the caller owns**, in
+  segments that survive a kill and are reused on a rerun, and returns the finished file in that
+  folder (:class:`EncodedVideo`). It never writes a final output name: only ``likeness.disclosure``
+  does that (invariant 1), after labelling and watermarking every frame and signing the file.
+
+How a video job uses them (the disclosure writer owns the encoder and the final rename)::
+
+    info = probe_video(target)
+    job = out.parent / f".{out.name}.likeness-job"      # same filesystem as ``out``: rename is atomic
+    with VideoEncoder(job, info, EncodeSettings(crf=18), key={...}, meta={"output_id": new_id}) as enc:
+        output_id = enc.meta["output_id"]                # the stored one when resuming
+        with open_frames(target, info=info, after_pts=enc.resume_after_pts,
+                         first_index=enc.resume_frames) as frames:
+            for frame in frames:
+                pixels = ...swap, label, watermark frame.pixels...
+                enc.write(pixels, frame.pts)
+        encoded = enc.finish()                           # job/output.mp4
+    ...sign encoded.path, os.replace(signed, out), record, remove_job(job)
+
+PyAV (``av``) is imported inside the functions, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+from likeness.media.video_encode import (
+    EncodedVideo,
+    EncodeSettings,
+    SegmentRecord,
+    VideoEncoder,
+    remove_job,
+)
+from likeness.media.video_probe import (
+    DEFAULT_MAX_FRAME_PIXELS,
+    DEFAULT_MAX_SIDE,
+    AudioStreamInfo,
+    VideoInfo,
+    probe_video,
+)
+from likeness.media.video_read import DecodedFrame, FrameReader, SkippedSpan, iter_frames, open_frames
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_PIXELS",
+    "DEFAULT_MAX_SIDE",
+    "AudioStreamInfo",
+    "DecodedFrame",
+    "EncodeSettings",
+    "EncodedVideo",
+    "FrameReader",
+    "SegmentRecord",
+    "SkippedSpan",
+    "VideoEncoder",
+    "VideoInfo",
+    "iter_frames",
+    "open_frames",
+    "probe_video",
+    "remove_job",
+]
