@@ -1,0 +1,203 @@
+"""The visible label: "AI-GENERATED" and the short output id on a dark plate in a corner.
+
+- Size: the capital letters are at least 5 % of the image's shorter side tall (GB 45438-2025 asks
+  for text at least 5 % of the shorter side), never under ``MIN_CAP_PX``.
+- Legible on any background: white text on an opaque near-black plate with a thin light outline.
+- Corner and language are configurable; there is no way to skip the label (the writer always
+  calls :func:`apply_label`).
+- Fonts ship with the package (``fonts/``: DejaVu Sans Bold and Noto Sans CJK SC Bold subsets);
+  if they are missing, Latin text falls back to Pillow's built-in scalable font, and CJK text to
+  the English label.
+
+:func:`detect_label` finds such a plate in a corner again (for ``likeness verify``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from likeness.disclosure.output_id import short_output_id
+from likeness.errors import UsageError
+
+CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
+LABEL_TEXT = {
+    "en": "AI-GENERATED",
+    "de": "KI-GENERIERT",
+    "fr": "GÉNÉRÉ PAR IA",
+    "es": "GENERADO POR IA",
+    "it": "GENERATO DALL'IA",
+    "pt": "GERADO POR IA",
+    "nl": "AI-GEGENEREERD",
+    "zh": "AI生成",
+    "ja": "AI生成",
+    "ko": "AI 생성",
+}
+CJK_LANGUAGES = frozenset({"zh", "ja", "ko"})
+CAP_FRACTION = 0.05
+"""Cap height of the label text as a fraction of the image's shorter side."""
+MIN_CAP_PX = 8
+PLATE_RGB = (16, 16, 16)
+TEXT_RGB = (255, 255, 255)
+OUTLINE_RGB = (235, 235, 235)
+FONT_DIR = Path(__file__).resolve().parent / "fonts"
+LATIN_FONT = FONT_DIR / "LikenessLabel-Latin.ttf"
+CJK_FONT = FONT_DIR / "LikenessLabel-CJK.otf"
+
+
+@dataclass(frozen=True)
+class LabelBox:
+    """Where the plate went and how tall its capital letters are, in pixels."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+    cap_height: int
+    lines: tuple[str, ...]
+
+
+def _font(path: Path, size: int):
+    from PIL import ImageFont
+
+    if path.is_file():
+        return ImageFont.truetype(str(path), size)
+    return ImageFont.load_default(size=size)
+
+
+def _cap_height(font) -> int:
+    _left, top, _right, bottom = font.getbbox("H")
+    return bottom - top
+
+
+def _font_for_cap(path: Path, cap: int):
+    """The font size whose capital H is at least ``cap`` pixels tall."""
+    size = max(4, math.ceil(cap / 0.72))
+    font = _font(path, size)
+    while _cap_height(font) < cap:
+        size += 1
+        font = _font(path, size)
+    return font
+
+
+def label_lines(output_id: str, language: str) -> tuple[str, str]:
+    if language not in LABEL_TEXT:
+        raise UsageError(
+            f"label language {language!r} is not available",
+            hint=f"choose one of: {', '.join(LABEL_TEXT)}",
+        )
+    text = LABEL_TEXT[language]
+    if language in CJK_LANGUAGES and not CJK_FONT.is_file():
+        text = LABEL_TEXT["en"]  # no font for it: English rather than boxes
+    return text, short_output_id(output_id)
+
+
+def apply_label(
+    pixels: np.ndarray, output_id: str, *, corner: str = "bottom-right", language: str = "en"
+) -> tuple[np.ndarray, LabelBox]:
+    """Return a labelled copy of ``pixels`` (H×W×3 uint8 RGB) and where the label is."""
+    from PIL import Image, ImageDraw
+
+    if corner not in CORNERS:
+        raise UsageError(f"label corner {corner!r} is not one of {', '.join(CORNERS)}")
+    text, short_id = label_lines(output_id, language)
+    height, width = pixels.shape[:2]
+    cap = max(MIN_CAP_PX, math.ceil(CAP_FRACTION * min(height, width)))
+    text_font = _font_for_cap(CJK_FONT if language in CJK_LANGUAGES else LATIN_FONT, cap)
+    id_font = _font_for_cap(LATIN_FONT, cap)
+
+    pad = max(2, round(0.45 * cap))
+    gap = max(2, round(0.5 * cap))
+    outline = max(1, round(cap / 14))
+    margin = max(2, round(0.4 * cap))
+    text_box = text_font.getbbox(text)
+    id_box = id_font.getbbox(short_id)
+    one_line_width = (text_box[2] - text_box[0]) + gap + (id_box[2] - id_box[0]) + 2 * pad
+    line_height = round(cap * 1.0)
+    if one_line_width <= 0.6 * width:
+        lines: tuple[str, ...] = (f"{text} {short_id}",)
+        plate_w = one_line_width
+        plate_h = line_height + 2 * pad
+    else:
+        lines = (text, short_id)
+        plate_w = max(text_box[2] - text_box[0], id_box[2] - id_box[0]) + 2 * pad
+        plate_h = 2 * line_height + gap + 2 * pad
+    plate_w = min(plate_w + 2 * outline, width)
+    plate_h = min(plate_h + 2 * outline, height)
+
+    left = margin if corner.endswith("left") else width - margin - plate_w
+    top = margin if corner.startswith("top") else height - margin - plate_h
+    left, top = max(0, left), max(0, top)
+    box = LabelBox(left, top, left + plate_w, top + plate_h, cap, lines)
+
+    image = Image.fromarray(np.ascontiguousarray(pixels[..., :3]), mode="RGB")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((box.left, box.top, box.right - 1, box.bottom - 1), fill=OUTLINE_RGB)
+    draw.rectangle(
+        (box.left + outline, box.top + outline, box.right - 1 - outline, box.bottom - 1 - outline),
+        fill=PLATE_RGB,
+    )
+    x = box.left + outline + pad
+    baseline_top = box.top + outline + pad
+    if len(lines) == 1:
+        # Align the capital letters' tops to the padding; both fonts share the cap height.
+        draw.text((x - text_box[0], baseline_top - text_box[1]), text, font=text_font, fill=TEXT_RGB)
+        x_id = x + (text_box[2] - text_box[0]) + gap
+        draw.text((x_id - id_box[0], baseline_top - id_box[1]), short_id, font=id_font, fill=TEXT_RGB)
+    else:
+        draw.text((x - text_box[0], baseline_top - text_box[1]), text, font=text_font, fill=TEXT_RGB)
+        second_top = baseline_top + line_height + gap
+        draw.text((x - id_box[0], second_top - id_box[1]), short_id, font=id_font, fill=TEXT_RGB)
+    return np.asarray(image, dtype=np.uint8).copy(), box
+
+
+def detect_label(pixels: np.ndarray) -> bool:
+    """Whether a label plate sits near a corner: a dark, two-tone, text-bearing box in a light frame."""
+    import cv2
+
+    height, width = pixels.shape[:2]
+    short = min(height, width)
+    rgb = pixels[..., :3]
+    dark = rgb.max(axis=2) < 72
+    light = rgb.min(axis=2) > 170
+    bright = rgb.min(axis=2) > 140
+    near = max(4.0, 0.08 * short)  # the plate's margin is 0.4 cap heights plus its outline
+    _, _, stats, _ = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=4)
+    left, top, wide, tall, area = (stats[1:, k].astype(np.int64) for k in range(5))
+    shaped = (tall >= 0.04 * short) & (wide >= 2 * tall) & (area >= 0.3 * wide * tall)
+    horizontal = (left <= near) | (width - (left + wide) <= near)
+    vertical = (top <= near) | (height - (top + tall) <= near)
+    for index in np.flatnonzero(shaped & horizontal & vertical):
+        x, y, w, h = (int(v) for v in stats[index + 1, :4])
+        dark_share = float(dark[y : y + h, x : x + w].mean())
+        light_share = float(light[y : y + h, x : x + w].mean())
+        mid_share = 1.0 - dark_share - light_share
+        two_tone = 0.45 <= dark_share <= 0.95 and light_share >= 0.04 and mid_share <= 0.3
+        if two_tone and _framed(bright, y, x, h, w):
+            return True
+    return False
+
+
+def _framed(bright: np.ndarray, top: int, left: int, h: int, w: int) -> bool:
+    """Each side of the dark box has a mostly light line 1 to 3 pixels outside it (the outline)."""
+    height, width = bright.shape
+    sides = []
+    for side in ("top", "bottom", "left", "right"):
+        best = 0.0
+        for offset in (1, 2, 3):
+            r0, r1 = top - offset, top + h - 1 + offset
+            c0, c1 = left - offset, left + w - 1 + offset
+            if r0 < 0 or c0 < 0 or r1 >= height or c1 >= width:
+                continue
+            line = {
+                "top": bright[r0, c0 : c1 + 1],
+                "bottom": bright[r1, c0 : c1 + 1],
+                "left": bright[r0 : r1 + 1, c0],
+                "right": bright[r0 : r1 + 1, c1],
+            }[side]
+            best = max(best, float(line.mean()))
+        sides.append(best)
+    return min(sides) >= 0.6

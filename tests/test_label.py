@@ -1,0 +1,120 @@
+"""The visible label: present, ≥ 5 % of the shorter side, in every corner, any language, any
+background; detectable again; and absent from real unlabelled photos."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from likeness.disclosure.label import (
+    CJK_FONT,
+    CORNERS,
+    LABEL_TEXT,
+    LATIN_FONT,
+    apply_label,
+    detect_label,
+)
+from likeness.disclosure.output_id import new_output_id
+from likeness.errors import UsageError
+from likeness.media import load_image
+
+
+def _photos(faces_dir: Path) -> list[Path]:
+    return sorted(p for p in faces_dir.rglob("*") if p.suffix.lower() in {".jpg", ".png"})
+
+
+def _text_line_heights(labelled: np.ndarray, box) -> list[int]:
+    """Heights of the runs of rows holding white text inside the plate."""
+    plate = labelled[box.top : box.bottom, box.left : box.right]
+    inner = plate[3:-3, 3:-3]  # skip the outline
+    white_rows = (inner.min(axis=2) > 200).any(axis=1)
+    runs, run = [], 0
+    for has_text in white_rows.tolist():
+        if has_text:
+            run += 1
+        elif run:
+            runs.append(run)
+            run = 0
+    if run:
+        runs.append(run)
+    return runs
+
+
+@pytest.mark.parametrize("corner", CORNERS)
+@pytest.mark.parametrize("photo", ["John_Simm/1.jpg", "deepface_person_06/3.jpg", "biden/1.jpg"])
+def test_label_in_each_corner_and_at_least_five_percent(faces_dir: Path, photo: str, corner: str) -> None:
+    pixels = load_image(faces_dir / photo).pixels
+    height, width = pixels.shape[:2]
+    labelled, box = apply_label(pixels, new_output_id(), corner=corner)
+
+    assert box.cap_height >= 0.05 * min(height, width)
+    heights = _text_line_heights(labelled, box)
+    assert heights and all(h >= 0.05 * min(height, width) for h in heights), heights
+    # It sits in the asked corner, within a small margin.
+    margin = 0.05 * min(height, width)
+    assert (box.left <= margin) if corner.endswith("left") else (width - box.right <= margin)
+    assert (box.top <= margin) if corner.startswith("top") else (height - box.bottom <= margin)
+    # Only the plate changed.
+    outside = np.ones((height, width), bool)
+    outside[box.top : box.bottom, box.left : box.right] = False
+    assert np.array_equal(labelled[outside], pixels[outside])
+    assert detect_label(labelled)
+
+
+@pytest.mark.parametrize("background", [0, 255, 128])
+def test_legible_on_dark_light_and_grey(background: int) -> None:
+    pixels = np.full((600, 900, 3), background, np.uint8)
+    labelled, box = apply_label(pixels, new_output_id())
+    plate = labelled[box.top : box.bottom, box.left : box.right].astype(int)
+    text = plate.min(axis=2) > 200
+    dark = plate.max(axis=2) < 40
+    assert text.mean() > 0.05 and dark.mean() > 0.4  # white text on a dark plate
+    # The plate's edge differs strongly from the background either way (outline or plate).
+    edge = labelled[box.top, box.left : box.right].astype(int)
+    assert abs(int(edge.mean()) - background) > 60 or dark.mean() > 0.4
+    assert detect_label(labelled)
+
+
+@pytest.mark.parametrize("language", sorted(LABEL_TEXT))
+def test_languages_render_their_own_text(language: str) -> None:
+    pixels = np.full((500, 800, 3), 90, np.uint8)
+    output_id = new_output_id()
+    labelled, box = apply_label(pixels, output_id, language=language)
+    english, _ = apply_label(pixels, output_id, language="en")
+    assert LABEL_TEXT[language] in box.lines[0] or len(box.lines) == 2
+    if language != "en":
+        assert not np.array_equal(labelled, english)
+    assert detect_label(labelled)
+
+
+def test_fonts_ship_with_the_package() -> None:
+    assert LATIN_FONT.is_file() and CJK_FONT.is_file()
+
+
+def test_bad_corner_or_language_is_a_usage_error() -> None:
+    pixels = np.zeros((300, 300, 3), np.uint8)
+    with pytest.raises(UsageError):
+        apply_label(pixels, new_output_id(), corner="middle")
+    with pytest.raises(UsageError):
+        apply_label(pixels, new_output_id(), language="xx")
+
+
+def test_label_survives_jpeg_and_downscale(faces_dir: Path) -> None:
+    pixels = load_image(faces_dir / "obama" / "4.jpg").pixels
+    labelled, _ = apply_label(pixels, new_output_id(), corner="top-left")
+    buffer = io.BytesIO()
+    Image.fromarray(labelled).resize((pixels.shape[1] // 2, pixels.shape[0] // 2)).save(
+        buffer, "JPEG", quality=70
+    )
+    assert detect_label(np.asarray(Image.open(buffer).convert("RGB")))
+
+
+def test_no_label_found_in_real_unlabelled_photos(faces_dir: Path) -> None:
+    photos = _photos(faces_dir)
+    assert len(photos) > 90
+    flagged = [p.name for p in photos if detect_label(load_image(p).pixels)]
+    assert flagged == []

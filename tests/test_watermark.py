@@ -1,0 +1,165 @@
+"""The invisible watermark on real photos: roundtrip, attacks, quality, and no false ids."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from likeness.disclosure import watermark
+from likeness.disclosure.ecc import CRC24, conv_encode, crc, viterbi_decode
+from likeness.disclosure.output_id import new_output_id, output_id_bits
+from likeness.media import load_image
+
+ROUNDTRIP_PHOTOS = [
+    "John_Salley/1.jpg",
+    "_hard/obama_240p_small.jpg",
+    "_hard/dark_stage_deepface_img57.jpg",
+    "_hard/lowlight_voc_2008_001009.jpg",
+    "_multi/couple.jpg",
+    "_multi/t1.jpg",
+    "_noface/landscape_view.jpg",
+    "_noface/hubble_ultra_deep_field.jpg",
+    "alex_lacamoire/1.png",
+    "biden/1.jpg",
+    "deepface_person_03/2.jpg",
+    "kit_harington/2.jpg",
+]
+ATTACK_PHOTOS = ["obama/4.jpg", "deepface_person_05/2.jpg", "rose_leslie/2.jpg", "_multi/two_people.jpg"]
+
+
+def _jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality, subsampling=2)  # 4:2:0
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def _resize(pixels: np.ndarray, factor: float) -> np.ndarray:
+    h, w = pixels.shape[:2]
+    size = (round(w * factor), round(h * factor))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+@pytest.mark.parametrize("photo", ROUNDTRIP_PHOTOS)
+def test_roundtrip_on_real_photos(faces_dir: Path, photo: str) -> None:
+    pixels = load_image(faces_dir / photo).pixels
+    output_id = new_output_id()
+    marked = watermark.embed_id(pixels, output_id)
+    assert marked.shape == pixels.shape and marked.dtype == np.uint8
+    assert _psnr(pixels, marked) >= 38.0
+    reading = watermark.decode(marked)
+    assert reading.found and reading.output_id == output_id
+    assert reading.confidence > 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("photo", ATTACK_PHOTOS)
+def test_survives_jpeg50_resize_and_crop(faces_dir: Path, photo: str) -> None:
+    pixels = load_image(faces_dir / photo).pixels
+    output_id = new_output_id()
+    marked = watermark.embed_id(pixels, output_id)
+    h, w = marked.shape[:2]
+    side = 0.8**0.5
+    ch, cw = round(h * side), round(w * side)
+    cropped = marked[(h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
+    attacked = {
+        "jpeg50": _jpeg(marked, 50),
+        "resize0.5": _resize(marked, 0.5),
+        "crop80": cropped,
+        "brightness-30": np.clip(marked.astype(np.int16) - 30, 0, 255).astype(np.uint8),
+    }
+    got = {name: watermark.decode(image).output_id for name, image in attacked.items()}
+    assert got == dict.fromkeys(attacked, output_id)
+
+
+def test_embed_is_deterministic_and_changes_only_luma(faces_dir: Path) -> None:
+    pixels = load_image(faces_dir / "obama" / "1.jpg").pixels
+    output_id = new_output_id()
+    a = watermark.embed_id(pixels, output_id)
+    b = watermark.embed_id(pixels, output_id)
+    assert np.array_equal(a, b)
+    delta = a.astype(np.int16) - pixels.astype(np.int16)
+    unclipped = (pixels > 10).all(axis=2) & (pixels < 245).all(axis=2)
+    # The same change on R, G and B (up to rounding): chroma untouched.
+    spread = delta[unclipped].max(axis=1) - delta[unclipped].min(axis=1)
+    assert np.percentile(spread, 99) <= 1
+
+
+def test_embed_rejects_a_wrong_payload_size() -> None:
+    with pytest.raises(ValueError):
+        watermark.embed(np.zeros((300, 300, 3), np.uint8), np.zeros(10, np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (12, 12, 3), (1, 800, 3), (40, 3000, 3)])
+def test_degenerate_images_read_as_unmarked(shape: tuple[int, int, int]) -> None:
+    assert not watermark.decode(np.zeros(shape, np.uint8)).found
+    assert not watermark.decode(np.full(shape, 255, np.uint8)).found
+
+
+def test_analytic_false_positive_rate_is_stated() -> None:
+    assert watermark.FALSE_POSITIVE_RATE == watermark.MAX_HYPOTHESES * 2.0**-24
+    assert watermark.FALSE_POSITIVE_RATE < 1e-6
+
+
+def test_ten_thousand_random_soft_readings_never_yield_an_id() -> None:
+    """The decoder's last gate (Viterbi → CRC-24 → balanced weight) on what clean images give it:
+    unbiased noise, noise biased towards zero bits, all-zero and constant readings."""
+    rng = np.random.default_rng(12345)
+    n = watermark.CODED_BITS
+    found = []
+    for i in range(10_000):
+        kind = i % 4
+        if kind == 0:
+            soft = rng.normal(0, 1, n)
+        elif kind == 1:
+            soft = rng.normal(-0.5, 1, n)  # biased towards 0 bits
+        elif kind == 2:
+            soft = rng.laplace(0, 1, n) * (rng.random(n) < 0.3)  # sparse
+        else:
+            soft = np.full(n, rng.choice([-1.0, 0.0, 1.0]))
+        output_id, _ = watermark.read_payload(soft)
+        if output_id is not None:
+            found.append(output_id)
+    assert found == []
+
+
+def test_read_payload_recovers_ids_through_noise() -> None:
+    rng = np.random.default_rng(9)
+    for _ in range(50):
+        output_id = new_output_id()
+        bits = output_id_bits(output_id)
+        payload = np.concatenate([bits, np.array([(crc(bits, CRC24) >> (23 - k)) & 1 for k in range(24)])])
+        coded = conv_encode(payload.astype(np.uint8))
+        soft = (coded * 2.0 - 1.0) + rng.normal(0, 0.5, coded.size)
+        assert np.array_equal(viterbi_decode(soft, payload.size), payload)
+        assert watermark.read_payload(soft)[0] == output_id
+
+
+@pytest.mark.slow
+def test_clean_photos_and_random_crops_yield_nothing(faces_dir: Path) -> None:
+    photos = [
+        load_image(p).pixels for p in sorted(faces_dir.rglob("*")) if p.suffix.lower() in {".jpg", ".png"}
+    ]
+    assert len(photos) > 90
+    rng = np.random.default_rng(2024)
+    images = list(photos)
+    for _ in range(150):
+        photo = photos[int(rng.integers(len(photos)))]
+        H, W = photo.shape[:2]
+        h, w = int(rng.integers(min(H, 64), H + 1)), int(rng.integers(min(W, 64), W + 1))
+        y, x = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+        images.append(np.ascontiguousarray(photo[y : y + h, x : x + w]))
+    for _ in range(30):
+        h, w = (int(v) for v in rng.integers(64, 700, 2))
+        images.append(np.clip(rng.normal(128, rng.uniform(5, 60), (h, w, 3)), 0, 255).astype(np.uint8))
+    readings = [watermark.decode(image) for image in images]
+    assert [r.output_id for r in readings if r.found] == []
+    assert max(r.confidence for r in readings) < 0.3
