@@ -18,7 +18,7 @@ from likeness.consent.gate import GateDecision, Involvement, check_consent
 from likeness.consent.registry import Reference, Registry
 from likeness.disclosure.types import Ingredient, SealedOutput, Unsealed
 from likeness.disclosure.verify import DisclosureReport, read_disclosure
-from likeness.disclosure.writer import seal
+from likeness.disclosure.writer import output_format, seal
 from likeness.errors import BadInput, NoFace, UsageError
 from likeness.faces.backends import load_analyzer
 from likeness.faces.types import Analyzer, Face
@@ -138,6 +138,7 @@ def detect_faces(
 def swap_image(request: SwapRequest, *, home: Home, progress: Progress = _no_progress) -> SwapOutcome:
     """Swap the face in ``request.source`` onto the target's face(s), gated and disclosed."""
     timer = StageTimer()
+    output_format(request.out)  # an unwritable output type is refused before any work
     progress("decode", 0.0)
     with timer.stage("decode"):
         source = load_image(request.source, max_pixels=request.max_pixels)

@@ -1,0 +1,142 @@
+"""Per-stage time of one consented, disclosed image swap onto a 1080p target.
+
+    python bench/swap_image.py [--repeat 5] [--backend dlib]
+
+Uses the bundled public-domain portraits: Darwin's likeness onto Lincoln's portrait, which is
+placed on a 1920×1080 canvas. The stages are called in the pipeline's order, each timed on its own
+(median of --repeat runs); "pipeline total" is ``likeness.pipeline.swap_image`` end to end in the
+same run, model loading excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from likeness.consent.gate import Involvement, check_consent
+from likeness.consent.registry import Registry
+from likeness.demo import asset
+from likeness.disclosure import watermark
+from likeness.disclosure.label import apply_label
+from likeness.disclosure.output_id import new_output_id
+from likeness.disclosure.writer import encode
+from likeness.faces.backends import load_analyzer
+from likeness.home import Home
+from likeness.media.image import load_image
+from likeness.pipeline import EnrolRequest, SwapRequest, enrol_identity, swap_image
+from likeness.swap.backends import load_swapper
+
+USES = "benchmark of likeness's own pipeline on public-domain 19th-century portraits"
+
+
+def make_1080p_target(folder: Path) -> Path:
+    portrait = Image.open(asset("lincoln_1.jpg")).convert("RGB")
+    scale = 1080 / portrait.height
+    portrait = portrait.resize((round(portrait.width * scale), 1080), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (1920, 1080), (92, 88, 84))
+    canvas.paste(portrait, ((1920 - portrait.width) // 2, 0))
+    path = folder / "target_1080p.jpg"
+    canvas.save(path, quality=92)
+    return path
+
+
+def timed(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--backend", default="dlib")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        home = Home(root=folder / "home").ensure()
+        target_path = make_1080p_target(folder)
+        source_path = asset("darwin_1.jpg")
+        today = dt.date.today()
+        for name, photo in (("Charles Darwin", "darwin_1.jpg"), ("Abraham Lincoln", "lincoln_1.jpg")):
+            ident = enrol_identity(EnrolRequest(name=name, photos=[asset(photo)], backend=args.backend), home=home)
+            with Registry.open(home) as registry:
+                registry.grant(
+                    ident.id, purposes=["education"], roles=["source", "target"], media=["image"],
+                    valid_until=today + dt.timedelta(days=30), uses=USES, operator="bench",
+                    capacity="rights_expired", date_of_death=dt.date(1882, 4, 19), jurisdiction="GB",
+                    basis="died over 125 years ago", grantor="bench",
+                )
+
+        rows: list[tuple[str, float]] = []
+        load_start = time.perf_counter()
+        analyzer = load_analyzer(args.backend, home)
+        swapper = load_swapper(args.backend, home)
+        load_s = time.perf_counter() - load_start
+
+        t, target = timed(lambda: load_image(target_path), args.repeat)
+        source = load_image(source_path)
+        rows.append(("decode (1080p target)", t))
+        if hasattr(analyzer, "_detect"):
+            t, _ = timed(lambda: analyzer._detect(target.pixels), args.repeat)
+            rows.append(("detect", t))
+            t_all, faces = timed(lambda: analyzer.analyze(target.pixels), args.repeat)
+            rows.append(("landmarks + embed", max(0.0, t_all - t)))
+        else:
+            t_all, faces = timed(lambda: analyzer.analyze(target.pixels), args.repeat)
+            rows.append(("detect + landmarks + embed", t_all))
+        target_face = faces[0]
+        source_face = analyzer.analyze(source.pixels)[0]
+        involved = [
+            Involvement(source_face, "source", "source photo"),
+            Involvement(target_face, "target", "target face #0"),
+        ]
+        with Registry.open(home) as registry:
+            t, _ = timed(
+                lambda: check_consent(registry, involved, purpose="education", media_kind="image",
+                                      analyzer=analyzer, operator="bench"),
+                args.repeat,
+            )
+        rows.append(("gate", t))
+        t, swapped = timed(lambda: swapper.swap(target.pixels, target_face, source.pixels, source_face),
+                           args.repeat)
+        rows.append(("swap", t))
+        output_id = new_output_id()
+        t, (labelled, _) = timed(lambda: apply_label(swapped, output_id), args.repeat)
+        rows.append(("label", t))
+        t, marked = timed(lambda: watermark.embed_id(labelled, output_id), args.repeat)
+        rows.append(("watermark", t))
+        t, data = timed(lambda: encode(np.asarray(marked), "JPEG"), args.repeat)
+        rows.append(("encode (JPEG q95)", t))
+
+        def whole() -> None:
+            swap_image(SwapRequest(source=source_path, target=target_path, purpose="education",
+                                   out=folder / "out.jpg", backend=args.backend), home=home)
+
+        t_pipeline, _ = timed(whole, args.repeat)
+
+    width = max(len(name) for name, _ in rows) + 2
+    print(f"backend: {args.backend}; target 1920×1080; median of {args.repeat} runs")
+    print(f"{'stage':<{width}} {'ms':>8}")
+    print("-" * (width + 9))
+    for name, seconds in rows:
+        print(f"{name:<{width}} {seconds * 1000:8.1f}")
+    print("-" * (width + 9))
+    print(f"{'sum of stages':<{width}} {sum(s for _, s in rows) * 1000:8.1f}")
+    print(f"{'pipeline total':<{width}} {t_pipeline * 1000:8.1f}  (swap_image end to end, incl. model load)")
+    print(f"{'model load':<{width}} {load_s * 1000:8.1f}  (once per process)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Options and helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+
+from likeness.home import Home
+
+PURPOSES_HELP = "what the output is for: film, education, creative (see consent/policy)"
+
+
+def resolve_cli_home(ctx: click.Context, explicit: Path | None) -> Home:
+    from likeness.home import resolve_home
+
+    chosen = explicit if explicit is not None else ctx.find_root().params.get("home")
+    return resolve_home(chosen).ensure()
+
+
+def home_option(command):
+    return click.option(
+        "--home",
+        "home",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="data home (registry, keys, ledger); default: $LIKENESS_HOME or a per-user folder",
+    )(command)
+
+
+def json_option(command):
+    return click.option("--json", "as_json", is_flag=True, help="print the result as JSON")(command)
+
+
+def parse_date(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD", param_hint=option) from exc
