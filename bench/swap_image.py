@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import statistics
 import tempfile
 import time
@@ -70,13 +71,23 @@ def main() -> None:
         source_path = asset("darwin_1.jpg")
         today = dt.date.today()
         for name, photo in (("Charles Darwin", "darwin_1.jpg"), ("Abraham Lincoln", "lincoln_1.jpg")):
-            ident = enrol_identity(EnrolRequest(name=name, photos=[asset(photo)], backend=args.backend), home=home)
+            ident = enrol_identity(
+                EnrolRequest(name=name, photos=[asset(photo)], backend=args.backend), home=home
+            )
             with Registry.open(home) as registry:
                 registry.grant(
-                    ident.id, purposes=["education"], roles=["source", "target"], media=["image"],
-                    valid_until=today + dt.timedelta(days=30), uses=USES, operator="bench",
-                    capacity="rights_expired", date_of_death=dt.date(1882, 4, 19), jurisdiction="GB",
-                    basis="died over 125 years ago", grantor="bench",
+                    ident.id,
+                    purposes=["education"],
+                    roles=["source", "target"],
+                    media=["image"],
+                    valid_until=today + dt.timedelta(days=30),
+                    uses=USES,
+                    operator="bench",
+                    capacity="rights_expired",
+                    date_of_death=dt.date(1882, 4, 19),
+                    jurisdiction="GB",
+                    basis="died over 125 years ago",
+                    grantor="bench",
                 )
 
         rows: list[tuple[str, float]] = []
@@ -104,13 +115,20 @@ def main() -> None:
         ]
         with Registry.open(home) as registry:
             t, _ = timed(
-                lambda: check_consent(registry, involved, purpose="education", media_kind="image",
-                                      analyzer=analyzer, operator="bench"),
+                lambda: check_consent(
+                    registry,
+                    involved,
+                    purpose="education",
+                    media_kind="image",
+                    analyzer=analyzer,
+                    operator="bench",
+                ),
                 args.repeat,
             )
         rows.append(("gate", t))
-        t, swapped = timed(lambda: swapper.swap(target.pixels, target_face, source.pixels, source_face),
-                           args.repeat)
+        t, swapped = timed(
+            lambda: swapper.swap(target.pixels, target_face, source.pixels, source_face), args.repeat
+        )
         rows.append(("swap", t))
         output_id = new_output_id()
         t, (labelled, _) = timed(lambda: apply_label(swapped, output_id), args.repeat)
@@ -119,10 +137,22 @@ def main() -> None:
         rows.append(("watermark", t))
         t, data = timed(lambda: encode(np.asarray(marked), "JPEG"), args.repeat)
         rows.append(("encode (JPEG q95)", t))
+        t, _ = timed(
+            lambda: watermark.decode(np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))), args.repeat
+        )
+        rows.append(("self-check (decode + read mark)", t))
 
         def whole() -> None:
-            swap_image(SwapRequest(source=source_path, target=target_path, purpose="education",
-                                   out=folder / "out.jpg", backend=args.backend), home=home)
+            swap_image(
+                SwapRequest(
+                    source=source_path,
+                    target=target_path,
+                    purpose="education",
+                    out=folder / "out.jpg",
+                    backend=args.backend,
+                ),
+                home=home,
+            )
 
         t_pipeline, _ = timed(whole, args.repeat)
 

@@ -1,4 +1,4 @@
-"""The job commands end to end through the CLI: swap, verify, faces, demo — exit codes, JSON, no partial files.
+"""The job commands through the CLI: swap, verify, faces, demo — exit codes, JSON, no partial files.
 
 Outputs made from the test photos stay in pytest's tmp folders (those people did not consent).
 """
@@ -46,19 +46,39 @@ def studio(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> dict:
         code, data = run_json(home, *args)
         assert code == 0, data
         code, consent = run_json(
-            home, "consent", "grant", data["id"], "--purpose", "film", "--role", role,
-            "--until", UNTIL, "--uses", "Test of the CLI: face replacement in a single still for the test suite",
+            home,
+            "consent",
+            "grant",
+            data["id"],
+            "--purpose",
+            "film",
+            "--role",
+            role,
+            "--until",
+            UNTIL,
+            "--uses",
+            "Test of the CLI: face replacement in a single still for the test suite",
         )
         assert code == 0, consent
         ids[name] = {"identity": data["id"], "consent": consent["id"]}
     return {"home": home, "ids": ids}
 
 
-def test_swap_writes_disclosed_output_and_verify_reads_it(studio: dict, faces_dir: Path, tmp_path: Path) -> None:
+def test_swap_writes_disclosed_output_and_verify_reads_it(
+    studio: dict, faces_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "swap.jpg"
     code, data = run_json(
-        studio["home"], "swap", "--source", str(faces_dir / "obama/3.jpg"),
-        "--target", str(faces_dir / "biden/1.jpg"), "--purpose", "film", "--out", str(out),
+        studio["home"],
+        "swap",
+        "--source",
+        str(faces_dir / "obama/3.jpg"),
+        "--target",
+        str(faces_dir / "biden/1.jpg"),
+        "--purpose",
+        "film",
+        "--out",
+        str(out),
     )
     assert code == 0, data
     assert Path(data["output"]) == out.absolute() and out.is_file()
@@ -82,11 +102,21 @@ def test_verify_on_a_clean_photo_finds_nothing(studio: dict, faces_dir: Path) ->
     assert report["ledger"]["found"] is False
 
 
-def test_unenrolled_source_is_refused_with_exit_3_and_no_file(studio: dict, faces_dir: Path, tmp_path: Path) -> None:
+def test_unenrolled_source_is_refused_with_exit_3_and_no_file(
+    studio: dict, faces_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "refused.jpg"
     code, data = run_json(
-        studio["home"], "swap", "--source", str(faces_dir / "kit_harington/1.jpg"),
-        "--target", str(faces_dir / "biden/1.jpg"), "--purpose", "film", "--out", str(out),
+        studio["home"],
+        "swap",
+        "--source",
+        str(faces_dir / "kit_harington/1.jpg"),
+        "--target",
+        str(faces_dir / "biden/1.jpg"),
+        "--purpose",
+        "film",
+        "--out",
+        str(out),
     )
     assert code == 3
     assert data["rule"] == "not_enrolled"
@@ -98,14 +128,30 @@ def test_unenrolled_source_is_refused_with_exit_3_and_no_file(studio: dict, face
 def test_wrong_purpose_and_wrong_role_are_refused(studio: dict, faces_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "x.jpg"
     code, data = run_json(
-        studio["home"], "swap", "--source", str(faces_dir / "obama/3.jpg"),
-        "--target", str(faces_dir / "biden/1.jpg"), "--purpose", "education", "--out", str(out),
+        studio["home"],
+        "swap",
+        "--source",
+        str(faces_dir / "obama/3.jpg"),
+        "--target",
+        str(faces_dir / "biden/1.jpg"),
+        "--purpose",
+        "education",
+        "--out",
+        str(out),
     )
     assert (code, data["rule"]) == (3, "wrong_purpose")
     # Biden consented only as a target: using his likeness as the source is refused.
     code, data = run_json(
-        studio["home"], "swap", "--source", str(faces_dir / "biden/1.jpg"),
-        "--target", str(faces_dir / "obama/3.jpg"), "--purpose", "film", "--out", str(out),
+        studio["home"],
+        "swap",
+        "--source",
+        str(faces_dir / "biden/1.jpg"),
+        "--target",
+        str(faces_dir / "obama/3.jpg"),
+        "--purpose",
+        "film",
+        "--out",
+        str(out),
     )
     assert (code, data["rule"]) == (3, "wrong_role")
     assert not out.exists()
@@ -113,21 +159,42 @@ def test_wrong_purpose_and_wrong_role_are_refused(studio: dict, faces_dir: Path,
 
 def test_revoked_consent_refuses_the_next_swap(tmp_path: Path, faces_dir: Path) -> None:
     home = tmp_path / "home"
-    code, src = run_json(home, "identity", "add", "Rose Leslie", "--photo", str(faces_dir / "rose_leslie/1.jpg"))
-    code, tgt = run_json(home, "identity", "add", "Kit Harington", "--photo", str(faces_dir / "kit_harington/1.jpg"))
+    code, src = run_json(
+        home, "identity", "add", "Rose Leslie", "--photo", str(faces_dir / "rose_leslie/1.jpg")
+    )
+    code, tgt = run_json(
+        home, "identity", "add", "Kit Harington", "--photo", str(faces_dir / "kit_harington/1.jpg")
+    )
     grants = []
     for ident, role in ((src, "source"), (tgt, "target")):
         code, consent = run_json(
-            home, "consent", "grant", ident["id"], "--purpose", "creative", "--role", role,
-            "--until", UNTIL, "--uses", "Test of revocation: a still made for the automated test suite only",
+            home,
+            "consent",
+            "grant",
+            ident["id"],
+            "--purpose",
+            "creative",
+            "--role",
+            role,
+            "--until",
+            UNTIL,
+            "--uses",
+            "Test of revocation: a still made for the automated test suite only",
         )
         assert code == 0, consent
         grants.append(consent["id"])
-    swap_args = ["swap", "--source", str(faces_dir / "rose_leslie/2.jpg"), "--target",
-                 str(faces_dir / "kit_harington/2.jpg"), "--purpose", "creative"]
+    swap_args = [
+        "swap",
+        "--source",
+        str(faces_dir / "rose_leslie/2.jpg"),
+        "--target",
+        str(faces_dir / "kit_harington/2.jpg"),
+        "--purpose",
+        "creative",
+    ]
     code, first = run_json(home, *swap_args, "--out", str(tmp_path / "before.png"))
     assert code == 0, first
-    code, out, err = run(home, "consent", "revoke", grants[0], "--reason", "withdrawn by the subject")
+    code, _, err = run(home, "consent", "revoke", grants[0], "--reason", "withdrawn by the subject")
     assert code == 0, err
     code, data = run_json(home, *swap_args, "--out", str(tmp_path / "after.png"))
     assert (code, data["rule"]) == (3, "revoked")
@@ -142,16 +209,25 @@ def test_revoked_consent_refuses_the_next_swap(tmp_path: Path, faces_dir: Path) 
         (lambda d, t: t / "notes.jpg", 4, "not an image"),
     ],
 )
-def test_bad_targets_exit_4_with_reason(studio: dict, faces_dir: Path, tmp_path: Path,
-                                        make_target, expected_code: int, expected_text: str) -> None:
+def test_bad_targets_exit_4_with_reason(
+    studio: dict, faces_dir: Path, tmp_path: Path, make_target, expected_code: int, expected_text: str
+) -> None:
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "notes.jpg").write_text("meeting notes, definitely not a photo\n" * 10)
     out = tmp_path / "out" / "x.jpg"
     out.parent.mkdir()
     target = make_target(faces_dir, tmp_path)
     code, out_text, err = run(
-        studio["home"], "swap", "--source", str(faces_dir / "obama/3.jpg"), "--target", str(target),
-        "--purpose", "film", "--out", str(out),
+        studio["home"],
+        "swap",
+        "--source",
+        str(faces_dir / "obama/3.jpg"),
+        "--target",
+        str(target),
+        "--purpose",
+        "film",
+        "--out",
+        str(out),
     )
     assert code == expected_code
     assert expected_text in err
@@ -160,8 +236,15 @@ def test_bad_targets_exit_4_with_reason(studio: dict, faces_dir: Path, tmp_path:
 
 
 def test_usage_errors_exit_2(studio: dict, faces_dir: Path, tmp_path: Path) -> None:
-    base = ["swap", "--source", str(faces_dir / "obama/3.jpg"), "--target", str(faces_dir / "_multi/obama_and_biden.jpg"),
-            "--purpose", "film"]
+    base = [
+        "swap",
+        "--source",
+        str(faces_dir / "obama/3.jpg"),
+        "--target",
+        str(faces_dir / "_multi/obama_and_biden.jpg"),
+        "--purpose",
+        "film",
+    ]
     code, _, err = run(studio["home"], *base, "--out", str(tmp_path / "x.jpg"), "--face-index", "9")
     assert code == 2 and "out of range" in err
     code, _, err = run(studio["home"], *base, "--out", str(tmp_path / "x.gif"))
@@ -182,15 +265,25 @@ def test_installed_script_and_demo(tmp_path: Path) -> None:
     """The real console script, as a new user runs it: demo exits 0 and its output verifies."""
     script = Path(sys.executable).with_name("likeness")
     env = {**os.environ, "LIKENESS_HOME": str(tmp_path / "unused-home")}
-    result = subprocess.run([str(script), "demo", "--workdir", str(tmp_path / "demo")],
-                            capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [str(script), "demo", "--workdir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "refused, as it should be" in result.stdout
     output = tmp_path / "demo" / "outputs" / "darwin_on_lincoln.jpg"
     assert output.is_file()
     assert not (tmp_path / "demo" / "outputs" / "refused.jpg").exists()
-    verify = subprocess.run([str(script), "verify", str(output), "--home", str(tmp_path / "demo" / "home"), "--json"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    verify = subprocess.run(
+        [str(script), "verify", str(output), "--home", str(tmp_path / "demo" / "home"), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert verify.returncode == 0, verify.stderr
     report = json.loads(verify.stdout)
     assert report["watermark"]["found"] and report["ledger"]["found"]
