@@ -8,9 +8,12 @@ Columns:
   insightface stand-in  the insightface path with the tests' stand-in ONNX models (tiny graphs), i.e.
                         the pipeline's own overhead around the models: insightface's pre/post-processing,
                         alignment, onnxruntime calls, mask, colour match and paste-back;
-  insightface real      buffalo_l + inswapper_128 from --models, when present (insightface's layout:
-                        DIR/buffalo_l/*.onnx, DIR/inswapper_128.onnx, e.g. ~/.insightface/models).
-Rows are median seconds over --repeat runs, per image; "analyze" is detect + landmarks + embed of every
+  insightface real      buffalo_l + inswapper_128 from --models, when present (insightface's layout in a
+                        folder called models: models/buffalo_l/*.onnx, models/inswapper_128.onnx, e.g.
+                        ~/.insightface/models; likeness records their hashes there on first use).
+Both insightface columns load through likeness.faces.backends.load_analyzer / swap.backends.load_swapper
+("insightface", home), as the pipeline does. Rows are median seconds over --repeat runs after one
+warm-up run, per image; "analyze" is detect + landmarks + embed of every
 face in the target, "swap" and "paste-back" are for one face (the leftmost). The stand-in detector is
 configured with the faces dlib found, so both backends handle the same number of faces.
 No output image is written (the test photos show people who did not consent to being swapped).
@@ -52,6 +55,7 @@ class Timer:
 
 
 def median_runs(run: Callable[[], dict[str, float]], repeat: int) -> dict[str, float]:
+    run()  # warm-up (first-call allocations, lazy imports): not counted
     runs = [run() for _ in range(repeat)]
     return {key: statistics.median(r.get(key, 0.0) for r in runs) for key in runs[0]}
 
@@ -96,25 +100,18 @@ def bench_dlib(
 
 
 def bench_insightface(
-    models_dir: Path,
-    source_models_dir: Path,
-    source: np.ndarray,
-    target: np.ndarray,
-    repeat: int,
-    providers: str,
+    home, source_home, source: np.ndarray, target: np.ndarray, repeat: int, providers: str
 ) -> tuple[dict[str, float], str]:
-    """Load from ``models_dir``; the source face is analysed with the models in ``source_models_dir``
-    (the same folder for real models; its own stand-in detector for stand-ins)."""
-    from likeness.faces.insightface_backend import InsightfaceAnalyzer
-    from likeness.swap.inswapper import InswapperSwapper
+    """Load by name from ``home`` (as the pipeline does); the source face is analysed with the models in
+    ``source_home`` (the same home for real models; its own stand-in detector for stand-ins)."""
+    from likeness.faces.backends import load_analyzer
+    from likeness.swap.backends import load_swapper
 
     started = time.perf_counter()
-    analyzer = InsightfaceAnalyzer.load(models_dir, providers=providers)
-    swapper = InswapperSwapper.load(models_dir, providers=providers)
+    analyzer = load_analyzer("insightface", home, providers=providers)
+    swapper = load_swapper("insightface", home, providers=providers)
     load = time.perf_counter() - started
-    source_analyzer = (
-        analyzer if source_models_dir == models_dir else InsightfaceAnalyzer.load(source_models_dir)
-    )
+    source_analyzer = analyzer if source_home == home else load_analyzer("insightface", source_home)
     source_faces = source_analyzer.analyze(source)
     if not source_faces:
         return {"load": load}, "no face in the source"
@@ -134,36 +131,51 @@ def bench_insightface(
     return result, f"{len(analyzer.analyze(target))} face(s); {analyzer.providers.providers[0]}"
 
 
-def build_standins(root: Path, images: list[tuple[np.ndarray, list]]) -> list[Path]:
-    """One stand-in models dir per image, its detector configured with the given faces' boxes."""
+def build_standins(root: Path, images: list[tuple[np.ndarray, list]]) -> list:
+    """One data home per image with stand-in models, the detector configured with the faces' boxes."""
     import standin_models as standin
+    from likeness.home import Home
 
-    dirs = []
+    homes = []
     for index, (pixels, faces) in enumerate(images):
         size = (pixels.shape[1], pixels.shape[0])
         configured = [standin.StandinFace.for_image(size, face.box) for face in faces[:3]]
-        folder = root / f"standin_{index}"
-        standin.build_buffalo_pack(folder, configured)
-        standin.build_inswapper(folder / "inswapper_128.onnx")
-        dirs.append(folder)
-    return dirs
+        home = Home(root=root / f"standin_{index}").ensure()
+        standin.build_buffalo_pack(home.models_dir, configured)
+        standin.build_inswapper(home.models_dir / "inswapper_128.onnx")
+        homes.append(home)
+    return homes
 
 
-def real_models_present(models_dir: Path | None) -> bool:
+def real_models_home(models_dir: Path | None):
+    """A data home whose ``models/`` is ``models_dir`` (a folder called ``models``, e.g.
+    ``~/.insightface/models``), when the real detector, recogniser and swapper are all there."""
     if models_dir is None:
-        return False
+        return None
+    from likeness.home import Home
     from likeness.model_store import MISSING, ModelStore, model_file
 
+    models_dir = models_dir.expanduser().resolve()
+    if models_dir.name != "models":
+        print(
+            f"--models must be a folder called models (insightface's layout), not {models_dir}",
+            file=sys.stderr,
+        )
+        return None
     store = ModelStore(models_dir)
     names = ("insightface_det_10g", "insightface_arcface_r50", "inswapper_128")
-    return all(store.check(model_file(name)).state != MISSING for name in names)
+    if any(store.check(model_file(name)).state == MISSING for name in names):
+        return None
+    return Home(root=models_dir.parent)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models", type=Path, default=None, help="models dir with the real files (optional)")
+    parser.add_argument(
+        "--models", type=Path, default=None, help="a folder called models holding the real files (optional)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--providers", default="auto")
     parser.add_argument("--source", type=Path, default=FACES / "biden" / "1.jpg")
@@ -201,20 +213,21 @@ def main() -> int:
         if not dlib_source_faces:
             print("no source face from dlib: the stand-in column cannot be configured", file=sys.stderr)
         else:
-            source_dir = build_standins(Path(tmp) / "source", [(source, dlib_source_faces)])[0]
-            folders = build_standins(
+            source_home = build_standins(Path(tmp) / "source", [(source, dlib_source_faces)])[0]
+            homes = build_standins(
                 Path(tmp), [(p.pixels, f) for p, f in zip(pictures, dlib_faces, strict=True)]
             )
-            for picture, folder in zip(pictures, folders, strict=True):
+            for picture, standin_home in zip(pictures, homes, strict=True):
                 timings = bench_insightface(
-                    folder, source_dir, source, picture.pixels, args.repeat, args.providers
+                    standin_home, source_home, source, picture.pixels, args.repeat, args.providers
                 )
                 columns.setdefault("insightface stand-in", []).append(timings)
-        if real_models_present(args.models):
+        real_home = real_models_home(args.models)
+        if real_home is not None:
             for picture in pictures:
                 columns.setdefault("insightface real", []).append(
                     bench_insightface(
-                        args.models, args.models, source, picture.pixels, args.repeat, args.providers
+                        real_home, real_home, source, picture.pixels, args.repeat, args.providers
                     )
                 )
         else:

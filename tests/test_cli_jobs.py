@@ -33,7 +33,7 @@ def run_json(home: Path, *args: str) -> tuple[int, dict]:
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> dict:
-    """A home with Obama enrolled as a source and Biden as a target, both consenting to 'film'."""
+    """A home with Obama enrolled as a source and Biden as a target, both consenting to 'education'."""
     home = tmp_path_factory.mktemp("cli") / "home"
     ids = {}
     for name, photos, role in (
@@ -51,7 +51,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> dict:
             "grant",
             data["id"],
             "--purpose",
-            "film",
+            "education",
             "--role",
             role,
             "--until",
@@ -76,7 +76,7 @@ def test_swap_writes_disclosed_output_and_verify_reads_it(
         "--target",
         str(faces_dir / "biden/1.jpg"),
         "--purpose",
-        "film",
+        "education",
         "--out",
         str(out),
     )
@@ -114,7 +114,7 @@ def test_unenrolled_source_is_refused_with_exit_3_and_no_file(
         "--target",
         str(faces_dir / "biden/1.jpg"),
         "--purpose",
-        "film",
+        "education",
         "--out",
         str(out),
     )
@@ -135,7 +135,7 @@ def test_wrong_purpose_and_wrong_role_are_refused(studio: dict, faces_dir: Path,
         "--target",
         str(faces_dir / "biden/1.jpg"),
         "--purpose",
-        "education",
+        "research",
         "--out",
         str(out),
     )
@@ -149,7 +149,7 @@ def test_wrong_purpose_and_wrong_role_are_refused(studio: dict, faces_dir: Path,
         "--target",
         str(faces_dir / "obama/3.jpg"),
         "--purpose",
-        "film",
+        "education",
         "--out",
         str(out),
     )
@@ -173,7 +173,7 @@ def test_revoked_consent_refuses_the_next_swap(tmp_path: Path, faces_dir: Path) 
             "grant",
             ident["id"],
             "--purpose",
-            "creative",
+            "research",
             "--role",
             role,
             "--until",
@@ -190,7 +190,7 @@ def test_revoked_consent_refuses_the_next_swap(tmp_path: Path, faces_dir: Path) 
         "--target",
         str(faces_dir / "kit_harington/2.jpg"),
         "--purpose",
-        "creative",
+        "research",
     ]
     code, first = run_json(home, *swap_args, "--out", str(tmp_path / "before.png"))
     assert code == 0, first
@@ -225,7 +225,7 @@ def test_bad_targets_exit_4_with_reason(
         "--target",
         str(target),
         "--purpose",
-        "film",
+        "education",
         "--out",
         str(out),
     )
@@ -243,7 +243,7 @@ def test_usage_errors_exit_2(studio: dict, faces_dir: Path, tmp_path: Path) -> N
         "--target",
         str(faces_dir / "_multi/obama_and_biden.jpg"),
         "--purpose",
-        "film",
+        "education",
     ]
     code, _, err = run(studio["home"], *base, "--out", str(tmp_path / "x.jpg"), "--face-index", "9")
     assert code == 2 and "out of range" in err
@@ -288,3 +288,25 @@ def test_installed_script_and_demo(tmp_path: Path) -> None:
     report = json.loads(verify.stdout)
     assert report["watermark"]["found"] and report["ledger"]["found"]
     assert not (tmp_path / "unused-home").exists()
+
+
+def test_commercial_purpose_needs_a_licence_for_non_commercial_models(
+    studio: dict, faces_dir: Path, tmp_path: Path
+) -> None:
+    """dlib's 68-point model is non-commercial (iBUG 300-W): a film job needs a recorded licence."""
+    out = tmp_path / "film.jpg"
+    code, _, err = run(
+        studio["home"],
+        "swap",
+        "--source",
+        str(faces_dir / "obama/3.jpg"),
+        "--target",
+        str(faces_dir / "biden/1.jpg"),
+        "--purpose",
+        "film",
+        "--out",
+        str(out),
+    )
+    assert code == 2
+    assert "shape_predictor_68_face_landmarks.dat" in err and "licence" in err
+    assert not out.exists()

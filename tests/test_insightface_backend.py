@@ -258,6 +258,8 @@ def test_describe_names_models_hashes_licences_and_providers(tmp_path: Path, fac
     assert "non-commercial" in info["recognition_licence"]
     assert info["providers"] and info["provider_reason"]
     assert all(isinstance(value, str) for value in info.values())
-    files = {status.spec.name: status for status in analyzer.model_files()}
+    files = {use.name: use for use in analyzer.model_files()}
     assert set(files) == {"insightface_det_10g", "insightface_arcface_r50", "insightface_landmarks_106"}
-    assert all(status.usable and not status.spec.commercial_use for status in files.values())
+    assert files["insightface_det_10g"].sha256 == sha and files["insightface_det_10g"].file == "det_10g.onnx"
+    assert all(use.state == "recorded now" and not use.commercial_use for use in files.values())
+    assert all("non-commercial" in use.licence for use in files.values())

@@ -189,7 +189,7 @@ def test_restoration_runs_when_its_model_is_present_and_only_on_the_face(scene) 
     standin.build_restorer(models / "restore" / "gfpgan_1.4.onnx")
     restoring = InswapperSwapper.load(models)
     assert "gfpgan_1.4.onnx" in restoring.describe()["restoration"]
-    assert [status.spec.name for status in restoring.model_files()] == ["inswapper_128", "gfpgan_1.4"]
+    assert [use.name for use in restoring.model_files()] == ["inswapper_128", "gfpgan_1.4"]
     without = plain.swap(target.pixels, target_face, source.pixels, source_face)
     restored = restoring.swap(target.pixels, target_face, source.pixels, source_face)
     changed = _changed(without, restored)

@@ -81,6 +81,12 @@ class PolicyViolation(UsageError):
     kind = "policy"
 
 
+class LicenceRefused(UsageError):
+    """A commercial job would use a model licensed for non-commercial use, and no licence is recorded."""
+
+    kind = "licence"
+
+
 class DisclosureError(LikenessError):
     """Labelling, watermarking, signing or writing the output failed; nothing was written."""
 

@@ -1,5 +1,8 @@
 """The ONNX model files of the insightface backend: where they live, their hashes, fetching them.
 
+:data:`PACKAGES` is the one table of the ONNX files (licence and commercial use included);
+:mod:`likeness.models` lists them together with the dlib files, without repeating them.
+
 Layout — insightface's own ``<root>/models/`` folder, so ``~/.insightface/models`` works as a models
 directory as it is, and likeness's is ``<data home>/models``::
 
@@ -601,40 +604,62 @@ class ModelStore:
             )
         return ModelMissing(f"model file {path} ({spec.name}) is {status.state}: {status.detail}")
 
+    def stray_files_error(self, entry: ModelPackage) -> ModelMissing | None:
+        """The error for files in ``entry``'s pack folder that are not part of it, if there are any.
+
+        insightface opens every ``.onnx`` file in the folder, and a ``manifest.json`` (its "model package
+        V2") would change which files it opens and how it routes them.
+        """
+        if entry.folder is None:
+            return None
+        folder = self.models_dir / PurePosixPath(entry.folder)
+        known = {spec.filename for spec in entry.files}
+        found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        strangers = [
+            name
+            for name in found
+            if (name.endswith(".onnx") or name == "manifest.json") and name not in known
+        ]
+        if not strangers:
+            return None
+        return ModelMissing(
+            f"unexpected file(s) {', '.join(strangers)} in {folder}: insightface loads every "
+            f".onnx file (and a manifest.json) in that folder; these are not part of {entry.name}",
+            hint=(
+                f"move them out of {folder} (inswapper_128.onnx belongs in {self.models_dir}); "
+                f"{entry.name} holds {', '.join(sorted(known))}"
+            ),
+        )
+
     def require(self, entry: ModelPackage) -> dict[str, FileStatus]:
         """Check (and on first use record) every file of ``entry`` before anything loads them.
 
         Returns the usable files by role. Raises :class:`ModelMissing` for a missing required file, any
         present file that is not usable, or an unknown ``.onnx`` file in the package's folder.
         """
-        if entry.folder is not None:
-            folder = self.models_dir / PurePosixPath(entry.folder)
-            known = {spec.filename for spec in entry.files}
-            # insightface opens every .onnx file in the folder, and a manifest.json (its "model package
-            # V2") would change which files it opens and how it routes them.
-            found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-            strangers = [
-                name
-                for name in found
-                if (name.endswith(".onnx") or name == "manifest.json") and name not in known
-            ]
-            if strangers:
-                raise ModelMissing(
-                    f"unexpected file(s) {', '.join(strangers)} in {folder}: insightface loads every "
-                    f".onnx file (and a manifest.json) in that folder; these are not part of {entry.name}",
-                    hint=(
-                        f"move them out of {folder} (inswapper_128.onnx belongs in {self.models_dir}); "
-                        f"{entry.name} holds {', '.join(sorted(known))}"
-                    ),
-                )
+        problem = self.stray_files_error(entry)
+        if problem is not None:
+            raise problem
         usable: dict[str, FileStatus] = {}
+        missing: list[FileStatus] = []
         for spec in entry.files:
             status = self.check(spec, record=True)
-            if status.state == MISSING and not spec.required:
+            if status.state == MISSING:
+                if spec.required:
+                    missing.append(status)
                 continue
             if not status.usable:
                 raise self.missing_error(status)
             usable[spec.role] = status
+        if len(missing) == 1:
+            raise self.missing_error(missing[0])
+        if missing:
+            names = ", ".join(f"{status.spec.filename} ({status.spec.role})" for status in missing)
+            where = ", ".join(str(status.path) for status in missing)
+            raise ModelMissing(
+                f"model files of {entry.name} not found: {names}; looked for {where}",
+                hint=self.how_to_get(missing[0].spec),
+            )
         return usable
 
 
@@ -812,26 +837,3 @@ def _extract(archive: Path, wanted: Sequence[ModelFileSpec], store: ModelStore) 
             f"the download {archive} is not a valid zip archive ({exc}); it was deleted",
             hint="run the fetch again",
         ) from exc
-
-
-def model_table_rows() -> list[dict[str, object]]:
-    """Rows for ``likeness.models`` (the table of every model file): name, file, hash, licence, use."""
-    rows = []
-    for entry in PACKAGES:
-        for spec in entry.files:
-            rows.append(
-                {
-                    "name": spec.name,
-                    "filename": spec.filename,
-                    "relpath": spec.relpath,
-                    "package": entry.name,
-                    "task": spec.role,
-                    "sha256": spec.sha256,
-                    "licence": spec.licence,
-                    "commercial_use": spec.commercial_use,
-                    "source_url": entry.url or entry.manual,
-                    "used": spec.used,
-                    "required": spec.required,
-                }
-            )
-    return rows

@@ -8,14 +8,19 @@ session on the candidate provider, checks the provider actually bound to it and 
 a :class:`ProviderChoice` with the providers to pass to sessions and a sentence saying why, which the
 backends put into ``describe()`` (and so into the ledger and the C2PA manifest).
 
+The request comes from the caller, else from the environment variable ``LIKENESS_PROVIDERS``
+(``auto`` | ``cpu`` | ``cuda`` | ``tensorrt``; :func:`requested_providers`), which the CLI, the app and
+``likeness.faces.backends.load_analyzer`` / ``likeness.swap.backends.load_swapper`` read.
+
 onnxruntime is imported inside the functions: the embedded dlib path never pays for it.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +36,26 @@ REQUESTS = ("auto", "cpu", "cuda", "tensorrt")
 with the reason. ``cpu``: CPU only. TensorRT is never chosen by ``auto``: it builds an engine per model
 on first use, which takes minutes."""
 
+PROVIDERS_ENV = "LIKENESS_PROVIDERS"
+"""Environment variable holding the request (one of :data:`REQUESTS`; default ``auto``)."""
+
 _GPU_REPAIR = "pip install --force-reinstall --no-deps onnxruntime-gpu"
+
+
+def requested_providers(environ: Mapping[str, str] | None = None) -> str:
+    """The provider request set in ``LIKENESS_PROVIDERS`` (``auto`` when unset or empty).
+
+    ``environ`` defaults to ``os.environ``. An unknown value is a :class:`UsageError`, not a silent ``auto``.
+    """
+    value = (os.environ if environ is None else environ).get(PROVIDERS_ENV, "").strip().lower()
+    if not value:
+        return "auto"
+    if value not in REQUESTS:
+        raise UsageError(
+            f"{PROVIDERS_ENV}={value!r} is not an execution provider request",
+            hint=f"set it to one of: {', '.join(REQUESTS)} (or unset it for auto)",
+        )
+    return value
 
 
 @dataclass(frozen=True)

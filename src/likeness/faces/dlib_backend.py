@@ -28,7 +28,7 @@ import numpy as np
 from likeness.errors import BadInput
 from likeness.faces.types import Face
 from likeness.home import Home
-from likeness.models import VerifiedModel, locate_verified
+from likeness.models import ModelUse, VerifiedModel, locate_verified
 
 EMBEDDING_SPACE = "dlib_resnet_v1"
 HOG_WINDOW_PX = 80
@@ -137,6 +137,10 @@ class DlibAnalyzer:
                 f"upsample_below={self.upsample_below} num_jitters={self.num_jitters}"
             ),
         }
+
+    def model_files(self) -> list[ModelUse]:
+        """The verified files this analyzer runs (name, file, sha256, licence, commercial use)."""
+        return [verified.use() for verified in self.models.values()]
 
     # -- details -----------------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from likeness.model_store import (
     ModelPackage,
     ModelStore,
 )
+from likeness.models import ModelUse
 from likeness.onnx_runtime import ProviderChoice, choose_providers
 
 NAME = "insightface"
@@ -72,7 +73,10 @@ def embedding_space_for(status: FileStatus) -> str:
 
 
 class InsightfaceAnalyzer:
-    """Analyzer on insightface's buffalo_l pack (see the module docstring). Build it with :meth:`load`."""
+    """Analyzer on insightface's buffalo_l pack (see the module docstring).
+
+    Build it with :meth:`load`; the pipeline does so through ``load_analyzer("insightface", home)``.
+    """
 
     name = NAME
 
@@ -261,11 +265,12 @@ class InsightfaceAnalyzer:
     def has_dense_landmarks(self) -> bool:
         return LANDMARK_2D_106 in self._files
 
-    def model_files(self) -> list[FileStatus]:
-        """The verified files this analyzer runs (name, path, sha256, licence, commercial use)."""
-        return [status for task, status in sorted(self._files.items()) if task in KEPT_TASKS]
+    def model_files(self) -> list[ModelUse]:
+        """The verified files this analyzer runs (name, file, sha256, licence, commercial use).
 
-
-def load_insightface_analyzer(models_dir: Path, **options: object) -> InsightfaceAnalyzer:
-    """What ``likeness.faces.backends.load_analyzer("insightface", home)`` calls with ``home.models_dir``."""
-    return InsightfaceAnalyzer.load(models_dir, **options)  # type: ignore[arg-type]
+        buffalo_l's gender/age and 3-D landmark files are verified when present but never run, so they
+        are not listed.
+        """
+        return [
+            ModelUse.from_status(status) for task, status in sorted(self._files.items()) if task in KEPT_TASKS
+        ]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from likeness.models import ModelUse
 
 
 @dataclass(frozen=True)
@@ -54,4 +57,8 @@ class Analyzer(Protocol):
 
     def describe(self) -> dict[str, str]:
         """Model names and versions, for ledger entries and C2PA manifests."""
+        ...
+
+    def model_files(self) -> list[ModelUse]:
+        """Every model file this analyzer loaded, with its hash and licence (licence checks, manifests)."""
         ...

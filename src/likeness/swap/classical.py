@@ -41,6 +41,7 @@ import numpy as np
 
 from likeness.errors import BadInput, UsageError
 from likeness.faces.types import Face
+from likeness.models import ModelUse
 
 BLENDS = ("pyramid", "poisson")
 
@@ -116,6 +117,11 @@ class ClassicalSwapper:
             f"{self.blend} blend",
             "models": "none of its own (uses the analyzer's 68-point landmarks)",
         }
+
+    def model_files(self) -> list[ModelUse]:
+        """None of its own: it runs on the analyzer's 68-point landmarks, whose model file (and licence)
+        the analyzer's ``model_files()`` lists."""
+        return []
 
     def swap(
         self,

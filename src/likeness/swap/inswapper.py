@@ -29,6 +29,7 @@ from likeness.errors import BadInput, ModelMissing, UsageError
 from likeness.faces.insightface_backend import StageTimer, timed
 from likeness.faces.types import Face
 from likeness.model_store import INSWAPPER_128, MISSING, RESTORERS, FileStatus, ModelPackage, ModelStore
+from likeness.models import ModelUse
 from likeness.onnx_runtime import ProviderChoice, choose_providers, import_onnxruntime
 from likeness.swap import paste_back
 
@@ -129,7 +130,10 @@ def find_restorer(
 
 
 class InswapperSwapper:
-    """Swapper on inswapper_128 (see the module docstring). Build it with :meth:`load`."""
+    """Swapper on inswapper_128 (see the module docstring).
+
+    Build it with :meth:`load`; the pipeline does so through ``load_swapper("insightface", home)``.
+    """
 
     name = NAME
 
@@ -264,9 +268,10 @@ class InswapperSwapper:
                 result = self.restorer.restore(result, target_face)
         return result
 
-    def model_files(self) -> list[FileStatus]:
-        """The verified files this swapper runs (name, path, sha256, licence, commercial use)."""
-        return [self.status] + ([self.restorer.status] if self.restorer is not None else [])
+    def model_files(self) -> list[ModelUse]:
+        """The verified files this swapper runs (name, file, sha256, licence, commercial use)."""
+        statuses = [self.status] + ([self.restorer.status] if self.restorer is not None else [])
+        return [ModelUse.from_status(status) for status in statuses]
 
     def describe(self) -> dict[str, str]:
         info = {
@@ -280,8 +285,3 @@ class InswapperSwapper:
         }
         info.update(self.providers.describe())
         return info
-
-
-def load_inswapper(models_dir: Path, **options: object) -> InswapperSwapper:
-    """What ``likeness.swap.backends.load_swapper("inswapper", home)`` calls with ``home.models_dir``."""
-    return InswapperSwapper.load(models_dir, **options)  # type: ignore[arg-type]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from likeness.faces.types import Face
+
+if TYPE_CHECKING:
+    from likeness.models import ModelUse
 
 
 @runtime_checkable
@@ -23,3 +26,5 @@ class Swapper(Protocol):
     ) -> np.ndarray: ...
 
     def describe(self) -> dict[str, str]: ...
+
+    def model_files(self) -> list[ModelUse]: ...
