@@ -1,0 +1,170 @@
+"""Starting the studio: environment, auth, file-serving limits, queue, launch.
+
+``prepare_environment`` must run before Gradio is imported (it switches analytics and hub lookups
+off and points Gradio's upload cache into the data home); ``launch`` does that itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from likeness.errors import UsageError
+from likeness.home import Home
+from likeness.users import USERS_FILE, UserStore
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+DEFAULT_MAX_UPLOAD_MB = 50
+LOCKOUT_FAILURES = 5
+LOCKOUT_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    home: Home
+    host: str = DEFAULT_HOST
+    port: int | None = DEFAULT_PORT
+    """``None`` or 0 picks a free port."""
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
+    concurrency: int = 2
+    """How many heavy jobs (swap, enrol, detect, verify) run at once; the rest wait in the queue."""
+    queue_size: int = 64
+    backend: str = "dlib"
+    quiet: bool = False
+
+
+@dataclass
+class RunningApp:
+    """A launched app: ``url`` to open, ``close()`` to stop it."""
+
+    blocks: Any
+    url: str
+    auth_required: bool
+    started_s: float
+
+    def close(self) -> None:
+        self.blocks.close()
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def needs_auth(host: str, users: UserStore) -> bool:
+    """Auth is on whenever app users exist; off only on a loopback address with no users at all."""
+    if users.has_users():
+        return True
+    if is_loopback(host):
+        return False
+    raise UsageError(
+        f"refusing to listen on {host} without app users: anyone who can reach this machine "
+        "could use the registry",
+        hint="add one first: `likeness users add NAME --role admin` (and operators with --role operator), "
+        "or bind to 127.0.0.1",
+    )
+
+
+def prepare_environment(home: Home) -> Path:
+    """Set Gradio's environment before it is imported; returns the upload cache folder.
+
+    These are process-wide: run one app per process (tests that start a second app restore them).
+    """
+    cache = home.root / "app" / "cache"
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)
+    return cache
+
+
+@dataclass
+class LoginGuard:
+    """Checks passwords against the user file; locks a name out for a while after repeated failures."""
+
+    users: UserStore
+    failures: dict[str, list[float]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, username: str, password: str) -> bool:
+        name = username.strip()
+        now = time.monotonic()
+        with self.lock:
+            recent = [t for t in self.failures.get(name, []) if now - t < LOCKOUT_SECONDS]
+            self.failures[name] = recent
+            if len(recent) >= LOCKOUT_FAILURES:
+                return False
+        if self.users.authenticate(name, password) is not None:
+            with self.lock:
+                self.failures.pop(name, None)
+            return True
+        with self.lock:
+            self.failures.setdefault(name, []).append(now)
+        return False
+
+
+def launch(settings: AppSettings, *, prevent_thread_lock: bool = False) -> RunningApp:
+    """Build and start the app. Blocks until stopped unless ``prevent_thread_lock``."""
+    started = time.perf_counter()
+    home = settings.home.ensure()
+    users = UserStore.for_home(home)
+    auth_required = needs_auth(settings.host, users)
+    prepare_environment(home)
+
+    from likeness.webapp.studio import Studio
+    from likeness.webapp.theme import CSS, make_theme
+    from likeness.webapp.ui import StudioPage
+
+    studio = Studio(home, users, auth_required=auth_required, backend=settings.backend)
+    studio.outputs_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    page = StudioPage(studio, swap_concurrency=max(1, settings.concurrency))
+    blocks = page.build()
+    blocks.queue(max_size=settings.queue_size, default_concurrency_limit=max(1, settings.concurrency * 2))
+    blocked = [
+        str(home.keys_dir),
+        str(home.db_path),
+        str(home.root / USERS_FILE),
+        str(studio.work_root),
+        str(home.models_dir),
+    ]
+    if not settings.quiet:
+        access = "sign-in required" if auth_required else "no sign-in: local only, no app users yet"
+        print(f"likeness studio: data home {home.root}; {access}", file=sys.stderr, flush=True)
+    _, url, _ = blocks.launch(
+        server_name=settings.host,
+        server_port=settings.port or None,
+        auth=LoginGuard(users) if auth_required else None,
+        auth_message=(
+            "Sign in with your likeness studio user. An administrator creates users with "
+            "<code>likeness users add NAME --role admin|operator</code>."
+        ),
+        allowed_paths=[str(studio.outputs_root)],
+        blocked_paths=blocked,
+        max_file_size=f"{settings.max_upload_mb}mb",
+        prevent_thread_lock=prevent_thread_lock,
+        quiet=settings.quiet,
+        show_error=False,
+        ssr_mode=False,
+        share=False,
+        enable_monitoring=False,
+        mcp_server=False,
+        pwa=False,
+        run_history=False,
+        footer_links=["api", "settings"],
+        theme=make_theme(),
+        css=CSS,
+    )
+    return RunningApp(
+        blocks=blocks, url=url, auth_required=auth_required, started_s=time.perf_counter() - started
+    )

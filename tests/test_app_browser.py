@@ -1,0 +1,303 @@
+"""The studio in a real browser: Playwright drives Debian's chromium through the daily work.
+
+Sign in → enrol two people (with the photo check) → record their consent → swap one face picked
+in a two-face target → a refused swap → verify the downloaded output → revoke → the same swap is
+refused → audit → an operator sees the registry read-only. Only the public-domain demo portraits
+are used, so the screenshots may be published: set LIKENESS_SCREENSHOTS=docs/screenshots to keep them.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import datetime as dt
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from likeness.home import Home
+from likeness.users import UserStore
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = os.environ.get("LIKENESS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+]
+DEMO = Path(__file__).resolve().parents[1] / "src" / "likeness" / "demo_assets"
+ADMIN = ("ada", "admin passphrase 1")
+OPERATOR = ("otto", "operator passphrase 2")
+TIMEOUT_MS = 60_000
+USES = "likeness studio walkthrough: swaps between public-domain 19th-century portraits, for teaching"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def two_face_target(folder: Path) -> Path:
+    """Lincoln and Pasteur side by side (both portraits public domain): a target with two faces."""
+    from PIL import Image
+
+    height = 700
+    portraits = [Image.open(DEMO / name).convert("RGB") for name in ("lincoln_1.jpg", "pasteur_1.jpg")]
+    portraits = [
+        p.resize((round(p.width * height / p.height), height), Image.Resampling.LANCZOS) for p in portraits
+    ]
+    canvas = Image.new("RGB", (sum(p.width for p in portraits) + 20, height), (255, 255, 255))
+    canvas.paste(portraits[0], (0, 0))
+    canvas.paste(portraits[1], (portraits[0].width + 20, 0))
+    path = folder / "lincoln_and_pasteur.jpg"
+    canvas.save(path, quality=92)
+    return path
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory) -> Iterator[tuple[str, Home]]:
+    from likeness.webapp.server import AppSettings, launch
+
+    home = Home(root=tmp_path_factory.mktemp("browser") / "home").ensure()
+    users = UserStore.for_home(home)
+    users.add(*ADMIN, "admin")
+    users.add(*OPERATOR, "operator")
+    app = launch(AppSettings(home=home, port=free_port(), quiet=True), prevent_thread_lock=True)
+    yield app.url, home
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"chromium not found at {CHROMIUM}; install Debian's chromium or set LIKENESS_CHROMIUM")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("LIKENESS_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+# -- page helpers -----------------------------------------------------------------------------------
+def sign_in(page, url: str, who: tuple[str, str]) -> None:
+    page.goto(url)
+    page.get_by_label("username").fill(who[0])
+    page.get_by_label("password").fill(who[1])
+    page.get_by_role("button", name="Login").click()
+    page.locator("#lk-header .lk-user").wait_for(timeout=TIMEOUT_MS)
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick the dropdown option whose label starts with ``option``."""
+    page.locator(f"#{elem_id} input").click()
+    page.locator(f"#{elem_id} [role=option]").filter(
+        has_text=re.compile("^\\W*" + re.escape(option))
+    ).first.click()
+
+
+def upload(page, elem_id: str, *files: Path) -> None:
+    page.locator(f"#{elem_id} input[type=file]").set_input_files([str(f) for f in files])
+
+
+def banner_of(page, elem_id: str, expected: str):
+    """Wait until the result banner in ``elem_id`` shows ``expected`` in its title; return the banner."""
+    banner = page.locator(f"#{elem_id} .lk-banner")
+    banner.filter(has_text=expected).first.wait_for(timeout=TIMEOUT_MS)
+    return banner.first
+
+
+def fill(page, elem_id: str, text: str) -> None:
+    page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(text)
+
+
+def enrol(page, name: str, photo: Path, shots: Path | None) -> None:
+    open_tab(page, "People & consent")
+    open_tab(page, "Enrol")
+    fill(page, "enrol-name", name)
+    upload(page, "enrol-photos", photo)
+    banner_of(page, "enrol-check", "usable")
+    if shots is not None:
+        page.screenshot(path=str(shots / "02-enrol-check.png"), full_page=True)
+    page.locator("#enrol-run").click()
+    banner_of(page, "enrol-result", f"Enrolled {name}")
+
+
+def grant(page, name: str, died: str) -> None:
+    open_tab(page, "People & consent")
+    open_tab(page, "Grant consent")
+    choose(page, "grant-identity", name)
+    choose(page, "grant-capacity", "rights_expired")
+    page.locator("#grant-purposes").get_by_text("education", exact=False).click()
+    page.locator("#grant-roles").get_by_text("source", exact=False).click()
+    page.locator("#grant-roles").get_by_text("target", exact=False).click()
+    fill(page, "grant-until", (dt.date.today() + dt.timedelta(days=180)).isoformat())
+    fill(page, "grant-uses", USES)
+    fill(page, "grant-dod", died)
+    fill(page, "grant-jurisdiction", "US-NY")
+    fill(page, "grant-basis", f"{name} died {died}; rights of publicity expired; photograph public domain")
+    page.locator("#grant-run").click()
+    banner_of(page, "grant-result", "Consent recorded")
+
+
+def swap(page, target: Path, face: str) -> None:
+    """Swap Darwin's likeness onto ``target``; ``face`` is 'all' or the thumbnail index to click."""
+    open_tab(page, "Swap")
+    choose(page, "swap-identity", "Charles Darwin")
+    choose(page, "swap-purpose", "education")
+    note = page.locator("#swap-faces-note")
+    remove = page.locator("#swap-target button[aria-label='Remove Image']")
+    if remove.count():  # start from an empty target so the face picker is fresh
+        remove.first.click()
+        page.wait_for_function(
+            "() => !(document.querySelector('#swap-faces-note')?.innerText || '').includes('found')",
+            timeout=TIMEOUT_MS,
+        )
+    upload(page, "swap-target", target)
+    note.filter(has_text="faces found").wait_for(timeout=TIMEOUT_MS)
+    if face == "all":
+        choose(page, "swap-face", "All faces")
+    else:
+        page.locator("#swap-faces button.thumbnail-item").nth(int(face)).click()
+        expect_value(page, "swap-face", f"Face #{face}")
+    page.locator("#swap-run").click()
+    page.locator("#swap-result .lk-working").wait_for(timeout=TIMEOUT_MS)
+
+
+def wait_for_text(page, elem_id: str, text: str) -> None:
+    """Wait until the element's rendered text contains ``text`` (tables render cells lazily)."""
+    page.wait_for_function(
+        "([sel, text]) => (document.querySelector(sel)?.textContent || '').includes(text)",
+        arg=[f"#{elem_id}", text],
+        timeout=TIMEOUT_MS,
+    )
+
+
+def expect_value(page, elem_id: str, prefix: str) -> None:
+    page.wait_for_function(
+        "([sel, prefix]) => (document.querySelector(sel)?.value || '').startsWith(prefix)",
+        arg=[f"#{elem_id} input", prefix],
+        timeout=TIMEOUT_MS,
+    )
+
+
+# -- the walkthrough ----------------------------------------------------------------------------------
+def test_admin_walkthrough_enrol_grant_swap_refuse_verify_revoke(studio, browser, shots, tmp_path) -> None:
+    url, home = studio
+    target = two_face_target(tmp_path)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+
+    page.goto(url)
+    page.get_by_role("button", name="Login").wait_for(timeout=TIMEOUT_MS)
+    page.screenshot(path=str(shots / "01-sign-in.png"))
+    sign_in(page, url, ADMIN)
+    assert (
+        "ada" in page.locator("#lk-header").inner_text()
+        and "admin" in page.locator("#lk-header").inner_text()
+    )
+
+    # enrolment with the photo quality check, then consent with the full record form
+    enrol(page, "Charles Darwin", DEMO / "darwin_1.jpg", shots)
+    page.reload()
+    page.locator("#lk-header .lk-user").wait_for(timeout=TIMEOUT_MS)
+    enrol(page, "Abraham Lincoln", DEMO / "lincoln_1.jpg", None)
+    grant(page, "Charles Darwin", "1882-04-19")
+    page.screenshot(path=str(shots / "03-grant.png"), full_page=True)
+    page.reload()
+    page.locator("#lk-header .lk-user").wait_for(timeout=TIMEOUT_MS)
+    grant(page, "Abraham Lincoln", "1865-04-15")
+
+    # a swap of the face picked in the face picker: Lincoln (#0), not Pasteur (#1)
+    swap(page, target, face="0")
+    done = banner_of(page, "swap-result", "Done: disclosed output written")
+    text = done.inner_text()
+    assert "Charles Darwin as source" in text and "Abraham Lincoln as target" in text
+    assert "Invisible watermark reads back: yes" in text
+    page.locator("#swap-after img").first.wait_for(timeout=TIMEOUT_MS)
+    page.screenshot(path=str(shots / "04-swap.png"), full_page=True)
+    with page.expect_download(timeout=TIMEOUT_MS) as download_info:
+        page.locator("#swap-download a").first.click()
+    downloaded = tmp_path / "downloaded.jpg"
+    download_info.value.save_as(downloaded)
+    written = sorted((home.root / "outputs" / "ada").rglob("likeness-*"))
+    assert len(written) == 1 and downloaded.read_bytes() == written[0].read_bytes()
+
+    # a refusal: replacing every face involves Pasteur, who is not enrolled
+    swap(page, target, face="all")
+    refused = banner_of(page, "swap-result", "Refused by the consent gate")
+    assert "not an enrolled person" in refused.inner_text() and "No file was written" in refused.inner_text()
+    page.screenshot(path=str(shots / "05-refused.png"), full_page=True)
+    assert len(sorted((home.root / "outputs" / "ada").rglob("likeness-*"))) == 1
+
+    # verify the downloaded file
+    open_tab(page, "Verify")
+    upload(page, "verify-file", downloaded)
+    verdict = banner_of(page, "verify-result", "AI-generated")
+    assert "watermark and ledger agree" in verdict.inner_text()
+    page.screenshot(path=str(shots / "06-verify.png"), full_page=True)
+
+    # revoke Lincoln's consent; the same swap is refused at once
+    open_tab(page, "People & consent")
+    open_tab(page, "Revoke")
+    choose(page, "revoke-consent", "Abraham Lincoln")
+    fill(page, "revoke-reason", "withdrawn by the rights holder (walkthrough)")
+    page.locator("#revoke-run").click()
+    banner_of(page, "revoke-result", "Consent revoked")
+    swap(page, target, face="0")
+    again = banner_of(page, "swap-result", "Refused by the consent gate")
+    assert "revoked" in again.inner_text()
+
+    # the person page shows the consents and the output; the audit chain checks out
+    open_tab(page, "People & consent")
+    open_tab(page, "People")
+    choose(page, "person-pick", "Abraham Lincoln")
+    page.locator("#person-banner .lk-banner").filter(has_text="Abraham Lincoln").wait_for(timeout=TIMEOUT_MS)
+    wait_for_text(page, "person-consents", "revoked")
+    wait_for_text(page, "person-outputs", "education")
+    page.screenshot(path=str(shots / "07-people.png"), full_page=True)
+    open_tab(page, "Audit")
+    page.locator("#audit-check").click()
+    banner_of(page, "audit-result", "Ledger intact")
+    page.locator("#audit-load").click()
+    wait_for_text(page, "audit-table", "refusal")
+    page.screenshot(path=str(shots / "08-audit.png"), full_page=True)
+    context.close()
+
+
+def test_operator_sees_the_registry_read_only(studio, browser) -> None:
+    url, _ = studio
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, url, OPERATOR)
+    assert "operator" in page.locator("#lk-header").inner_text()
+    open_tab(page, "People & consent")
+    page.get_by_text("Read-only for your role").wait_for(timeout=TIMEOUT_MS)
+    for admin_only in ("Enrol", "Grant consent", "Revoke", "Erase"):
+        tab = page.get_by_role("tab", name=admin_only, exact=True)
+        page.wait_for_function("(el) => el.disabled", arg=tab.element_handle(), timeout=TIMEOUT_MS)
+    context.close()
