@@ -3,6 +3,8 @@ background; detectable again; and absent from real unlabelled photos."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import io
 from pathlib import Path
 
@@ -18,8 +20,10 @@ from likeness.disclosure.label import (
     apply_label,
     detect_label,
 )
-from likeness.disclosure.output_id import new_output_id
-from likeness.errors import UsageError
+from likeness.disclosure.output_id import new_output_id, short_output_id
+from likeness.disclosure.types import Unsealed
+from likeness.disclosure.writer import seal
+from likeness.errors import DisclosureError, UsageError
 from likeness.media import load_image
 
 
@@ -118,3 +122,52 @@ def test_no_label_found_in_real_unlabelled_photos(faces_dir: Path) -> None:
     assert len(photos) > 90
     flagged = [p.name for p in photos if detect_label(load_image(p).pixels)]
     assert flagged == []
+
+
+def test_the_short_id_is_printed_next_to_the_text() -> None:
+    output_id = new_output_id()
+    for width, language in ((1200, "en"), (300, "de")):  # one line, and two lines on a narrow image
+        _, box = apply_label(np.full((900, width, 3), 90, np.uint8), output_id, language=language)
+        printed = " ".join(box.lines)
+        assert LABEL_TEXT[language] in printed and short_output_id(output_id) in printed
+        assert output_id.startswith(short_output_id(output_id))
+
+
+@pytest.mark.parametrize(
+    ("width", "height"), [(120, 90), (160, 120), (320, 240), (300, 2000), (1920, 1080), (4000, 3000)]
+)
+@pytest.mark.parametrize("language", ["en", "it", "ja"])
+def test_every_size_gets_a_whole_label_of_at_least_five_percent(
+    width: int, height: int, language: str
+) -> None:
+    pixels = np.full((height, width, 3), 200, np.uint8)
+    labelled, box = apply_label(pixels, new_output_id(), language=language, corner="top-right")
+    assert 0 < box.left < box.right < width and 0 < box.top < box.bottom < height  # nothing clipped
+    assert box.cap_height >= 0.05 * min(width, height)
+    assert detect_label(labelled)
+
+
+def test_an_image_too_small_for_a_legible_label_is_refused(tmp_path: Path, home) -> None:
+    with pytest.raises(DisclosureError, match="too small"):
+        apply_label(np.zeros((48, 64, 3), np.uint8), new_output_id())
+    tiny = Unsealed(
+        pixels=np.full((48, 64, 3), 120, np.uint8),
+        kind="swap",
+        purpose="test",
+        consent_ids=[],
+        ingredients=[],
+        tools={},
+        operator="tester",
+    )
+    with pytest.raises(DisclosureError):
+        seal(tiny, tmp_path / "tiny.png", home=home, record=lambda sealed: None)
+    assert not (tmp_path / "tiny.png").exists()
+
+
+def test_the_label_cannot_be_switched_off() -> None:
+    """The job can choose the corner and the language, nothing else: there is no flag to skip it."""
+    assert {f.name for f in dataclasses.fields(Unsealed) if "label" in f.name} == {
+        "label_corner",
+        "label_language",
+    }
+    assert list(inspect.signature(seal).parameters) == ["unsealed", "out_path", "home", "record", "timer"]

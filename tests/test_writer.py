@@ -59,16 +59,18 @@ def test_seal_writes_a_disclosed_file(faces_dir: Path, tmp_path: Path, home, suf
     assert sealed.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
     assert sealed.media_type == ("image/png" if suffix == ".png" else "image/jpeg")
     assert sealed.consent_ids == ["consent-1"] and sealed.kind == "swap" and sealed.purpose == "test"
-    assert {"label", "watermark", "encode"} <= set(timer.seconds)
+    assert {"label", "watermark", "encode", "c2pa"} <= set(timer.seconds)
+    assert sealed.c2pa is True  # content credentials signed into the file before it was recorded
 
-    report = read_disclosure(out)
+    report = read_disclosure(out, home=home)
+    assert report.c2pa.state == "trusted" and report.c2pa.output_id == sealed.output_id
     assert report.watermark.found and report.output_id == sealed.output_id
     assert report.label_detected
     assert report.sha256 == sealed.sha256
     assert hamming(report.phash, sealed.phash) <= 2
     data = report.to_dict()
     assert data["watermark"]["output_id"] == sealed.output_id and data["watermark"]["found"] is True
-    assert data["label"] == {"detected": True} and "c2pa" in data
+    assert data["label"] == {"detected": True} and data["c2pa"]["state"] == "trusted"
 
     with Image.open(out) as image:
         assert image.format == ("PNG" if suffix == ".png" else "JPEG")
@@ -185,6 +187,7 @@ def test_label_language_and_corner_come_from_the_job(faces_dir: Path, tmp_path: 
 def test_verify_reads_clean_and_bad_files(faces_dir: Path, tmp_path: Path) -> None:
     report = read_disclosure(faces_dir / "obama" / "4.jpg")
     assert not report.watermark.found and report.output_id is None and not report.label_detected
+    assert report.c2pa.state == "absent"
     assert report.to_dict()["watermark"]["output_id"] is None
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image at all")

@@ -15,14 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from likeness.consent.gate import GateDecision, Involvement, check_consent
-from likeness.consent.registry import Reference, Registry
+from likeness.consent.registry import Identity, Reference, Registry
+from likeness.disclosure.phash import MAX_DISTANCE as PHASH_MAX_DISTANCE
 from likeness.disclosure.types import Ingredient, SealedOutput, Unsealed
-from likeness.disclosure.verify import DisclosureReport, read_disclosure
+from likeness.disclosure.verify import (
+    DisclosureReport,
+    ingredient_role,
+    ledger_matches_by_phash,
+    read_disclosure,
+)
 from likeness.disclosure.writer import output_format, seal
 from likeness.errors import BadInput, NoFace, UsageError
-from likeness.faces.backends import load_analyzer
+from likeness.faces.backends import available_analyzers, load_analyzer
 from likeness.faces.types import Analyzer, Face
 from likeness.home import Home
+from likeness.licences import check_model_licences, manifest_entries
 from likeness.media.image import DEFAULT_MAX_PIXELS, Picture, load_image
 from likeness.swap.backends import load_swapper
 
@@ -147,6 +154,7 @@ def swap_image(request: SwapRequest, *, home: Home, progress: Progress = _no_pro
     with timer.stage("load models"):
         analyzer: Analyzer = load_analyzer(request.backend, home)
         swapper = load_swapper(request.backend, home)
+    licences = check_model_licences(request.purpose, [*analyzer.model_files(), *swapper.model_files()], home)
     with timer.stage("detect+embed"):
         source_face = _one_face(analyzer.analyze(source.pixels), source, "source photo")
         targets = _chosen_targets(analyzer.analyze(target.pixels), target, request.face_index)
@@ -184,7 +192,11 @@ def swap_image(request: SwapRequest, *, home: Home, progress: Progress = _no_pro
                 Ingredient(role="source", path=source.path, sha256=source.sha256, format=source.format),
                 Ingredient(role="target", path=target.path, sha256=target.sha256, format=target.format),
             ],
-            tools={"analyzer": analyzer.describe(), "swapper": swapper.describe()},
+            tools={
+                "analyzer": analyzer.describe(),
+                "swapper": swapper.describe(),
+                "models": manifest_entries(licences),
+            },
             operator=request.operator,
             label_corner=request.label_corner,
             label_language=request.label_language,
@@ -211,21 +223,25 @@ class EnrolRequest:
     name: str
     photos: Sequence[Path]
     operator: str = field(default_factory=default_operator)
-    backend: str = "dlib"
+    backend: str = "all"
+    """``all``: every available backend (see ``available_analyzers``), so any backend can match later."""
     max_pixels: int = DEFAULT_MAX_PIXELS
 
 
-def enrol_identity(request: EnrolRequest, *, home: Home, progress: Progress = _no_progress):  # noqa: ANN201
+def enrol_identity(request: EnrolRequest, *, home: Home, progress: Progress = _no_progress) -> Identity:
     """Enrol a person from reference photos (each must show exactly one face)."""
     if not request.photos:
         raise UsageError("at least one --photo is needed to enrol an identity")
-    analyzer = load_analyzer(request.backend, home)
+    analyzers = (
+        available_analyzers(home) if request.backend == "all" else [load_analyzer(request.backend, home)]
+    )
     references: list[Reference] = []
     for number, photo in enumerate(request.photos):
         progress(f"reference {number + 1}/{len(request.photos)}", number / len(request.photos))
         picture = load_image(photo, max_pixels=request.max_pixels)
-        face = _one_face(analyzer.analyze(picture.pixels), picture, "reference photo")
-        references.append(Reference.from_face(face, picture))
+        for analyzer in analyzers:
+            face = _one_face(analyzer.analyze(picture.pixels), picture, f"reference photo ({analyzer.name})")
+            references.append(Reference.from_face(face, picture))
     with Registry.open(home) as registry:
         identity = registry.add_identity(request.name, references, operator=request.operator)
     progress("done", 1.0)
@@ -234,60 +250,187 @@ def enrol_identity(request: EnrolRequest, *, home: Home, progress: Progress = _n
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """What a file says about itself (label, watermark, C2PA) and what this installation's ledger says."""
+    """What a file says about itself (C2PA, watermark, label) and what this installation's ledger says.
+
+    ``status`` is one of ``synthetic`` (a watermark, valid credentials or an exact ledger record
+    says so), ``probably-synthetic`` (only a perceptual-hash match or a visible label),
+    ``tampered`` (content credentials present but invalid) or ``none``.
+    """
 
     file: Path
     disclosure: DisclosureReport
     ledger: dict[str, object]
 
     @property
+    def status(self) -> str:
+        c2pa, wm = self.disclosure.c2pa, self.disclosure.watermark
+        if c2pa.state == "invalid":
+            return "tampered"
+        matched_by = self.ledger.get("matched_by")
+        if wm.found or (self.ledger.get("found") and matched_by != "perceptual hash"):
+            return "synthetic"
+        if c2pa.state in ("trusted", "valid-untrusted") and (c2pa.by_likeness or c2pa.ai_generated):
+            return "synthetic"
+        if self.ledger.get("found") or self.disclosure.label_detected:
+            return "probably-synthetic"
+        return "none"
+
+    def _made(self) -> str:
+        return (
+            f"output {self.ledger.get('output_id')} made by this installation "
+            f"on {str(self.ledger.get('created_at', ''))[:10]}"
+        )
+
+    @property
     def verdict(self) -> str:
-        wm = self.disclosure.watermark
-        if wm.found and self.ledger.get("found"):
-            return "synthetic: made by this installation (watermark and ledger agree)"
-        if wm.found:
-            return "synthetic: likeness watermark found, but no record of it in this installation's ledger"
-        if self.ledger.get("found"):
-            return "synthetic: no watermark read, but the file matches an output in the ledger"
-        if self.disclosure.label_detected:
-            return "probably synthetic: a visible AI label was found, but no watermark or ledger record"
+        """One sentence in words (starts with the status: synthetic, probably synthetic, tampered, no …)."""
+        c2pa, wm = self.disclosure.c2pa, self.disclosure.watermark
+        found, matched_by = bool(self.ledger.get("found")), self.ledger.get("matched_by")
+        status = self.status
+        if status == "tampered":
+            text = (
+                "tampered — the content credentials are INVALID "
+                f"({', '.join(c2pa.reasons) or 'unreadable manifest'}): the file changed after it was signed"
+            )
+            if wm.found:
+                text += f"; its watermark still names output {wm.output_id}"
+            if found:
+                text += f" ({self._made()})"
+            return text
+        if status == "synthetic" and found and matched_by != "perceptual hash":
+            evidence = []
+            if wm.found and wm.output_id == self.ledger.get("output_id"):
+                evidence.append("watermark and ledger agree")
+            if c2pa.state == "trusted":
+                evidence.append("content credentials trusted")
+            elif c2pa.state == "valid-untrusted":
+                evidence.append("content credentials valid but not signed by a trusted certificate")
+            if matched_by == "sha256":
+                evidence.append("the exact file is in the ledger")
+            return f"synthetic — {self._made()} ({'; '.join(evidence) or f'matched by {matched_by}'})"
+        if status == "synthetic" and wm.found:
+            return (
+                f"synthetic — a likeness watermark names output {wm.output_id}, but this installation has "
+                "no record of it (made by another installation?)"
+            )
+        if status == "synthetic":
+            signer = c2pa.signer.get("common_name") or c2pa.signer.get("issuer") or "an unknown signer"
+            return (
+                f"synthetic — content credentials signed by {signer} ({c2pa.state}) declare it "
+                f"AI-generated ({(c2pa.digital_source_type or '').rsplit('/', 1)[-1]})"
+            )
+        if status == "probably-synthetic" and found:
+            text = (
+                f"probably synthetic — no watermark or content credentials, but it looks like {self._made()} "
+                f"(perceptual-hash distance {self.ledger.get('phash_distance')} of 64 bits, threshold "
+                f"{self.ledger.get('phash_threshold')}): a re-encoded, stripped or edited copy"
+            )
+            if self.disclosure.label_detected:
+                return text + " that still shows its AI label"
+            return text + " (or an edited copy of the picture it was made from)"
+        if status == "probably-synthetic":
+            return (
+                "probably synthetic — a visible AI label was found, but no watermark, credentials "
+                "or ledger record"
+            )
+        source = self.ledger.get("ingredient_of")
+        if isinstance(source, dict):
+            return (
+                f"no likeness disclosure found — this is the unmodified {source.get('role')} picture that "
+                f"output {source.get('output_id')} was made from (this does not prove the file is authentic)"
+            )
+        if c2pa.present:
+            return (
+                "no likeness disclosure found; the file's content credentials do not declare AI generation "
+                "(this does not prove the file is authentic)"
+            )
         return "no likeness disclosure found (this does not prove the file is authentic)"
 
     def to_dict(self) -> dict[str, object]:
-        data: dict[str, object] = {"file": str(self.file), "verdict": self.verdict}
+        data: dict[str, object] = {"file": str(self.file), "verdict": self.verdict, "status": self.status}
         data.update(self.disclosure.to_dict())
         data["ledger"] = self.ledger
         return data
 
     def describe(self) -> str:
-        wm = self.disclosure.watermark
+        c2pa, wm = self.disclosure.c2pa, self.disclosure.watermark
         lines = [f"{self.file}: {self.verdict}"]
+        lines.append(f"  content credentials (C2PA): {c2pa.describe()}")
+        if c2pa.present and c2pa.output_id:
+            lines.append(
+                f"    names output {c2pa.output_id}, consent(s) {', '.join(c2pa.consent_ids) or 'none'}; "
+                f"source type {(c2pa.digital_source_type or 'not stated').rsplit('/', 1)[-1]}; "
+                f"{len(c2pa.ingredients)} ingredient(s)"
+            )
         if wm.found:
             lines.append(f"  watermark: output id {wm.output_id} (confidence {wm.confidence:.2f})")
         else:
             lines.append("  watermark: none found")
         lines.append(f"  visible label: {'detected' if self.disclosure.label_detected else 'not detected'}")
         if self.ledger.get("found"):
+            how = self.ledger.get("matched_by")
+            if how == "perceptual hash":
+                how = f"perceptual hash, distance {self.ledger.get('phash_distance')}"
             lines.append(
                 f"  ledger: output {self.ledger.get('output_id')} made {self.ledger.get('created_at')} "
-                f"by {self.ledger.get('operator')} under consent(s) {', '.join(self.ledger.get('consent_ids', []))}"
+                f"by {self.ledger.get('operator')} for {self.ledger.get('purpose')} under consent(s) "
+                f"{', '.join(self.ledger.get('consent_ids', []))} (found by {how})"
+            )
+            others = self.ledger.get("other_matches") or []
+            if others:
+                lines.append(f"    other outputs within the perceptual-hash threshold: {', '.join(others)}")
+        elif isinstance(self.ledger.get("ingredient_of"), dict):
+            source = self.ledger["ingredient_of"]
+            lines.append(
+                f"  ledger: not an output; the exact {source.get('role')} picture of output "
+                f"{source.get('output_id')}"
             )
         else:
             lines.append("  ledger: no record in this installation")
+        ids = {i for i in (wm.output_id, c2pa.output_id) if i}
+        if len(ids) > 1:
+            lines.append(
+                f"  note: the watermark and the credentials name different outputs ({', '.join(sorted(ids))})"
+            )
         return "\n".join(lines)
 
 
 def verify_file(path: Path, *, home: Home) -> VerifyReport:
-    """Read a file's disclosure and look its output id (else its hash) up in the ledger."""
-    report = read_disclosure(path)
-    ledger: dict[str, object] = {"found": False}
+    """Read a file's disclosure and find it in the ledger: by watermark id, by the id in its content
+    credentials, by file hash, else by perceptual hash (a stripped or re-encoded copy)."""
+    report = read_disclosure(path, home=home)
+    ledger: dict[str, object] = {"found": False, "phash_threshold": PHASH_MAX_DISTANCE}
     with Registry.open(home) as registry:
-        record = None
+        record, matched_by, distance, others = None, None, None, []
         if report.watermark.found and report.watermark.output_id:
-            record = registry.get_output(report.watermark.output_id)
+            record, matched_by = registry.get_output(report.watermark.output_id), "watermark"
+        if record is None and report.c2pa.output_id and report.c2pa.state != "absent":
+            record, matched_by = registry.get_output(report.c2pa.output_id), "content credentials"
         if record is None:
             matches = registry.find_outputs_by_sha256(report.sha256)
-            record = matches[0] if matches else None
+            record, matched_by = (matches[0] if matches else None), "sha256"
+        if record is None:
+            near = ledger_matches_by_phash(registry, report.phash_variants or (report.phash,))
+            for candidate, candidate_distance in near:
+                role = ingredient_role(candidate, report.sha256, home)
+                if role is not None:  # the unmodified picture an output was made from, not an output
+                    ledger["ingredient_of"] = {
+                        "output_id": candidate.output_id,
+                        "role": role,
+                        "phash_distance": candidate_distance,
+                    }
+                    near = []
+                    break
+            if near:
+                (record, distance), matched_by = near[0], "perceptual hash"
+                others = [other.output_id for other, _ in near[1:]]
         if record is not None:
-            ledger = {"found": True, **record.to_dict()}
+            ledger = {
+                "found": True,
+                "matched_by": matched_by,
+                "phash_distance": distance,
+                "phash_threshold": PHASH_MAX_DISTANCE,
+                "other_matches": others,
+                **record.to_dict(),
+            }
     return VerifyReport(file=path, disclosure=report, ledger=ledger)

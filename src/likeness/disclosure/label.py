@@ -1,7 +1,8 @@
 """The visible label: "AI-GENERATED" and the short output id on a dark plate in a corner.
 
 - Size: the capital letters are at least 5 % of the image's shorter side tall (GB 45438-2025 asks
-  for text at least 5 % of the shorter side), never under ``MIN_CAP_PX``.
+  for text at least 5 % of the shorter side), and at least ``MIN_CAP_PX`` where the label still fits
+  whole; an image too small for a whole, legible label is refused (``DisclosureError``).
 - Legible on any background: white text on an opaque near-black plate with a thin light outline.
 - Corner and language are configurable; there is no way to skip the label (the writer always
   calls :func:`apply_label`).
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from likeness.disclosure.output_id import short_output_id
-from likeness.errors import UsageError
+from likeness.errors import DisclosureError, UsageError
 
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 LABEL_TEXT = {
@@ -40,6 +41,9 @@ CJK_LANGUAGES = frozenset({"zh", "ja", "ko"})
 CAP_FRACTION = 0.05
 """Cap height of the label text as a fraction of the image's shorter side."""
 MIN_CAP_PX = 8
+"""Preferred smallest cap height; on small images it shrinks (never below 5 %) so the label fits."""
+MIN_LEGIBLE_CAP_PX = 6
+"""Below this no label is legible: such images are refused rather than labelled unreadably."""
 PLATE_RGB = (16, 16, 16)
 TEXT_RGB = (255, 255, 255)
 OUTLINE_RGB = (235, 235, 235)
@@ -95,20 +99,26 @@ def label_lines(output_id: str, language: str) -> tuple[str, str]:
     return text, short_output_id(output_id)
 
 
-def apply_label(
-    pixels: np.ndarray, output_id: str, *, corner: str = "bottom-right", language: str = "en"
-) -> tuple[np.ndarray, LabelBox]:
-    """Return a labelled copy of ``pixels`` (H×W×3 uint8 RGB) and where the label is."""
-    from PIL import Image, ImageDraw
+@dataclass(frozen=True)
+class _Layout:
+    text_font: object
+    id_font: object
+    text_box: tuple[int, int, int, int]
+    id_box: tuple[int, int, int, int]
+    pad: int
+    gap: int
+    outline: int
+    margin: int
+    line_height: int
+    lines: tuple[str, ...]
+    plate_w: int
+    plate_h: int
 
-    if corner not in CORNERS:
-        raise UsageError(f"label corner {corner!r} is not one of {', '.join(CORNERS)}")
-    text, short_id = label_lines(output_id, language)
-    height, width = pixels.shape[:2]
-    cap = max(MIN_CAP_PX, math.ceil(CAP_FRACTION * min(height, width)))
+
+def _layout(text: str, short_id: str, cap: int, language: str, width: int) -> _Layout:
+    """Fonts, spacing and plate size for a label with capital letters ``cap`` pixels tall."""
     text_font = _font_for_cap(CJK_FONT if language in CJK_LANGUAGES else LATIN_FONT, cap)
     id_font = _font_for_cap(LATIN_FONT, cap)
-
     pad = max(2, round(0.45 * cap))
     gap = max(2, round(0.5 * cap))
     outline = max(1, round(cap / 14))
@@ -125,8 +135,49 @@ def apply_label(
         lines = (text, short_id)
         plate_w = max(text_box[2] - text_box[0], id_box[2] - id_box[0]) + 2 * pad
         plate_h = 2 * line_height + gap + 2 * pad
-    plate_w = min(plate_w + 2 * outline, width)
-    plate_h = min(plate_h + 2 * outline, height)
+    return _Layout(
+        text_font=text_font,
+        id_font=id_font,
+        text_box=text_box,
+        id_box=id_box,
+        pad=pad,
+        gap=gap,
+        outline=outline,
+        margin=margin,
+        line_height=line_height,
+        lines=lines,
+        plate_w=plate_w + 2 * outline,
+        plate_h=plate_h + 2 * outline,
+    )
+
+
+def apply_label(
+    pixels: np.ndarray, output_id: str, *, corner: str = "bottom-right", language: str = "en"
+) -> tuple[np.ndarray, LabelBox]:
+    """Return a labelled copy of ``pixels`` (H×W×3 uint8 RGB) and where the label is."""
+    from PIL import Image, ImageDraw
+
+    if corner not in CORNERS:
+        raise UsageError(f"label corner {corner!r} is not one of {', '.join(CORNERS)}")
+    text, short_id = label_lines(output_id, language)
+    height, width = pixels.shape[:2]
+    least = max(MIN_LEGIBLE_CAP_PX, math.ceil(CAP_FRACTION * min(height, width)))
+    cap = max(MIN_CAP_PX, least)
+    while True:  # shrink towards the 5 % floor only if the label would not fit whole
+        layout = _layout(text, short_id, cap, language, width)
+        plate_w, plate_h = layout.plate_w, layout.plate_h
+        if plate_w + 2 * layout.margin <= width and plate_h + 2 * layout.margin <= height:
+            break
+        if cap <= least:
+            raise DisclosureError(
+                f"the image is only {width}×{height} pixels: too small to carry a legible "
+                f"{LABEL_TEXT[language]!r} label with its id",
+                hint="write a larger output (at least about 160 pixels wide)",
+            )
+        cap -= 1
+    text_font, id_font, text_box, id_box = layout.text_font, layout.id_font, layout.text_box, layout.id_box
+    pad, gap, outline, margin = layout.pad, layout.gap, layout.outline, layout.margin
+    line_height, lines = layout.line_height, layout.lines
 
     left = margin if corner.endswith("left") else width - margin - plate_w
     top = margin if corner.startswith("top") else height - margin - plate_h

@@ -35,6 +35,9 @@ class Unsealed:
     operator: str
     label_corner: str = "bottom-right"
     label_language: str = "en"
+    consent_hashes: dict[str, str] = field(default_factory=dict)
+    """Consent id → sha256 of its recorded terms (``ConsentRecord.terms_sha256()``), for the C2PA
+    manifest; optional."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Order: new output id → visible label → invisible watermark → encode (JPEG q95 4:4:4 or PNG, by
 the output suffix; no metadata from any input) → self-check (the encoded pixels must read back the
-id) → temp file in the destination folder → content credentials (C2PA hook) → ``record(sealed)``
+id) → temp file in the destination folder → C2PA content credentials signed into it
+(:mod:`likeness.disclosure.credentials`; a signing failure is an error, never an unsigned output)
+→ ``record(sealed)``
 (the registry transaction; it may still refuse) → atomic rename onto the final name → fsync.
 
 On any failure the temp file is removed, nothing appears under the final name, and the error is
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from likeness.disclosure import watermark
+from likeness.disclosure.credentials import CredentialFacts, sign_content_credentials
 from likeness.disclosure.label import apply_label
 from likeness.disclosure.output_id import new_output_id
 from likeness.disclosure.phash import phash
@@ -126,12 +129,24 @@ def _decode_bytes(data: bytes) -> np.ndarray:
 
 
 def _sign_content_credentials(path: Path, sealed: SealedOutput, unsealed: Unsealed, home: Home) -> bool:
-    """C2PA hook (issue 4): sign ``path`` in place with the installation's certificate chain.
+    """Sign ``path`` in place with C2PA content credentials (the installation's certificate chain).
 
-    Called on the temp file before the output is recorded, so a signing failure leaves nothing.
-    Returns whether a manifest was embedded. Not built yet: returns False.
+    Called on the temp file before the output is recorded, so a signing failure (a
+    :class:`DisclosureError`) leaves nothing. Returns whether a manifest was embedded: always, or
+    it raises.
     """
-    return False
+    facts = CredentialFacts(
+        output_id=sealed.output_id,
+        kind=sealed.kind,
+        media_type=sealed.media_type,
+        purpose=sealed.purpose,
+        consent_ids=list(sealed.consent_ids),
+        ingredients=list(unsealed.ingredients),
+        tools=dict(unsealed.tools),
+        consent_hashes=dict(unsealed.consent_hashes),
+    )
+    sign_content_credentials(path, facts=facts, home=home)
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -211,7 +226,9 @@ def seal(
             phash=perceptual,
             c2pa=False,
         )
-        if _sign_content_credentials(tmp_path, sealed, unsealed, home):
+        with _stage(timer, "c2pa"):
+            signed_in_place = _sign_content_credentials(tmp_path, sealed, unsealed, home)
+        if signed_in_place:
             signed = tmp_path.read_bytes()
             sealed = dataclasses.replace(sealed, sha256=hashlib.sha256(signed).hexdigest(), c2pa=True)
 

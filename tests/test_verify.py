@@ -1,0 +1,209 @@
+"""`likeness verify` on a real consented swap and on what the internet does to it: the original
+reads as made here (C2PA trusted, watermark and ledger agree); a flipped byte reads TAMPERED; a
+metadata-stripped copy is still found by its watermark, a heavily shrunk one (watermark gone) by its
+perceptual hash; the untouched target photo and clean photos are not taken for outputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from likeness.cli import main
+from likeness.consent.registry import Registry
+from likeness.disclosure.phash import MAX_DISTANCE
+from likeness.home import Home
+from likeness.pipeline import EnrolRequest, SwapRequest, enrol_identity, swap_image, verify_file
+
+SOURCE, TARGET = "obama/3.jpg", "biden/1.jpg"
+CLEAN = [
+    "obama/1.jpg",
+    "biden/2.jpg",
+    "John_Simm/1.jpg",
+    "kit_harington/2.jpg",
+    "rose_leslie/2.jpg",
+    "deepface_person_05/2.jpg",
+    "alex_lacamoire/1.png",
+    "_multi/couple.jpg",
+    "_hard/lowlight_voc_2008_001009.jpg",
+    "_noface/landscape_view.jpg",
+]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> dict:
+    """A home where Obama (source) and Biden (target) consented to research; one swap made in it."""
+    root = tmp_path_factory.mktemp("verify")
+    home = Home(root / "home").ensure()
+    until = dt.date.today() + dt.timedelta(days=60)
+    for name, photos, role in (
+        ("Barack Obama", ["obama/1.jpg", "obama/2.jpg"], "source"),
+        ("Joe Biden", ["biden/2.jpg"], "target"),
+    ):
+        identity = enrol_identity(
+            EnrolRequest(name=name, photos=[faces_dir / p for p in photos], operator="verifier"), home=home
+        )
+        with Registry.open(home) as registry:
+            registry.grant(
+                identity.id,
+                purposes=["research"],
+                roles=[role],
+                valid_until=until,
+                uses="Test of likeness verify: one face replacement in a single still",
+                operator="verifier",
+            )
+    out = root / "swap.jpg"
+    outcome = swap_image(
+        SwapRequest(
+            source=faces_dir / SOURCE,
+            target=faces_dir / TARGET,
+            purpose="research",
+            out=out,
+            operator="verifier",
+        ),
+        home=home,
+    )
+    return {"home": home, "out": out, "outcome": outcome, "root": root}
+
+
+def _copy(made: dict, name: str) -> Path:
+    path = made["root"] / name
+    shutil.copyfile(made["out"], path)
+    return path
+
+
+def _save(pixels: np.ndarray, path: Path, quality: int) -> Path:
+    Image.fromarray(pixels).save(path, "JPEG", quality=quality)  # a fresh file: no metadata at all
+    return path
+
+
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_an_output_reads_as_made_here_in_words_and_json(made: dict) -> None:
+    outcome = made["outcome"]
+    runner = CliRunner()
+    result = runner.invoke(main, ["--home", str(made["home"].root), "verify", str(made["out"]), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["status"] == "synthetic"
+    assert data["watermark"] == {**data["watermark"], "found": True, "output_id": outcome.output_id}
+    assert data["c2pa"]["state"] == "trusted" and data["c2pa"]["reasons"] == []
+    assert data["c2pa"]["output_id"] == outcome.output_id
+    assert data["c2pa"]["digital_source_type"].endswith("/compositeWithTrainedAlgorithmicMedia")
+    assert sorted(data["c2pa"]["consent_ids"]) == sorted(outcome.consents)
+    assert {i["role"] for i in data["c2pa"]["ingredients"]} == {"source", "target"}
+    assert data["ledger"]["found"] and data["ledger"]["matched_by"] == "watermark"
+    assert data["ledger"]["operator"] == "verifier" and data["ledger"]["output_id"] == outcome.output_id
+    assert sorted(data["ledger"]["consent_ids"]) == sorted(outcome.consents)
+    assert data["label"]["detected"] is True
+    assert (
+        "watermark and ledger agree" in data["verdict"] and "content credentials trusted" in data["verdict"]
+    )
+
+    words = runner.invoke(main, ["--home", str(made["home"].root), "verify", str(made["out"])])
+    assert words.exit_code == 0
+    assert words.stdout.splitlines()[0].endswith(data["verdict"])
+    assert "content credentials (C2PA): trusted" in words.stdout
+    assert f"watermark: output id {outcome.output_id}" in words.stdout
+    assert "by verifier for research" in words.stdout
+
+
+def test_a_flipped_byte_reads_tampered(made: dict) -> None:
+    path = _copy(made, "tampered.jpg")
+    data = bytearray(path.read_bytes())
+    index = next(i for i in range(data.rindex(b"\xff\xda") + 200, len(data)) if data[i] < 0xF0)
+    data[index] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    report = verify_file(path, home=made["home"])
+    assert report.status == "tampered"
+    assert report.disclosure.c2pa.state == "invalid"
+    assert "assertion.dataHash.mismatch" in report.disclosure.c2pa.reasons
+    assert report.verdict.startswith("tampered — the content credentials are INVALID (")
+    assert "assertion.dataHash.mismatch" in report.verdict
+    if report.disclosure.watermark.found:  # one flipped bit rarely breaks the mark
+        assert report.ledger["found"] and report.ledger["output_id"] == made["outcome"].output_id
+    assert "INVALID" in report.describe()
+
+
+def test_a_metadata_stripped_copy_is_found_by_its_watermark(made: dict) -> None:
+    path = _save(_pixels(made["out"]), made["root"] / "stripped.jpg", quality=85)
+    report = verify_file(path, home=made["home"])
+    assert report.disclosure.c2pa.state == "absent"
+    assert report.disclosure.watermark.output_id == made["outcome"].output_id
+    assert report.ledger["found"] and report.ledger["matched_by"] == "watermark"
+    assert report.status == "synthetic" and "watermark and ledger agree" in report.verdict
+
+
+def _shrink(pixels: np.ndarray) -> np.ndarray:
+    h, w = pixels.shape[:2]
+    return np.asarray(
+        Image.fromarray(pixels).resize((round(w * 0.12), round(h * 0.12)), Image.Resampling.BILINEAR)
+    )
+
+
+def _rotate(pixels: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = pixels.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), 2.0, 1.0)
+    return cv2.warpAffine(pixels, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
+@pytest.mark.parametrize(
+    ("edit", "quality"), [(_shrink, 40), (_rotate, 60)], ids=["thumbnail 0.12x q40", "rotate 2 deg q60"]
+)
+def test_a_heavily_edited_copy_is_found_by_perceptual_hash(made: dict, edit, quality: int) -> None:
+    path = _save(np.ascontiguousarray(edit(_pixels(made["out"]))), made["root"] / "edited.jpg", quality)
+    report = verify_file(path, home=made["home"])
+    assert not report.disclosure.watermark.found  # the edit broke the watermark …
+    assert report.disclosure.c2pa.state == "absent"  # … and the metadata is gone
+    assert report.ledger["found"] and report.ledger["matched_by"] == "perceptual hash"
+    assert report.ledger["output_id"] == made["outcome"].output_id
+    assert report.ledger["phash_distance"] <= MAX_DISTANCE == report.ledger["phash_threshold"]
+    assert report.status == "probably-synthetic" and report.verdict.startswith("probably synthetic")
+    assert "perceptual hash" in report.describe()
+
+
+def test_the_untouched_target_photo_is_not_taken_for_the_output(made: dict, faces_dir: Path) -> None:
+    report = verify_file(faces_dir / TARGET, home=made["home"])
+    assert report.status == "none" and not report.ledger["found"]
+    assert report.ledger["ingredient_of"]["output_id"] == made["outcome"].output_id
+    assert report.ledger["ingredient_of"]["role"] == "target"
+    assert report.verdict.startswith("no likeness disclosure found — this is the unmodified target picture")
+
+
+def test_clean_photos_find_nothing(made: dict, faces_dir: Path) -> None:
+    for photo in CLEAN:
+        report = verify_file(faces_dir / photo, home=made["home"])
+        assert not report.disclosure.watermark.found, photo
+        assert report.disclosure.c2pa.state == "absent", photo
+        assert not report.ledger["found"] and "ingredient_of" not in report.ledger, photo
+        assert report.status == "none", photo
+        assert report.verdict == "no likeness disclosure found (this does not prove the file is authentic)"
+
+
+def test_a_small_screenshot_in_a_frame_is_matched_inside_the_frame(made: dict) -> None:
+    from likeness.disclosure.phash import hamming, phash
+
+    small = _shrink(_pixels(made["out"]))  # too small for the watermark
+    canvas = np.full((small.shape[0] + 90, small.shape[1] + 60, 3), 236, np.uint8)
+    canvas[60 : 60 + small.shape[0], 30 : 30 + small.shape[1]] = small
+    path = made["root"] / "screenshot.png"
+    Image.fromarray(canvas).save(path, "PNG")
+    stored = verify_file(made["out"], home=made["home"]).ledger["phash"]
+    assert hamming(phash(canvas), stored) > MAX_DISTANCE  # the frame alone would hide it
+
+    report = verify_file(path, home=made["home"])
+    assert not report.disclosure.watermark.found
+    assert report.ledger["found"] and report.ledger["matched_by"] == "perceptual hash"
+    assert report.ledger["output_id"] == made["outcome"].output_id
