@@ -32,6 +32,7 @@ from likeness.home import Home
 from likeness.licences import check_model_licences, manifest_entries
 from likeness.media.image import DEFAULT_MAX_PIXELS, Picture, load_image
 from likeness.swap.backends import load_swapper
+from likeness.swap.types import Swapper
 
 Progress = Callable[[str, float], None]
 """Called with a stage name and the fraction of the whole job done (0..1)."""
@@ -133,17 +134,60 @@ def _chosen_targets(
     return [(face_index, faces[face_index])]
 
 
+@dataclass(frozen=True)
+class Engines:
+    """One backend's loaded analyzer and swapper.
+
+    Loading verifies and reads the model files (about 0.7 s for dlib); a long-running caller such as
+    the app loads them once with :func:`load_engines` and passes them to every job.
+    """
+
+    backend: str
+    analyzer: Analyzer
+    swapper: Swapper
+
+
+def load_engines(backend: str, home: Home) -> Engines:
+    return Engines(
+        backend=backend, analyzer=load_analyzer(backend, home), swapper=load_swapper(backend, home)
+    )
+
+
+def _engines_for(backend: str, home: Home, engines: Engines | None) -> Engines:
+    if engines is not None and engines.backend == backend:
+        return engines
+    return load_engines(backend, home)
+
+
 def detect_faces(
-    path: Path, *, home: Home, backend: str = "dlib", max_pixels: int = DEFAULT_MAX_PIXELS
+    path: Path,
+    *,
+    home: Home,
+    backend: str = "dlib",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    engines: Engines | None = None,
 ) -> tuple[Picture, list[Face]]:
     """Load an image and return its faces, left to right."""
     picture = load_image(path, max_pixels=max_pixels)
-    analyzer = load_analyzer(backend, home)
+    analyzer = (
+        engines.analyzer
+        if engines is not None and engines.backend == backend
+        else load_analyzer(backend, home)
+    )
     return picture, analyzer.analyze(picture.pixels)
 
 
-def swap_image(request: SwapRequest, *, home: Home, progress: Progress = _no_progress) -> SwapOutcome:
-    """Swap the face in ``request.source`` onto the target's face(s), gated and disclosed."""
+def swap_image(
+    request: SwapRequest,
+    *,
+    home: Home,
+    progress: Progress = _no_progress,
+    engines: Engines | None = None,
+) -> SwapOutcome:
+    """Swap the face in ``request.source`` onto the target's face(s), gated and disclosed.
+
+    ``engines``: already-loaded models to reuse (used when their backend is ``request.backend``).
+    """
     timer = StageTimer()
     output_format(request.out)  # an unwritable output type is refused before any work
     progress("decode", 0.0)
@@ -152,8 +196,9 @@ def swap_image(request: SwapRequest, *, home: Home, progress: Progress = _no_pro
         target = load_image(request.target, max_pixels=request.max_pixels)
     progress("detect", 0.1)
     with timer.stage("load models"):
-        analyzer: Analyzer = load_analyzer(request.backend, home)
-        swapper = load_swapper(request.backend, home)
+        loaded = _engines_for(request.backend, home, engines)
+        analyzer: Analyzer = loaded.analyzer
+        swapper = loaded.swapper
     licences = check_model_licences(request.purpose, [*analyzer.model_files(), *swapper.model_files()], home)
     with timer.stage("detect+embed"):
         source_face = _one_face(analyzer.analyze(source.pixels), source, "source photo")
@@ -188,6 +233,7 @@ def swap_image(request: SwapRequest, *, home: Home, progress: Progress = _no_pro
             kind="swap",
             purpose=request.purpose,
             consent_ids=decision.consent_ids,
+            consent_hashes={cid: registry.get_consent(cid).terms_sha256() for cid in decision.consent_ids},
             ingredients=[
                 Ingredient(role="source", path=source.path, sha256=source.sha256, format=source.format),
                 Ingredient(role="target", path=target.path, sha256=target.sha256, format=target.format),
