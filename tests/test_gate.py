@@ -1,16 +1,20 @@
-"""The consent gate on real photos: who matches, which consent covers the job, and every refusal rule."""
+"""The consent gate on real photos: who matches, which consent covers the job, and every refusal rule.
+
+Runs on SQLite and (when a server is installed) PostgreSQL. The threshold is the policy's, read from
+consent/policy.toml, never restated here.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
-from likeness.consent.gate import GateDecision, Involvement, check_consent
-from likeness.consent.policy import add_years
+from likeness.consent.gate import GateDecision, Involvement, check_consent, identify
+from likeness.consent.policy import Policy, add_years, packaged_policy_dir
 from likeness.consent.registry import Reference, Registry
 from likeness.disclosure.types import SealedOutput
 from likeness.errors import ConsentRefused, UsageError
@@ -19,9 +23,13 @@ from likeness.faces.dlib_backend import DlibAnalyzer
 from likeness.faces.types import Face
 from likeness.home import Home
 from likeness.media.image import Picture, load_image
+from postgres import postgres_home, postgres_server  # noqa: F401
 
 NOW = dt.datetime.now(dt.UTC)
 TODAY = NOW.date()
+DLIB = Policy.load().match_rule("dlib_resnet_v1")
+assert DLIB is not None
+THRESHOLD = DLIB.threshold
 USES = "replace the lead actor's face with the stunt double's likeness in scenes 3-5 of 'Harbour'"
 
 
@@ -45,10 +53,27 @@ def face(faces_dir: Path, analyzer):
     return analyse
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_home(request: pytest.FixtureRequest, home: Home) -> Home:
+    """The test's data home with its registry in SQLite, or in a fresh PostgreSQL schema."""
+    return home if request.param == "sqlite" else request.getfixturevalue("postgres_home")
+
+
 @pytest.fixture()
-def registry(home: Home):
-    with Registry.open(home) as opened:
+def registry(store_home: Home):
+    with Registry.open(store_home) as opened:
         yield opened
+
+
+def execute(home: Home, statement: str, **params) -> list:
+    """Run SQL on the registry's database directly, as someone with file or database access could."""
+    engine = create_engine(home.db_url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return result.fetchall() if result.returns_rows else []
+    finally:
+        engine.dispose()
 
 
 def enrol(registry: Registry, face, name: str, *photos: str) -> str:
@@ -106,7 +131,8 @@ def refusal(registry: Registry, analyzer, involved, **kwargs) -> ConsentRefused:
     assert len(entries) == before + 1, "every refusal is written to the ledger"
     logged = entries[-1].payload
     assert (logged["rule"], logged["face"]) == (refused.value.rule, refused.value.face)
-    assert logged["threshold"] == 0.50 and logged["embedding_space"] == "dlib_resnet_v1"
+    assert logged["threshold"] == registry.operating_point("dlib_resnet_v1").threshold
+    assert logged["embedding_space"] == "dlib_resnet_v1"
     assert logged["model"]["recognition"] and "distance" in logged
     assert "Barack Obama" not in str(logged) and "Joe Biden" not in str(logged), (
         "ids in the ledger, not names"
@@ -126,12 +152,13 @@ def test_genuine_faces_with_consent_pass(registry: Registry, analyzer, face, cas
         "Barack Obama",
     )
     assert (target.identity_id, target.consent_id) == (cast["biden"], biden_consent)
-    assert 0 < source.distance <= 0.50 and source.runner_up_distance > 0.55
+    assert 0 < source.distance <= THRESHOLD < source.runner_up_distance
+    assert source.runner_up_distance - source.distance >= DLIB.margin
     assert decision.consent_ids == [obama_consent, biden_consent]
     assert (decision.embedding_space, decision.threshold, decision.threshold_source) == (
         "dlib_resnet_v1",
-        0.50,
-        "policy",
+        THRESHOLD,
+        "policy [match.dlib_resnet_v1]",
     )
     assert decision.model["backend"] == "dlib"
     assert registry.ledger_entries("refusal") == []
@@ -150,7 +177,7 @@ def test_impostor_is_not_enrolled(registry: Registry, analyzer, face, cast) -> N
     )
     assert (refused.rule, refused.identity_id) == ("not_enrolled", None)
     assert refused.face == "target face in John_Simm/1.jpg"
-    assert "no enrolled identity matches" in refused.reason and "threshold 0.50" in refused.reason
+    assert "no enrolled identity matches" in refused.reason and f"threshold {THRESHOLD:.3f}" in refused.reason
     assert "identity add" in refused.hint
 
 
@@ -248,30 +275,103 @@ def test_ambiguous_match_under_a_loose_calibration(registry: Registry, analyzer,
 
 
 class OtherSpaceAnalyzer(DlibAnalyzer):
-    """The same dlib models under another embedding-space name: stands for a second backend."""
+    """The same dlib models under another embedding-space name: stands in for a second backend."""
 
     embedding_space = "dlib_resnet_v1_other"
 
 
-def test_identity_enrolled_with_another_backend_is_refused(
-    registry: Registry, face, cast, home: Home
-) -> None:
-    grant(registry, cast["obama"])
-    other = OtherSpaceAnalyzer(home)
-    registry.store_calibration(
-        "dlib_resnet_v1_other",
-        metric="euclidean",
-        threshold=0.5,
-        margin=0.05,
-        same_person_max=0.7,
-        operator="tester",
+PREFIX_RULE = """
+[match.other_dlib]
+space_prefix = "dlib_resnet_v1_"
+metric = "euclidean"
+threshold = 0.525
+margin = 0.10
+same_person_max = 0.70
+"""
+
+
+@pytest.fixture()
+def other(store_home: Home) -> OtherSpaceAnalyzer:
+    """The second 'backend', with a prefix rule for its space in the data home's policy."""
+    (store_home.root / "policy.toml").write_text(
+        (packaged_policy_dir() / "policy.toml").read_text() + PREFIX_RULE
     )
-    picture = load_image(face("obama/3.jpg")[0].path)
-    (probe,) = other.analyze(picture.pixels)
-    with pytest.raises(ConsentRefused) as refused:
-        check(registry, other, [Involvement(probe, "source", "source photo")])
-    assert refused.value.rule == "not_enrolled"
-    assert "2 identities are enrolled only with dlib_resnet_v1" in refused.value.hint
+    return OtherSpaceAnalyzer(store_home)
+
+
+def other_face(other: OtherSpaceAnalyzer, face, photo: str):
+    picture = face(photo)[0]
+    (found,) = other.analyze(picture.pixels)
+    return picture, found
+
+
+def test_identity_enrolled_with_another_backend_is_refused(
+    store_home: Home, analyzer, face, other: OtherSpaceAnalyzer
+) -> None:
+    """The gate compares only the analyzer's space; who lacks it is named, with how to fix it."""
+    with Registry.open(store_home) as registry:
+        obama = enrol(registry, face, "Barack Obama", "obama/1.jpg", "obama/2.jpg")
+        biden = enrol(registry, face, "Joe Biden", "biden/1.jpg")
+        grant(registry, obama)
+        grant(registry, biden)
+        picture, probe = other_face(other, face, "obama/3.jpg")
+        with pytest.raises(ConsentRefused) as refused:
+            check(registry, other, [Involvement(probe, "source", f"source photo {picture.path.name}")])
+        assert (refused.value.rule, refused.value.face) == ("not_enrolled", "source photo 3.jpg")
+        reason, hint = refused.value.reason, refused.value.hint
+        assert "no one is enrolled for dlib_resnet_v1_other" in reason
+        assert "2 identities are enrolled only with dlib_resnet_v1" in reason
+        assert "'Barack Obama'" in reason and biden in reason
+        assert "likeness identity reembed IDENTITY --backend" in hint and "--backend dlib" in hint
+        logged = registry.ledger_entries("refusal")[-1].payload
+        assert sorted(logged["identities_without_space"]) == sorted([obama, biden])
+        assert logged["embedding_space"] == "dlib_resnet_v1_other"
+
+
+def test_two_space_identity_is_matched_in_the_analyzers_space_only(
+    store_home: Home, analyzer, face, other: OtherSpaceAnalyzer
+) -> None:
+    with Registry.open(store_home) as registry:
+        both = [
+            Reference.from_face(found, picture)
+            for photo in ("obama/1.jpg", "obama/2.jpg")
+            for picture, found in (face(photo), other_face(other, face, photo))
+        ]
+        obama = registry.add_identity("Barack Obama", both, operator="tester").id
+        biden = enrol(registry, face, "Joe Biden", "biden/1.jpg")  # dlib only
+        consent = grant(registry, obama)
+        grant(registry, biden)
+
+        _, probe = other_face(other, face, "obama/3.jpg")
+        decision = check(registry, other, [Involvement(probe, "source", "source")])
+        assert decision.consent_ids == [consent] and decision.embedding_space == "dlib_resnet_v1_other"
+        assert decision.threshold_source == "policy [match.other_dlib] (spaces dlib_resnet_v1_*)"
+        assert decision.matches[0].runner_up_distance is None, "Biden has no reference in this space"
+        # the same person through the default backend: matched in dlib_resnet_v1, Biden compared too
+        decision = check(registry, analyzer, involve(face, ("obama/3.jpg", "source")))
+        assert (
+            decision.embedding_space == "dlib_resnet_v1"
+            and decision.matches[0].runner_up_distance > THRESHOLD
+        )
+
+        _, biden_probe = other_face(other, face, "biden/2.jpg")
+        with pytest.raises(ConsentRefused) as refused:
+            check(registry, other, [Involvement(biden_probe, "target", "target face #0")])
+        assert refused.value.rule == "not_enrolled"
+        assert "1 identity is enrolled only with dlib_resnet_v1" in refused.value.reason
+        assert "'Joe Biden'" in refused.value.reason and "Obama" not in refused.value.reason
+        with pytest.raises(UsageError, match="its embedding is in 'dlib_resnet_v1_other'"):
+            check(registry, analyzer, [Involvement(biden_probe, "target", "target face #0")])
+
+
+def test_identify_is_the_gates_rule(registry: Registry, analyzer, face, cast) -> None:
+    point = registry.operating_point("dlib_resnet_v1")
+    gallery = registry.gallery("dlib_resnet_v1")
+    found = identify(face("obama/3.jpg")[1].embedding, gallery, point)
+    assert found.outcome == "match" and found.best.identity_id == cast["obama"] and found.compared == 2
+    stranger = identify(face("John_Simm/1.jpg")[1].embedding, gallery, point)
+    assert stranger.outcome == "not_enrolled" and stranger.distance > point.threshold
+    assert identify(face("obama/3.jpg")[1].embedding, [], point).outcome == "not_enrolled"
 
 
 def test_unknown_purpose_or_media_is_a_usage_error(registry: Registry, analyzer, face, cast) -> None:
@@ -314,24 +414,24 @@ def test_record_output_ties_the_output_to_its_checks(registry, analyzer, face, c
     payload = entry.payload
     assert payload["output_id"] == sealed.output_id and payload["consent_ids"] == decision.consent_ids
     assert [c["identity_id"] for c in payload["checks"]] == [cast["obama"], cast["biden"]]
-    assert payload["threshold"] == 0.50 and payload["model"]["backend"] == "dlib"
+    assert payload["threshold"] == THRESHOLD and payload["model"]["backend"] == "dlib"
     assert "Obama" not in str(payload), "ledger payloads carry ids, not names"
     assert registry.verify_ledger().ok
 
 
-def test_revocation_after_the_gate_wins(registry, analyzer, face, cast, home: Home, tmp_path) -> None:
-    """A job passes the gate, another process revokes, the job's output is then refused and not recorded."""
+def test_revocation_after_the_gate_wins(registry, analyzer, face, cast, store_home: Home, tmp_path) -> None:
+    """A job passes the gate, another registry connection revokes, the job's output is then refused
+    and not recorded (with a real second process: test_concurrency.py)."""
     consent = grant(registry, cast["obama"])
     grant(registry, cast["biden"])
     decision = check(registry, analyzer, involve(face, ("obama/3.jpg", "source"), ("biden/2.jpg", "target")))
-    with Registry.open(home) as other_process:
+    with Registry.open(store_home) as other_process:
         other_process.revoke(consent, reason="withdrawn during the job", operator="agent")
     with pytest.raises(ConsentRefused) as refused:
         registry.record_output(sealed_for(decision, tmp_path), decision=decision, operator="tester")
     assert (refused.value.rule, refused.value.identity_id) == ("revoked", cast["obama"])
     assert "while the job was running" in refused.value.reason
-    with sqlite3.connect(home.db_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM outputs").fetchone() == (0,)
+    assert execute(store_home, "SELECT COUNT(*) FROM outputs") == [(0,)]
     assert registry.ledger_entries("output") == []
     assert registry.ledger_entries("refusal")[-1].payload["stage"] == "record_output"
 
@@ -349,6 +449,37 @@ def test_expiry_after_the_gate_wins(registry, analyzer, face, cast, tmp_path) ->
             sealed_for(decision, tmp_path), decision=decision, operator="tester", at=next_day
         )
     assert refused.value.rule == "expired"
+
+
+def test_erasure_or_tampering_after_the_gate_wins(
+    registry, analyzer, face, cast, store_home: Home, tmp_path
+) -> None:
+    obama = grant(registry, cast["obama"])
+    grant(registry, cast["biden"])
+    decision = check(registry, analyzer, involve(face, ("obama/3.jpg", "source"), ("biden/2.jpg", "target")))
+    execute(store_home, "UPDATE consents SET valid_until = '2099-12-31' WHERE id = :id", id=obama)
+    with pytest.raises(ConsentRefused) as refused:
+        registry.record_output(sealed_for(decision, tmp_path), decision=decision, operator="tester")
+    assert (refused.value.rule, refused.value.identity_id) == ("tampered", cast["obama"])
+    assert "no longer matches the signed ledger" in refused.value.reason
+
+    decision = check(registry, analyzer, involve(face, ("biden/2.jpg", "target")))
+    registry.erase(cast["biden"], reason="erasure request during the job", operator="dpo")
+    with pytest.raises(ConsentRefused) as refused:
+        registry.record_output(sealed_for(decision, tmp_path), decision=decision, operator="tester")
+    assert (refused.value.rule, refused.value.identity_id) == ("revoked", cast["biden"])
+    assert registry.list_outputs() == []
+    assert [e.payload["stage"] for e in registry.ledger_entries("refusal")] == ["record_output"] * 2
+
+
+def test_valid_from_boundary(registry: Registry, analyzer, face, cast) -> None:
+    first_day = TODAY + dt.timedelta(days=5)
+    consent = grant(registry, cast["obama"], valid_from=first_day)
+    involved = involve(face, ("obama/3.jpg", "source"))
+    midnight = dt.datetime.combine(first_day, dt.time(0, 0), tzinfo=dt.UTC)
+    refused = refusal(registry, analyzer, involved, at=midnight - dt.timedelta(seconds=1))
+    assert refused.rule == "not_yet_valid" and str(first_day) in refused.reason
+    assert check(registry, analyzer, involved, at=midnight).consent_ids == [consent]
 
 
 def test_erased_identity_is_no_longer_matched(registry: Registry, analyzer, face, cast) -> None:
@@ -370,14 +501,13 @@ def test_erased_identity_is_no_longer_matched(registry: Registry, analyzer, face
     ],
 )
 def test_consent_edited_in_the_database_is_refused(
-    registry, analyzer, face, cast, home: Home, edit, problem
+    registry, analyzer, face, cast, store_home: Home, edit, problem
 ) -> None:
-    """Widening a consent, or undoing a revocation, straight in SQLite does not get past the gate."""
+    """Widening a consent, or undoing a revocation, straight in the database does not get past the gate."""
     consent = grant(registry, cast["obama"])
     if "revoked_at = NULL" in edit:
         registry.revoke(consent, reason="withdrawn", operator="agent")
-    with sqlite3.connect(home.db_path) as conn:
-        conn.execute(f"{edit} WHERE id = ?", (consent,))
+    execute(store_home, f"{edit} WHERE id = :id", id=consent)
     refused = refusal(registry, analyzer, involve(face, ("obama/3.jpg", "source")))
     assert refused.rule == "tampered" and problem in refused.reason
     report = registry.verify_ledger()

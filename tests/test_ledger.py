@@ -246,3 +246,12 @@ def test_payload_must_be_plain_json(book) -> None:
             conn, kind="output", actor="t", payload={"distance": float("nan")}, signer=keys.signer()
         )
     assert verify(engine, keys).entries == 6
+
+
+def test_recent_entries_are_the_newest_in_order(book) -> None:
+    engine, _, _ = book
+    with engine.connect() as conn:
+        assert [e.seq for e in ledger.recent(conn, limit=2)] == [5, 6]
+        assert [e.seq for e in ledger.recent(conn, limit=2, kind="output")] == [4, 6]
+        assert [e.kind for e in ledger.recent(conn, limit=100)] == list(KINDS)
+        assert ledger.recent(conn, limit=0) == []

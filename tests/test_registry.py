@@ -1,4 +1,6 @@
-"""The consent registry on real photos and a real SQLite file: enrolment, consent records, policy."""
+"""The consent registry on real photos, in a real SQLite file and (when a server is installed) a real
+PostgreSQL database: enrolment in one or several embedding spaces, consent records, policy, erasure,
+key rotation. Concurrent writers and killed processes: test_concurrency.py."""
 
 from __future__ import annotations
 
@@ -13,50 +15,93 @@ import pytest
 
 from likeness.consent.form import render_consent_form
 from likeness.consent.policy import Policy, add_years, packaged_policy_dir
+from likeness.consent.reembed import reembed_identity
 from likeness.consent.registry import Reference, Registry
 from likeness.errors import ConsentRefused, PolicyViolation, UsageError
 from likeness.faces.backends import load_analyzer
+from likeness.faces.dlib_backend import DlibAnalyzer
 from likeness.home import Home
 from likeness.media.image import load_image
+from postgres import postgres_home, postgres_server  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 TODAY = dt.datetime.now(dt.UTC).date()
 EVIDENCE = object()  # stands for "a real signed document file" in the parameter table
 USES = "face replacement of the stunt double in scenes 12-14 of the short film 'Harbour'"
+OTHER_SPACE = "dlib_resnet_v1_other"
+# A data-home policy with a prefix rule for OTHER_SPACE (the packaged one has none for it).
+PREFIX_RULE = """
+[match.other_dlib]
+space_prefix = "dlib_resnet_v1_"
+metric = "euclidean"
+threshold = 0.525
+margin = 0.10
+same_person_max = 0.70
+"""
+
+
+class OtherSpaceAnalyzer(DlibAnalyzer):
+    """The same dlib models under another embedding-space name: stands in for a second backend."""
+
+    embedding_space = OTHER_SPACE
 
 
 @pytest.fixture(scope="module")
 def reference(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """reference('obama/1.jpg') → a Reference from the real dlib analyzer (computed once per photo)."""
-    analyzer = load_analyzer("dlib", Home(tmp_path_factory.mktemp("models")))
-    cache: dict[str, Reference] = {}
+    models = Home(tmp_path_factory.mktemp("models"))
+    analyzers = {"dlib": load_analyzer("dlib", models), "other": OtherSpaceAnalyzer(models)}
+    cache: dict[tuple[str, str], Reference] = {}
 
-    def make(name: str) -> Reference:
-        if name not in cache:
+    def make(name: str, space: str = "dlib") -> Reference:
+        if (name, space) not in cache:
             picture = load_image(faces_dir / name)
-            faces = analyzer.analyze(picture.pixels)
+            faces = analyzers[space].analyze(picture.pixels)
             assert len(faces) == 1, f"{name}: expected one face, found {len(faces)}"
-            cache[name] = Reference.from_face(faces[0], picture)
-        return cache[name]
+            cache[name, space] = Reference.from_face(faces[0], picture)
+        return cache[name, space]
 
     return make
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_home(request: pytest.FixtureRequest, home: Home) -> Home:
+    """The test's data home with its registry in SQLite, or in a fresh PostgreSQL database."""
+    return home if request.param == "sqlite" else request.getfixturevalue("postgres_home")
+
+
 @pytest.fixture()
-def registry(home: Home):
+def registry(store_home: Home):
+    with Registry.open(store_home) as opened:
+        yield opened
+
+
+@pytest.fixture()
+def sqlite_registry(home: Home):
+    """For tests that read the SQLite file itself."""
     with Registry.open(home) as opened:
         yield opened
+
+
+@pytest.fixture()
+def two_space_home(store_home: Home) -> Home:
+    (store_home.root / "policy.toml").write_text(
+        (packaged_policy_dir() / "policy.toml").read_text() + PREFIX_RULE
+    )
+    return store_home
 
 
 def enrol(registry: Registry, reference, name: str, *photos: str):
     return registry.add_identity(name, [reference(p) for p in photos], operator="tester")
 
 
-def test_enrolment_stores_encrypted_references(registry: Registry, reference, home: Home) -> None:
+def test_enrolment_stores_encrypted_references(sqlite_registry: Registry, reference, home: Home) -> None:
+    registry = sqlite_registry
     identity = enrol(registry, reference, "Barack Obama", "obama/1.jpg", "obama/2.jpg")
     assert identity.id.startswith("idn_") and len(identity.id) == 20
     assert (identity.name, identity.reference_count) == ("Barack Obama", 2)
     assert identity.embedding_spaces == ("dlib_resnet_v1",)
+    assert identity.references_by_space == {"dlib_resnet_v1": 2}
     assert registry.get_identity("  barack   OBAMA ").id == identity.id
     assert registry.get_identity(identity.id).name == "Barack Obama"
     assert [i.id for i in registry.list_identities()] == [identity.id]
@@ -269,8 +314,9 @@ POLICY_CASES = [
 
 @pytest.mark.parametrize(("changes", "rule"), POLICY_CASES)
 def test_policy_violations_name_the_rule(
-    registry: Registry, reference, tmp_path: Path, changes, rule
+    sqlite_registry: Registry, reference, tmp_path: Path, changes, rule
 ) -> None:
+    registry = sqlite_registry
     identity = enrol(registry, reference, "Rose Leslie", "rose_leslie/1.jpg")
     evidence = tmp_path / "form.pdf"
     evidence.write_bytes(b"%PDF-1.4 signed")
@@ -284,7 +330,8 @@ def test_policy_violations_name_the_rule(
     assert registry.ledger_entries("grant") == []
 
 
-def test_policy_limits_are_inclusive(registry: Registry, reference, tmp_path: Path) -> None:
+def test_policy_limits_are_inclusive(sqlite_registry: Registry, reference, tmp_path: Path) -> None:
+    registry = sqlite_registry
     identity = enrol(registry, reference, "Rose Leslie", "rose_leslie/1.jpg")
     evidence = tmp_path / "form.pdf"
     evidence.write_bytes(b"%PDF-1.4 signed by the parent")
@@ -334,7 +381,7 @@ def test_revoke(registry: Registry, reference) -> None:
     assert [e.payload["consent_id"] for e in registry.ledger_entries("revoke")] == [record.id]
 
 
-def test_erasure_deletes_biometrics_and_leaves_a_tombstone(registry: Registry, reference, home: Home) -> None:
+def test_erasure_deletes_biometrics_and_leaves_a_tombstone(registry: Registry, reference) -> None:
     identity = enrol(registry, reference, "Barack Obama", "obama/1.jpg", "obama/2.jpg")
     record = registry.grant(
         identity.id,
@@ -344,28 +391,74 @@ def test_erasure_deletes_biometrics_and_leaves_a_tombstone(registry: Registry, r
         uses=USES,
         operator="tester",
     )
+    with pytest.raises(UsageError, match="reason"):
+        registry.erase(identity.id, reason=" ", operator="dpo")
     erased = registry.erase(identity.id, reason="erasure request of the subject", operator="dpo")
     assert erased.erased_at is not None and erased.reference_count == 0
+    assert erased.erase_reason == "erasure request of the subject"
     assert registry.gallery("dlib_resnet_v1") == []
+    assert registry.reference_crops(identity.id) == []
     assert registry.get_consent(record.id).revoked_at is not None
-    with sqlite3.connect(home.db_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM face_references").fetchone() == (0,)
+    assert "identity erased" in registry.get_consent(record.id).revoke_reason
     (tombstone,) = registry.ledger_entries("erasure")
     assert tombstone.payload["identity_id"] == identity.id
     assert tombstone.payload["references_deleted"] == 2
     assert tombstone.payload["consents_revoked"] == [record.id]
+    with pytest.raises(UsageError, match="already erased"):
+        registry.erase(identity.id, reason="again", operator="dpo")
+    with pytest.raises(UsageError, match="was erased"):
+        registry.grant(
+            identity.id,
+            purposes=["film"],
+            roles=["source"],
+            valid_until=add_years(TODAY, 1),
+            uses=USES,
+            operator="t",
+        )
     again = enrol(registry, reference, "Barack Obama", "obama/3.jpg")  # may enrol again, as a new identity
     assert again.id != identity.id
     assert registry.verify_ledger().ok
 
 
-def test_data_key_rotation_reencrypts_everything(registry: Registry, reference, home: Home) -> None:
+def test_erased_biometrics_are_gone_from_the_database_files(
+    sqlite_registry: Registry, reference, home: Home
+) -> None:
+    """Not only unlinked: the encrypted embedding and crop bytes no longer occur in any registry file."""
+    registry = sqlite_registry
+    kept = enrol(registry, reference, "Joe Biden", "biden/1.jpg")
+    identity = enrol(registry, reference, "Barack Obama", "obama/1.jpg", "obama/2.jpg")
+
+    def stored_tokens(identity_id: str) -> list[bytes]:
+        with sqlite3.connect(home.db_path) as conn:
+            rows = conn.execute(
+                "SELECT embedding, crop FROM face_references WHERE identity_id = ?", (identity_id,)
+            ).fetchall()
+        return [token for row in rows for token in row]
+
+    def raw_files() -> bytes:
+        return b"".join(p.read_bytes() for p in sorted(home.root.glob("registry.sqlite*")))
+
+    erased_tokens, kept_tokens = stored_tokens(identity.id), stored_tokens(kept.id)
+    assert len(erased_tokens) == 4 and all(t[:40] in raw_files() for t in erased_tokens + kept_tokens)
+    registry.erase(identity.id, reason="erasure request", operator="dpo")
+    raw = raw_files()
+    for token in erased_tokens:
+        # a Fernet token's first 40 bytes are its version, time stamp and IV: unique per blob
+        assert token[:40] not in raw and token[-32:] not in raw, "erased biometric bytes remain on disk"
+    assert all(t[:40] in raw for t in kept_tokens), "the other person's references must stay"
+    assert stored_tokens(identity.id) == []
+    with sqlite3.connect(home.db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM face_references").fetchone() == (1,)
+
+
+def test_data_key_rotation_reencrypts_everything(registry: Registry, reference) -> None:
     enrol(registry, reference, "Joe Biden", "biden/1.jpg")
-    old_keys = (home.keys_dir / "data.keys").read_bytes()
+    keys_file = registry.keys.data_keys_path
+    old_keys = keys_file.read_bytes()
     before = registry.gallery("dlib_resnet_v1")[0].embeddings
     assert registry.rotate_data_key(operator="tester") == 1
-    assert (home.keys_dir / "data.keys").read_bytes() != old_keys
-    assert len((home.keys_dir / "data.keys").read_bytes().split()) == 1
+    assert keys_file.read_bytes() != old_keys
+    assert len(keys_file.read_bytes().split()) == 1
     np.testing.assert_array_equal(registry.gallery("dlib_resnet_v1")[0].embeddings, before)
     assert len(registry.reference_crops(registry.list_identities()[0].id)) == 1
     registry.rotate_signing_key(operator="tester")
@@ -421,8 +514,22 @@ def test_packaged_policy_files_match_the_canonical_ones() -> None:
             f"run: cp consent/{name} src/likeness/policy/"
         )
     policy = Policy.load()
-    assert policy.match["dlib_resnet_v1"].threshold == 0.50
     assert set(policy.capacities) == {"self", "union", "guardian", "estate", "rights_expired"}
+
+
+def test_match_rules_by_name_and_by_prefix() -> None:
+    policy = Policy.load()
+    dlib = policy.match_rule("dlib_resnet_v1")
+    assert dlib is not None and (dlib.metric, dlib.calibrated, dlib.space_prefix) == ("euclidean", True, None)
+    assert dlib.source == "policy [match.dlib_resnet_v1]"
+    arcface = policy.match_rule("arcface_w600k_r50_1a2b3c4d5e6f")
+    assert arcface is not None and arcface.embedding_space == "arcface"
+    assert (arcface.metric, arcface.calibrated) == ("cosine", False)
+    assert "uncalibrated" in arcface.source and "arcface_*" in arcface.source
+    assert 0 < arcface.threshold < 1 and arcface.margin > 0
+    assert policy.match_rule("arcface") is None, "a prefix rule is not a rule for its own name"
+    assert policy.match_rule("dlib_resnet_v2") is None
+    assert policy.match_rule("facenet_512") is None
 
 
 def test_records_match_the_json_schema_and_fill_the_form(
@@ -466,164 +573,74 @@ def test_records_match_the_json_schema_and_fill_the_form(
     assert estate.id in form and "Estate of K. H." in form and USES in form and "estate@example.org" in form
 
 
-GRANTS_IN_A_PROCESS = """
-import datetime as dt, sys
-from pathlib import Path
-from likeness.consent.registry import Registry
-from likeness.home import Home
-home = Home(Path(sys.argv[1]), db_url_override=sys.argv[5] if len(sys.argv) > 5 else None)
-identity, worker = sys.argv[2], sys.argv[3]
-with Registry.open(home) as registry:
-    for n in range(int(sys.argv[4])):
-        registry.grant(
-            identity, purposes=["film"], roles=["source"], valid_until=dt.date.today() + dt.timedelta(30),
-            uses=f"scene {n} of the concurrency test film, worker {worker}", operator=f"worker-{worker}",
+def test_one_identity_in_two_embedding_spaces(two_space_home: Home, reference) -> None:
+    """The pipeline may embed each reference photo with several backends: one identity, one photo count."""
+    with Registry.open(two_space_home) as registry:
+        refs = [reference(p, space) for p in ("obama/1.jpg", "obama/2.jpg") for space in ("dlib", "other")]
+        obama = registry.add_identity("Barack Obama", refs, operator="tester")
+        assert obama.embedding_spaces == ("dlib_resnet_v1", OTHER_SPACE)
+        assert obama.references_by_space == {"dlib_resnet_v1": 2, OTHER_SPACE: 2}
+        assert obama.reference_count == 2, "two photos, each embedded twice"
+        assert len(registry.reference_crops(obama.id)) == 2, "one crop per photo"
+        for space in ("dlib_resnet_v1", OTHER_SPACE):
+            (entry,) = registry.gallery(space)
+            np.testing.assert_array_equal(
+                entry.embeddings[1],
+                reference("obama/2.jpg", "other" if "other" in space else "dlib").embedding,
+            )
+        point = registry.operating_point(OTHER_SPACE)
+        assert point.source == "policy [match.other_dlib] (spaces dlib_resnet_v1_*)"
+
+        # The duplicate check runs per space: a second enrolment of the same face is caught in the
+        # space it shares with the first, whichever that is.
+        with pytest.raises(ConsentRefused) as refused:
+            registry.add_identity("Barry O", [reference("obama/3.jpg", "other")], operator="tester")
+        assert (refused.value.rule, refused.value.identity_id) == ("already_enrolled", obama.id)
+        assert OTHER_SPACE in refused.value.reason
+        biden = registry.add_identity(
+            "Joe Biden", [reference("biden/1.jpg", "dlib"), reference("biden/1.jpg", "other")], operator="t"
         )
-"""
-
-
-PG_ENV = "LIKENESS_TEST_POSTGRES_URL"
-
-
-@pytest.fixture()
-def postgres_home(tmp_path: Path):
-    """A data home whose registry is a fresh database on the server named by $LIKENESS_TEST_POSTGRES_URL."""
-    import os
-    import secrets
-
-    from sqlalchemy import create_engine, make_url
-
-    url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(f"set {PG_ENV}=postgresql+psycopg://USER@/postgres?host=SOCKET_DIR to test PostgreSQL")
-    pytest.importorskip("psycopg")
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"likeness_test_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    db_url = make_url(url).set(database=name).render_as_string(hide_password=False)
-    yield Home(root=tmp_path / "home", db_url_override=db_url).ensure()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.dispose()
-
-
-@pytest.mark.parametrize("store", ["sqlite", "postgres"])
-def test_concurrent_writers_lose_nothing(request: pytest.FixtureRequest, store: str, reference) -> None:
-    import subprocess
-    import sys
-
-    home: Home = request.getfixturevalue("home" if store == "sqlite" else "postgres_home")
-    with Registry.open(home) as registry:
-        identity = enrol(registry, reference, "Joe Biden", "biden/1.jpg")
-    per_process = 12
-    extra = [home.db_url_override] if home.db_url_override else []
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                GRANTS_IN_A_PROCESS,
-                str(home.root),
-                identity.id,
-                str(w),
-                str(per_process),
-                *extra,
-            ]
-        )
-        for w in range(3)
-    ]
-    assert [w.wait(timeout=120) for w in workers] == [0, 0, 0]
-    with Registry.open(home) as registry:
-        consents = registry.list_consents(identity.id)
-        assert len(consents) == 3 * per_process
-        assert len({c.id for c in consents}) == 3 * per_process
-        report = registry.verify_ledger()
-        assert report.ok and report.entries == 1 + 3 * per_process, report.reason
-        grants = {e.payload["consent_id"] for e in registry.ledger_entries("grant")}
-        assert grants == {c.id for c in consents}
-        assert registry.get_identity("JOE BIDEN").id == identity.id
-
-
-GRANT_UNTIL_KILLED = """
-import datetime as dt, sys
-from pathlib import Path
-from likeness.consent.registry import Registry
-from likeness.home import Home
-with Registry.open(Home(Path(sys.argv[1]))) as registry:
-    n = 0
-    while True:
-        registry.grant(
-            sys.argv[2], purposes=["film"], roles=["source"], valid_until=dt.date.today() + dt.timedelta(30),
-            uses=f"scene {n} of the crash test film, granted until the process is killed", operator="crash",
-        )
-        n += 1
-        print(n, flush=True)
-"""
-
-
-def test_a_killed_writer_leaves_registry_and_ledger_consistent(home: Home, reference) -> None:
-    import signal
-    import subprocess
-    import sys
-
-    with Registry.open(home) as registry:
-        identity = enrol(registry, reference, "Joe Biden", "biden/1.jpg")
-    writer = subprocess.Popen(
-        [sys.executable, "-c", GRANT_UNTIL_KILLED, str(home.root), identity.id],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        while int(writer.stdout.readline() or 0) < 20:
-            assert writer.poll() is None, "the writer died by itself"
-        writer.send_signal(signal.SIGKILL)
-    finally:
-        writer.kill()
-        writer.wait(timeout=30)
-    with Registry.open(home) as registry:
-        consents = registry.list_consents(identity.id)
-        assert len(consents) >= 20
-        report = registry.verify_ledger()  # chain, signatures, and every consent against its grant entry
-        assert report.ok and report.entries == 1 + len(consents), report.reason
-        registry.grant(
-            identity.id,
-            purposes=["film"],
-            roles=["source"],
-            valid_until=add_years(TODAY, 1),
-            uses=USES,
-            operator="after the crash",
-        )
+        assert biden.references_by_space == {"dlib_resnet_v1": 1, OTHER_SPACE: 1}
+        (enrolled,) = [e for e in registry.ledger_entries("enrol") if e.payload["identity_id"] == obama.id]
+        assert enrolled.payload["embedding_spaces"] == ["dlib_resnet_v1", OTHER_SPACE]
+        assert enrolled.payload["references"] == 4 and len(enrolled.payload["photo_sha256"]) == 2
         assert registry.verify_ledger().ok
 
 
-def test_postgres_registry_round_trip(postgres_home: Home, reference) -> None:
-    with Registry.open(postgres_home) as registry:
+def test_reembed_adds_a_space_from_the_stored_crops(two_space_home: Home, reference) -> None:
+    with Registry.open(two_space_home) as registry:
         obama = enrol(registry, reference, "Barack Obama", "obama/1.jpg", "obama/2.jpg")
-        with pytest.raises(ConsentRefused):
-            enrol(registry, reference, "Barry O", "obama/3.jpg")
-        record = registry.grant(
-            obama.id,
-            purposes=["film"],
-            roles=["source"],
-            valid_until=add_years(TODAY, 1),
-            uses=USES,
-            operator="tester",
-            date_of_birth=dt.date(1961, 8, 4),
-        )
-        assert registry.get_consent(record.id) == record
-        assert registry.attested_consents(obama.id) == [(record, None)]
-        registry.revoke(record.id, reason="withdrawn", operator="tester")
-        registry.rotate_data_key(operator="tester")
-        (entry,) = registry.gallery("dlib_resnet_v1")
-        np.testing.assert_array_equal(entry.embeddings[1], reference("obama/2.jpg").embedding)
+        enrol(registry, reference, "Joe Biden", "biden/1.jpg")
+        analyzer = OtherSpaceAnalyzer(two_space_home)
+        result = reembed_identity(registry, "barack obama", analyzer, operator="tester")
+        assert (result.added, result.skipped, result.embedding_space) == (2, [], OTHER_SPACE)
+        assert result.identity.references_by_space == {"dlib_resnet_v1": 2, OTHER_SPACE: 2}
+        assert result.identity.reference_count == 2
+        (entry,) = registry.gallery(OTHER_SPACE)
+        assert entry.identity_id == obama.id
+        # the crop is re-analysed, so the vector is close to, not equal to, the full photo's
+        point = registry.operating_point(OTHER_SPACE)
+        assert point.distances(reference("obama/1.jpg", "other").embedding, entry.embeddings).min() < 0.2
+        (added,) = registry.ledger_entries("references_added")
+        assert added.payload["identity_id"] == obama.id and added.payload["embedding_spaces"] == [OTHER_SPACE]
+        with pytest.raises(UsageError, match="already has 2 reference"):
+            reembed_identity(registry, obama.id, analyzer, operator="tester")
         registry.erase(obama.id, reason="erasure request", operator="dpo")
-        report = registry.verify_ledger()
-        assert report.ok and [e.kind for e in registry.ledger_entries()] == [
-            "enrol",
-            "refusal",
-            "grant",
-            "revoke",
-            "key_rotation",
-            "erasure",
-        ], report.reason
+        with pytest.raises(UsageError, match="erased"):
+            reembed_identity(registry, obama.id, analyzer, operator="tester")
+        assert registry.verify_ledger().ok
+
+
+def test_added_references_must_look_like_the_person(two_space_home: Home, reference) -> None:
+    with Registry.open(two_space_home) as registry:
+        obama = enrol(registry, reference, "Barack Obama", "obama/1.jpg")
+        biden = enrol(registry, reference, "Joe Biden", "biden/1.jpg")
+        with pytest.raises(ConsentRefused) as refused:  # Obama's face added to Biden: already enrolled
+            registry.add_references(biden.id, [reference("obama/2.jpg")], operator="tester")
+        assert (refused.value.rule, refused.value.identity_id) == ("already_enrolled", obama.id)
+        assert registry.ledger_entries("refusal")[-1].payload["for_identity_id"] == biden.id
+        with pytest.raises(UsageError, match="does not look like the others"):
+            registry.add_references(obama.id, [reference("kit_harington/1.jpg")], operator="tester")
+        assert registry.get_identity(obama.id).reference_count == 1
+        more = registry.add_references(obama.id, [reference("obama/2.jpg")], operator="tester")
+        assert more.reference_count == 2

@@ -1,8 +1,9 @@
 """The audit ledger: append-only entries, chained by hash and signed with the installation key.
 
-Each entry holds ``seq`` (1, 2, 3, …), ``time``, ``kind`` (enrol, grant, revoke, refusal, output,
-erasure, calibration, key_rotation), ``actor``, a JSON ``payload`` (ids and hashes only, never
-photos or embeddings), ``prev_hash`` (the previous entry's hash; 64 zeros for the first) and
+Each entry holds ``seq`` (1, 2, 3, …), ``time``, ``kind`` (enrol, references_added, grant,
+revoke, refusal, output, erasure, calibration, key_rotation), ``actor``, a JSON ``payload`` (ids
+and hashes only, never photos or embeddings), ``prev_hash`` (the previous entry's hash; 64 zeros
+for the first) and
 
     hash = sha256(prev_hash + canonical_json({seq, time, kind, actor, payload, key_id}))
 
@@ -166,6 +167,14 @@ def entries(conn: Connection, *, kind: str | None = None, since_seq: int = 0) ->
         query = query.where(ledger_table.c.kind == kind)
     for row in conn.execute(query):
         yield _row_to_entry(row)
+
+
+def recent(conn: Connection, *, limit: int, kind: str | None = None) -> list[Entry]:
+    """The newest ``limit`` entries (optionally of one kind), in sequence order."""
+    query = select(ledger_table).order_by(ledger_table.c.seq.desc()).limit(max(0, limit))
+    if kind is not None:
+        query = query.where(ledger_table.c.kind == kind)
+    return [_row_to_entry(row) for row in reversed(conn.execute(query).all())]
 
 
 @dataclass(frozen=True)

@@ -1,36 +1,157 @@
-"""Audit commands: check and export the ledger."""
+"""Audit commands: check the ledger, export a report for rights holders, show recent entries."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from likeness.cli.common import home_option, json_option, resolve_cli_home
-from likeness.cli.support import emit_json, handle_errors, to_jsonable
+from likeness.cli.support import emit_json, handle_errors
 
 
 @click.group()
 def audit() -> None:
-    """Check and export the hash-chained audit ledger."""
+    """Check and export the hash-chained, signed audit ledger."""
 
 
 @audit.command("verify")
+@click.option(
+    "--head",
+    "expected_head",
+    default=None,
+    help="a head hash kept from an earlier check: also fail if the chain no longer passes through it",
+)
 @home_option
 @json_option
 @click.pass_context
 @handle_errors
-def audit_verify(ctx: click.Context, home: Path | None, as_json: bool) -> None:
-    """Check every ledger entry's hash chain (and signature); name the first bad entry."""
+def audit_verify(ctx: click.Context, expected_head: str | None, home: Path | None, as_json: bool) -> None:
+    """Check every entry's hash link and signature, and every consent and output against its entry.
+
+    Exits 0 when intact; otherwise names the first bad entry and exits 1.
+    """
+    from dataclasses import replace
+
     from likeness.consent.registry import Registry
-    from likeness.errors import RegistryError
 
     with Registry.open(resolve_cli_home(ctx, home)) as registry:
-        result = registry.verify_ledger()
+        report = registry.verify_ledger()
+        if report.ok and expected_head:
+            known = {entry.hash for entry in registry.ledger_entries()}
+            if expected_head.strip().lower() not in known:
+                report = replace(
+                    report,
+                    ok=False,
+                    reason=f"the ledger no longer contains the head {expected_head} kept earlier: "
+                    "entries were removed or the ledger was replaced",
+                )
     if as_json:
-        emit_json(result)
-    ok = bool(to_jsonable(result).get("ok"))
-    if not as_json:
-        click.echo(result.describe() if hasattr(result, "describe") else str(result))
-    if not ok:
-        raise SystemExit(RegistryError.exit_code)
+        emit_json(report)
+    else:
+        click.echo(report.describe())
+    if not report.ok:
+        sys.exit(1)
+
+
+@audit.command("export")
+@click.option(
+    "--identity", "identity_ref", default=None, help="only this identity (id or name); default: everyone"
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write the report to this file (atomically); default: print it",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "json"]),
+    default="md",
+    show_default=True,
+    help="report format",
+)
+@home_option
+@json_option
+@click.pass_context
+@handle_errors
+def audit_export(
+    ctx: click.Context,
+    identity_ref: str | None,
+    out: Path | None,
+    fmt: str,
+    home: Path | None,
+    as_json: bool,
+) -> None:
+    """Write a report a rights holder can read: per identity, consents, outputs, refusals, erasure.
+
+    Exits 1 (after writing the report, which says so) when the ledger check fails.
+    """
+    from likeness.consent.audit import build_audit_report, render, write_atomically
+    from likeness.consent.registry import Registry
+    from likeness.pipeline import default_operator
+
+    with Registry.open(resolve_cli_home(ctx, home)) as registry:
+        report = build_audit_report(registry, identity=identity_ref, operator=default_operator())
+    fmt = "json" if as_json and out is None else fmt
+    text = render(report, fmt)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        write_atomically(out, text)
+        summary = {
+            "out": str(out),
+            "format": fmt,
+            "identities": len(report.identities),
+            "ledger": report.chain.to_dict(),
+        }
+        if as_json:
+            emit_json(summary)
+        else:
+            people = len(report.identities)
+            click.echo(f"wrote {out} ({people} identit{'y' if people == 1 else 'ies'})")
+    if not report.chain.ok:
+        click.echo(f"likeness: {report.chain.describe()}", err=True)
+        sys.exit(1)
+
+
+@audit.command("log")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="how many entries")
+@click.option(
+    "--kind", default=None, help="only entries of this kind (enrol, grant, revoke, refusal, output, …)"
+)
+@home_option
+@json_option
+@click.pass_context
+@handle_errors
+def audit_log(ctx: click.Context, limit: int, kind: str | None, home: Path | None, as_json: bool) -> None:
+    """Show the most recent ledger entries, oldest first."""
+    from likeness.consent.registry import Registry
+
+    with Registry.open(resolve_cli_home(ctx, home)) as registry:
+        entries = registry.recent_ledger_entries(limit, kind=kind)
+    if as_json:
+        emit_json(entries)
+        return
+    if not entries:
+        click.echo("the ledger has no entries" + (f" of kind {kind!r}" if kind else ""))
+    for entry in entries:
+        data = entry.payload
+        facts = [
+            f"{key}={data[key]}"
+            for key in (
+                "identity_id",
+                "consent_id",
+                "output_id",
+                "rule",
+                "face",
+                "purpose",
+                "embedding_space",
+                "threshold",
+                "key",
+            )
+            if data.get(key) is not None
+        ]
+        click.echo(f"{entry.seq:6d}  {entry.time[:19]}  {entry.kind:<16} {entry.actor:<14} {' '.join(facts)}")

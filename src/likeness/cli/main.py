@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from likeness import __version__
-from likeness.cli import audit_cmds, demo_cmd, job_cmds, models_cmds, registry_cmds
+from likeness.cli import audit_cmds, calibrate_cmd, demo_cmd, job_cmds, models_cmds, registry_cmds
+from likeness.webapp import cli as webapp_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -38,5 +39,9 @@ main.add_command(job_cmds.faces)
 main.add_command(job_cmds.swap)
 main.add_command(job_cmds.verify)
 main.add_command(audit_cmds.audit)
+main.add_command(registry_cmds.keys)
+main.add_command(calibrate_cmd.calibrate)
 main.add_command(demo_cmd.demo)
 main.add_command(models_cmds.models)
+main.add_command(webapp_cli.users)
+main.add_command(webapp_cli.app)

@@ -1,19 +1,31 @@
-"""Identity and consent commands: enrol people, record and revoke consent."""
+"""Identity, consent and key commands: enrol people, record and revoke consent, rotate keys.
+
+Every command takes ``--json``; refusals and policy violations exit with the contract's codes
+(3 refused, 2 usage / policy rule, 4 bad input) and name the face, identity and rule.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from likeness.cli.common import PURPOSES_HELP, home_option, json_option, parse_date, resolve_cli_home
-from likeness.cli.support import ProgressLine, emit_json, handle_errors, to_jsonable
+from likeness.cli.support import ProgressLine, emit_json, handle_errors
 
 
+def _operator() -> str:
+    from likeness.pipeline import default_operator
+
+    return default_operator()
+
+
+# -- identity --------------------------------------------------------------------------------------
 @click.group()
 def identity() -> None:
-    """Enrol people from reference photos and list them."""
+    """Enrol people from reference photos, list, show, re-embed and erase them."""
 
 
 @identity.command("add")
@@ -49,13 +61,19 @@ def identity_add(
         click.echo(ident.id)
 
 
+def _identity_line(ident: Any) -> str:
+    spaces = ", ".join(f"{s}×{n}" for s, n in ident.references_by_space.items()) or "no references"
+    state = f"erased {ident.erased_at:%Y-%m-%d}" if ident.erased_at else "enrolled"
+    return f"{ident.id}  {ident.name}  [{state}; {ident.reference_count} photo(s): {spaces}]"
+
+
 @identity.command("list")
 @home_option
 @json_option
 @click.pass_context
 @handle_errors
 def identity_list(ctx: click.Context, home: Path | None, as_json: bool) -> None:
-    """List enrolled identities."""
+    """List enrolled (and erased) identities."""
     from likeness.consent.registry import Registry
 
     with Registry.open(resolve_cli_home(ctx, home)) as registry:
@@ -66,13 +84,116 @@ def identity_list(ctx: click.Context, home: Path | None, as_json: bool) -> None:
     if not identities:
         click.echo("no identities enrolled yet; add one with `likeness identity add NAME --photo P`")
     for ident in identities:
-        data = to_jsonable(ident)
-        click.echo(f"{data['id']}  {data['name']}")
+        click.echo(_identity_line(ident))
 
 
+@identity.command("show")
+@click.argument("identity_ref", metavar="IDENTITY")
+@home_option
+@json_option
+@click.pass_context
+@handle_errors
+def identity_show(ctx: click.Context, identity_ref: str, home: Path | None, as_json: bool) -> None:
+    """Show IDENTITY (id or name): references per face model, consents, outputs made under them."""
+    from likeness.consent.registry import Registry
+
+    with Registry.open(resolve_cli_home(ctx, home)) as registry:
+        ident = registry.get_identity(identity_ref)
+        consents = registry.list_consents(identity_id=ident.id)
+        outputs = {o.output_id: o for c in consents for o in registry.list_outputs(consent_id=c.id)}
+    if as_json:
+        emit_json(
+            {
+                "identity": ident,
+                "consents": consents,
+                "outputs": sorted(outputs.values(), key=lambda o: o.created_at),
+            }
+        )
+        return
+    click.echo(_identity_line(ident))
+    if ident.erase_reason:
+        click.echo(f"  erasure reason: {ident.erase_reason}")
+    for record in consents:
+        click.echo(f"  {_consent_line(record)}")
+    if not consents:
+        click.echo("  no consent on record")
+    click.echo(f"  outputs made under these consents: {len(outputs)}")
+
+
+@identity.command("reembed")
+@click.argument("identity_ref", metavar="IDENTITY")
+@click.option("--backend", required=True, help="the face backend whose embeddings to add (e.g. insightface)")
+@home_option
+@json_option
+@click.pass_context
+@handle_errors
+def identity_reembed(
+    ctx: click.Context, identity_ref: str, backend: str, home: Path | None, as_json: bool
+) -> None:
+    """Add BACKEND's embeddings of IDENTITY, computed from its stored reference crops."""
+    from likeness.consent.reembed import reembed_identity
+    from likeness.consent.registry import Registry
+    from likeness.faces.backends import load_analyzer
+
+    chosen = resolve_cli_home(ctx, home)
+    analyzer = load_analyzer(backend, chosen)
+    with Registry.open(chosen) as registry:
+        result = reembed_identity(registry, identity_ref, analyzer, operator=_operator())
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"added {result.added} reference(s) in {result.embedding_space} to {result.identity.name}")
+    for reason in result.skipped:
+        click.echo(f"  skipped {reason}")
+
+
+@identity.command("erase")
+@click.argument("identity_ref", metavar="IDENTITY")
+@click.option(
+    "--reason", required=True, help="why (e.g. 'erasure request of 2025-03-01'); kept in the ledger"
+)
+@click.option("--yes", is_flag=True, help="confirm: erasure cannot be undone")
+@home_option
+@json_option
+@click.pass_context
+@handle_errors
+def identity_erase(
+    ctx: click.Context, identity_ref: str, reason: str, yes: bool, home: Path | None, as_json: bool
+) -> None:
+    """Delete IDENTITY's reference photos and embeddings, revoke its consents, leave a tombstone."""
+    from likeness.consent.registry import Registry
+    from likeness.errors import UsageError
+
+    with Registry.open(resolve_cli_home(ctx, home)) as registry:
+        ident = registry.get_identity(identity_ref)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    f"erasing {ident.name} ({ident.id}) cannot be undone; nothing was erased",
+                    hint="add --yes to confirm",
+                )
+            click.confirm(
+                f"Erase {ident.name} ({ident.id}): delete their reference faces and revoke every consent?",
+                abort=True,
+            )
+        erased = registry.erase(ident.id, reason=reason, operator=_operator())
+        tombstone = [e for e in registry.ledger_entries("erasure") if e.payload["identity_id"] == erased.id][
+            -1
+        ]
+    if as_json:
+        emit_json({"identity": erased, "tombstone": tombstone})
+        return
+    revoked = ", ".join(tombstone.payload.get("consents_revoked", [])) or "none"
+    click.echo(
+        f"erased {erased.name} ({erased.id}): {tombstone.payload.get('references_deleted', 0)} reference(s) "
+        f"deleted, consents revoked: {revoked}; tombstone: ledger entry {tombstone.seq}"
+    )
+
+
+# -- consent ---------------------------------------------------------------------------------------
 @click.group()
 def consent() -> None:
-    """Record, revoke and list consents."""
+    """Record, revoke, list and show consents."""
 
 
 @consent.command("grant")
@@ -83,16 +204,9 @@ def consent() -> None:
     "roles",
     multiple=True,
     required=True,
-    type=click.Choice(["source", "target"]),
-    help="source: their likeness may be put on others; target: their face may be replaced",
+    help="source: their likeness may be put on others; target: their face may be replaced (repeat for both)",
 )
-@click.option(
-    "--media",
-    "media",
-    multiple=True,
-    type=click.Choice(["image", "video"]),
-    help="media kinds covered (default: image)",
-)
+@click.option("--media", "media", multiple=True, help="media kinds covered: image, video (default: image)")
 @click.option("--until", "until", required=True, help="last day the consent is valid (YYYY-MM-DD)")
 @click.option("--from", "valid_from", default=None, help="first day it is valid (YYYY-MM-DD; default today)")
 @click.option("--uses", required=True, help="a specific description of the intended use")
@@ -100,7 +214,8 @@ def consent() -> None:
 @click.option(
     "--capacity",
     default="self",
-    help="who grants: self, guardian, estate, union, rights_expired (historical figure)",
+    show_default=True,
+    help="who grants: self, union, guardian (minor), estate, rights_expired (historical figure)",
 )
 @click.option("--grantor", default=None, help="name of the person or body granting (default: the subject)")
 @click.option("--date-of-birth", "date_of_birth", default=None, help="subject's date of birth (minors)")
@@ -113,7 +228,7 @@ def consent() -> None:
     "--evidence",
     type=click.Path(path_type=Path),
     default=None,
-    help="the signed consent document (stored by content hash)",
+    help="the signed consent document (stored encrypted, referenced by its sha256)",
 )
 @click.option("--takedown-contact", "takedown_contact", default=None, help="who to contact for takedown")
 @home_option
@@ -133,9 +248,12 @@ def consent_grant(
     as_json: bool,
     **record: Any,
 ) -> None:
-    """Record that IDENTITY consents to the described use; prints the consent id."""
+    """Record that IDENTITY consents to the described use; prints the consent id.
+
+    The consent policy (consent/policy.toml) decides what may be recorded; a refusal names the
+    policy rule, e.g. `policy rule capacity.self.max_years`.
+    """
     from likeness.consent.registry import Registry
-    from likeness.pipeline import default_operator
 
     for key in ("date_of_birth", "date_of_death"):
         record[key] = parse_date(record[key], f"--{key.replace('_', '-')}")
@@ -149,7 +267,7 @@ def consent_grant(
             valid_until=parse_date(until, "--until"),
             valid_from=parse_date(valid_from, "--from"),
             uses=uses,
-            operator=default_operator(),
+            operator=_operator(),
             **record,
         )
     if as_json:
@@ -170,14 +288,22 @@ def consent_revoke(
 ) -> None:
     """Revoke CONSENT_ID; takes effect at once for every new or queued job."""
     from likeness.consent.registry import Registry
-    from likeness.pipeline import default_operator
 
     with Registry.open(resolve_cli_home(ctx, home)) as registry:
-        revoked = registry.revoke(consent_id, reason=reason, operator=default_operator())
+        revoked = registry.revoke(consent_id, reason=reason, operator=_operator())
     if as_json:
         emit_json(revoked)
     else:
-        click.echo(f"revoked {consent_id}")
+        click.echo(f"revoked {revoked.id} ({revoked.revoked_at:%Y-%m-%d %H:%M} UTC)")
+
+
+def _consent_line(record: Any, name: str | None = None) -> str:
+    who = f"{name} ({record.identity_id})" if name else record.identity_id
+    return (
+        f"{record.id}  {who}  {record.to_dict()['status']}  purposes={','.join(record.purposes)} "
+        f"roles={','.join(record.roles)} media={','.join(record.media)} "
+        f"{record.valid_from}..{record.valid_until} capacity={record.capacity}"
+    )
 
 
 @consent.command("list")
@@ -193,16 +319,89 @@ def consent_list(ctx: click.Context, identity_ref: str | None, home: Path | None
     with Registry.open(resolve_cli_home(ctx, home)) as registry:
         identity_id = registry.get_identity(identity_ref).id if identity_ref else None
         records = registry.list_consents(identity_id=identity_id)
+        names = {ident.id: ident.name for ident in registry.list_identities()}
     if as_json:
         emit_json(records)
         return
     if not records:
         click.echo("no consents recorded")
     for record in records:
-        data = to_jsonable(record)
-        state = data.get("status", "?")
-        click.echo(
-            f"{data['id']}  {data.get('identity_name') or data['identity_id']}  {state}  "
-            f"purposes={','.join(data['purposes'])} roles={','.join(data['roles'])} "
-            f"media={','.join(data['media'])} until={data['valid_until']}"
+        click.echo(_consent_line(record, names.get(record.identity_id)))
+
+
+@consent.command("show")
+@click.argument("consent_id")
+@click.option("--form", is_flag=True, help="print the filled-in consent form (Markdown) instead")
+@home_option
+@json_option
+@click.pass_context
+@handle_errors
+def consent_show(ctx: click.Context, consent_id: str, form: bool, home: Path | None, as_json: bool) -> None:
+    """Show every field of CONSENT_ID, and whether it still matches its signed ledger entry."""
+    from likeness.consent.form import render_consent_form
+    from likeness.consent.registry import Registry
+
+    with Registry.open(resolve_cli_home(ctx, home)) as registry:
+        record = registry.get_consent(consent_id)
+        person = registry.get_identity(record.identity_id)
+        problem = dict((r.id, p) for r, p in registry.attested_consents(person.id)).get(record.id)
+        outputs = registry.list_outputs(consent_id=record.id)
+        text = render_consent_form(record, subject_name=person.name, policy=registry.policy) if form else ""
+    if as_json:
+        emit_json(
+            {
+                **record.to_dict(),
+                "identity_name": person.name,
+                "matches_ledger": problem is None,
+                "ledger_problem": problem,
+                "outputs": [o.output_id for o in outputs],
+            }
         )
+        return
+    if form:
+        click.echo(text)
+        return
+    for key, value in record.to_dict().items():
+        if value not in (None, [], ""):
+            click.echo(f"{key:>17}: {', '.join(value) if isinstance(value, list) else value}")
+    click.echo(f"{'subject':>17}: {person.name}")
+    click.echo(f"{'integrity':>17}: {'matches its signed ledger entry' if problem is None else problem}")
+    click.echo(f"{'outputs':>17}: {len(outputs)}")
+
+
+# -- keys ----------------------------------------------------------------------------------------
+@click.group()
+def keys() -> None:
+    """The installation's keys: data encryption (biometrics, documents) and ledger signing."""
+
+
+@keys.command("rotate")
+@click.option(
+    "--data", "data", is_flag=True, help="new data key; re-encrypt every photo crop, embedding, document"
+)
+@click.option("--signing", "signing", is_flag=True, help="new ledger signing key (old public keys stay)")
+@home_option
+@json_option
+@click.pass_context
+@handle_errors
+def keys_rotate(ctx: click.Context, data: bool, signing: bool, home: Path | None, as_json: bool) -> None:
+    """Rotate the data key (--data), the ledger signing key (--signing), or both."""
+    from likeness.consent.registry import Registry
+    from likeness.errors import UsageError
+
+    if not (data or signing):
+        raise UsageError("say which key to rotate", hint="--data, --signing, or both")
+    result: dict[str, Any] = {}
+    with Registry.open(resolve_cli_home(ctx, home)) as registry:
+        if data:
+            result["data"] = {"blobs_reencrypted": registry.rotate_data_key(operator=_operator())}
+        if signing:
+            result["signing"] = {"key_id": registry.rotate_signing_key(operator=_operator())}
+    if as_json:
+        emit_json(result)
+        return
+    if data:
+        count = result["data"]["blobs_reencrypted"]
+        click.echo(f"data key rotated: {count} stored blob(s) re-encrypted, old key destroyed")
+    if signing:
+        click.echo(f"signing key rotated: new entries are signed by {result['signing']['key_id']}")

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from likeness.consent.records import ConsentRecord, OperatingPoint
 from likeness.consent.registry import GalleryIdentity, Registry
 from likeness.errors import ConsentRefused, UsageError
@@ -188,26 +190,74 @@ def check_consent(
     )
 
 
+@dataclass(frozen=True)
+class Identification:
+    """Who a face is under the gate's rules, before any consent is looked at.
+
+    ``outcome``: ``match`` (nearest identity within the threshold; any runner-up beyond the
+    threshold and at least ``margin`` farther), ``not_enrolled`` or ``ambiguous``.
+    """
+
+    outcome: str
+    best: GalleryIdentity | None = None
+    distance: float | None = None
+    runner_up: GalleryIdentity | None = None
+    runner_up_distance: float | None = None
+    compared: int = 0
+
+
+def rank_gallery(
+    embedding: np.ndarray, gallery: Sequence[GalleryIdentity], point: OperatingPoint
+) -> list[tuple[float, GalleryIdentity]]:
+    """Each identity's nearest reference distance to ``embedding``, nearest identity first."""
+    ranked = [(float(point.distances(embedding, entry.embeddings).min()), entry) for entry in gallery]
+    return sorted(ranked, key=lambda pair: pair[0])
+
+
+def decide(ranked: Sequence[tuple[float, GalleryIdentity]], point: OperatingPoint) -> Identification:
+    """The gate's identification rule (threshold + runner-up margin) applied to a ranked gallery."""
+    if not ranked:
+        return Identification("not_enrolled")
+    distance, best = ranked[0]
+    runner_up, other = ranked[1] if len(ranked) > 1 else (None, None)
+    found = {
+        "best": best,
+        "distance": distance,
+        "runner_up": other,
+        "runner_up_distance": runner_up,
+        "compared": len(ranked),
+    }
+    if distance > point.threshold:
+        return Identification("not_enrolled", **found)
+    if runner_up is None or (runner_up > point.threshold and runner_up - distance >= point.margin):
+        return Identification("match", **found)
+    return Identification("ambiguous", **found)
+
+
+def identify(
+    embedding: np.ndarray, gallery: Sequence[GalleryIdentity], point: OperatingPoint
+) -> Identification:
+    """Who ``embedding`` is among ``gallery`` (one embedding space) under ``point``."""
+    return decide(rank_gallery(embedding, gallery, point), point)
+
+
 def _identify(
     registry: Registry, inv: Involvement, gallery: list[GalleryIdentity], point: OperatingPoint
 ) -> tuple[GalleryIdentity, float, float | None] | _Verdict:
     """The one identity this face matches (with its distance and the runner-up's), or a refusal."""
-    ranked = sorted(
-        ((float(point.distances(inv.face.embedding, entry.embeddings).min()), entry) for entry in gallery),
-        key=lambda pair: pair[0],
-    )
-    if not ranked or ranked[0][0] > point.threshold:
-        return _not_enrolled(registry, inv, ranked, point)
-    distance, best = ranked[0]
-    if len(ranked) == 1:
-        return best, distance, None
-    runner_up, other = ranked[1]
-    if runner_up > point.threshold and runner_up - distance >= point.margin:
-        return best, distance, runner_up
+    found = identify(inv.face.embedding, gallery, point)
+    if found.outcome == "not_enrolled":
+        return _not_enrolled(registry, inv, found, point)
+    assert found.best is not None and found.distance is not None
+    if found.outcome == "match":
+        return found.best, found.distance, found.runner_up_distance
+    best, distance = found.best, found.distance
+    other, runner_up = found.runner_up, found.runner_up_distance
+    assert other is not None and runner_up is not None
     refusal = ConsentRefused(
         f"{inv.label} matches more than one enrolled identity: {best.name!r} ({best.identity_id}, "
         f"distance {distance:.3f}) and {other.name!r} ({other.identity_id}, distance {runner_up:.3f}); "
-        f"a match needs the runner-up beyond {point.threshold:.2f} and {point.margin:.2f} farther",
+        f"a match needs the runner-up beyond {point.threshold:.3f} and {point.margin:.2f} farther",
         hint="use a clearer, frontal photo; if both enrolments are the same person, erase one",
         face=inv.label,
         identity_id=best.identity_id,
@@ -288,28 +338,53 @@ def _check_one(
     return _Verdict(refusal=refusal, details={**details, "consent_id": closest.id})
 
 
+def backend_for_space(space: str) -> str:
+    """The ``--backend`` name that computes embeddings in ``space`` (best effort, for hints)."""
+    if space.startswith("dlib_"):
+        return "dlib"
+    if space.startswith("arcface_"):
+        return "insightface"
+    return space
+
+
 def _not_enrolled(
-    registry: Registry, inv: Involvement, ranked: list[tuple[float, GalleryIdentity]], point: OperatingPoint
+    registry: Registry, inv: Involvement, found: Identification, point: OperatingPoint
 ) -> _Verdict:
     space = point.embedding_space
-    elsewhere = {s: ids for s, ids in registry.identities_by_space().items() if s != space}
-    here = {entry.identity_id for _, entry in ranked}
-    only_elsewhere = set().union(*elsewhere.values()) - here if elsewhere else set()
-    if ranked:
+    lacking = [
+        person
+        for person in registry.list_identities()
+        if person.erased_at is None and space not in person.embedding_spaces
+    ]
+    if found.best is not None and found.distance is not None:
         reason = (
             f"{inv.label}: no enrolled identity matches this face (the nearest is at distance "
-            f"{ranked[0][0]:.3f}, above the threshold {point.threshold:.2f} for {space})"
+            f"{found.distance:.3f}, above the threshold {point.threshold:.3f} for {space})"
         )
     else:
         reason = f"{inv.label}: no enrolled identity matches this face (no one is enrolled for {space})"
-    if only_elsewhere:
+    if lacking:
+        names = ", ".join(f"{p.name!r} ({p.id})" for p in lacking[:3])
+        more = f" and {len(lacking) - 3} more" if len(lacking) > 3 else ""
+        spaces = sorted({s for p in lacking for s in p.embedding_spaces})
+        noun = "identity is" if len(lacking) == 1 else "identities are"
+        reason += (
+            f"; {len(lacking)} {noun} enrolled only with {', '.join(spaces)} and could not be compared: "
+            f"{names}{more}"
+        )
+        backend = backend_for_space(space)
+        others = " or ".join(f"--backend {backend_for_space(s)}" for s in spaces)
         hint = (
-            f"{len(only_elsewhere)} identit{'y is' if len(only_elsewhere) == 1 else 'ies are'} enrolled only "
-            f"with {', '.join(sorted(elsewhere))}: re-enrol them with this backend, or use that backend"
+            f"re-enrol them for this backend: `likeness identity reembed IDENTITY --backend {backend}` "
+            f"(uses their stored reference crops), or run the job with {others}"
         )
     else:
         hint = "enrol the person (likeness identity add NAME --photo P) and record their consent"
-    details = {"distance": round(ranked[0][0], 6) if ranked else None, "identities_compared": len(ranked)}
+    details = {
+        "distance": None if found.distance is None else round(found.distance, 6),
+        "identities_compared": found.compared,
+        "identities_without_space": [p.id for p in lacking],
+    }
     return _Verdict(
         refusal=ConsentRefused(reason, hint=hint, face=inv.label, identity_id=None, rule="not_enrolled"),
         details=details,

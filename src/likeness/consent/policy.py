@@ -45,13 +45,34 @@ class CapacityRule:
 
 @dataclass(frozen=True)
 class MatchRule:
-    """The default operating point for one embedding space (a calibration may replace it)."""
+    """The default operating point for one embedding space (a calibration may replace it).
+
+    A rule named after a space applies to that space. A rule with ``space_prefix`` applies to every
+    space starting with it that has no rule of its own (the insightface backend names its spaces
+    ``arcface_<recogniser>_<sha12>``, so one ``[match.arcface]`` rule covers any ArcFace file).
+    ``calibrated`` is false for a documented guess that no measurement backs yet.
+    """
 
     embedding_space: str
     metric: str
     threshold: float
     margin: float
     same_person_max: float
+    space_prefix: str | None = None
+    calibrated: bool = True
+
+    def applies_to(self, space: str) -> bool:
+        if self.space_prefix is not None:
+            return space.startswith(self.space_prefix)
+        return space == self.embedding_space
+
+    @property
+    def source(self) -> str:
+        """How an operating point taken from this rule is described in ledger entries."""
+        name = f"policy [match.{self.embedding_space}]"
+        if self.space_prefix is not None:
+            name += f" (spaces {self.space_prefix}*)"
+        return name if self.calibrated else f"{name}, uncalibrated default"
 
 
 @dataclass(frozen=True)
@@ -111,6 +132,8 @@ class Policy:
                 threshold=float(rule["threshold"]),
                 margin=float(rule["margin"]),
                 same_person_max=float(rule["same_person_max"]),
+                space_prefix=str(rule["space_prefix"]) if rule.get("space_prefix") else None,
+                calibrated=bool(rule.get("calibrated", True)),
             )
             for space, rule in raw.get("match", {}).items()
         }
@@ -130,6 +153,16 @@ class Policy:
             post_mortem_years={k: int(v) for k, v in raw["post_mortem_years"].items()},
             match=match,
         )
+
+    def match_rule(self, embedding_space: str) -> MatchRule | None:
+        """The rule for ``embedding_space``: its own, else the longest matching ``space_prefix``."""
+        own = self.match.get(embedding_space)
+        if own is not None and own.space_prefix is None:
+            return own
+        prefixed = [
+            rule for rule in self.match.values() if rule.space_prefix and rule.applies_to(embedding_space)
+        ]
+        return max(prefixed, key=lambda rule: len(rule.space_prefix or ""), default=None)
 
     def today(self, at: dt.datetime) -> dt.date:
         """The consent day that the instant ``at`` falls on."""

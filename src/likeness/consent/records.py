@@ -61,12 +61,17 @@ class Reference:
 
 @dataclass(frozen=True)
 class Identity:
+    """An enrolled person. ``reference_count`` counts reference photos; a photo embedded in several
+    spaces (dlib and insightface, say) counts once, ``references_by_space`` counts per space."""
+
     id: str
     name: str
     created: dt.datetime
     reference_count: int
     embedding_spaces: tuple[str, ...] = ()
     erased_at: dt.datetime | None = None
+    references_by_space: dict[str, int] = field(default_factory=dict)
+    erase_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,7 +80,9 @@ class Identity:
             "created": self.created.isoformat(),
             "reference_count": self.reference_count,
             "embedding_spaces": list(self.embedding_spaces),
+            "references_by_space": dict(self.references_by_space),
             "erased_at": self.erased_at.isoformat() if self.erased_at else None,
+            "erase_reason": self.erase_reason,
         }
 
 

@@ -9,10 +9,9 @@ consent revoked since the gate) commits its ledger entry and changes nothing els
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
-import json
-import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
@@ -20,14 +19,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
-from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from likeness import ledger
-from likeness.consent import schema
+from likeness.consent import integrity, schema
 from likeness.consent.keys import InstallationKeys
 from likeness.consent.policy import Policy, check_grant
 from likeness.consent.records import ConsentRecord, Identity, OperatingPoint, OutputRecord, Reference
+from likeness.consent.store import (
+    BUSY_TIMEOUT_S,
+    as_utc,
+    consent_from_row,
+    make_engine,
+    new_id,
+    now_utc,
+    output_from_row,
+    unique_names,
+    write_transaction,
+)
 from likeness.errors import ConsentRefused, RegistryError, UsageError
 from likeness.home import Home
 
@@ -35,50 +45,7 @@ if TYPE_CHECKING:
     from likeness.consent.gate import GateDecision
     from likeness.disclosure.types import SealedOutput
 
-__all__ = ["GalleryIdentity", "Reference", "Registry"]
-
-BUSY_TIMEOUT_S = 30.0
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(8)}"
-
-
-def _unique(values: Sequence[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
-
-
-def _make_engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event below starts transactions
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = FULL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA secure_delete = ON")  # erased biometrics are overwritten, not just unlinked
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
-
-    return engine
+__all__ = ["BUSY_TIMEOUT_S", "GalleryIdentity", "Reference", "Registry"]
 
 
 @dataclass(frozen=True)
@@ -104,7 +71,7 @@ class Registry:
     @contextmanager
     def open(cls, home: Home, *, policy: Policy | None = None) -> Iterator[Registry]:
         home.ensure()
-        engine = _make_engine(home.db_url)
+        engine = make_engine(home.db_url)
         try:
             registry = cls(
                 engine, home=home, policy=policy or Policy.load(home), keys=InstallationKeys(home.keys_dir)
@@ -115,26 +82,9 @@ class Registry:
             engine.dispose()
 
     # -- transactions ------------------------------------------------------------------------
-    @contextmanager
-    def _write(self, *, creating: bool = False) -> Iterator[Connection]:
-        """One serialised write transaction (BEGIN IMMEDIATE on SQLite, a table lock on PostgreSQL)."""
-        try:
-            with self._engine.connect() as conn:
-                conn.execution_options(write=True)
-                with conn.begin():
-                    if conn.dialect.name == "postgresql":
-                        if creating:  # the ledger table may not exist yet
-                            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242)")
-                        else:
-                            conn.exec_driver_sql("LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE")
-                    yield conn
-        except IntegrityError:
-            raise
-        except DatabaseError as exc:
-            raise RegistryError(
-                f"the registry at {self._describe_url()} could not be written ({exc.orig})",
-                hint="another likeness process may hold it for longer than the busy timeout; retry",
-            ) from exc
+    def _write(self, *, creating: bool = False) -> contextlib.AbstractContextManager[Connection]:
+        """One serialised write transaction (see ``store.write_transaction``)."""
+        return write_transaction(self._engine, creating=creating)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -143,6 +93,11 @@ class Registry:
 
     def _describe_url(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
+
+    @property
+    def location(self) -> str:
+        """The database URL, password hidden."""
+        return self._describe_url()
 
     def _log(self, conn: Connection, kind: str, actor: str, payload: Mapping[str, Any]) -> ledger.Entry:
         return ledger.append(conn, kind=kind, actor=actor, payload=payload, signer=self._signer)
@@ -188,15 +143,43 @@ class Registry:
                 row.same_person_max,
                 source=f"calibration {row.id}",
             )
-        rule = self.policy.match.get(embedding_space)
+        rule = self.policy.match_rule(embedding_space)
         if rule is None:
             raise UsageError(
                 f"no match threshold is known for embedding space {embedding_space!r}",
-                hint="run `likeness calibrate` for this backend, or add it to the policy's [match] table",
+                hint="add a [match] rule for it (or a space_prefix rule) to the consent policy "
+                f"({self.policy.source}), then run `likeness calibrate --faces DIR` for this backend",
             )
         return OperatingPoint(
-            embedding_space, rule.metric, rule.threshold, rule.margin, rule.same_person_max, source="policy"
+            embedding_space,
+            rule.metric,
+            rule.threshold,
+            rule.margin,
+            rule.same_person_max,
+            source=rule.source,
         )
+
+    def policy_operating_point(self, embedding_space: str) -> OperatingPoint | None:
+        """The policy's default for ``embedding_space`` (ignoring calibrations), if it has one."""
+        rule = self.policy.match_rule(embedding_space)
+        if rule is None:
+            return None
+        return OperatingPoint(
+            embedding_space, rule.metric, rule.threshold, rule.margin, rule.same_person_max, rule.source
+        )
+
+    def list_calibrations(self, embedding_space: str | None = None) -> list[dict[str, Any]]:
+        """Stored calibrations, oldest first (as plain dicts)."""
+        table = schema.calibrations
+        query = select(table).order_by(table.c.created_at, table.c.id)
+        if embedding_space is not None:
+            query = query.where(table.c.embedding_space == embedding_space)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            {k: (as_utc(v).isoformat() if isinstance(v, dt.datetime) else v) for k, v in row._mapping.items()}
+            for row in rows
+        ]
 
     def store_calibration(
         self,
@@ -212,13 +195,17 @@ class Registry:
         genuine_pairs: int | None = None,
         impostor_pairs: int | None = None,
         dataset: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
     ) -> OperatingPoint:
-        """Store an operating point measured by ``likeness calibrate``; the gate uses it from now on."""
+        """Store an operating point measured by ``likeness calibrate``; the gate uses it from now on.
+
+        ``evidence`` (plain JSON: the model, bounds, counts) goes into the calibration's ledger entry.
+        """
         if metric not in ("euclidean", "cosine") or not 0 < threshold or margin < 0:
             raise UsageError(
                 f"invalid operating point: metric={metric!r} threshold={threshold} margin={margin}"
             )
-        calibration_id = _new_id("cal")
+        calibration_id = new_id("cal")
         values = {
             "id": calibration_id,
             "embedding_space": embedding_space,
@@ -233,8 +220,12 @@ class Registry:
             "dataset": dataset,
         }
         with self._write() as conn:
-            conn.execute(insert(schema.calibrations).values(**values, created_at=_now(), created_by=operator))
-            self._log(conn, "calibration", operator, values)
+            conn.execute(
+                insert(schema.calibrations).values(**values, created_at=now_utc(), created_by=operator)
+            )
+            self._log(
+                conn, "calibration", operator, {**values, **({"evidence": evidence} if evidence else {})}
+            )
         return OperatingPoint(
             embedding_space,
             metric,
@@ -310,7 +301,8 @@ class Registry:
                 other_id, other_name, distance, space = duplicate
                 refusal = ConsentRefused(
                     f"cannot enrol {clean!r}: the face already matches enrolled identity {other_name!r} "
-                    f"({other_id}) at distance {distance:.3f} (threshold {points[space].threshold:.2f}); "
+                    f"({other_id}) at distance {distance:.3f} in {space} "
+                    f"(threshold {points[space].threshold:.3f}); "
                     "one person may be enrolled only once",
                     hint=f"grant consent to {other_name!r} instead; if these really are two people, "
                     "the registry cannot tell them apart and will refuse to swap either",
@@ -341,26 +333,13 @@ class Registry:
     def _insert_identity(
         self, conn: Connection, name: str, references: Sequence[Reference], operator: str
     ) -> Identity:
-        identity_id, now, cipher = _new_id("idn"), _now(), self.keys.cipher()
+        identity_id, now = new_id("idn"), now_utc()
         conn.execute(
             insert(schema.identities).values(
                 id=identity_id, name=name, name_key=name.casefold(), created_at=now, created_by=operator
             )
         )
-        for position, ref in enumerate(references, start=1):
-            vector = np.asarray(ref.embedding, dtype="<f4").ravel()
-            conn.execute(
-                insert(schema.face_references).values(
-                    id=_new_id("ref"),
-                    identity_id=identity_id,
-                    position=position,
-                    embedding_space=ref.embedding_space,
-                    photo_sha256=ref.photo_sha256,
-                    embedding=cipher.encrypt(vector.tobytes()),
-                    crop=cipher.encrypt(ref.crop_jpeg) if ref.crop_jpeg else None,
-                    created_at=now,
-                )
-            )
+        self._insert_references(conn, identity_id, references, start=1, now=now)
         spaces = tuple(sorted({ref.embedding_space for ref in references}))
         self._log(
             conn,
@@ -370,18 +349,135 @@ class Registry:
                 "identity_id": identity_id,
                 "references": len(references),
                 "embedding_spaces": list(spaces),
-                "photo_sha256": [ref.photo_sha256 for ref in references],
+                "photo_sha256": list(dict.fromkeys(ref.photo_sha256 for ref in references)),
             },
         )
-        return Identity(identity_id, name, now, len(references), spaces)
+        return self._identity(conn, self._identity_row(conn, identity_id))
+
+    def add_references(self, identity_id: str, references: Sequence[Reference], *, operator: str) -> Identity:
+        """Add reference faces to an enrolled identity, e.g. in another backend's embedding space.
+
+        The same checks as enrolment run per space: the new references must look like the
+        identity's existing ones in that space (``same_person_max``) and must not match another
+        enrolled identity (ConsentRefused ``already_enrolled``, logged).
+        """
+        if not references:
+            raise UsageError("no reference faces to add")
+        refusal: ConsentRefused | None = None
+        with self._write() as conn:
+            row = self._identity_row(conn, identity_id)
+            if row.erased_at is not None:
+                raise UsageError(f"identity {row.id} ({row.name}) was erased; it cannot get new references")
+            points = {
+                ref.embedding_space: self._operating_point(conn, ref.embedding_space) for ref in references
+            }
+            duplicate = self._nearest_enrolled(conn, references, points, exclude=row.id)
+            existing = self._references(conn, row.id)
+            if duplicate is None:
+                _check_same_person([*existing, *references], points, row.name)
+            if duplicate is not None:
+                other_id, other_name, distance, space = duplicate
+                refusal = ConsentRefused(
+                    f"cannot add these references to {row.name!r}: they match enrolled identity "
+                    f"{other_name!r} ({other_id}) at distance {distance:.3f} in {space} "
+                    f"(threshold {points[space].threshold:.3f})",
+                    hint="check the photos are of this person; if both enrolments are one person, erase one",
+                    face=f"new reference faces of {row.name!r}",
+                    identity_id=other_id,
+                    rule="already_enrolled",
+                )
+                self._log(
+                    conn,
+                    "refusal",
+                    operator,
+                    {
+                        "rule": "already_enrolled",
+                        "face": refusal.face,
+                        "identity_id": other_id,
+                        "for_identity_id": row.id,
+                        "distance": round(distance, 6),
+                        "threshold": points[space].threshold,
+                        "embedding_space": space,
+                    },
+                )
+            else:
+                start = len(existing) + 1
+                self._insert_references(conn, row.id, references, start=start, now=now_utc())
+                self._log(
+                    conn,
+                    "references_added",
+                    operator,
+                    {
+                        "identity_id": row.id,
+                        "references": len(references),
+                        "embedding_spaces": sorted({ref.embedding_space for ref in references}),
+                        "photo_sha256": list(dict.fromkeys(ref.photo_sha256 for ref in references)),
+                    },
+                )
+                identity = self._identity(conn, row)
+        if refusal is not None:
+            raise refusal
+        return identity
+
+    def _insert_references(
+        self,
+        conn: Connection,
+        identity_id: str,
+        references: Sequence[Reference],
+        *,
+        start: int,
+        now: dt.datetime,
+    ) -> None:
+        cipher = self.keys.cipher()
+        for position, ref in enumerate(references, start=start):
+            vector = np.asarray(ref.embedding, dtype="<f4").ravel()
+            conn.execute(
+                insert(schema.face_references).values(
+                    id=new_id("ref"),
+                    identity_id=identity_id,
+                    position=position,
+                    embedding_space=ref.embedding_space,
+                    photo_sha256=ref.photo_sha256,
+                    embedding=cipher.encrypt(vector.tobytes()),
+                    crop=cipher.encrypt(ref.crop_jpeg) if ref.crop_jpeg else None,
+                    created_at=now,
+                )
+            )
+
+    def _references(self, conn: Connection, identity_id: str) -> list[Reference]:
+        """An identity's stored references, decrypted (every space, in order)."""
+        refs = schema.face_references
+        rows = conn.execute(
+            select(refs).where(refs.c.identity_id == identity_id).order_by(refs.c.position, refs.c.id)
+        ).all()
+        cipher = self.keys.cipher()
+        return [
+            Reference(
+                embedding=np.frombuffer(cipher.decrypt(r.embedding), dtype="<f4"),
+                embedding_space=r.embedding_space,
+                photo_sha256=r.photo_sha256,
+                crop_jpeg=cipher.decrypt(r.crop) if r.crop is not None else None,
+            )
+            for r in rows
+        ]
 
     def _nearest_enrolled(
-        self, conn: Connection, references: Sequence[Reference], points: Mapping[str, OperatingPoint]
+        self,
+        conn: Connection,
+        references: Sequence[Reference],
+        points: Mapping[str, OperatingPoint],
+        *,
+        exclude: str | None = None,
     ) -> tuple[str, str, float, str] | None:
-        """The closest already-enrolled identity within the match threshold of any reference."""
+        """The closest already-enrolled identity within the match threshold of any reference.
+
+        Each reference is compared only with references of its own embedding space.
+        """
         best: tuple[str, str, float, str] | None = None
         for space, point in points.items():
             for entry in self._gallery(conn, space):
+                if entry.identity_id == exclude:
+                    continue
                 for ref in references:
                     if ref.embedding_space != space:
                         continue
@@ -406,16 +502,21 @@ class Registry:
 
     def _identity(self, conn: Connection, row: Any) -> Identity:
         refs = schema.face_references
-        spaces = (
-            conn.execute(select(refs.c.embedding_space).where(refs.c.identity_id == row.id)).scalars().all()
-        )
+        stored = conn.execute(
+            select(refs.c.embedding_space, refs.c.photo_sha256).where(refs.c.identity_id == row.id)
+        ).all()
+        per_space: dict[str, int] = {}
+        for space, _ in stored:
+            per_space[space] = per_space.get(space, 0) + 1
         return Identity(
             row.id,
             row.name,
-            _utc(row.created_at),
-            len(spaces),
-            tuple(sorted(set(spaces))),
-            _utc(row.erased_at),
+            as_utc(row.created_at),
+            len({photo for _, photo in stored}),
+            tuple(sorted(per_space)),
+            as_utc(row.erased_at),
+            references_by_space=dict(sorted(per_space.items())),
+            erase_reason=row.erase_reason,
         )
 
     def get_identity(self, id_or_name: str) -> Identity:
@@ -429,27 +530,38 @@ class Registry:
             return [self._identity(conn, row) for row in rows]
 
     def reference_crops(self, identity_id: str) -> list[bytes]:
-        """The stored JPEG face crops of an identity (decrypted), for re-embedding with another backend."""
+        """The stored JPEG face crops of an identity (decrypted), one per reference photo."""
+        return [crop for _, crop in self.reference_photos(identity_id)]
+
+    def reference_photos(self, identity_id: str) -> list[tuple[str, bytes]]:
+        """(photo sha256, decrypted JPEG face crop) per reference photo, in enrolment order.
+
+        A photo embedded in several spaces is stored once per space; it is listed once here.
+        """
         refs = schema.face_references
         with self._read() as conn:
             row = self._identity_row(conn, identity_id)
-            tokens = conn.execute(
-                select(refs.c.crop)
+            rows = conn.execute(
+                select(refs.c.photo_sha256, refs.c.crop)
                 .where(refs.c.identity_id == row.id, refs.c.crop.is_not(None))
-                .order_by(refs.c.position)
-            )
-            cipher = self.keys.cipher()
-            return [cipher.decrypt(token) for token in tokens.scalars()]
+                .order_by(refs.c.position, refs.c.id)
+            ).all()
+        cipher = self.keys.cipher()
+        photos: dict[str, bytes] = {}
+        for photo, token in rows:
+            if photo not in photos:
+                photos[photo] = cipher.decrypt(token)
+        return list(photos.items())
 
     def erase(self, identity_id: str, *, reason: str, operator: str) -> Identity:
         """Delete a person's reference photos and embeddings, revoke their consents, leave a tombstone."""
         if not reason.strip():
             raise UsageError("erasure needs a reason", hint="e.g. --reason 'erasure request of 2025-03-01'")
-        now = _now()
+        now = now_utc()
         with self._write() as conn:
             row = self._identity_row(conn, identity_id)
             if row.erased_at is not None:
-                raise UsageError(f"identity {row.id} was already erased on {_utc(row.erased_at):%Y-%m-%d}")
+                raise UsageError(f"identity {row.id} was already erased on {as_utc(row.erased_at):%Y-%m-%d}")
             refs = schema.face_references
             photos = (
                 conn.execute(select(refs.c.photo_sha256).where(refs.c.identity_id == row.id)).scalars().all()
@@ -526,7 +638,7 @@ class Registry:
         recording it for ``rights_expired``. ``evidence`` is the signed consent document; it is
         stored encrypted and referenced by its sha256.
         """
-        now = _utc(at) or _now()
+        now = as_utc(at) or now_utc()
         today = self.policy.today(now)
         document = _read_evidence(evidence) if evidence is not None else None
         with self._write() as conn:
@@ -538,11 +650,11 @@ class Registry:
             elif grantor is None and capacity == "rights_expired":
                 grantor = operator
             record = ConsentRecord(
-                id=_new_id("cns"),
+                id=new_id("cns"),
                 identity_id=identity.id,
-                purposes=_unique(purposes),
-                roles=_unique(roles),
-                media=_unique(media),
+                purposes=unique_names(purposes),
+                roles=unique_names(roles),
+                media=unique_names(media),
                 uses=" ".join(uses.split()),
                 valid_from=valid_from or today,
                 valid_until=valid_until,
@@ -621,7 +733,7 @@ class Registry:
             raise UsageError(
                 "revoking needs a reason", hint="e.g. --reason 'withdrawn by the performer by e-mail'"
             )
-        now = _utc(at) or _now()
+        now = as_utc(at) or now_utc()
         with self._write() as conn:
             record = self._consent(conn, consent_id)
             if record.revoked_at is not None:
@@ -652,7 +764,7 @@ class Registry:
             raise UsageError(
                 f"unknown consent {consent_id!r}", hint="`likeness consent list` shows the consents"
             )
-        return _consent_from_row(row)
+        return consent_from_row(row)
 
     def get_consent(self, consent_id: str) -> ConsentRecord:
         with self._read() as conn:
@@ -667,7 +779,7 @@ class Registry:
         query = select(table).order_by(table.c.created_at, table.c.id)
         if identity_id is not None:
             query = query.where(table.c.identity_id == self._identity_row(conn, identity_id).id)
-        return [_consent_from_row(row) for row in conn.execute(query)]
+        return [consent_from_row(row) for row in conn.execute(query)]
 
     def attested_consents(self, identity_id: str) -> list[tuple[ConsentRecord, str | None]]:
         """An identity's consents, each with ``None`` if it matches its signed ledger entries, else why not.
@@ -680,34 +792,7 @@ class Registry:
             return list(zip(records, self._attest(conn, records), strict=True))
 
     def _attest(self, conn: Connection, records: Sequence[ConsentRecord]) -> list[str | None]:
-        table = ledger.ledger_table
-        seqs = [record.ledger_seq for record in records if record.ledger_seq is not None]
-        grants = {row.seq: row for row in conn.execute(select(table).where(table.c.seq.in_(seqs)))}
-        revoked: set[str] = set()
-        for kind, payload in conn.execute(
-            select(table.c.kind, table.c.payload).where(table.c.kind.in_(("revoke", "erasure")))
-        ):
-            data = json.loads(payload)
-            revoked.update([data.get("consent_id")] if kind == "revoke" else data.get("consents_revoked", []))
-        keys = self.keys.verify_keys()
-        problems: list[str | None] = []
-        for record in records:
-            row = grants.get(record.ledger_seq)
-            problem = None if row is None else ledger.entry_problem(row, keys)
-            if row is None:
-                problem = f"consent {record.id} has no grant entry in the ledger"
-            elif problem is None:
-                signed = json.loads(row.payload)
-                if (row.kind, signed.get("consent_id"), signed.get("terms_sha256")) != (
-                    "grant",
-                    record.id,
-                    record.terms_sha256(),
-                ):
-                    problem = f"consent {record.id} differs from the terms signed in ledger entry {row.seq}"
-            if problem is None and record.id in revoked and record.revoked_at is None:
-                problem = f"consent {record.id} was revoked in the ledger but is not marked revoked"
-            problems.append(problem)
-        return problems
+        return integrity.consent_problems(conn, records, self.keys.verify_keys())
 
     # -- refusals and outputs ---------------------------------------------------------------
     def log_refusal(self, refusal: ConsentRefused, details: Mapping[str, Any], *, operator: str) -> None:
@@ -729,7 +814,7 @@ class Registry:
         self, sealed: SealedOutput, *, decision: GateDecision, operator: str, at: dt.datetime | None = None
     ) -> OutputRecord:
         """Record a sealed output, re-checking every consent first: a revocation since the gate wins."""
-        now = _utc(at) or _now()
+        now = as_utc(at) or now_utc()
         today = self.policy.today(now)
         refusal: ConsentRefused | None = None
         with self._write() as conn:
@@ -810,7 +895,7 @@ class Registry:
     def get_output(self, output_id: str) -> OutputRecord | None:
         with self._read() as conn:
             row = conn.execute(select(schema.outputs).where(schema.outputs.c.output_id == output_id)).first()
-        return None if row is None else _output_from_row(row)
+        return None if row is None else output_from_row(row)
 
     def find_outputs_by_sha256(self, sha256: str) -> list[OutputRecord]:
         table = schema.outputs
@@ -818,7 +903,7 @@ class Registry:
             rows = conn.execute(
                 select(table).where(table.c.sha256 == sha256.lower()).order_by(table.c.created_at)
             )
-            return [_output_from_row(row) for row in rows]
+            return [output_from_row(row) for row in rows]
 
     def list_outputs(self, consent_id: str | None = None) -> list[OutputRecord]:
         table, link = schema.outputs, schema.output_consents
@@ -828,7 +913,7 @@ class Registry:
                 link.c.consent_id == consent_id
             )
         with self._read() as conn:
-            return [_output_from_row(row) for row in conn.execute(query)]
+            return [output_from_row(row) for row in conn.execute(query)]
 
     # -- ledger and keys --------------------------------------------------------------------
     def verify_ledger(self) -> ledger.ChainReport:
@@ -841,11 +926,18 @@ class Registry:
             for record, problem in zip(records, self._attest(conn, records), strict=True):
                 if problem is not None:
                     return replace(report, ok=False, first_bad_seq=record.ledger_seq, reason=problem)
+            for seq, problem in integrity.output_problems(conn):
+                return replace(report, ok=False, first_bad_seq=seq, reason=problem)
         return report
 
     def ledger_entries(self, kind: str | None = None) -> list[ledger.Entry]:
         with self._read() as conn:
             return list(ledger.entries(conn, kind=kind))
+
+    def recent_ledger_entries(self, limit: int, kind: str | None = None) -> list[ledger.Entry]:
+        """The newest ``limit`` entries (optionally of one kind), oldest of them first."""
+        with self._read() as conn:
+            return ledger.recent(conn, limit=limit, kind=kind)
 
     def rotate_data_key(self, *, operator: str) -> int:
         """Re-encrypt every stored photo, embedding and document with a new key; returns how many."""
@@ -924,24 +1016,3 @@ def _read_evidence(path: Path) -> tuple[str, str, bytes]:
     if not data:
         raise UsageError(f"{path}: the consent document is empty")
     return hashlib.sha256(data).hexdigest(), Path(path).name, data
-
-
-def _from_row(cls: type[Any], row: Any) -> Any:
-    """A record dataclass from a table row: JSON lists become tuples, times become UTC-aware."""
-    values = {}
-    for f in fields(cls):
-        value = row._mapping[f.name]
-        if isinstance(value, list):
-            value = tuple(value)
-        elif isinstance(value, dt.datetime):
-            value = _utc(value)
-        values[f.name] = value
-    return cls(**values)
-
-
-def _consent_from_row(row: Any) -> ConsentRecord:
-    return _from_row(ConsentRecord, row)
-
-
-def _output_from_row(row: Any) -> OutputRecord:
-    return _from_row(OutputRecord, row)
