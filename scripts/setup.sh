@@ -23,6 +23,9 @@ need=()
 ldconfig -p 2>/dev/null | grep -q 'libGL.so.1 ' || need+=(libgl1)
 ldconfig -p 2>/dev/null | grep -q 'libglib-2.0.so.0 ' || need+=(libglib2.0-0)
 if [ -n "${LIKENESS_WITH_BROWSER:-}" ] && [ ! -x /usr/bin/chromium ]; then need+=(chromium); fi
+if [ -n "${LIKENESS_WITH_POSTGRES:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need+=(postgresql)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
     echo "setup: installing system packages: ${need[*]}"

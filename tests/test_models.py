@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -308,16 +309,18 @@ def test_the_policy_in_the_data_home_decides_which_purposes_are_commercial(
 ) -> None:
     packaged = (Path(likeness.__file__).parent / "policy" / "policy.toml").read_text()
     assert licence_policy(home).non_commercial_purposes == frozenset(DEFAULT_NON_COMMERCIAL_PURPOSES)
-    (home.root / "policy.toml").write_text(
-        packaged + '\n[model_licences]\nnon_commercial_purposes = ["education", "film"]\n'
-    )
+    table = re.search(r"^non_commercial_purposes = .*$", packaged, re.M)
+    assert table is not None, "the packaged policy lists its non-commercial purposes"
+
+    def with_purposes(purposes: str) -> str:
+        return packaged.replace(table.group(0), f"non_commercial_purposes = {purposes}")
+
+    (home.root / "policy.toml").write_text(with_purposes('["education", "film"]'))
     policy = licence_policy(home)
     assert not policy.is_commercial("film") and policy.is_commercial("research")
     check_model_licences("film", film_uses, home)
     with pytest.raises(LicenceRefused, match=r"policy\.toml"):
         check_model_licences("research", film_uses, home)
-    (home.root / "policy.toml").write_text(
-        packaged + '\n[model_licences]\nnon_commercial_purposes = ["education", "hobby"]\n'
-    )
+    (home.root / "policy.toml").write_text(with_purposes('["education", "hobby"]'))
     with pytest.raises(RegistryError, match="hobby"):
         licence_policy(home)

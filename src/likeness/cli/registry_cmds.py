@@ -38,7 +38,12 @@ def identity() -> None:
     type=click.Path(path_type=Path),
     help="a reference photo showing only this person (repeat for several)",
 )
-@click.option("--backend", default="dlib", show_default=True, help="face backend for the embeddings")
+@click.option(
+    "--backend",
+    default="all",
+    show_default=True,
+    help="face backend(s) for the embeddings: all (every installed backend), dlib or insightface",
+)
 @home_option
 @json_option
 @click.pass_context

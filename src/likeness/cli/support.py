@@ -57,6 +57,13 @@ def _report_error(error: LikenessError, as_json: bool) -> None:
     if as_json:
         emit_json(error.to_dict())
     label = {3: "refused", 4: "bad input", 2: "usage"}.get(error.exit_code, "error")
+    rule = getattr(error, "rule", None)
+    if error.kind == "policy":
+        label = "refused by the consent policy"
+    elif error.kind == "licence":
+        label = "refused by the model licences"
+    elif rule:
+        label = f"refused (rule {rule})"
     click.echo(f"likeness: {label}: {error.reason}", err=True)
     if error.hint:
         click.echo(f"  → {error.hint}", err=True)
