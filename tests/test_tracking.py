@@ -212,6 +212,7 @@ def test_tracking_and_smoothing_cut_landmark_jitter_without_lagging(noisy_clips)
         ("smoothing only, detect every frame", TrackerSettings(detect_every=1, detection_weight=1.0)),
         ("tracker defaults (detect every 5)", TrackerSettings()),
         ("tracker, smoothing off", TrackerSettings(smoothing=None)),
+        ("tracker, detections taken half way", TrackerSettings(detection_weight=0.5)),
     ]:
         rows.append(
             (

@@ -170,18 +170,21 @@ def test_encode_preserves_picture_timing_and_audio_bytes(
     assert min(psnr(a.pixels, b.pixels) for a, b in zip(src_frames, out_frames, strict=True)) > 35
 
 
-def test_ffv1_output_is_bit_exact_rgb(clips: dict[str, Clip], tmp_path: Path) -> None:
+@pytest.mark.parametrize("container", [None, "mp4"])
+def test_ffv1_output_is_bit_exact_rgb(clips: dict[str, Clip], tmp_path: Path, container: str | None) -> None:
     clip = clips["mp4-h264-aac"]
     info = probe_video(clip.path)
     rng = np.random.default_rng(3)
     written = []
-    with VideoEncoder(tmp_path / "job", info, EncodeSettings(codec="ffv1", segment_seconds=1)) as encoder:
+    settings = EncodeSettings(codec="ffv1", segment_seconds=1, container=container)  # type: ignore[arg-type]
+    with VideoEncoder(tmp_path / "job", info, settings) as encoder:
         for frame in iter_frames(clip.path, info=info):
             pixels = frame.pixels.copy()
             pixels[:8] = rng.integers(0, 256, pixels[:8].shape, dtype=np.uint8)  # hard-to-compress rows
             written.append(pixels)
             encoder.write(pixels, frame.pts)
         result = encoder.finish()
+    assert result.path.suffix == (".mp4" if container == "mp4" else ".mkv")
     decoded = [f.pixels for f in iter_frames(result.path)]
     assert len(decoded) == len(written)
     assert all(np.array_equal(a, b) for a, b in zip(written, decoded, strict=True))
@@ -489,3 +492,37 @@ def test_info_round_trips_to_json(clips: dict[str, Clip]) -> None:
     info: VideoInfo = probe_video(clips["mp4-h264-aac"].path)
     data = json.loads(json.dumps(info.to_dict()))
     assert data["fps"] == "25" and data["audio"][0]["codec"] == "aac" and data["rotation"] == 0
+
+
+def test_keyframe_sampling_decodes_only_keyframes_and_spaces_them(faces_dir: Path, tmp_path: Path) -> None:
+    frames = list(vf.pan_frames(vf.load_rgb(faces_dir / vf.PERSON_A), count=FRAMES))
+    source = vf.write_clip(tmp_path / "gop.mp4", frames, options={"preset": "veryfast", "g": "10"})
+    keys = [pts for pts, _, _, key in vf.packet_info(source) if key]
+    with open_frames(source, keyframes_only=True) as reader:
+        sampled = list(reader)
+    assert [f.pts for f in sampled] == sorted(keys) and all(f.key_frame for f in sampled)
+    assert reader.skipped == []  # gaps between keyframes are expected, not damage
+    with open_frames(source, keyframes_only=True, min_interval=0.7) as reader:
+        spaced = [f.time for f in reader]
+    assert spaced == pytest.approx([0.0, 0.8, 1.6])
+    full = list(iter_frames(source))
+    assert sum(f.key_frame for f in full) == len(keys)
+
+
+def test_video_files_are_told_from_images_by_suffix_or_header(clips: dict[str, Clip], tmp_path: Path) -> None:
+    from likeness.media.video import looks_like_video
+
+    assert all(looks_like_video(clip.path) for clip in clips.values())
+    unnamed = tmp_path / "clip.bin"
+    unnamed.write_bytes(clips["mp4-h264-aac"].path.read_bytes())
+    assert looks_like_video(unnamed)
+    photo = tmp_path / "photo.bin"
+    photo.write_bytes((Path(__file__).parent / "conftest.py").read_bytes())
+    assert not looks_like_video(photo) and not looks_like_video(tmp_path / "missing.jpg")
+
+
+def test_containers_are_checked_per_codec() -> None:
+    assert EncodeSettings(codec="ffv1", container="mp4").suffix == ".mp4"
+    assert EncodeSettings(codec="prores").media_type == "video/quicktime"
+    with pytest.raises(UsageError, match="prores cannot be written in mp4"):
+        EncodeSettings(codec="prores", container="mp4").validate()  # type: ignore[arg-type]

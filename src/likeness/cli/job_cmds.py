@@ -8,6 +8,7 @@ import click
 
 from likeness.cli.common import PURPOSES_HELP, home_option, json_option, resolve_cli_home
 from likeness.cli.support import ProgressLine, emit_json, handle_errors
+from likeness.errors import UsageError
 
 
 @click.command()
@@ -41,14 +42,24 @@ def faces(ctx: click.Context, target_image: Path, backend: str, home: Path | Non
     type=click.Path(path_type=Path),
     help="photo of the person whose likeness is used (exactly one face)",
 )
-@click.option("--target", required=True, type=click.Path(path_type=Path), help="image whose face is replaced")
+@click.option(
+    "--target",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="image or video whose face(s) are replaced",
+)
 @click.option("--purpose", required=True, help=PURPOSES_HELP)
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="output file (.jpg or .png)")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="output file: .jpg or .png for an image; .mp4 (H.264, or FFV1) or .mov (ProRes) for a video",
+)
 @click.option(
     "--face-index",
     type=int,
     default=None,
-    help="replace only this target face (0 = leftmost; see `likeness faces`); default: all",
+    help="image only: replace only this target face (0 = leftmost; see `likeness faces`); default: all",
 )
 @click.option("--backend", default="dlib", show_default=True, help="face backend")
 @click.option(
@@ -60,6 +71,40 @@ def faces(ctx: click.Context, target_image: Path, backend: str, home: Path | Non
 )
 @click.option("--label-language", default="en", show_default=True, help="language of the visible label")
 @click.option("--max-pixels", type=int, default=None, help="refuse images larger than this (default 100 MP)")
+@click.option(
+    "--faces",
+    "faces_mode",
+    type=click.Choice(["consented", "all"]),
+    default=None,
+    help="video: replace only faces identified as consenting targets and leave others untouched "
+    "(consented, the default), or require every face to be replaced (all)",
+)
+@click.option(
+    "--codec",
+    type=click.Choice(["h264", "ffv1", "prores"]),
+    default=None,
+    help="video: h264 (default for .mp4), ffv1 (lossless, .mp4) or prores (default for .mov)",
+)
+@click.option("--crf", type=click.IntRange(0, 51), default=None, help="video, h264: quality (default 18)")
+@click.option(
+    "--detect-every",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help="video: run face detection every N frames, tracking in between (default 5)",
+)
+@click.option(
+    "--on-corrupt",
+    type=click.Choice(["stop", "skip"]),
+    default=None,
+    help="video: stop at damaged frames (default), or drop them",
+)
+@click.option(
+    "--segment-seconds",
+    type=click.FloatRange(0.1, 600),
+    default=None,
+    hidden=True,
+    help="video: seconds per resumable segment (default 10)",
+)
 @home_option
 @json_option
 @click.pass_context
@@ -75,12 +120,62 @@ def swap(
     label_corner: str,
     label_language: str,
     max_pixels: int | None,
+    faces_mode: str | None,
+    codec: str | None,
+    crf: int | None,
+    detect_every: int | None,
+    on_corrupt: str | None,
+    segment_seconds: float | None,
     home: Path | None,
     as_json: bool,
 ) -> None:
-    """Swap the face in --source onto --target, if consent covers it; writes a disclosed output."""
+    """Swap the face in --source onto --target (image or video), if consent covers it; writes a
+    disclosed output. A video job can be stopped with Ctrl-C and resumed by running it again."""
     from likeness.media.image import DEFAULT_MAX_PIXELS
+    from likeness.media.video import looks_like_video
     from likeness.pipeline import SwapRequest, swap_image
+
+    video_options = {
+        "--faces": faces_mode,
+        "--codec": codec,
+        "--crf": crf,
+        "--detect-every": detect_every,
+        "--on-corrupt": on_corrupt,
+        "--segment-seconds": segment_seconds,
+    }
+    if looks_like_video(target):
+        if face_index is not None:
+            raise UsageError(
+                "--face-index applies to images; in a video faces are followed and chosen by consent",
+                hint="use --faces consented (only consenting targets) or --faces all",
+            )
+        from likeness.video_pipeline import VideoSwapRequest
+
+        request = VideoSwapRequest(
+            source=source,
+            target=target,
+            purpose=purpose,
+            out=out,
+            faces=faces_mode or "consented",  # type: ignore[arg-type]
+            backend=backend,
+            codec=codec,
+            crf=18 if crf is None else crf,
+            detect_every=detect_every or 5,
+            on_corrupt=on_corrupt or "stop",  # type: ignore[arg-type]
+            segment_seconds=segment_seconds or 10.0,
+            max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+            label_corner=label_corner,
+            label_language=label_language,
+        )
+        _swap_video(request, resolve_cli_home(ctx, home), as_json)
+        return
+    given = [name for name, value in video_options.items() if value is not None]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to video targets; "
+            f"{target} is not a video",
+            hint="drop the option, or give a video file as --target",
+        )
 
     request = SwapRequest(
         source=source,
@@ -103,6 +198,82 @@ def swap(
     click.echo(f"  output id: {outcome.output_id}")
     click.echo(f"  consents:  {', '.join(outcome.consents)}")
     click.echo(f"  faces swapped: {outcome.faces_swapped}; labelled AI-GENERATED and watermarked")
+
+
+def _video_progress(*, enabled: bool, log_every: float = 10.0):
+    """A progress line for long video jobs: rewritten in place on a terminal; in a log, one line
+    every ``log_every`` seconds and at each new stage (frames, then joining, checking, signing)."""
+    import sys
+    import time
+
+    started = time.monotonic()
+    tty = sys.stderr.isatty()
+    last = {"time": 0.0, "kind": ""}
+
+    def show(stage: str, fraction: float) -> None:
+        if not enabled:
+            return
+        now = time.monotonic()
+        kind = stage.split(" ", 1)[0]
+        text = f"swap: {fraction * 100:3.0f}%  {stage}  ({now - started:.0f} s)"
+        if tty:
+            click.echo(f"\r{text:<100}", err=True, nl=fraction >= 1.0)
+        elif kind != last["kind"] or now - last["time"] >= log_every or fraction >= 1.0:
+            click.echo(text, err=True)
+            last["time"] = now
+        last["kind"] = kind
+
+    return show
+
+
+def _swap_video(request, home, as_json: bool) -> None:
+    """Run a video swap with a progress line (ETA) and a clean Ctrl-C: the first one stops after
+    the current frame (finished segments are kept; the same command resumes), a second one at once."""
+    import signal
+    import threading
+
+    from likeness.video_pipeline import swap_video
+
+    cancel = threading.Event()
+
+    def interrupt(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        click.echo("\nlikeness: stopping after this frame (press Ctrl-C again to stop at once)", err=True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, interrupt)
+    except ValueError:  # not the main thread: no signal handling, Ctrl-C ends the process
+        previous = None
+    try:
+        outcome = swap_video(request, home=home, progress=_video_progress(enabled=not as_json), cancel=cancel)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if as_json:
+        emit_json(outcome.to_dict())
+        return
+    video = outcome.video
+    click.echo(f"wrote {outcome.output}")
+    click.echo(f"  output id: {outcome.output_id}")
+    click.echo(f"  consents:  {', '.join(outcome.consents)}")
+    click.echo(
+        f"  video: {video.frames} frames, {video.duration:.2f} s, {video.codec} in {video.container}"
+        + (f"; resumed with {video.reused_segments} finished segment(s)" if video.reused_segments else "")
+    )
+    for line in video.audio:
+        click.echo(f"  {line}")
+    for track in outcome.tracks:
+        what = "swapped" if track.decision == "swapped" else "left untouched"
+        click.echo(
+            f"  face track #{track.track_id} ({track.first_time:.2f}–{track.last_time:.2f} s): {what} — "
+            f"{track.reason}"
+            + (f"; {track.swap_failures} frame(s) not swappable (pose)" if track.swap_failures else "")
+        )
+    for note in video.notes:
+        click.echo(f"  note: {note}")
+    click.echo("  every frame labelled AI-GENERATED and watermarked; C2PA content credentials embedded")
 
 
 @click.command()

@@ -1,7 +1,8 @@
 """Following faces through a video: stable track ids, optical flow between detections, smoothing.
 
 The caller owns the analyzer and decides when it runs (:meth:`FaceTracker.wants_detection`): every
-``detect_every`` frames, and on the next frame whenever optical flow lost a face. Between detections
+``detect_every`` frames, and on the next frame whenever optical flow lost a face (or on that same
+frame, when :meth:`FaceTracker.update` is given ``redetect``). Between detections
 each track's landmarks are carried by pyramidal Lucas–Kanade flow (``cv2.calcOpticalFlowPyrLK``,
 forward–backward checked) and its box by the similarity transform the tracked points agree on.
 
@@ -15,15 +16,16 @@ one, so two people crossing never inherit each other's consent decision. A track
 unmatched for more than ``max_missed`` detection rounds or flow loses it and the next detection does
 not find it. Lost tracks are never revived: a returning person gets a new id and a fresh gate.
 
-Steadiness comes from two things. (1) At a detection frame a flow-carried track moves only half way
-toward the detection (``detection_weight``): flow is steady but drifts, the detector does not drift
-but jitters, and the blend keeps most of both virtues. (2) A One-Euro filter (Casiez et al., CHI
+Steadiness comes from two things. (1) At a detection frame a flow-carried track moves only a quarter
+of the way toward the detection (``detection_weight``): flow is steady but drifts, the detector does
+not drift but jitters, and the blend keeps most of both virtues. (2) A One-Euro filter (Casiez et al., CHI
 2012) on every landmark, run on each frame's own time so VFR clips are filtered correctly. Its cutoff
 is ``min_cutoff + beta × face speed + beta_local × point speed``, speeds in *face sizes per second*
 (the box's shorter side) so one set of parameters fits a 100 px face at 480p and an 800 px face at
 4K. The face speed is the mean velocity of all its points, where per-point noise averages out; that
 lets ``beta`` be large (no lag when the head moves) without letting jitter through at rest.
-Defaults: ``min_cutoff=0.5`` Hz, ``beta=64``, ``beta_local=4``, ``d_cutoff=1`` Hz, ``detect_every=5``.
+Defaults: ``min_cutoff=0.5`` Hz, ``beta=64``, ``beta_local=4``, ``d_cutoff=1`` Hz, ``detect_every=5``,
+``detection_weight=0.25``.
 
 Measured (tests/test_tracking.py, dlib backend, a real photo with σ=8 noise added to every frame,
 through H.264 CRF 16 and likeness's decoder; px, 140 px face, 25 fps):
@@ -33,9 +35,14 @@ through H.264 CRF 16 and likeness's decoder; px, 140 px face, 25 fps):
 ==========================================  ==============  ===========================
 raw detections on every frame               0.42            0.42
 One-Euro only (detect every frame)          0.12            0.41
-tracker, smoothing off (detect every 5)     0.15            0.20
-tracker defaults (detect every 5)           0.12            0.22
+tracker, smoothing off (detect every 5)     0.09            0.11
+tracker defaults (detect every 5)           0.07            0.13
+tracker, detection_weight 0.5               0.12            0.22
 ==========================================  ==============  ===========================
+
+In the video swap (bench/swap_video.py --flicker, a static 720p shot) lowering the weight from 0.5
+to 0.25 cut the mean landmark step between consecutive frames from 0.08 to 0.04 px: the small jumps at
+detection frames are what the swapped face's residual shimmer comes from.
 
 "jitter" is each landmark's mean distance from its own average position over the clip; "error" the
 mean distance from the known true motion. In a sweep on the same frames before encoding, per-point speed
@@ -87,10 +94,11 @@ class TrackerSettings:
     """Share of landmarks that must pass the forward–backward flow check for a frame to count."""
     flow_max_error: float = 0.03
     """Forward–backward error allowed per point, in face sizes (min 1 px)."""
-    detection_weight: float = 0.5
+    detection_weight: float = 0.25
     """At a detection frame, how far a flow-carried track moves toward the detection (1 = all the
     way). Below 1 averages detector noise away while still removing flow drift; a detection more
-    than 0.1 face sizes from the flow estimate is taken as is."""
+    than 0.1 face sizes from the flow estimate is taken as is. 0.25 was steadier and closer to the
+    true motion than 0.35 and 0.5 in the measurements in the module docstring."""
     smoothing: SmoothingParams | None = field(default_factory=SmoothingParams)
     """``None`` turns smoothing off (the raw landmarks are returned)."""
 
@@ -212,7 +220,13 @@ class FaceTracker:
     ``settings.identity_threshold`` is set.
     """
 
-    def __init__(self, settings: TrackerSettings | None = None, *, distance: Distance | None = None) -> None:
+    def __init__(
+        self,
+        settings: TrackerSettings | None = None,
+        *,
+        distance: Distance | None = None,
+        first_track_id: int = 1,
+    ) -> None:
         self.settings = settings or TrackerSettings()
         if self.settings.detect_every < 1:
             raise ValueError("detect_every must be at least 1")
@@ -220,7 +234,7 @@ class FaceTracker:
             raise ValueError("identity_threshold needs a distance function (pass analyzer.distance)")
         self.distance = distance
         self._states: list[_State] = []
-        self._next_id = 1
+        self._next_id = first_track_id
         self._prev_gray: np.ndarray | None = None
         self._last_detection: int | None = None
         self._need_detection = True
@@ -236,9 +250,20 @@ class FaceTracker:
         return frame_index - self._last_detection >= self.settings.detect_every
 
     def update(
-        self, frame_index: int, time: float, pixels: np.ndarray, detections: Sequence[Face] | None
+        self,
+        frame_index: int,
+        time: float,
+        pixels: np.ndarray,
+        detections: Sequence[Face] | None,
+        *,
+        redetect: Callable[[np.ndarray], Sequence[Face]] | None = None,
     ) -> TrackUpdate:
-        """Advance to this frame. ``detections`` are the analyzer's faces, or ``None`` between detections."""
+        """Advance to this frame. ``detections`` are the analyzer's faces, or ``None`` between detections.
+
+        ``redetect`` (e.g. ``analyzer.analyze``): when flow loses a face on a frame without
+        detections, run it on this same frame instead of waiting for the next one, so the face is
+        not missing from this frame's :attr:`TrackUpdate.faces` (a swap would flash the original).
+        """
         import cv2
 
         gray = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
@@ -246,6 +271,8 @@ class FaceTracker:
             for state in self._states:
                 state.flow_ok = self._flow(state, self._prev_gray, gray)
                 state.source, state.detection = "tracked", None
+        if detections is None and redetect is not None and any(not s.flow_ok for s in self._states):
+            detections = list(redetect(pixels))
         started: list[Track] = []
         ended: list[Track] = []
         if detections is not None:

@@ -13,19 +13,12 @@ The three parts live in their own modules; this one is the import path everyone 
   folder (:class:`EncodedVideo`). It never writes a final output name: only ``likeness.disclosure``
   does that (invariant 1), after labelling and watermarking every frame and signing the file.
 
-How a video job uses them (the disclosure writer owns the encoder and the final rename)::
-
-    info = probe_video(target)
-    job = out.parent / f".{out.name}.likeness-job"      # same filesystem as ``out``: rename is atomic
-    with VideoEncoder(job, info, EncodeSettings(crf=18), key={...}, meta={"output_id": new_id}) as enc:
-        output_id = enc.meta["output_id"]                # the stored one when resuming
-        with open_frames(target, info=info, after_pts=enc.resume_after_pts,
-                         first_index=enc.resume_frames) as frames:
-            for frame in frames:
-                pixels = ...swap, label, watermark frame.pixels...
-                enc.write(pixels, frame.pts)
-        encoded = enc.finish()                           # job/output.mp4
-    ...sign encoded.path, os.replace(signed, out), record, remove_job(job)
+How a video job uses them: :func:`likeness.disclosure.video_writer.seal_video` owns the encoder
+(job folder next to the output, resume point, label + watermark on every frame, self-check, C2PA,
+record, rename) and pulls frames from the pipeline's renderer
+(:class:`likeness.video_pipeline.TrackingSwapRenderer`), which reads them with :func:`open_frames`
+from the resume point the encoder reports (``resume_after_pts``, ``resume_frames``,
+``resume_state``). :func:`looks_like_video` routes a job down the video road by suffix or header.
 
 PyAV (``av``) is imported inside the functions, so importing this module costs nothing.
 """
@@ -42,8 +35,10 @@ from likeness.media.video_encode import (
 from likeness.media.video_probe import (
     DEFAULT_MAX_FRAME_PIXELS,
     DEFAULT_MAX_SIDE,
+    VIDEO_SUFFIXES,
     AudioStreamInfo,
     VideoInfo,
+    looks_like_video,
     probe_video,
 )
 from likeness.media.video_read import DecodedFrame, FrameReader, SkippedSpan, iter_frames, open_frames
@@ -51,6 +46,7 @@ from likeness.media.video_read import DecodedFrame, FrameReader, SkippedSpan, it
 __all__ = [
     "DEFAULT_MAX_FRAME_PIXELS",
     "DEFAULT_MAX_SIDE",
+    "VIDEO_SUFFIXES",
     "AudioStreamInfo",
     "DecodedFrame",
     "EncodeSettings",
@@ -61,6 +57,7 @@ __all__ = [
     "VideoEncoder",
     "VideoInfo",
     "iter_frames",
+    "looks_like_video",
     "open_frames",
     "probe_video",
     "remove_job",

@@ -64,6 +64,7 @@ from likeness.errors import BadInput, LikenessError, UsageError
 from likeness.media.video_probe import MATRICES, VideoInfo
 
 VideoCodec = Literal["h264", "ffv1", "prores"]
+Container = Literal["mp4", "mov", "matroska"]
 AudioPolicy = Literal["copy", "copy-only", "none"]
 RotationPolicy = Literal["bake", "keep"]
 
@@ -71,6 +72,18 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 _CONTAINERS = {"h264": ("mp4", ".mp4", "video/mp4"), "ffv1": ("matroska", ".mkv", "video/x-matroska")}
 _CONTAINERS["prores"] = ("mov", ".mov", "video/quicktime")
+_CONTAINER_FILES = {
+    "mp4": (".mp4", "video/mp4"),
+    "mov": (".mov", "video/quicktime"),
+    "matroska": (".mkv", "video/x-matroska"),
+}
+# Containers each codec may be written in (the first is the default). FFV1 in MP4 is read by
+# ffmpeg-based tools and, unlike Matroska, can carry an embedded C2PA manifest.
+_CODEC_CONTAINERS: dict[str, tuple[str, ...]] = {
+    "h264": ("mp4", "mov", "matroska"),
+    "ffv1": ("matroska", "mp4"),
+    "prores": ("mov",),
+}
 _PRORES_PROFILES = {"proxy": 0, "lt": 1, "standard": 2, "hq": 3, "4444": 4}
 # Audio codecs copied as they are into MP4 / MOV (widely playable there). Matroska takes anything
 # ffmpeg can mux into it. The rest is re-encoded under audio="copy".
@@ -93,7 +106,9 @@ _X264_PRESETS = (
 class EncodeSettings:
     """How to encode. ``codec``: ``"h264"`` → MP4 (libx264, ``crf``/``preset``, yuv420p);
     ``"ffv1"`` → MKV, lossless RGB (bit-exact to the frames written: the VFX intermediate);
-    ``"prores"`` → MOV (prores_ks, ``prores_profile``; 10-bit 4:2:2, 4:4:4 for ``"4444"``)."""
+    ``"prores"`` → MOV (prores_ks, ``prores_profile``; 10-bit 4:2:2, 4:4:4 for ``"4444"``).
+    ``container`` overrides the codec's default container (h264: mp4/mov/matroska; ffv1:
+    matroska/mp4; prores: mov)."""
 
     codec: VideoCodec = "h264"
     crf: int = 18
@@ -104,10 +119,16 @@ class EncodeSettings:
     rotation: RotationPolicy = "bake"
     threads: int = 0
     """Encoder threads; 0 lets the encoder choose."""
+    container: Container | None = None
 
     def validate(self) -> None:
         if self.codec not in _CONTAINERS:
             raise UsageError(f"unknown video codec {self.codec!r}", hint="choose h264, ffv1 or prores")
+        if self.container is not None and self.container not in _CODEC_CONTAINERS[self.codec]:
+            raise UsageError(
+                f"{self.codec} cannot be written in {self.container}",
+                hint=f"choose one of {', '.join(_CODEC_CONTAINERS[self.codec])}",
+            )
         if not 0 <= self.crf <= 51:
             raise UsageError(
                 f"crf {self.crf} is outside 0–51", hint="18 is visually lossless, 23 the x264 default"
@@ -129,16 +150,17 @@ class EncodeSettings:
             raise UsageError(f"unknown rotation policy {self.rotation!r}", hint="choose bake or keep")
 
     @property
-    def container(self) -> str:
-        return _CONTAINERS[self.codec][0]
+    def container_format(self) -> str:
+        """The ffmpeg muxer name: ``container`` if given, else the codec's default."""
+        return self.container or _CONTAINERS[self.codec][0]
 
     @property
     def suffix(self) -> str:
-        return _CONTAINERS[self.codec][1]
+        return _CONTAINER_FILES[self.container_format][0]
 
     @property
     def media_type(self) -> str:
-        return _CONTAINERS[self.codec][2]
+        return _CONTAINER_FILES[self.container_format][1]
 
 
 @dataclass(frozen=True)
@@ -267,7 +289,7 @@ def plan_audio(info: VideoInfo, settings: EncodeSettings) -> list[_AudioPlan]:
                 _AudioPlan(audio.index, "drop", None, f"audio #{audio.index} ({audio.codec}) dropped")
             )
             continue
-        if _can_copy(audio.codec, settings.container):
+        if _can_copy(audio.codec, settings.container_format):
             plans.append(
                 _AudioPlan(audio.index, "copy", None, f"audio #{audio.index} ({audio.codec}) copied")
             )
@@ -275,7 +297,7 @@ def plan_audio(info: VideoInfo, settings: EncodeSettings) -> list[_AudioPlan]:
         if settings.audio == "copy-only":
             raise UsageError(
                 f"{info.path}: audio stream #{audio.index} ({audio.codec}) cannot be copied into "
-                f"{settings.container.upper()} and audio='copy-only' forbids re-encoding it",
+                f"{settings.container_format.upper()} and audio='copy-only' forbids re-encoding it",
                 hint="use the lossless ffv1/MKV output (Matroska carries any audio), or allow re-encoding",
             )
         target = "alac" if audio.codec.startswith("pcm_") else "aac"
@@ -285,7 +307,7 @@ def plan_audio(info: VideoInfo, settings: EncodeSettings) -> list[_AudioPlan]:
                 "encode",
                 target,
                 f"audio #{audio.index} ({audio.codec}) re-encoded to {target.upper()}: "
-                f"{settings.container.upper()} cannot carry {audio.codec}"
+                f"{settings.container_format.upper()} cannot carry {audio.codec}"
                 + (" (lossless)" if target == "alac" else ""),
             )
         )
@@ -311,6 +333,11 @@ class VideoEncoder:
     stored when the job is created and handed back unchanged on resume (e.g. the output id that
     every frame's watermark carries) — read it from :attr:`meta`, not from what you passed.
     ``on_segment`` is called with each :class:`SegmentRecord` as it is finished (for progress).
+    ``checkpoint`` is called as each segment is finished; the JSON data it returns is stored in
+    the same atomic manifest write that lists the segment, and handed back on resume as
+    :attr:`resume_state` (e.g. the consent decisions the frames so far were made under). It is
+    called after the caller has produced the first frame of the next segment, so it may describe
+    a little more than the finished segments hold, never less.
     """
 
     def __init__(
@@ -322,12 +349,16 @@ class VideoEncoder:
         key: Mapping[str, str] | None = None,
         meta: Mapping[str, Any] | None = None,
         on_segment: Callable[[SegmentRecord], None] | None = None,
+        checkpoint: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.settings = settings or EncodeSettings()
         self.settings.validate()
         self.source = source
         self.job_dir = Path(job_dir)
         self.on_segment = on_segment
+        self.checkpoint = checkpoint
+        self.resume_state: dict[str, Any] = {}
+        """What ``checkpoint`` returned when the last reused segment was finished ({} for a fresh job)."""
         self.notes: list[str] = []
         self.audio_plan = plan_audio(source, self.settings)
         self.job_dir.mkdir(parents=True, exist_ok=True)
@@ -395,6 +426,9 @@ class VideoEncoder:
                     break
                 self.segments.append(record)
             self.meta = dict(manifest.get("meta", {}))
+            state = manifest.get("resume_state")
+            if self.segments and isinstance(state, dict):
+                self.resume_state = state
             # Forget anything after the last good segment.
             for stale in _our_files(self.job_dir):
                 if stale.name.startswith("seg_") and not any(
@@ -420,6 +454,7 @@ class VideoEncoder:
             {
                 "fingerprint": self._fingerprint,
                 "meta": self.meta,
+                "resume_state": self.resume_state,
                 "segments": [asdict(s) for s in self.segments],
             },
         )
@@ -575,6 +610,8 @@ class VideoEncoder:
         os.replace(segment.partial, final)
         _fsync_dir(self.job_dir)
         self.segments.append(record)
+        if self.checkpoint is not None:
+            self.resume_state = dict(self.checkpoint())
         self._save_manifest()
         if self.on_segment is not None:
             self.on_segment(record)
@@ -698,11 +735,11 @@ class VideoEncoder:
         import av
 
         settings = self.settings
-        options = {"movflags": "+faststart"} if settings.container in ("mp4", "mov") else {}
+        options = {"movflags": "+faststart"} if settings.container_format in ("mp4", "mov") else {}
         lines: list[str] = []
         with contextlib.ExitStack() as stack:
             out = stack.enter_context(
-                av.open(str(partial), "w", format=settings.container, container_options=options)
+                av.open(str(partial), "w", format=settings.container_format, container_options=options)
             )
             first = stack.enter_context(av.open(str(self.job_dir / self.segments[0].file)))
             video = out.add_stream_from_template(first.streams.video[0])

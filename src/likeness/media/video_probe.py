@@ -145,6 +145,31 @@ def _sniff(head: bytes) -> str:
     return "unknown binary data"
 
 
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mxf", ".mts", ".m2ts", ".ts", ".mpg", ".mpeg"}
+)
+"""File suffixes treated as video without looking inside."""
+
+
+def looks_like_video(path: str | Path) -> bool:
+    """Whether ``path`` should go down the video road: a video suffix, or a video container's header.
+
+    Cheap (reads 16 bytes, decodes nothing): it routes a job, it does not promise the file is
+    usable — :func:`probe_video` says that.
+    """
+    path = Path(path)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    if head[4:8] == b"ftyp":
+        return head[8:12] not in (b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1")
+    return head.startswith(b"\x1aE\xdf\xa3") or (head.startswith(b"RIFF") and head[8:12] == b"AVI ")
+
+
 def check_file(path: Path) -> int:
     """Return the file's size, or raise :class:`BadInput` for a missing, unreadable or empty file."""
     if not path.exists():

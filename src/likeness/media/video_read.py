@@ -60,6 +60,8 @@ class DecodedFrame:
     time: float
     time_base: Fraction
     pixels: np.ndarray = field(repr=False)
+    key_frame: bool = False
+    """Whether the source coded this frame as a keyframe (decodable on its own)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,13 @@ class FrameReader:
     seeks to a keyframe a little before it, and falls back to decoding from the start unless
     decoding restarts at a keyframe at or before ``after_pts``. ``first_index`` numbers the first
     yielded frame.
+
+    ``keyframes_only``: the decoder skips every frame that is not a keyframe (fast sampling, e.g.
+    for reading a watermark back); ``index`` then counts decoded keyframes, and the missing-frame
+    and early-end checks are off, since gaps are expected. ``min_interval``: yield a frame only if
+    it is at least this many seconds after the last one yielded (the others are decoded but not
+    converted to RGB; an all-intra file sampled with ``keyframes_only`` would otherwise convert
+    every frame).
     """
 
     def __init__(
@@ -92,6 +101,8 @@ class FrameReader:
         max_side: int = DEFAULT_MAX_SIDE,
         max_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
         threads: int = 0,
+        keyframes_only: bool = False,
+        min_interval: float | None = None,
     ) -> None:
         if on_corrupt not in ("stop", "skip"):
             raise ValueError(f"on_corrupt must be 'stop' or 'skip', not {on_corrupt!r}")
@@ -101,6 +112,8 @@ class FrameReader:
         self.after_pts = after_pts
         self.first_index = first_index
         self.threads = threads
+        self.keyframes_only = keyframes_only
+        self.min_interval = min_interval
         self.skipped: list[SkippedSpan] = []
         self.resumed_by: Literal["seek", "decode"] | None = None
         """How ``after_pts`` was reached: a keyframe seek, or decoding (and dropping) from the start."""
@@ -131,6 +144,8 @@ class FrameReader:
         stream = video_stream_of(self._container, self.path)
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = self.threads
+        if self.keyframes_only:
+            stream.codec_context.skip_frame = "NONKEY"
         for other in self._container.streams:
             if other.index != stream.index:
                 other.discard = Discard.all
@@ -214,6 +229,7 @@ class FrameReader:
         resync_until: int | None = None  # skip mode: drop frames before this keyframe pts
         resync_pending = False  # skip mode: waiting for the next keyframe packet
         damage_start: float | None = None
+        last_yielded: float | None = None
 
         def frames_of(packet: Any) -> list[Any]:
             return list(packet.decode()) if packet is not None else list(stream.decode(None))
@@ -281,13 +297,30 @@ class FrameReader:
                     last_time is not None
                     and not resynced
                     and not info.is_vfr
+                    and not self.keyframes_only
                     and time - last_time > gap_limit
                 ):
                     missing = round((time - last_time) / nominal) - 1
                     self._damage(index, last_time, time, f"about {missing} frame(s) are missing")
                     self.skipped.append(SkippedSpan(last_time + nominal, time, "frames missing", missing))
+                if (
+                    self.min_interval is not None
+                    and last_yielded is not None
+                    and time - last_yielded < self.min_interval
+                ):
+                    index += 1
+                    last_pts, last_time = pts, time
+                    continue
+                last_yielded = time
                 pixels = self._convert(frame)
-                yield DecodedFrame(index=index, pts=pts, time=time, time_base=tb, pixels=pixels)
+                yield DecodedFrame(
+                    index=index,
+                    pts=pts,
+                    time=time,
+                    time_base=tb,
+                    pixels=pixels,
+                    key_frame=bool(frame.key_frame),
+                )
                 index += 1
                 last_pts, last_time = pts, time
             if packet is None:
@@ -300,7 +333,7 @@ class FrameReader:
 
     def _check_end(self, index: int, last_time: float | None, nominal: float) -> None:
         info = self.info
-        if info.duration is None or last_time is None:
+        if info.duration is None or last_time is None or self.keyframes_only:
             return
         declared_end = info.start_time + info.duration
         shown_until = last_time + nominal

@@ -1,0 +1,394 @@
+"""Frames per second of the consented, disclosed video swap, stage by stage, next to the bound.
+
+    python bench/swap_video.py [--frames 60] [--sizes 720p,1080p] [--detect-every 5] [--preset medium]
+    python bench/swap_video.py --flicker          # a static shot, looked at frame by frame
+    python bench/swap_video.py --memory 2160p --frames 60
+
+Uses the bundled public-domain portraits (Darwin's likeness onto Lincoln's portrait, placed at
+about half the frame height on a 16:9 canvas that drifts slowly) with an AAC track, so the frames it
+writes may be looked at and shared. For each size, in one run:
+
+* **decode+encode** — likeness's own streaming decode and H.264 encode of the same clip with the same
+  settings and no face work: the bound no pipeline can beat;
+* **swap_video** — ``likeness.video_pipeline.swap_video`` end to end, split into its stages (decode,
+  detect, track, gate, swap, label, watermark, encode, then the once-per-job mux, self-check, sign,
+  record), each as milliseconds per frame and the frames per second that stage alone would allow.
+
+``--flicker`` writes a static shot (one picture, sensor-like noise σ=2 per frame), swaps it, and
+measures in the face region: the mean absolute luma change between consecutive frames (original,
+the disclosure alone, the swap), how much the region's mean luma varies over time (colour matching
+that pumps), and the jitter of landmarks detected on every frame of the result (each point's mean
+distance from its own average position). PNG crops of consecutive frames go
+to the output folder to be looked at.
+
+``--memory`` runs one job and samples the process's resident memory every 50 ms: the level after
+the first frames, the peak, and the growth over the second half (a streaming job must not grow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from likeness.consent.registry import Registry
+from likeness.demo import asset
+from likeness.home import Home
+from likeness.media.image import load_image
+from likeness.pipeline import EnrolRequest, enrol_identity
+
+SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
+USES = "benchmark of likeness's own video pipeline on public-domain 19th-century portraits"
+PURPOSE = "education"
+FPS = 25
+STAGES = ("decode", "detect", "track", "gate", "swap", "label", "watermark", "encode")
+ONCE = ("probe", "load models", "hash target", "mux", "self-check", "sign", "record")
+
+
+def canvas_frames(size: tuple[int, int], count: int, *, drift: float = 2.0, noise: float = 0.0):
+    """Lincoln's portrait at ~55 % of the frame height on a grey canvas, drifting ``drift`` px a frame
+    (back and forth)."""
+    import cv2
+
+    width, height = size
+    photo = load_image(asset("lincoln_1.jpg")).pixels
+    scale = 0.55 * height / photo.shape[0]
+    small = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:height, 0:width]
+    background = np.stack([70 + 40 * xx / width, 72 + 30 * yy / height, 76 + 0 * xx], -1).astype(np.float32)
+    for i in range(count):
+        frame = background.copy()
+        travel = width * 0.65 - small.shape[1]  # back and forth, so long clips stay in frame
+        step = (drift * i) % (2 * travel) if travel > 0 else 0.0
+        x0 = int(width * 0.3 + (step if step <= travel else 2 * travel - step))
+        y0 = int(height * 0.2)
+        frame[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+        if noise:
+            frame += rng.normal(0, noise, frame.shape)
+        yield np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def write_clip(path: Path, frames, fps: int = FPS) -> Path:
+    import av
+
+    frames = list(frames)
+    height, width = frames[0].shape[:2]
+    rate = 48000
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"crf": "16", "preset": "veryfast"}
+        audio = container.add_stream("aac", rate=rate, layout="stereo")
+        t = np.arange(int(len(frames) / fps * rate)) / rate
+        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        for i, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = i
+            container.mux(video.encode(frame))
+        for start in range(0, samples.size, 1024):
+            chunk = np.ascontiguousarray(np.stack([samples[start : start + 1024]] * 2))
+            block = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            block.sample_rate, block.pts = rate, start
+            container.mux(audio.encode(block))
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+    return path
+
+
+def set_up_home(folder: Path) -> Home:
+    home = Home(root=folder / "home").ensure()
+    people = (
+        ("Charles Darwin", "darwin_1.jpg", "source", dt.date(1882, 4, 19)),
+        ("Abraham Lincoln", "lincoln_1.jpg", "target", dt.date(1865, 4, 15)),
+    )
+    for name, photo, role, died in people:
+        ident = enrol_identity(EnrolRequest(name=name, photos=[asset(photo)], backend="dlib"), home=home)
+        with Registry.open(home) as registry:
+            registry.grant(
+                ident.id,
+                purposes=[PURPOSE],
+                roles=[role],
+                media=["video"],
+                valid_until=dt.date.today() + dt.timedelta(days=30),
+                uses=USES,
+                operator="bench",
+                capacity="rights_expired",
+                date_of_death=died,
+                jurisdiction="GB",
+                basis="died over 125 years ago",
+                grantor="bench",
+            )
+    return home
+
+
+def plain_decode_encode(clip: Path, job: Path, preset: str) -> float:
+    from likeness.media.video import EncodeSettings, VideoEncoder, iter_frames, probe_video, remove_job
+
+    start = time.perf_counter()
+    info = probe_video(clip)
+    with VideoEncoder(job, info, EncodeSettings(preset=preset)) as encoder:
+        for frame in iter_frames(clip, info=info):
+            encoder.write(frame.pixels, frame.pts)
+        encoder.finish()
+    seconds = time.perf_counter() - start
+    remove_job(job)
+    return seconds
+
+
+def run_swap(home: Home, clip: Path, out: Path, **options):
+    from likeness.video_pipeline import VideoSwapRequest, swap_video
+
+    request = VideoSwapRequest(
+        source=asset("darwin_1.jpg"), target=clip, purpose=PURPOSE, out=out, operator="bench", **options
+    )
+    start = time.perf_counter()
+    outcome = swap_video(request, home=home)
+    return outcome, time.perf_counter() - start
+
+
+def speed(args: argparse.Namespace, folder: Path, home: Home) -> None:
+    for name in args.sizes.split(","):
+        size = SIZES[name]
+        clip = write_clip(folder / f"{name}.mp4", canvas_frames(size, args.frames))
+        bound = plain_decode_encode(clip, folder / f"{name}.job", args.preset)
+        outcome, wall = run_swap(
+            home, clip, folder / f"{name}-swapped.mp4", detect_every=args.detect_every, preset=args.preset
+        )
+        frames = outcome.video.frames
+        timings = outcome.timings
+        per_frame = {stage: timings.get(stage, 0.0) / frames for stage in STAGES}
+        loop = sum(per_frame.values())
+        once = sum(timings.get(stage, 0.0) for stage in ONCE)
+        print(
+            f"\n{name} ({size[0]}×{size[1]}), {frames} frames, detect every {args.detect_every}, "
+            f"x264 preset {args.preset}, CRF 18"
+        )
+        print(f"{'stage':<28}{'ms/frame':>10}{'fps':>9}")
+        print(f"{'decode+encode (the bound)':<28}{1000 * bound / frames:>10.1f}{frames / bound:>9.1f}")
+        for stage in STAGES:
+            value = per_frame[stage]
+            print(f"{'  ' + stage:<28}{1000 * value:>10.1f}{(1 / value if value else float('inf')):>9.1f}")
+        print(f"{'swap_video, per frame':<28}{1000 * loop:>10.1f}{1 / loop:>9.1f}")
+        print(
+            f"{'swap_video, end to end':<28}{1000 * wall / frames:>10.1f}{frames / wall:>9.1f}"
+            f"   (incl. once per job: {once:.1f} s — "
+            + ", ".join(f"{s} {timings.get(s, 0.0):.2f}" for s in ONCE if s in timings)
+            + ")"
+        )
+        swapped = [t for t in outcome.tracks if t.decision == "swapped"]
+        print(
+            f"  faces swapped: {len(swapped)} track(s); frames swapped: "
+            f"{sum(t.frames_swapped for t in swapped)}/{frames}"
+        )
+
+
+# -- flicker ------------------------------------------------------------------------------------------------
+
+
+def _luma(pixels: np.ndarray) -> np.ndarray:
+    return pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    from likeness.media.video import iter_frames
+
+    return [f.pixels for f in iter_frames(path)]
+
+
+def _region_change(frames: list[np.ndarray], box: tuple[slice, slice]) -> float:
+    """Mean |luma(t+1) − luma(t)| inside ``box``, over consecutive frames."""
+    lumas = [_luma(f[box]) for f in frames]
+    return float(np.mean([np.abs(b - a).mean() for a, b in itertools.pairwise(lumas)]))
+
+
+def _brightness_pumping(frames: list[np.ndarray], box: tuple[slice, slice]) -> float:
+    """Standard deviation over time of the mean luma inside ``box`` (colour matching that pumps)."""
+    return float(np.std([_luma(f[box]).mean() for f in frames]))
+
+
+def _landmark_jitter(frames: list[np.ndarray], analyzer) -> float:
+    points = []
+    for pixels in frames:
+        faces = analyzer.analyze(pixels)
+        if faces:
+            points.append(np.asarray(max(faces, key=lambda f: f.size).landmarks, np.float64))
+    stack = np.stack(points)
+    return float(np.linalg.norm(stack - stack.mean(axis=0), axis=-1).mean())
+
+
+def _disclosed_only(home: Home, clip: Path, out: Path) -> Path:
+    """The same clip through the video writer with no face work (label + watermark + encode)."""
+    from likeness.disclosure.types import Ingredient
+    from likeness.disclosure.video_writer import UnsealedVideo, seal_video
+    from likeness.media.video import EncodeSettings, open_frames, probe_video
+
+    info = probe_video(clip)
+
+    class Passthrough:
+        def frames(self, start):
+            with open_frames(clip, info=info, after_pts=start.after_pts, first_index=start.first_index) as r:
+                yield from r
+
+        def checkpoint(self):
+            return {}
+
+        def consent_ids(self):
+            return []
+
+    unsealed = UnsealedVideo(
+        info=info,
+        renderer=Passthrough(),
+        settings=EncodeSettings(),
+        kind="swap",
+        purpose=PURPOSE,
+        ingredients=[Ingredient(role="target", path=clip, sha256="0" * 64, format="video/mp4")],
+        tools={},
+        operator="bench",
+        key={"bench": "disclosed-only"},
+    )
+    seal_video(unsealed, out, home=home, record=lambda sealed: None, recorded_sha256=lambda oid: None)
+    return out
+
+
+def flicker(args: argparse.Namespace, folder: Path, home: Home, out_dir: Path) -> None:
+    from PIL import Image
+
+    from likeness.faces.backends import load_analyzer
+
+    size = SIZES["720p"]
+    count = 40
+    clip = write_clip(folder / "static.mp4", canvas_frames(size, count, drift=0.0, noise=2.0))
+    analyzer = load_analyzer("dlib", home)
+    original = _frames(clip)
+    face = max(analyzer.analyze(original[0]), key=lambda f: f.size)
+    left, top, right, bottom = face.box
+    inner = (
+        slice(top + (bottom - top) // 8, bottom),
+        slice(left + (right - left) // 8, right - (right - left) // 8),
+    )
+    variants = {"original (decoded source)": original}
+    variants["label + watermark only"] = _frames(_disclosed_only(home, clip, folder / "disclosed.mp4"))
+    for every in (1, args.detect_every):
+        outcome, _ = run_swap(home, clip, folder / f"swapped-{every}.mp4", detect_every=every)
+        variants[f"swapped, detect every {every}"] = _frames(outcome.output)
+    print(f"\nflicker: static 720p shot, {count} frames, noise σ=2; face box {face.box} ({face.size} px)")
+    print(f"{'frames':<34}{'Δ luma/frame':>14}{'mean luma σ':>13}{'landmark jitter px':>20}")
+    for name, frames in variants.items():
+        change, pumping = _region_change(frames, inner), _brightness_pumping(frames, inner)
+        print(f"{name:<34}{change:>14.2f}{pumping:>13.3f}{_landmark_jitter(frames, analyzer):>20.2f}")
+    crop = (slice(max(0, top - 40), bottom + 40), slice(max(0, left - 40), right + 40))
+    for name, frames in variants.items():
+        strip = np.concatenate([frames[i][crop] for i in (10, 11, 12, 13)], axis=1)
+        slug = name.split(" (")[0].replace(" ", "_").replace(",", "").replace("+", "and")
+        Image.fromarray(strip).save(out_dir / f"flicker_{slug}.png")
+        diff = np.abs(_luma(frames[12][crop]) - _luma(frames[11][crop]))
+        Image.fromarray(np.clip(diff * 16, 0, 255).astype(np.uint8)).save(
+            out_dir / f"flicker_{slug}_diff.png"
+        )
+    print(f"crops of frames 10–13 and |frame 12 − frame 11| × 16 in {out_dir}")
+
+
+# -- memory -------------------------------------------------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        import os
+
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def memory(args: argparse.Namespace, folder: Path, home: Home) -> None:
+    from likeness.video_pipeline import VideoSwapRequest, swap_video
+
+    size = SIZES[args.memory]
+    clip = folder / f"mem-{args.memory}.mp4"
+    write_clip(clip, canvas_frames(size, args.frames))
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+    frames_seen: list[tuple[float, int]] = []
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append((time.monotonic(), _rss_mb()))
+            time.sleep(0.05)
+
+    def progress(stage: str, fraction: float) -> None:
+        if stage.startswith("frame "):
+            frames_seen.append((time.monotonic(), int(stage.split()[1].split("/")[0])))
+
+    before = _rss_mb()
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    request = VideoSwapRequest(
+        source=asset("darwin_1.jpg"),
+        target=clip,
+        purpose=PURPOSE,
+        out=folder / "mem-out.mp4",
+        operator="bench",
+        detect_every=args.detect_every,
+        preset=args.preset,
+    )
+    start = time.monotonic()
+    outcome = swap_video(request, home=home, progress=progress)
+    done.set()
+    thread.join()
+    frames = outcome.video.frames
+    first = next((t for t, n in frames_seen if n >= 5), start)
+    half = next((t for t, n in frames_seen if n >= frames // 2), first)
+    end = frames_seen[-1][0] if frames_seen else time.monotonic()
+    warm = max((r for t, r in samples if t <= first), default=before)
+    mid = [r for t, r in samples if half <= t <= end]
+    print(
+        f"\nmemory: {args.memory} ({size[0]}×{size[1]}), {frames} frames, RSS before the job {before:.0f} MB"
+    )
+    print(f"  after 5 frames {warm:.0f} MB, peak {max(r for _, r in samples):.0f} MB")
+    if mid:
+        print(
+            f"  second half of the frames: {min(mid):.0f}–{max(mid):.0f} MB "
+            f"(growth {mid[-1] - mid[0]:+.0f} MB)"
+        )
+    marks = []
+    for tenth in range(1, 11):
+        when = next((t for t, n in frames_seen if n >= frames * tenth // 10), None)
+        if when is not None:
+            marks.append(max((r for t, r in samples if t <= when), default=0.0))
+    print("  peak so far at each tenth of the frames (MB): " + " ".join(f"{m:.0f}" for m in marks))
+    print(f"  frame {size[0]}×{size[1]} RGB = {size[0] * size[1] * 3 / 1e6:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--sizes", default="720p,1080p")
+    parser.add_argument("--detect-every", type=int, default=5)
+    parser.add_argument("--preset", default="medium")
+    parser.add_argument("--flicker", action="store_true", help="the static-shot flicker check instead")
+    parser.add_argument("--memory", choices=sorted(SIZES), help="the memory check at this size instead")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "likeness-bench-video")
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="likeness-swap-video-"))
+    try:
+        home = set_up_home(folder)
+        if args.flicker:
+            args.out.mkdir(parents=True, exist_ok=True)
+            flicker(args, folder, home, args.out)
+        elif args.memory:
+            memory(args, folder, home)
+        else:
+            speed(args, folder, home)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,645 @@
+"""The road for footage: probe → analyze the source → gate it → track, gate and swap every face
+frame by frame → seal (label + watermark every frame, encode, sign, record) — see ``pipeline.py``
+for the same road with one picture.
+
+Who is replaced (``faces``):
+
+* ``"consented"`` (default): a face is replaced only when the consent gate identifies it as an
+  enrolled person who holds an in-force consent to be replaced (role ``target``) for this purpose
+  and for video. Every other face — a bystander, an extra, the source actor appearing in the shot
+  — is **left untouched**: the footage already showed them, likeness does not put anyone's
+  likeness on them, and the outcome lists each such face with the reason it was left. This is what
+  a film user needs (replace the double, not the crowd), and it keeps the image rule that every
+  *replaced* face is consented. A face is tried again at each detection until it is identified
+  (an actor walking in from the frame edge is often unidentifiable on the first frames).
+* ``"all"``: the image rule (every face replaced): a face that is not identified as a consenting
+  target within ``IDENTIFY_ROUNDS`` detections, or is identified as someone whose consent does not
+  cover this use, stops the job (:class:`~likeness.errors.ConsentRefused` naming the face, the
+  frame and the time); nothing is written.
+
+In both modes the source must pass the gate first (before any frame is read), a refusal is
+logged to the ledger, and the output's ledger entry names every consent used, re-checked when the
+output is recorded (a revocation while the job ran wins). Tracks keep their decision frame to
+frame (the same person keeps the same swap), are re-identified at each detection, and stop being
+swapped if they are re-identified as someone else or cannot be re-identified ``REVERIFY_MISSES``
+times in a row; the tracker also ends a track whose embedding jumps past the gate's threshold +
+margin (two people crossing never share a decision).
+
+If no face at all is replaced, the job fails (nothing written): an output that silently swapped
+nobody is the "no output, no reason" failure users complain about elsewhere.
+
+Known limits: faces smaller than the analyzer's minimum (40 px for dlib) are not seen, so they are
+left untouched in both modes; a face entering between detections is untouched until the next
+detection (``detect_every`` frames at most); a face turned too far for the swapper on some frames
+is left untouched on those frames (counted in :attr:`TrackReport.swap_failures`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from likeness.consent.gate import GateDecision, Involvement, Match, check_consent, identify
+from likeness.consent.registry import Registry
+from likeness.disclosure.types import Ingredient, SealedOutput
+from likeness.disclosure.video_writer import (
+    VIDEO_WATERMARK_STRENGTH,
+    ResumePoint,
+    SealedVideo,
+    UnsealedVideo,
+    default_codec,
+    seal_video,
+    video_output_settings,
+)
+from likeness.errors import BadInput, ConsentRefused, NoFace, UsageError
+from likeness.faces.backends import load_analyzer
+from likeness.faces.tracking import FaceTracker, Track, TrackedFace, TrackerSettings
+from likeness.faces.types import Analyzer, Face
+from likeness.home import Home
+from likeness.licences import check_model_licences, manifest_entries
+from likeness.media.image import DEFAULT_MAX_PIXELS, load_image
+from likeness.media.video import DecodedFrame, EncodeSettings, VideoInfo, open_frames, probe_video
+from likeness.pipeline import Progress, StageTimer, _no_progress, _one_face, default_operator
+from likeness.swap.backends import load_swapper
+from likeness.swap.types import Swapper
+
+FacesMode = Literal["consented", "all"]
+IDENTIFY_ROUNDS = 3
+"""``faces="all"``: detections a new face may take to become identifiable before the job stops."""
+REVERIFY_MISSES = 3
+"""Detections in a row a swapped face may fail to be re-identified before its swap stops."""
+
+
+@dataclass(frozen=True)
+class VideoSwapRequest:
+    source: Path
+    target: Path
+    purpose: str
+    out: Path
+    faces: FacesMode = "consented"
+    backend: str = "dlib"
+    codec: str | None = None
+    """``h264`` (default for .mp4), ``ffv1`` (lossless, .mp4) or ``prores`` (default for .mov)."""
+    crf: int = 18
+    preset: str = "medium"
+    detect_every: int = 5
+    segment_seconds: float = 10.0
+    rotation: Literal["keep", "bake"] = "keep"
+    """``keep``: the output carries the source's display rotation (a phone clip stays a phone clip);
+    ``bake``: frames are stored upright with no rotation tag."""
+    on_corrupt: Literal["stop", "skip"] = "stop"
+    operator: str = field(default_factory=default_operator)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    """Limit for the source photo; the video's limits are :func:`probe_video`'s."""
+    label_corner: str = "bottom-right"
+    label_language: str = "en"
+
+    def encode_settings(self) -> EncodeSettings:
+        return EncodeSettings(
+            codec=self.codec or default_codec(self.out),  # type: ignore[arg-type]
+            crf=self.crf,
+            preset=self.preset,
+            segment_seconds=self.segment_seconds,
+            rotation=self.rotation,
+        )
+
+
+@dataclass(frozen=True)
+class TrackReport:
+    """One face followed through the footage and what was done with it."""
+
+    track_id: int
+    first_frame: int
+    first_time: float
+    last_frame: int
+    last_time: float
+    decision: str
+    """``swapped`` (at least once), ``untouched`` (never swapped)."""
+    reason: str
+    identity_id: str | None = None
+    consent_id: str | None = None
+    frames_seen: int = 0
+    frames_swapped: int = 0
+    swap_failures: int = 0
+    """Frames where the swapper refused the face (e.g. turned too far) and it was left as it was."""
+    end_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["first_time"], data["last_time"] = round(self.first_time, 4), round(self.last_time, 4)
+        return data
+
+
+@dataclass(frozen=True)
+class VideoSwapOutcome:
+    output: Path
+    output_id: str
+    sha256: str
+    consents: list[str]
+    decision: GateDecision
+    video: SealedVideo
+    tracks: list[TrackReport]
+    timings: dict[str, float]
+
+    @property
+    def faces_swapped(self) -> int:
+        """Tracks (faces followed through the footage) that were swapped."""
+        return sum(1 for t in self.tracks if t.decision == "swapped")
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "output": str(self.output),
+            "output_id": self.output_id,
+            "sha256": self.sha256,
+            "consents": list(self.consents),
+            "media": "video",
+            "faces_swapped": self.faces_swapped,
+            "tracks": [t.to_dict() for t in self.tracks],
+            "matches": [m.to_dict() for m in self.decision.matches],
+            "video": self.video.to_dict(),
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+# -- per-track decisions -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _TrackState:
+    track_id: int
+    first_frame: int
+    first_time: float
+    last_frame: int
+    last_time: float
+    state: Literal["pending", "swap", "keep"] = "pending"
+    reason: str = "not identified yet"
+    identity_id: str | None = None
+    consent_id: str | None = None
+    rounds: int = 0
+    misses: int = 0
+    frames_seen: int = 0
+    frames_swapped: int = 0
+    swap_failures: int = 0
+    end_reason: str | None = None
+    last_detection: Face | None = field(default=None, repr=False)
+
+    def report(self) -> TrackReport:
+        swapped = self.frames_swapped > 0
+        reason = self.reason
+        if swapped and self.state != "swap":
+            reason = f"swapped while identified; then {reason}"
+        return TrackReport(
+            track_id=self.track_id,
+            first_frame=self.first_frame,
+            first_time=self.first_time,
+            last_frame=self.last_frame,
+            last_time=self.last_time,
+            decision="swapped" if swapped else "untouched",
+            reason=reason,
+            identity_id=self.identity_id,
+            consent_id=self.consent_id,
+            frames_seen=self.frames_seen,
+            frames_swapped=self.frames_swapped,
+            swap_failures=self.swap_failures,
+            end_reason=self.end_reason,
+        )
+
+
+def _match_json(match: Match) -> dict[str, Any]:
+    """A match as kept in the job folder: ids and numbers, no names."""
+    return {k: v for k, v in match.to_dict().items() if k != "identity_name"}
+
+
+def _match_from_json(data: dict[str, Any]) -> Match:
+    return Match(
+        label=str(data["label"]),
+        role=str(data["role"]),
+        identity_id=str(data["identity_id"]),
+        identity_name=str(data["identity_id"]),
+        consent_id=str(data["consent_id"]),
+        distance=float(data["distance"]),
+        runner_up_distance=None
+        if data.get("runner_up_distance") is None
+        else float(data["runner_up_distance"]),
+    )
+
+
+class TrackingSwapRenderer:
+    """Renders the swapped frames of one job (the :class:`~likeness.disclosure.video_writer.FrameRenderer`
+    the writer pulls from): decode → detect every N frames → track → gate new faces → swap."""
+
+    def __init__(
+        self,
+        *,
+        request: VideoSwapRequest,
+        info: VideoInfo,
+        registry: Registry,
+        analyzer: Analyzer,
+        swapper: Swapper,
+        source_pixels: np.ndarray,
+        source_face: Face,
+        source_matches: list[Match],
+        timer: StageTimer,
+    ) -> None:
+        self.request = request
+        self.info = info
+        self.registry = registry
+        self.analyzer = analyzer
+        self.swapper = swapper
+        self.source_pixels = source_pixels
+        self.source_face = source_face
+        self.source_matches = list(source_matches)
+        self.timer = timer
+        self.point = registry.operating_point(analyzer.embedding_space)
+        self.gallery = registry.gallery(analyzer.embedding_space)
+        self._target_capable: dict[str, bool] = {}
+        self._tracks: dict[int, _TrackState] = {}
+        self._earlier: list[TrackReport] = []
+        self._matches: dict[tuple[str, str], Match] = {}
+        self._next_track_id = 1
+
+    # -- the FrameRenderer protocol ------------------------------------------------------------------
+
+    def frames(self, start: ResumePoint) -> Iterator[DecodedFrame]:
+        self._load(start.state)
+        settings = TrackerSettings(
+            detect_every=self.request.detect_every,
+            identity_threshold=self.point.threshold + self.point.margin,
+        )
+        tracker = FaceTracker(settings, distance=self._distance, first_track_id=self._next_track_id)
+        with open_frames(
+            self.request.target,
+            info=self.info,
+            after_pts=start.after_pts,
+            first_index=start.first_index,
+            on_corrupt=self.request.on_corrupt,
+        ) as reader:
+            frames = iter(reader)
+            while True:
+                with self.timer.stage("decode"):
+                    frame = next(frames, None)
+                if frame is None:
+                    break
+                yield self._render(tracker, frame)
+        for track in tracker.finish():
+            self._end(track)
+        self._next_track_id = max([self._next_track_id, *(t.track_id + 1 for t in self._tracks.values())])
+        self._check_something_swapped()
+
+    def checkpoint(self) -> dict[str, Any]:
+        live = [
+            dataclasses.replace(s.report(), end_reason=s.end_reason or "job interrupted here")
+            for s in self._tracks.values()
+        ]
+        return {
+            "tracks": [t.to_dict() for t in [*self._earlier, *live]],
+            "matches": [_match_json(m) for m in self._matches.values()],
+            "next_track_id": max([self._next_track_id, *(t.track_id + 1 for t in self._tracks.values())]),
+        }
+
+    def consent_ids(self) -> list[str]:
+        """The source's consent(s), then every target consent a swapped face was made under."""
+        return list(dict.fromkeys(m.consent_id for m in [*self.source_matches, *self._matches.values()]))
+
+    # -- results -------------------------------------------------------------------------------------
+
+    @property
+    def target_matches(self) -> list[Match]:
+        return list(self._matches.values())
+
+    def tracks(self) -> list[TrackReport]:
+        return [*self._earlier, *(s.report() for s in self._tracks.values())]
+
+    # -- one frame ------------------------------------------------------------------------------------
+
+    def _distance(self, a: np.ndarray, b: np.ndarray) -> float:
+        return float(self.point.distances(a, np.asarray(b)[None])[0])
+
+    def _detect(self, pixels: np.ndarray) -> list[Face]:
+        with self.timer.stage("detect"):
+            return self.analyzer.analyze(pixels)
+
+    def _render(self, tracker: FaceTracker, frame: DecodedFrame) -> DecodedFrame:
+        detections = self._detect(frame.pixels) if tracker.wants_detection(frame.index) else None
+        before = self.timer.seconds.get("detect", 0.0)
+        started = time.perf_counter()
+        update = tracker.update(frame.index, frame.time, frame.pixels, detections, redetect=self._detect)
+        redetected = self.timer.seconds.get("detect", 0.0) - before
+        self.timer.seconds["track"] = (
+            self.timer.seconds.get("track", 0.0) + time.perf_counter() - started - redetected
+        )
+        for track in update.started:
+            self._tracks[track.track_id] = _TrackState(
+                track_id=track.track_id,
+                first_frame=track.first_frame,
+                first_time=track.first_time,
+                last_frame=frame.index,
+                last_time=frame.time,
+            )
+        with self.timer.stage("gate"):
+            for tracked in update.faces:
+                self._consider(tracked, frame)
+        with self.timer.stage("swap"):
+            pixels = self._swap(frame.pixels, update.faces)
+        for track in update.ended:
+            self._end(track)
+        return dataclasses.replace(frame, pixels=pixels)
+
+    def _swap(self, pixels: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
+        out = pixels
+        for tracked in faces:
+            state = self._tracks[tracked.track_id]
+            state.frames_seen += 1
+            if state.state != "swap":
+                continue
+            try:
+                out = self.swapper.swap(out, tracked.face, self.source_pixels, self.source_face)
+            except BadInput:
+                state.swap_failures += 1  # e.g. turned too far this frame: left as it was
+                continue
+            state.frames_swapped += 1
+        return out
+
+    # -- the gate, per track ------------------------------------------------------------------------------
+
+    def _label(self, state: _TrackState) -> str:
+        return (
+            f"target face (track #{state.track_id}, first seen at {state.first_time:.2f} s, frame "
+            f"{state.first_frame}) in {self.request.target.name}"
+        )
+
+    def _consider(self, tracked: TrackedFace, frame: DecodedFrame) -> None:
+        state = self._tracks[tracked.track_id]
+        state.last_frame, state.last_time = frame.index, frame.time
+        detection = tracked.detection
+        if detection is None:
+            return
+        state.last_detection = detection
+        found = identify(detection.embedding, self.gallery, self.point)
+        same = (
+            found.outcome == "match"
+            and found.best is not None
+            and found.best.identity_id == state.identity_id
+        )
+        if state.state == "swap":
+            if same:
+                state.misses = 0
+                return
+            if found.outcome == "match":
+                state.state, state.rounds = "pending", 0
+                state.reason = f"re-identified as another enrolled identity at {frame.time:.2f} s"
+            else:
+                state.misses += 1
+                if state.misses < REVERIFY_MISSES:
+                    return
+                state.state, state.rounds, state.misses = "pending", 0, 0
+                state.reason = (
+                    f"could not be re-identified {REVERIFY_MISSES} detections in a row "
+                    f"(from {frame.time:.2f} s)"
+                )
+                return
+        elif state.state == "keep":
+            if same or found.outcome != "match":
+                return
+            state.state, state.rounds = "pending", 0
+        self._decide(state, detection, found)
+
+    def _may_be_target(self, identity_id: str) -> bool:
+        """Whether the identity holds any consent naming the target role (else: a bystander, no gate)."""
+        if identity_id not in self._target_capable:
+            consents = self.registry.list_consents(identity_id)
+            self._target_capable[identity_id] = any("target" in c.roles for c in consents)
+        return self._target_capable[identity_id]
+
+    def _gate(self, state: _TrackState, face: Face) -> GateDecision:
+        return check_consent(
+            self.registry,
+            [Involvement(face=face, role="target", label=self._label(state))],
+            purpose=self.request.purpose,
+            media_kind="video",
+            analyzer=self.analyzer,
+            operator=self.request.operator,
+        )
+
+    def _decide(self, state: _TrackState, face: Face, found: Any) -> None:
+        state.rounds += 1
+        if found.outcome != "match":
+            state.reason = (
+                "not identified: no enrolled identity matches this face"
+                if found.outcome == "not_enrolled"
+                else "not identified: the face matches more than one enrolled identity"
+            )
+            if self.request.faces == "all" and state.rounds >= IDENTIFY_ROUNDS:
+                self._gate(state, face)  # raises ConsentRefused naming the face (and logs it)
+            return
+        identity_id = found.best.identity_id
+        state.identity_id, state.consent_id = identity_id, None
+        if self.request.faces == "consented" and not self._may_be_target(identity_id):
+            state.state = "keep"
+            state.reason = f"enrolled identity {identity_id} holds no consent to be replaced (role target)"
+            return
+        try:
+            decision = self._gate(state, face)
+        except ConsentRefused as refused:
+            if self.request.faces == "all" or refused.rule == "tampered":
+                raise
+            state.state, state.reason = (
+                "keep",
+                f"refused by the consent gate ({refused.rule}): {refused.reason}",
+            )
+            return
+        match = decision.matches[0]
+        state.state, state.consent_id = "swap", match.consent_id
+        state.reason = f"consented as target under consent {match.consent_id}"
+        state.misses = 0
+        self._matches.setdefault((match.identity_id, match.consent_id), match)
+
+    def _end(self, track: Track) -> None:
+        state = self._tracks.get(track.track_id)
+        if state is None:
+            return
+        state.end_reason = track.end_reason
+        if self.request.faces == "all" and state.state != "swap" and state.frames_swapped == 0:
+            if state.last_detection is not None:
+                self._gate(state, state.last_detection)  # raises for an unidentified face
+            raise ConsentRefused(
+                f"{self._label(state)} was never replaced; --faces all replaces every face",
+                hint="use --faces consented to leave faces that are not consenting targets untouched",
+                face=self._label(state),
+                rule="not_enrolled",
+            )
+
+    def _check_something_swapped(self) -> None:
+        if self._matches and any(t.decision == "swapped" for t in self.tracks()):
+            return
+        tracks = self.tracks()
+        if not tracks:
+            raise NoFace(
+                f"{self.request.target}: no face was found in the footage",
+                hint="faces must be at least 40 px tall and roughly frontal on some frames",
+            )
+        shown = "; ".join(f"track #{t.track_id} at {t.first_time:.2f} s: {t.reason}" for t in tracks[:4]) + (
+            f"; and {len(tracks) - 4} more" if len(tracks) > 4 else ""
+        )
+        raise ConsentRefused(
+            f"{self.request.target}: no face in the footage was replaced, so nothing was written ({shown})",
+            hint="enrol the performer to be replaced and record their consent "
+            "with --role target --media video",
+            rule="no_consent",
+        )
+
+    def _load(self, state: dict[str, Any]) -> None:
+        self._tracks = {}
+        self._earlier = [TrackReport(**t) for t in state.get("tracks", [])]
+        self._matches = {}
+        for raw in state.get("matches", []):
+            match = _match_from_json(raw)
+            self._matches[(match.identity_id, match.consent_id)] = match
+        self._next_track_id = int(state.get("next_track_id", 1))
+
+
+# -- the job -----------------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _job_key(
+    request: VideoSwapRequest, source_sha256: str, tools: dict[str, dict[str, str]]
+) -> dict[str, str]:
+    """What must match for a job folder to be resumed: anything that changes a frame."""
+    from likeness import __version__
+
+    facts = {
+        "likeness": __version__,
+        "source_sha256": source_sha256,
+        "purpose": request.purpose,
+        "faces": request.faces,
+        "detect_every": request.detect_every,
+        "on_corrupt": request.on_corrupt,
+        "label": [request.label_corner, request.label_language],
+        "watermark_strength": VIDEO_WATERMARK_STRENGTH,
+        "tools": tools,
+    }
+    return {"request": hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()}
+
+
+def swap_video(
+    request: VideoSwapRequest,
+    *,
+    home: Home,
+    progress: Progress = _no_progress,
+    cancel: threading.Event | None = None,
+) -> VideoSwapOutcome:
+    """Swap the face in ``request.source`` onto the consenting target faces of a video, disclosed."""
+    timer = StageTimer()
+    settings = video_output_settings(request.out, request.encode_settings())  # refused before any work
+    if request.faces not in ("consented", "all"):
+        raise UsageError(f"unknown faces mode {request.faces!r}", hint="choose consented or all")
+    if request.detect_every < 1:
+        raise UsageError(f"--detect-every must be at least 1, not {request.detect_every}")
+    progress("probe", 0.0)
+    with timer.stage("probe"):
+        info = probe_video(request.target)
+        source = load_image(request.source, max_pixels=request.max_pixels)
+    with timer.stage("load models"):
+        analyzer = load_analyzer(request.backend, home)
+        swapper = load_swapper(request.backend, home)
+    licences = check_model_licences(request.purpose, [*analyzer.model_files(), *swapper.model_files()], home)
+    with timer.stage("detect"):
+        source_face = _one_face(analyzer.analyze(source.pixels), source, "source photo")
+
+    progress("consent", 0.01)
+    with Registry.open(home) as registry:
+        with timer.stage("gate"):
+            source_decision = check_consent(
+                registry,
+                [Involvement(face=source_face, role="source", label=f"source photo {source.path.name}")],
+                purpose=request.purpose,
+                media_kind="video",
+                analyzer=analyzer,
+                operator=request.operator,
+            )
+        with timer.stage("hash target"):
+            target_sha256 = _sha256(request.target)
+        tools = {
+            "analyzer": analyzer.describe(),
+            "swapper": swapper.describe(),
+            "models": manifest_entries(licences),
+        }
+        renderer = TrackingSwapRenderer(
+            request=request,
+            info=info,
+            registry=registry,
+            analyzer=analyzer,
+            swapper=swapper,
+            source_pixels=source.pixels,
+            source_face=source_face,
+            source_matches=source_decision.matches,
+            timer=timer,
+        )
+        unsealed = UnsealedVideo(
+            info=info,
+            renderer=renderer,
+            settings=settings,
+            kind="swap",
+            purpose=request.purpose,
+            ingredients=[
+                Ingredient(role="source", path=source.path, sha256=source.sha256, format=source.format),
+                Ingredient(role="target", path=request.target, sha256=target_sha256, format=info.container),
+            ],
+            tools=tools,
+            operator=request.operator,
+            key=_job_key(request, source.sha256, tools),
+            label_corner=request.label_corner,
+            label_language=request.label_language,
+        )
+
+        def decision() -> GateDecision:
+            return dataclasses.replace(
+                source_decision, matches=[*source_decision.matches, *renderer.target_matches]
+            )
+
+        def record(sealed: SealedOutput) -> None:
+            registry.record_output(sealed, decision=decision(), operator=request.operator)
+
+        def recorded_sha256(output_id: str) -> str | None:
+            found = registry.get_output(output_id)
+            return None if found is None else found.sha256
+
+        video = seal_video(
+            unsealed,
+            request.out,
+            home=home,
+            record=record,
+            recorded_sha256=recorded_sha256,
+            progress=lambda stage, fraction: progress(stage, 0.02 + 0.98 * fraction),
+            cancel=cancel,
+            timer=timer,
+        )
+        final = decision()
+    progress("done", 1.0)
+    return VideoSwapOutcome(
+        output=video.output.path,
+        output_id=video.output.output_id,
+        sha256=video.output.sha256,
+        consents=list(dict.fromkeys([*final.consent_ids, *video.output.consent_ids])),
+        decision=final,
+        video=video,
+        tracks=renderer.tracks(),
+        timings=dict(timer.seconds),
+    )
