@@ -1,7 +1,7 @@
 """Typed errors. Each carries a reason a person can act on and the CLI exit code it maps to.
 
 Exit codes (the CLI contract): 0 done, 2 usage, 3 refused by the consent gate,
-4 bad input (unreadable media, no face, model missing), 1 anything else.
+4 bad input (unreadable media, no face, model missing), 130 cancelled, 1 anything else.
 """
 
 from __future__ import annotations
@@ -85,6 +85,14 @@ class LicenceRefused(UsageError):
     """A commercial job would use a model licensed for non-commercial use, and no licence is recorded."""
 
     kind = "licence"
+
+
+class Cancelled(LikenessError):
+    """The user cancelled the job. Nothing was written; a video job keeps its finished segments
+    so the same request resumes."""
+
+    exit_code = 130
+    kind = "cancelled"
 
 
 class DisclosureError(LikenessError):

@@ -24,6 +24,7 @@ from likeness.disclosure.verify import (
     ledger_matches_by_phash,
     read_disclosure,
 )
+from likeness.disclosure.video_verify import read_video_disclosure
 from likeness.disclosure.writer import output_format, seal
 from likeness.errors import BadInput, NoFace, UsageError
 from likeness.faces.backends import available_analyzers, load_analyzer
@@ -31,6 +32,7 @@ from likeness.faces.types import Analyzer, Face
 from likeness.home import Home
 from likeness.licences import check_model_licences, manifest_entries
 from likeness.media.image import DEFAULT_MAX_PIXELS, Picture, load_image
+from likeness.media.video import looks_like_video
 from likeness.swap.backends import load_swapper
 from likeness.swap.types import Swapper
 
@@ -413,6 +415,8 @@ class VerifyReport:
         else:
             lines.append("  watermark: none found")
         lines.append(f"  visible label: {'detected' if self.disclosure.label_detected else 'not detected'}")
+        if hasattr(self.disclosure, "describe_windows"):
+            lines += ["  per time window:", *(f"    {line}" for line in self.disclosure.describe_windows())]
         if self.ledger.get("found"):
             how = self.ledger.get("matched_by")
             if how == "perceptual hash":
@@ -444,7 +448,9 @@ class VerifyReport:
 def verify_file(path: Path, *, home: Home) -> VerifyReport:
     """Read a file's disclosure and find it in the ledger: by watermark id, by the id in its content
     credentials, by file hash, else by perceptual hash (a stripped or re-encoded copy)."""
-    report = read_disclosure(path, home=home)
+    report = (
+        read_video_disclosure(path, home=home) if looks_like_video(path) else read_disclosure(path, home=home)
+    )
     ledger: dict[str, object] = {"found": False, "phash_threshold": PHASH_MAX_DISTANCE}
     with Registry.open(home) as registry:
         record, matched_by, distance, others = None, None, None, []

@@ -56,7 +56,7 @@ from likeness.disclosure import watermark
 from likeness.disclosure.label import CORNERS, LABEL_TEXT, apply_label
 from likeness.disclosure.output_id import new_output_id, parse_output_id
 from likeness.disclosure.types import Ingredient, ResultKind, SealedOutput
-from likeness.errors import DisclosureError, LikenessError, UsageError
+from likeness.errors import Cancelled, DisclosureError, LikenessError, UsageError
 from likeness.home import Home
 from likeness.media.video import DecodedFrame, EncodeSettings, VideoEncoder, VideoInfo, remove_job
 
@@ -73,13 +73,6 @@ SEALED_STEM = "sealed"
 PROGRESS_EVERY_S = 0.5
 
 Progress = Callable[[str, float], None]
-
-
-class Cancelled(LikenessError):
-    """The job was cancelled; finished segments are kept and the same request resumes."""
-
-    exit_code = 130
-    kind = "cancelled"
 
 
 @dataclass(frozen=True)
