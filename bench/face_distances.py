@@ -1,150 +1,110 @@
-"""Genuine and impostor embedding distances for the dlib backend, to choose the consent gate's threshold.
+"""Genuine and impostor face distances on a labelled folder, measured by the gate's own code.
 
-Usage: python bench/face_distances.py [--faces DIR] [--jitters N] [--backend dlib]
+Usage: python bench/face_distances.py [--faces DIR] [--backend dlib|insightface] [--jitters N]
+                                      [--home DIR] [--far 0.001] [--frr 0.05]
 
-Reads the identity folders of ``testdata/faces`` (folders starting with ``_`` are skipped), embeds the
-one face in each photo, and prints:
-  1. min / median / max of the genuine (same identity) and impostor (different identity) distances;
-  2. per threshold (0.400 .. 0.650, step 0.025): the false-accept rate over impostor pairs and the
-     false-reject rate over genuine pairs (a pair is accepted when distance < threshold);
-  3. the best margin (smallest impostor minus largest genuine distance) and, per probe photo, how far
-     the nearest other identity sits behind its own identity (what a runner-up rule sees).
+Everything here is ``likeness.consent.calibration``, the code behind ``likeness calibrate``:
+``embed_folder`` (one face per photo; others skipped and listed), ``calibrate`` (pair distances
+with the policy's metric; per threshold on its grid: a pair is accepted when distance ≤ threshold,
+as in the gate; leave-one-out identification through ``gate.decide``; the chosen operating point),
+so the bench and the gate cannot drift apart. Nothing is stored. On top of ``likeness calibrate``'s
+report it prints the best margin between the distributions and, per probe photo, how far the
+nearest other identity sits behind its own (what the gate's runner-up rule sees).
+
+``--jitters`` (dlib only) re-embeds each face N extra times with random jitter, to see whether it
+would separate the distributions better; the gate itself runs dlib with no jitter, so a threshold
+measured with jitters does not carry over to it.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FACES = Path(os.environ.get("LIKENESS_SHARED", REPO.parent / "shared")) / "testdata" / "faces"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
-def embed_all(faces_dir: Path, backend: str, jitters: int) -> dict[str, list[tuple[str, np.ndarray]]]:
-    from likeness.faces.backends import load_analyzer
-    from likeness.faces.dlib_backend import DlibAnalyzer
-    from likeness.media.image import load_image
-
-    analyzer = DlibAnalyzer(num_jitters=jitters) if backend == "dlib" else load_analyzer(backend)
-    by_identity: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for folder in sorted(p for p in faces_dir.iterdir() if p.is_dir() and not p.name.startswith("_")):
-        for photo in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            faces = analyzer.analyze(load_image(photo).pixels)
-            if len(faces) != 1:
-                print(
-                    f"  note: {photo.relative_to(faces_dir)} shows {len(faces)} faces; skipped",
-                    file=sys.stderr,
-                )
-                continue
-            by_identity.setdefault(folder.name, []).append((photo.name, faces[0].embedding))
-    return by_identity
-
-
-Pair = tuple[float, str, str]
-
-
-def pair_distances(by_identity: dict[str, list[tuple[str, np.ndarray]]]) -> tuple[list[Pair], list[Pair]]:
-    """All (distance, photo a, photo b) pairs, split into genuine and impostor."""
-    genuine: list[Pair] = []
-    impostor: list[Pair] = []
-    items = [
-        (identity, f"{identity}/{name}", emb)
-        for identity, photos in by_identity.items()
-        for name, emb in photos
-    ]
-    for (id_a, name_a, a), (id_b, name_b, b) in itertools.combinations(items, 2):
-        distance = float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)))
-        (genuine if id_a == id_b else impostor).append((distance, name_a, name_b))
-    return genuine, impostor
-
-
-def runner_up_gaps(by_identity: dict[str, list[tuple[str, np.ndarray]]]) -> list[tuple[str, float, float]]:
-    """Per probe photo: (name, distance to nearest own-identity photo, to nearest other-identity photo)."""
+def runner_up_gaps(faces, measured) -> list[tuple[str, float, float]]:
+    """Per leave-one-out probe with its own identity left in the gallery: (photo, distance to its
+    own identity, distance to the nearest other identity), from the gate's ranked galleries."""
+    # calibration.measure lists these probes in photo order: those whose person has another photo
+    probes = [f.photo for f in faces.faces if sum(g.identity == f.identity for g in faces.faces) > 1]
     rows = []
-    for identity, photos in by_identity.items():
-        for index, (name, emb) in enumerate(photos):
-            own = [float(np.linalg.norm(emb - e)) for i, (_, e) in enumerate(photos) if i != index]
-            other = [
-                float(np.linalg.norm(emb - e))
-                for other_id, ps in by_identity.items()
-                if other_id != identity
-                for _, e in ps
-            ]
-            if own:
-                rows.append((f"{identity}/{name}", min(own), min(other)))
+    for photo, (identity, ranked) in zip(probes, measured.closed, strict=True):
+        own = next(distance for distance, entry in ranked if entry.identity_id == identity)
+        other = next((distance for distance, entry in ranked if entry.identity_id != identity), float("inf"))
+        rows.append((photo, own, other))
     return rows
-
-
-def summarise(values: list[float]) -> str:
-    return f"{min(values):.3f} / {statistics.median(values):.3f} / {max(values):.3f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=Path, default=DEFAULT_FACES)
     parser.add_argument("--backend", default="dlib")
-    parser.add_argument("--jitters", type=int, default=0, help="dlib num_jitters (0 = one pass)")
+    parser.add_argument("--jitters", type=int, default=0, help="dlib num_jitters (0 = one pass, as the gate)")
+    parser.add_argument("--home", type=Path, help="data home: its policy.toml and models (default: packaged)")
+    parser.add_argument("--far", type=float, default=None, help="false-accept target (default: calibrate's)")
+    parser.add_argument("--frr", type=float, default=None, help="false-reject target (default: calibrate's)")
     args = parser.parse_args()
 
-    start = time.perf_counter()
-    by_identity = embed_all(args.faces, args.backend, args.jitters)
-    elapsed = time.perf_counter() - start
-    photos = sum(len(p) for p in by_identity.values())
-    genuine_pairs, impostor_pairs = pair_distances(by_identity)
-    genuine = [pair[0] for pair in genuine_pairs]
-    impostor = [pair[0] for pair in impostor_pairs]
-    print(
-        f"backend {args.backend}, jitters {args.jitters}: {len(by_identity)} identities, {photos} photos, "
-        f"{len(genuine)} genuine pairs, {len(impostor)} impostor pairs (embedding took {elapsed:.1f} s)\n"
-    )
-    print("distribution   min / median / max")
-    print(f"genuine        {summarise(genuine)}")
-    print(f"impostor       {summarise(impostor)}\n")
+    from likeness.consent import calibration
+    from likeness.consent.policy import Policy
+    from likeness.faces.backends import load_analyzer
+    from likeness.home import Home
 
-    print("threshold   FAR (impostor accepted)      FRR (genuine rejected)")
-    for step in range(11):
-        threshold = 0.400 + 0.025 * step
-        false_accepts = sum(d < threshold for d in impostor)
-        false_rejects = sum(d >= threshold for d in genuine)
+    home = Home(args.home) if args.home else None
+    if args.jitters:
+        if args.backend != "dlib":
+            sys.exit("--jitters applies to the dlib backend only")
+        from likeness.faces.dlib_backend import DlibAnalyzer
+
+        analyzer = DlibAnalyzer(home, num_jitters=args.jitters)
+    else:
+        analyzer = load_analyzer(args.backend, home)
+    policy = Policy.load(home)
+    point = policy.operating_point(analyzer.embedding_space)
+    if point is None:
+        sys.exit(f"the policy ({policy.source}) has no [match] rule for {analyzer.embedding_space}")
+
+    start = time.perf_counter()
+    faces = calibration.embed_folder(args.faces, analyzer)
+    elapsed = time.perf_counter() - start
+    targets = {
+        "target_far": calibration.DEFAULT_TARGET_FAR if args.far is None else args.far,
+        "target_frr": calibration.DEFAULT_TARGET_FRR if args.frr is None else args.frr,
+    }
+    result = calibration.calibrate(faces, point, **targets)
+    print(
+        f"backend {args.backend}, jitters {args.jitters}: {len(faces.faces)} photos embedded in "
+        f"{elapsed:.1f} s ({elapsed / max(len(faces.faces), 1) * 1000:.0f} ms per photo)\n"
+    )
+    print(result.describe())
+
+    if not (result.genuine.count and result.impostor.count):
+        return
+    margin = result.impostor.minimum - result.genuine.maximum
+    print(f"\nbest margin (min impostor - max genuine distance): {margin:+.3f}")
+    if margin >= 0:
         print(
-            f"  {threshold:.3f}    {false_accepts:4d}/{len(impostor)} = {false_accepts / len(impostor):7.4f}"
-            f"      {false_rejects:4d}/{len(genuine)} = {false_rejects / len(genuine):6.3f}"
+            f"  a clean split exists: any threshold in [{result.genuine.maximum:.3f}, "
+            f"{result.impostor.minimum:.3f}) accepts every genuine pair and no impostor pair (accept: ≤)"
         )
 
-    margin = min(impostor) - max(genuine)
-    print(f"\nbest margin (min impostor - max genuine): {margin:+.3f}")
-    if margin > 0:
-        print(f"  a clean split exists: any threshold in ({max(genuine):.3f}, {min(impostor):.3f}]")
-    print(
-        f"below {min(impostor):.3f} no impostor pair is accepted; 0 errors in {len(impostor)} pairs bounds "
-        f"the true FAR only to <= 3/{len(impostor)} = {3 / len(impostor):.4f} (95%, rule of three): showing "
-        f"FAR <= 0.001 needs >= 3000 impostor pairs with no error"
-    )
-    print("closest impostor pairs:")
-    for distance, a, b in sorted(impostor_pairs)[:3]:
-        print(f"  {distance:.3f}  {a} ~ {b}")
-    print("farthest genuine pairs:")
-    for distance, a, b in sorted(genuine_pairs, reverse=True)[:4]:
-        print(f"  {distance:.3f}  {a} ~ {b}")
-
-    rows = runner_up_gaps(by_identity)
+    rows = runner_up_gaps(faces, calibration.measure(faces, point))
     gaps = [other - own for _, own, other in rows]
     print(
-        f"\nper probe (n={len(rows)}): nearest other identity minus nearest own photo: "
+        f"\nper probe (n={len(rows)}, leave one out): nearest other identity minus own identity: "
         f"min {min(gaps):+.3f}, median {statistics.median(gaps):+.3f}; probes where another identity is "
-        f"nearer: {sum(g <= 0 for g in gaps)}"
+        f"nearer: {sum(g <= 0 for g in gaps)}; closer than the margin {result.margin:.2f}: "
+        f"{sum(g < result.margin for g in gaps)}"
     )
-    worst = sorted(rows, key=lambda r: r[2] - r[1])[:5]
-    for name, own, other in worst:
-        print(f"  {name:34s} own {own:.3f}  other {other:.3f}  gap {other - own:+.3f}")
+    for photo, own, other in sorted(rows, key=lambda r: r[2] - r[1])[:5]:
+        print(f"  {photo:34s} own {own:.3f}  other {other:.3f}  gap {other - own:+.3f}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ key rotation. Concurrent writers and killed processes: test_concurrency.py."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import sqlite3
@@ -17,7 +18,7 @@ from likeness.consent.form import render_consent_form
 from likeness.consent.policy import Policy, add_years, packaged_policy_dir
 from likeness.consent.reembed import reembed_identity
 from likeness.consent.registry import Reference, Registry
-from likeness.errors import ConsentRefused, PolicyViolation, UsageError
+from likeness.errors import ConsentRefused, PolicyViolation, RegistryError, UsageError
 from likeness.faces.backends import load_analyzer
 from likeness.faces.dlib_backend import DlibAnalyzer
 from likeness.home import Home
@@ -475,7 +476,7 @@ def test_registry_reopens_with_its_data(home: Home, reference) -> None:
         assert second.verify_ledger().ok and second.verify_ledger().entries == 1
     with sqlite3.connect(home.db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
 
 
 def test_newer_schema_is_refused(home: Home) -> None:
@@ -644,3 +645,218 @@ def test_added_references_must_look_like_the_person(two_space_home: Home, refere
         assert registry.get_identity(obama.id).reference_count == 1
         more = registry.add_references(obama.id, [reference("obama/2.jpg")], operator="tester")
         assert more.reference_count == 2
+
+
+# -- outputs: ingredient hashes, perceptual-hash lookup, per-identity listing, schema upgrade ------------
+PROBE = "8f0e1c2d3b4a5968"
+
+
+def flip(phash: str, bits: int) -> str:
+    """``phash`` with its lowest ``bits`` bits inverted: exactly ``bits`` away."""
+    return f"{int(phash, 16) ^ ((1 << bits) - 1):016x}"
+
+
+def execute(home: Home, statement: str, **params) -> list:
+    """Run SQL on the registry's database directly, as someone with file or database access could."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(home.db_url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return result.fetchall() if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def probe_face(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """probe_face('obama/3.jpg') → the dlib Face in that photo; ``.analyzer`` is the analyzer."""
+    analyzer = load_analyzer("dlib", Home(tmp_path_factory.mktemp("probe-models")))
+    cache: dict[str, object] = {}
+
+    def get(photo: str):
+        if photo not in cache:
+            (cache[photo],) = analyzer.analyze(load_image(faces_dir / photo).pixels)
+        return cache[photo]
+
+    get.analyzer = analyzer
+    return get
+
+
+@pytest.fixture()
+def cast(registry: Registry, reference) -> dict[str, str]:
+    """Obama consented as a source, Biden and Harington as targets (research)."""
+    ids = {}
+    for key, name, photos, role in (
+        ("obama", "Barack Obama", ("obama/1.jpg", "obama/2.jpg"), "source"),
+        ("biden", "Joe Biden", ("biden/2.jpg",), "target"),
+        ("kit", "Kit Harington", ("kit_harington/1.jpg",), "target"),
+    ):
+        ids[key] = enrol(registry, reference, name, *photos).id
+        ids[f"{key}_consent"] = registry.grant(
+            ids[key],
+            purposes=["research"],
+            roles=[role],
+            valid_until=add_years(TODAY, 1),
+            uses=USES,
+            operator="tester",
+        ).id
+    return ids
+
+
+def record(
+    registry: Registry,
+    probe_face,
+    target: str,
+    *,
+    phash: str | None = PROBE,
+    ingredients: dict[str, str] | None = None,
+):
+    """Gate Obama (obama/3.jpg) onto ``target`` for real, then record an output as the writer would."""
+    from likeness.consent.gate import Involvement, check_consent
+    from likeness.disclosure.types import SealedOutput
+
+    decision = check_consent(
+        registry,
+        [
+            Involvement(probe_face("obama/3.jpg"), "source", "source photo"),
+            Involvement(probe_face(target), "target", f"target face in {target}"),
+        ],
+        purpose="research",
+        media_kind="image",
+        analyzer=probe_face.analyzer,
+        operator="editor",
+    )
+    digest = hashlib.sha256(f"{target} {phash} {dt.datetime.now(dt.UTC)}".encode()).hexdigest()
+    sealed = SealedOutput(
+        path=None,
+        output_id=f"lk1-{digest[:12]}",
+        sha256=digest,
+        media_type="image/jpeg",
+        kind="swap",
+        consent_ids=decision.consent_ids,
+        purpose="research",
+        phash=phash,
+        ingredient_sha256=dict(ingredients or {}),
+    )
+    return registry.record_output(sealed, decision=decision, operator="editor")
+
+
+def test_outputs_keep_the_hashes_of_their_inputs(
+    registry: Registry, store_home: Home, cast, probe_face
+) -> None:
+    source = hashlib.sha256(b"the source photo as supplied").hexdigest()
+    target = hashlib.sha256(b"the target picture as supplied").hexdigest()
+    made = record(
+        registry, probe_face, "biden/1.jpg", ingredients={"source": source.upper(), "target": target}
+    )
+    assert made.ingredient_sha256 == {"source": source, "target": target}
+    assert registry.get_output(made.output_id) == made
+    assert registry.get_output(made.output_id).to_dict()["ingredient_sha256"] == made.ingredient_sha256
+    (entry,) = registry.ledger_entries("output")
+    assert entry.payload["ingredient_sha256"] == {"source": source, "target": target}
+    assert record(registry, probe_face, "biden/1.jpg").ingredient_sha256 == {}
+
+    with pytest.raises(RegistryError, match="ingredient 'target' has no valid sha256"):
+        record(registry, probe_face, "biden/1.jpg", ingredients={"target": "0" * 63})
+    assert len(registry.list_outputs()) == 2 and len(registry.ledger_entries("output")) == 2
+    assert registry.verify_ledger().ok
+
+    # the hashes are signed in the output's ledger entry: editing the table is noticed
+    swapped = json.dumps({"source": source, "target": "f" * 64})
+    execute(
+        store_home,
+        "UPDATE outputs SET ingredient_sha256 = :v WHERE output_id = :id",
+        v=swapped,
+        id=made.output_id,
+    )
+    report = registry.verify_ledger()
+    assert not report.ok and report.first_bad_seq == made.ledger_seq and made.output_id in report.reason
+
+
+def test_find_outputs_by_phash_nearest_first(registry: Registry, cast, probe_face) -> None:
+    made = {
+        bits: record(registry, probe_face, "biden/1.jpg", phash=flip(PROBE, bits)) for bits in (9, 3, 8, 0)
+    }
+    record(registry, probe_face, "biden/1.jpg", phash=None)
+    found = registry.find_outputs_by_phash(PROBE, 8)
+    assert [(r.output_id, d) for r, d in found] == [(made[b].output_id, b) for b in (0, 3, 8)]
+    assert found[0][0] == made[0]
+    assert [d for _, d in registry.find_outputs_by_phash(PROBE.upper(), 0)] == [0]
+    near_nine = registry.find_outputs_by_phash(flip(PROBE, 9), 1)  # flip(…, 8) is one bit from it
+    assert [(r.output_id, d) for r, d in near_nine] == [(made[9].output_id, 0), (made[8].output_id, 1)]
+    assert registry.find_outputs_by_phash("0" * 16, 8) == []
+    with pytest.raises(UsageError, match="not a perceptual hash"):
+        registry.find_outputs_by_phash("not-hex", 8)
+    with pytest.raises(UsageError, match="must not be negative"):
+        registry.find_outputs_by_phash(PROBE, -1)
+
+
+def test_list_outputs_of_an_identity(registry: Registry, reference, cast, probe_face) -> None:
+    with_biden = record(registry, probe_face, "biden/1.jpg")
+    with_kit = record(registry, probe_face, "kit_harington/2.jpg")
+    assert registry.list_outputs(identity_id=cast["obama"]) == [with_biden, with_kit]
+    assert registry.list_outputs(identity_id=cast["biden"]) == [with_biden]
+    assert registry.list_outputs(identity_id="kit harington") == [with_kit]
+    assert registry.list_outputs(cast["kit_consent"], identity_id=cast["obama"]) == [with_kit]
+    assert registry.list_outputs(cast["kit_consent"], identity_id=cast["biden"]) == []
+    rose = enrol(registry, reference, "Rose Leslie", "rose_leslie/1.jpg")
+    assert registry.list_outputs(identity_id=rose.id) == []
+    with pytest.raises(UsageError, match="unknown identity"):
+        registry.list_outputs(identity_id="Nobody Here")
+    registry.erase(cast["biden"], reason="erasure request", operator="dpo")
+    assert registry.list_outputs(identity_id=cast["biden"]) == [with_biden]  # what was made stays on record
+
+
+def test_audit_export_lists_the_inputs_of_each_output(registry: Registry, cast, probe_face) -> None:
+    from likeness.consent.audit import build_audit_report
+
+    target = hashlib.sha256(b"biden/1.jpg as supplied").hexdigest()
+    made = record(registry, probe_face, "biden/1.jpg", ingredients={"target": target})
+    old = record(registry, probe_face, "biden/1.jpg")
+    report = build_audit_report(registry, identity=cast["biden"], operator="auditor")
+    (person,) = report.to_dict()["identities"]
+    assert [o["ingredient_sha256"] for o in person["outputs"]] == [{"target": target}, {}]
+    markdown = report.to_markdown()
+    assert f"| `{made.output_id}` |" in markdown and f"target `{target}`" in markdown
+    assert "made from (sha256)" in markdown
+    assert next(line for line in markdown.splitlines() if old.output_id in line).count("not recorded") == 1
+
+
+def test_a_schema_version_1_registry_is_upgraded_in_place(store_home: Home, reference, probe_face) -> None:
+    """A registry written before outputs kept their inputs' hashes opens, keeps its outputs and
+    ledger, and gains the column; the upgrade is a ledger entry. A version no likeness wrote is refused
+    (a newer one: test_newer_schema_is_refused)."""
+    with Registry.open(store_home) as registry:
+        obama = enrol(registry, reference, "Barack Obama", "obama/1.jpg", "obama/2.jpg")
+        biden = enrol(registry, reference, "Joe Biden", "biden/2.jpg")
+        for person, role in ((obama, "source"), (biden, "target")):
+            registry.grant(
+                person.id,
+                purposes=["research"],
+                roles=[role],
+                valid_until=add_years(TODAY, 1),
+                uses=USES,
+                operator="tester",
+            )
+        before = record(registry, probe_face, "biden/1.jpg")
+    # what version 1 looked like: no column, version 1
+    execute(store_home, "ALTER TABLE outputs DROP COLUMN ingredient_sha256")
+    execute(store_home, "UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+
+    with Registry.open(store_home) as registry:
+        assert registry.get_output(before.output_id) == before  # NULL reads back as {}
+        upgrade = registry.ledger_entries()[-1]
+        assert (upgrade.kind, upgrade.payload) == ("schema_upgrade", {"from": 1, "to": 2, "steps": [2]})
+        after = record(registry, probe_face, "biden/1.jpg", ingredients={"target": "a" * 64})
+        assert registry.get_output(after.output_id).ingredient_sha256 == {"target": "a" * 64}
+        assert registry.verify_ledger().ok
+    with Registry.open(store_home) as registry:
+        assert len(registry.ledger_entries("schema_upgrade")) == 1, "upgraded once"
+    assert execute(store_home, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+
+    execute(store_home, "UPDATE meta SET value = 'x1' WHERE key = 'schema_version'")
+    with pytest.raises(RegistryError, match="schema version x1, which no likeness version wrote"):
+        with Registry.open(store_home):
+            pass

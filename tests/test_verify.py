@@ -5,6 +5,7 @@ perceptual hash; the untouched target photo and clean photos are not taken for o
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -18,7 +19,9 @@ from PIL import Image
 from likeness.cli import main
 from likeness.consent.registry import Registry
 from likeness.disclosure.phash import MAX_DISTANCE
+from likeness.disclosure.verify import ingredient_role, ledger_matches_by_phash
 from likeness.home import Home
+from likeness.media.image import load_image
 from likeness.pipeline import EnrolRequest, SwapRequest, enrol_identity, swap_image, verify_file
 
 SOURCE, TARGET = "obama/3.jpg", "biden/1.jpg"
@@ -207,3 +210,49 @@ def test_a_small_screenshot_in_a_frame_is_matched_inside_the_frame(made: dict) -
     assert not report.disclosure.watermark.found
     assert report.ledger["found"] and report.ledger["matched_by"] == "perceptual hash"
     assert report.ledger["output_id"] == made["outcome"].output_id
+
+
+def _flip(phash: str, bits: int) -> str:
+    """``phash`` with its lowest ``bits`` bits inverted: exactly ``bits`` away."""
+    return f"{int(phash, 16) ^ ((1 << bits) - 1):016x}"
+
+
+def test_ledger_matches_by_phash_keeps_each_output_once_at_its_nearest(made: dict) -> None:
+    with Registry.open(made["home"]) as registry:
+        output = registry.get_output(made["outcome"].output_id)
+        assert output is not None and output.phash
+        far, near = _flip(output.phash, MAX_DISTANCE + 1), _flip(output.phash, 3)
+        assert ledger_matches_by_phash(registry, [far]) == []
+        assert ledger_matches_by_phash(registry, [far, near, near]) == [(output, 3)]
+        assert ledger_matches_by_phash(registry, [near, output.phash]) == [(output, 0)]
+        assert ledger_matches_by_phash(registry, [far], max_distance=MAX_DISTANCE + 1) == [
+            (output, MAX_DISTANCE + 1)
+        ]
+        assert ledger_matches_by_phash(registry, []) == []
+
+
+def test_ingredient_role_reads_the_recorded_input_hashes(made: dict, faces_dir: Path) -> None:
+    """The registry's input hashes answer without the output file; outputs recorded without them
+    (registry schema version 1) fall back to the credentials of the output file, if it is still there."""
+    with Registry.open(made["home"]) as registry:
+        output = registry.get_output(made["outcome"].output_id)
+    target = load_image(faces_dir / TARGET).sha256
+    file_gone = dataclasses.replace(
+        output, path=None, ingredient_sha256={"source": "ab" * 32, "target": target}
+    )
+    assert ingredient_role(file_gone, target.upper(), made["home"]) == "target"
+    assert ingredient_role(file_gone, "cd" * 32, made["home"]) is None
+    recorded_without_target = dataclasses.replace(output, ingredient_sha256={"source": "ab" * 32})
+    assert ingredient_role(recorded_without_target, target, made["home"]) is None  # the record decides
+    legacy = dataclasses.replace(output, ingredient_sha256={})
+    assert ingredient_role(legacy, target, made["home"]) == "target"  # from the output's C2PA manifest
+    assert ingredient_role(dataclasses.replace(legacy, path=None), target, made["home"]) is None
+
+
+def test_a_swap_records_the_hashes_of_its_inputs(made: dict, faces_dir: Path) -> None:
+    with Registry.open(made["home"]) as registry:
+        output = registry.get_output(made["outcome"].output_id)
+    assert output.ingredient_sha256 == {
+        "source": load_image(faces_dir / SOURCE).sha256,
+        "target": load_image(faces_dir / TARGET).sha256,
+    }

@@ -1,9 +1,9 @@
 """The audit ledger: append-only entries, chained by hash and signed with the installation key.
 
 Each entry holds ``seq`` (1, 2, 3, …), ``time``, ``kind`` (enrol, references_added, grant,
-revoke, refusal, output, erasure, calibration, key_rotation), ``actor``, a JSON ``payload`` (ids
-and hashes only, never photos or embeddings), ``prev_hash`` (the previous entry's hash; 64 zeros
-for the first) and
+revoke, refusal, output, erasure, calibration, key_rotation, schema_upgrade), ``actor``, a JSON
+``payload`` (ids and hashes only, never photos or embeddings), ``prev_hash`` (the previous
+entry's hash; 64 zeros for the first) and
 
     hash = sha256(prev_hash + canonical_json({seq, time, kind, actor, payload, key_id}))
 

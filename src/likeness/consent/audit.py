@@ -2,9 +2,10 @@
 
 Per identity: how and when they were enrolled, each consent (terms, status, grantor and capacity,
 evidence hash, whether it still matches its signed ledger entry), every output made under those
-consents (id, time, purpose, operator, sha256), the refusals that involved them, and any erasure
-tombstone. On top: the ledger's chain status and head hash (keep the head elsewhere: it is what
-shows that no newest entries were removed later).
+consents (id, time, purpose, operator, sha256, and the sha256 of each input it was made from, so a
+person can check whether a given photo or video of theirs was used), the refusals that involved
+them, and any erasure tombstone. On top: the ledger's chain status and head hash (keep the head
+elsewhere: it is what shows that no newest entries were removed later).
 
 The report holds names, ids, dates and hashes, never photos or embeddings. It is written
 atomically (a temporary file in the same folder, fsync, rename), private to the user (0600).
@@ -131,15 +132,20 @@ class AuditReport:
         lines += [f"### Outputs made under these consents ({len(person.outputs)})", ""]
         if person.outputs:
             lines += [
-                "| output id | made (UTC) | purpose | operator | sha256 | consent | ledger entry |",
-                "|---|---|---|---|---|---|---|",
+                "| output id | made (UTC) | purpose | operator | sha256 | made from (sha256) | consent "
+                "| ledger entry |",
+                "|---|---|---|---|---|---|---|---|",
             ]
             own = {record.id for record, _ in person.consents}
             for output in person.outputs:
                 consents = ", ".join(c for c in output.consent_ids if c in own)
+                inputs = "; ".join(
+                    f"{_cell(role)} `{digest}`" for role, digest in sorted(output.ingredient_sha256.items())
+                )
                 lines.append(
                     f"| `{output.output_id}` | {_when(output.created_at)} | {_cell(output.purpose)} | "
-                    f"{_cell(output.operator)} | `{output.sha256}` | {consents} | {output.ledger_seq} |"
+                    f"{_cell(output.operator)} | `{output.sha256}` | {inputs or 'not recorded'} | {consents} "
+                    f"| {output.ledger_seq} |"
                 )
         else:
             lines.append("No output was made under these consents.")
@@ -259,16 +265,12 @@ def build_audit_report(registry: Registry, *, identity: str | None = None, opera
     audits: list[IdentityAudit] = []
     for person in people:
         consents = registry.attested_consents(person.id)
-        outputs: dict[str, OutputRecord] = {}
-        for record, _ in consents:
-            for output in registry.list_outputs(consent_id=record.id):
-                outputs.setdefault(output.output_id, output)
         mine = [entry for entry in entries if _involves(entry, person.id)]
         audits.append(
             IdentityAudit(
                 identity=person,
                 consents=consents,
-                outputs=sorted(outputs.values(), key=lambda o: (o.created_at, o.output_id)),
+                outputs=registry.list_outputs(identity_id=person.id),
                 refusals=[e for e in mine if e.kind == "refusal"],
                 enrolments=[e for e in mine if e.kind in ("enrol", "references_added")],
                 tombstones=[e for e in mine if e.kind == "erasure"],

@@ -1,9 +1,9 @@
 """Do the registry's tables still say what the signed ledger says?
 
 The ledger is signed; the tables are not. Anyone with write access to the database file could widen
-a consent's dates, undo a revocation or rewrite an output's hash. These checks compare each row
-with the signed entry that recorded it, so the gate (``attested_consents``) and ``likeness audit
-verify`` notice such an edit, and name the entry.
+a consent's dates, undo a revocation or rewrite an output's hash (or the hashes of its inputs).
+These checks compare each row with the signed entry that recorded it, so the gate
+(``attested_consents``) and ``likeness audit verify`` notice such an edit, and name the entry.
 """
 
 from __future__ import annotations
@@ -64,8 +64,13 @@ def output_problems(conn: Connection) -> Iterator[tuple[int, str]]:
         if payload is None:
             yield row.ledger_seq, f"output {row.output_id} has no output entry in the ledger"
             continue
-        recorded = (payload.get("output_id"), payload.get("sha256"), sorted(payload.get("consent_ids", [])))
-        if recorded != (row.output_id, row.sha256, sorted(row.consent_ids)):
+        recorded = (
+            payload.get("output_id"),
+            payload.get("sha256"),
+            sorted(payload.get("consent_ids", [])),
+            payload.get("ingredient_sha256") or {},
+        )
+        if recorded != (row.output_id, row.sha256, sorted(row.consent_ids), row.ingredient_sha256 or {}):
             yield (
                 row.ledger_seq,
                 (f"output {row.output_id} differs from the record signed in ledger entry {row.ledger_seq}"),

@@ -9,6 +9,13 @@
   entries signed before a rotation still verify. To verify on another machine copy the ``.pub``
   files; to share a PostgreSQL registry between hosts copy the whole folder.
 
+Erasure and backups: ``Registry.erase`` deletes a person's crops and embeddings from the live
+database only; backups, dumps, snapshots and (PostgreSQL) dead rows made before it still hold them,
+encrypted. ``likeness keys rotate --data`` after an erasure destroys the key those copies need, so
+they become unreadable — every person's biometric data and consent documents in them, not only the
+erased person's. Back up this folder apart from the database, and take a fresh backup after rotating.
+consent/README.md ("Erasure, backups and the data key") says what erasure keeps and reaches.
+
 Keys are created on first use. Creation is atomic (written to a temporary file, then linked into
 place), so two processes starting at once end up with the same key.
 """

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from likeness.consent.records import ConsentRecord
+from likeness.consent.records import ConsentRecord, OperatingPoint
 from likeness.errors import PolicyViolation, RegistryError, UsageError
 from likeness.home import Home
 
@@ -163,6 +163,19 @@ class Policy:
             rule for rule in self.match.values() if rule.space_prefix and rule.applies_to(embedding_space)
         ]
         return max(prefixed, key=lambda rule: len(rule.space_prefix or ""), default=None)
+
+    def operating_point(self, embedding_space: str) -> OperatingPoint | None:
+        """The policy's default operating point for ``embedding_space`` (None without a rule).
+
+        The registry uses a stored calibration instead where there is one
+        (``Registry.operating_point``); ``likeness calibrate`` starts from this one.
+        """
+        rule = self.match_rule(embedding_space)
+        if rule is None:
+            return None
+        return OperatingPoint(
+            embedding_space, rule.metric, rule.threshold, rule.margin, rule.same_person_max, rule.source
+        )
 
     def today(self, at: dt.datetime) -> dt.date:
         """The consent day that the instant ``at`` falls on."""

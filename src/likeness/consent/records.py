@@ -186,6 +186,8 @@ class ConsentRecord:
 
 @dataclass(frozen=True)
 class OutputRecord:
+    """A recorded output: what was made, under which consents, from which inputs (by hash)."""
+
     output_id: str
     sha256: str
     phash: str | None
@@ -199,6 +201,9 @@ class OutputRecord:
     threshold: float
     path: str | None
     ledger_seq: int
+    ingredient_sha256: dict[str, str] = field(default_factory=dict, hash=False)
+    """Role (``source``, ``target`` …) → sha256 of the unmodified file the user supplied; ``{}``
+    when unknown (recorded before schema version 2, or by a writer that did not pass them)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -215,6 +220,7 @@ class OutputRecord:
             "threshold": self.threshold,
             "path": self.path,
             "ledger_seq": self.ledger_seq,
+            "ingredient_sha256": dict(self.ingredient_sha256),
         }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
@@ -46,6 +47,10 @@ if TYPE_CHECKING:
     from likeness.disclosure.types import SealedOutput
 
 __all__ = ["BUSY_TIMEOUT_S", "GalleryIdentity", "Reference", "Registry"]
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_IN_CHUNK = 500
+"""Ids per ``IN (…)`` list: well below SQLite's and PostgreSQL's limits on bound parameters."""
 
 
 @dataclass(frozen=True)
@@ -113,11 +118,32 @@ class Registry:
                 conn.execute(
                     insert(schema.meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION))
                 )
-            elif int(version) > schema.SCHEMA_VERSION:
+                return
+            found = int(version) if str(version).isdecimal() else 0
+            if found < 1:
+                raise RegistryError(
+                    f"the registry at {self._describe_url()} has schema version {version}, "
+                    "which no likeness version wrote",
+                    hint="restore the registry from a backup",
+                )
+            if found > schema.SCHEMA_VERSION:
                 raise RegistryError(
                     f"the registry at {self._describe_url()} has schema version {version}, "
                     f"newer than this likeness understands ({schema.SCHEMA_VERSION})",
                     hint="upgrade likeness",
+                )
+            if found < schema.SCHEMA_VERSION:
+                applied = schema.upgrade(conn, found)
+                conn.execute(
+                    update(schema.meta)
+                    .where(schema.meta.c.key == "schema_version")
+                    .values(value=str(schema.SCHEMA_VERSION))
+                )
+                self._log(
+                    conn,
+                    "schema_upgrade",
+                    "likeness",
+                    {"from": found, "to": schema.SCHEMA_VERSION, "steps": applied},
                 )
 
     # -- matching ---------------------------------------------------------------------------
@@ -143,30 +169,18 @@ class Registry:
                 row.same_person_max,
                 source=f"calibration {row.id}",
             )
-        rule = self.policy.match_rule(embedding_space)
-        if rule is None:
+        point = self.policy.operating_point(embedding_space)
+        if point is None:
             raise UsageError(
                 f"no match threshold is known for embedding space {embedding_space!r}",
                 hint="add a [match] rule for it (or a space_prefix rule) to the consent policy "
                 f"({self.policy.source}), then run `likeness calibrate --faces DIR` for this backend",
             )
-        return OperatingPoint(
-            embedding_space,
-            rule.metric,
-            rule.threshold,
-            rule.margin,
-            rule.same_person_max,
-            source=rule.source,
-        )
+        return point
 
     def policy_operating_point(self, embedding_space: str) -> OperatingPoint | None:
         """The policy's default for ``embedding_space`` (ignoring calibrations), if it has one."""
-        rule = self.policy.match_rule(embedding_space)
-        if rule is None:
-            return None
-        return OperatingPoint(
-            embedding_space, rule.metric, rule.threshold, rule.margin, rule.same_person_max, rule.source
-        )
+        return self.policy.operating_point(embedding_space)
 
     def list_calibrations(self, embedding_space: str | None = None) -> list[dict[str, Any]]:
         """Stored calibrations, oldest first (as plain dicts)."""
@@ -850,6 +864,7 @@ class Registry:
         self, conn: Connection, sealed: SealedOutput, decision: GateDecision, operator: str, now: dt.datetime
     ) -> OutputRecord:
         consent_ids = list(decision.consent_ids)
+        ingredients = _ingredient_hashes(sealed)
         entry = self._log(
             conn,
             "output",
@@ -862,6 +877,7 @@ class Registry:
                 "kind": sealed.kind,
                 "purpose": sealed.purpose,
                 "consent_ids": consent_ids,
+                "ingredient_sha256": ingredients,
                 **decision.ledger_dict(),
             },
         )
@@ -879,6 +895,7 @@ class Registry:
             threshold=decision.threshold,
             path=str(sealed.path) if sealed.path else None,
             ledger_seq=entry.seq,
+            ingredient_sha256=ingredients,
         )
         try:
             conn.execute(insert(schema.outputs).values(**{**record.to_dict(), "created_at": now}))
@@ -905,14 +922,61 @@ class Registry:
             )
             return [output_from_row(row) for row in rows]
 
-    def list_outputs(self, consent_id: str | None = None) -> list[OutputRecord]:
+    def find_outputs_by_phash(self, phash: str, max_distance: int) -> list[tuple[OutputRecord, int]]:
+        """Recorded outputs whose perceptual hash is within ``max_distance`` bits of ``phash``.
+
+        (record, Hamming distance) pairs, nearest first (then oldest first). A scan in Python over
+        the stored 64-bit hashes, measured on the development machine: 10 ms for 10,000 outputs
+        and 89 ms for 100,000 on SQLite, 10 ms for 10,000 on PostgreSQL 15. Past ~100,000, compute
+        the distance in the database: on PostgreSQL 14+ ``bit_count(('x' || phash)::bit(64) #
+        ('x' || :probe)::bit(64)) <= :max`` (2.6 ms for 10,000, same results); SQLite has no
+        popcount, and a registered Python function would be no faster than this scan.
+        """
+        probe = _phash_value(phash)
+        if max_distance < 0:
+            raise UsageError(f"the largest perceptual-hash distance must not be negative ({max_distance})")
+        table = schema.outputs
+        with self._read() as conn:
+            near: dict[str, int] = {}
+            stored = select(table.c.output_id, table.c.phash).where(table.c.phash.is_not(None))
+            for output_id, value in conn.execute(stored):
+                try:
+                    distance = (int(value, 16) ^ probe).bit_count()
+                except ValueError:  # not a hash this version wrote; it cannot match
+                    continue
+                if distance <= max_distance:
+                    near[output_id] = distance
+            ids = list(near)
+            records = [
+                output_from_row(row)
+                for start in range(0, len(ids), _IN_CHUNK)
+                for row in conn.execute(
+                    select(table).where(table.c.output_id.in_(ids[start : start + _IN_CHUNK]))
+                )
+            ]
+        found = [(record, near[record.output_id]) for record in records]
+        return sorted(found, key=lambda pair: (pair[1], pair[0].created_at, pair[0].output_id))
+
+    def list_outputs(
+        self, consent_id: str | None = None, *, identity_id: str | None = None
+    ) -> list[OutputRecord]:
+        """Recorded outputs, oldest first: all, those made under ``consent_id``, and/or those made
+        under any consent of ``identity_id`` (an id or an enrolled name; erased identities too)."""
         table, link = schema.outputs, schema.output_consents
         query = select(table).order_by(table.c.created_at, table.c.output_id)
         if consent_id is not None:
-            query = query.join(link, link.c.output_id == table.c.output_id).where(
-                link.c.consent_id == consent_id
+            query = query.where(
+                table.c.output_id.in_(select(link.c.output_id).where(link.c.consent_id == consent_id.strip()))
             )
         with self._read() as conn:
+            if identity_id is not None:
+                person = self._identity_row(conn, identity_id).id
+                theirs = (
+                    select(link.c.output_id)
+                    .join(schema.consents, schema.consents.c.id == link.c.consent_id)
+                    .where(schema.consents.c.identity_id == person)
+                )
+                query = query.where(table.c.output_id.in_(theirs))
             return [output_from_row(row) for row in conn.execute(query)]
 
     # -- ledger and keys --------------------------------------------------------------------
@@ -988,6 +1052,28 @@ def _check_same_person(
                     "are these photos of one person?",
                     hint="enrol with photos of this one person only",
                 )
+
+
+def _phash_value(phash: str) -> int:
+    try:
+        return int(phash.strip(), 16)
+    except (AttributeError, ValueError):
+        raise UsageError(f"{phash!r} is not a perceptual hash (16 hex digits)") from None
+
+
+def _ingredient_hashes(sealed: SealedOutput) -> dict[str, str]:
+    """The sealed output's role → sha256 map (lower case), checked: a caller's mistake is not recorded."""
+    hashes: dict[str, str] = {}
+    for role, digest in sealed.ingredient_sha256.items():
+        value = str(digest).strip().lower()
+        if not isinstance(role, str) or not role.strip() or not _SHA256.fullmatch(value):
+            raise RegistryError(
+                f"output {sealed.output_id}: ingredient {role!r} has no valid sha256 ({digest!r}); "
+                "nothing was recorded",
+                hint="report this: the writer passed a malformed ingredient hash",
+            )
+        hashes[role.strip()] = value
+    return hashes
 
 
 def _changed_since_gate(

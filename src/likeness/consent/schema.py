@@ -4,9 +4,13 @@ Biometric columns (``face_references.embedding``, ``face_references.crop``) and 
 (``evidence.data``) hold Fernet tokens, never plain bytes. Lists (purposes, roles, media, consent
 ids) are JSON. Times are UTC.
 
-SCHEMA_VERSION is stored in ``meta``; opening a registry creates missing tables and refuses a
-database written by a newer version. Version 1 already carries the columns the in-depth consent
-record needs (grantor, capacity, evidence, erasure, calibrations), nullable where optional.
+SCHEMA_VERSION is stored in ``meta``. Opening a registry creates missing tables, upgrades an older
+database in place (:func:`upgrade`, in the same serialised transaction, recorded by a
+``schema_upgrade`` ledger entry) and refuses a database written by a newer version.
+
+- Version 1: the in-depth consent record (grantor, capacity, evidence, erasure, calibrations).
+- Version 2: ``outputs.ingredient_sha256`` (JSON, role → sha256 of each file the user supplied).
+  Nullable: rows recorded under version 1 hold NULL there, read back as ``{}`` (unknown).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Column,
+    Connection,
     Date,
     DateTime,
     Float,
@@ -24,9 +29,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -122,6 +128,8 @@ outputs = Table(
     Column("threshold", Float, nullable=False),
     Column("path", Text),
     Column("ledger_seq", Integer, nullable=False),
+    # role → sha256 of each unmodified input file (source photo, target picture or video); since v2
+    Column("ingredient_sha256", JSON),
 )
 
 output_consents = Table(
@@ -148,3 +156,29 @@ calibrations = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(200), nullable=False),
 )
+
+
+def _add_output_ingredients(conn: Connection) -> None:
+    """Version 2: the outputs table gains the nullable ``ingredient_sha256`` JSON column."""
+    if "ingredient_sha256" in {column["name"] for column in inspect(conn).get_columns("outputs")}:
+        return
+    column_type = JSON().compile(dialect=conn.dialect)
+    conn.exec_driver_sql(f"ALTER TABLE outputs ADD COLUMN ingredient_sha256 {column_type}")
+
+
+UPGRADES = {2: _add_output_ingredients}
+"""Version → the step that brings a database from the version before it to this one."""
+
+
+def upgrade(conn: Connection, from_version: int) -> list[int]:
+    """Bring a database at ``from_version`` to SCHEMA_VERSION inside the caller's write transaction.
+
+    Each step only adds what is missing (nullable columns), so a database that a crash left
+    between steps, or that another process upgraded first, is upgraded correctly. Returns the
+    versions applied, in order.
+    """
+    applied = []
+    for version in range(from_version + 1, SCHEMA_VERSION + 1):
+        UPGRADES[version](conn)
+        applied.append(version)
+    return applied

@@ -14,7 +14,7 @@ import datetime as dt
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -116,4 +116,7 @@ def consent_from_row(row: Any) -> ConsentRecord:
 
 
 def output_from_row(row: Any) -> OutputRecord:
-    return record_from_row(OutputRecord, row)
+    record: OutputRecord = record_from_row(OutputRecord, row)
+    if record.ingredient_sha256 is None:  # recorded under schema version 1
+        return replace(record, ingredient_sha256={})
+    return record

@@ -6,17 +6,21 @@ The ledger lookup (by output id, file hash, and perceptual hash for stripped fil
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from likeness.disclosure.credentials import FORMAT_MIME, CredentialReport, read_credentials
 from likeness.disclosure.label import detect_label
-from likeness.disclosure.phash import MAX_DISTANCE, hamming, phash_variants
+from likeness.disclosure.phash import MAX_DISTANCE, phash_variants
 from likeness.disclosure.watermark import WatermarkReading, decode
 from likeness.home import Home
 from likeness.media.image import DEFAULT_MAX_PIXELS, load_image
+
+if TYPE_CHECKING:
+    from likeness.consent.records import OutputRecord
+    from likeness.consent.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -79,37 +83,20 @@ def read_disclosure(
 
 
 def ledger_matches_by_phash(
-    registry: Any, hashes: Sequence[str], max_distance: int = MAX_DISTANCE
-) -> list[tuple[Any, int]]:
+    registry: Registry, hashes: Sequence[str], max_distance: int = MAX_DISTANCE
+) -> list[tuple[OutputRecord, int]]:
     """Recorded outputs whose perceptual hash is within ``max_distance`` of any of ``hashes``.
 
-    Nearest first, as (record, distance). Uses ``registry.find_outputs_by_phash(phash,
-    max_distance)`` where the registry has it, else scans ``registry.list_outputs()``.
+    Nearest first (then oldest first), as (record, distance): each output once, at its smallest
+    distance to any of ``hashes``.
     """
-    if not hashes:
-        return []
-    finder = getattr(registry, "find_outputs_by_phash", None)
-    candidates: Iterable[Any]
-    if callable(finder):
-        found: dict[str, Any] = {}
-        for value in hashes:
-            for item in finder(value, max_distance):
-                record = item[0] if isinstance(item, tuple) else item
-                found[record.output_id] = record
-        candidates = found.values()
-    else:
-        lister = getattr(registry, "list_outputs", None)
-        candidates = lister() if callable(lister) else []
-    matches = []
-    for record in candidates:
-        stored = getattr(record, "phash", None)
-        if not stored:
-            continue
-        distance = min(hamming(stored, value) for value in hashes)
-        if distance <= max_distance:
-            matches.append((record, distance))
-    matches.sort(key=lambda pair: (pair[1], str(getattr(pair[0], "created_at", ""))))
-    return matches
+    nearest: dict[str, tuple[OutputRecord, int]] = {}
+    for value in dict.fromkeys(hashes):
+        for record, distance in registry.find_outputs_by_phash(value, max_distance):
+            known = nearest.get(record.output_id)
+            if known is None or distance < known[1]:
+                nearest[record.output_id] = (record, distance)
+    return sorted(nearest.values(), key=lambda pair: (pair[1], pair[0].created_at, pair[0].output_id))
 
 
 def _sha256_of(path: Path) -> str | None:
@@ -121,25 +108,27 @@ def _sha256_of(path: Path) -> str | None:
         return None
 
 
-def ingredient_role(record: Any, sha256: str, home: Home | None) -> str | None:
+def ingredient_role(record: OutputRecord, sha256: str, home: Home | None) -> str | None:
     """The role (``target``, ``source`` …) a file with ``sha256`` played in making ``record``, if any.
 
-    From the record's ingredient hashes where the registry keeps them (``ingredient_sha256``:
-    role → sha256), else from the content credentials of the recorded output file, if that file
-    is still at its recorded path, unchanged (its sha256 is the recorded one).
+    From the input hashes the registry recorded with the output (``ingredient_sha256``), which
+    answer even when the output file is gone. Outputs recorded without them (before registry
+    schema version 2, or by a writer that did not pass them) fall back to the content credentials
+    of the output file, if it is still at its recorded path, unchanged (its sha256 is the recorded
+    one).
     """
     sha256 = sha256.lower()
-    kept = getattr(record, "ingredient_sha256", None)
-    if isinstance(kept, Mapping):
-        return next((str(role) for role, value in kept.items() if str(value).lower() == sha256), None)
-    recorded = getattr(record, "path", None)
-    if not recorded:
+    if record.ingredient_sha256:
+        return next(
+            (role for role, value in record.ingredient_sha256.items() if value.lower() == sha256), None
+        )
+    if not record.path:
         return None
-    path = Path(recorded)
-    if not path.is_file() or _sha256_of(path) != getattr(record, "sha256", None):
+    path = Path(record.path)
+    if not path.is_file() or _sha256_of(path) != record.sha256:
         return None
     credentials = read_credentials(path, home)
-    if credentials.state == "invalid" or credentials.output_id != getattr(record, "output_id", None):
+    if credentials.state == "invalid" or credentials.output_id != record.output_id:
         return None
     for item in credentials.ingredients:
         if item.get("sha256") and str(item["sha256"]).lower() == sha256:

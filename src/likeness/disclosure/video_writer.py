@@ -526,6 +526,7 @@ def _render_and_seal(
         purpose=unsealed.purpose,
         phash=perceptual,
         c2pa=False,
+        ingredient_sha256={item.role: item.sha256 for item in unsealed.ingredients},
     )
     if progress is not None:
         progress("signing content credentials", 0.97)

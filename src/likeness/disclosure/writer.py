@@ -225,6 +225,7 @@ def seal(
             purpose=unsealed.purpose,
             phash=perceptual,
             c2pa=False,
+            ingredient_sha256={item.role: item.sha256 for item in unsealed.ingredients},
         )
         with _stage(timer, "c2pa"):
             signed_in_place = _sign_content_credentials(tmp_path, sealed, unsealed, home)
