@@ -1,6 +1,6 @@
 """How quickly the studio is usable, and how long one swap takes through the browser.
 
-Usage: python bench/app_latency.py [--swaps N] [--chromium /usr/bin/chromium] [--keep DIR]
+Usage: python bench/app_latency.py [--swaps N] [--videos N] [--chromium /usr/bin/chromium] [--keep DIR]
 
 Starts the app the way a user does (`likeness app`, or `python app/launch.py` if the `app` command is
 not registered), in a fresh data home with one admin user and two enrolled, consenting public-domain
@@ -9,10 +9,13 @@ portraits (Darwin, Lincoln), then drives Debian's chromium with Playwright and p
   * start → HTTP up: the server answers on its port;
   * start → sign-in page usable: the login form is on screen;
   * sign-in → studio usable: the Swap tab is on screen with the signed-in user;
-  * per swap through the UI: click on Swap → the result banner (consent + disclosure) is shown;
-  * per swap through gradio_client, for comparison.
+  * per swap through the UI: click on Swap → the result banner (consent + disclosure) is shown; the
+    first one also loads the face models (the app keeps them loaded for the next jobs);
+  * per swap through gradio_client, for comparison, with the "load models" stage the pipeline reports;
+  * per video swap through the UI: click on Swap video → the result (player, per-track report), for a
+    2 s 320×240 clip of two portraits (Lincoln consents, Pasteur is left untouched) with an AAC track.
 
-Only the bundled demo portraits are used.
+Only the bundled demo portraits are used (the clip is made from them with tests/test_app_api.py's helper).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "src" / "likeness" / "demo_assets"
+sys.path.insert(0, str(REPO / "tests"))  # the clip helper and video_fixtures
 ADMIN = ("bench", "bench passphrase 1")
 CHROMIUM_ARGS = [
     "--headless",
@@ -69,6 +73,7 @@ def prepare_home(root: Path) -> None:
                 identity.id,
                 purposes=["education"],
                 roles=["source", "target"],
+                media=["image", "video"],
                 valid_until=dt.date.today() + dt.timedelta(days=30),
                 uses="likeness app latency benchmark on public-domain portraits",
                 operator="bench",
@@ -121,11 +126,27 @@ def ui_swap(page, timeout_ms: int) -> float:
     return time.perf_counter() - started
 
 
+def ui_video_swap(page, clip: Path, timeout_ms: int) -> float:
+    page.get_by_role("tab", name="Swap", exact=True).click()
+    page.locator("#swap-target-kind").get_by_text("Video", exact=True).click()
+    remove = page.locator("#swap-target-video button[aria-label='Clear']")
+    if remove.count():
+        remove.first.click()
+    page.locator("#swap-target-video input[type=file]").set_input_files(str(clip))
+    page.locator("#swap-target-video video").first.wait_for(timeout=timeout_ms)
+    started = time.perf_counter()
+    page.locator("#swap-video-run").click()
+    page.locator("#swap-result .lk-working").wait_for(timeout=timeout_ms)
+    page.locator("#swap-result .lk-ok").filter(has_text="disclosed video").wait_for(timeout=timeout_ms)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--swaps", type=int, default=3, help="swaps through the UI (and through the API)")
+    parser.add_argument("--videos", type=int, default=1, help="video swaps through the UI")
     parser.add_argument("--chromium", default=os.environ.get("LIKENESS_CHROMIUM", "/usr/bin/chromium"))
     parser.add_argument(
         "--keep", type=Path, default=None, help="keep the data home here instead of a temp dir"
@@ -137,6 +158,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="likeness-app-bench-")) if args.keep is None else args.keep
     home = work / "home"
     prepare_home(home)
+    from test_app_api import portrait_clip
+
+    clip = portrait_clip(work / "lincoln_and_pasteur.mp4")
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     command = app_command(home, port)
@@ -164,11 +188,12 @@ def main() -> None:
             page.locator("#swap-run").wait_for(timeout=timeout_ms)
             rows.append(("sign-in → studio usable", time.perf_counter() - signing_in))
             ui_times = [ui_swap(page, timeout_ms) for _ in range(args.swaps)]
+            video_times = [ui_video_swap(page, clip, timeout_ms) for _ in range(args.videos)]
 
             from gradio_client import Client, handle_file
 
             client = Client(url, auth=ADMIN, verbose=False, download_files=str(work / "downloads"))
-            api_times = []
+            api_times, load_times = [], []
             for _ in range(args.swaps):
                 begun = time.perf_counter()
                 result = client.predict(
@@ -182,6 +207,7 @@ def main() -> None:
                 )[-1]
                 api_times.append(time.perf_counter() - begun)
                 assert result["status"] == "done", result
+                load_times.append(result["timings_s"].get("load models", 0.0))
         finally:
             server.terminate()
             try:
@@ -199,7 +225,11 @@ def main() -> None:
     for label, times in (
         ("swap through the UI (click → result)", ui_times),
         ("swap through gradio_client", api_times),
+        ("  of which 'load models' (pipeline stage)", load_times),
+        ("video swap through the UI, 2 s 320×240 clip", video_times),
     ):
+        if not times:
+            continue
         print(f"{label + f', median of {len(times)}':<{width}}{statistics.median(times):>10.2f}")
         print(f"{'  each':<{width}}{'  '.join(f'{t:.2f}' for t in times):>10}")
     if args.keep is None:

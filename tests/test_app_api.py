@@ -1,7 +1,9 @@
-"""The studio's API through gradio_client: roles enforced on the server, swaps, refusals, verify, audit.
+"""The studio's API through gradio_client: roles enforced on the server, swaps (images and video),
+refusals, verify, audit, models, upload limits.
 
 One app runs in-process on a free port for the module, with its own data home and two app users.
-Inputs are the public-domain demo portraits; outputs stay under pytest's tmp folder.
+Inputs are the public-domain demo portraits (and short clips made from them here); outputs stay
+under pytest's tmp folder.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import httpx
 import numpy as np
 import pytest
 
+import video_fixtures as vf
 from likeness.home import Home
 from likeness.users import UserStore
 
@@ -39,7 +42,45 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def seed(home: Home, name: str, photos: list[str], purposes: list[str]) -> tuple[str, str]:
+def portrait_clip(
+    path: Path,
+    names: tuple[str, ...] = ("lincoln_1.jpg", "pasteur_1.jpg"),
+    *,
+    size: tuple[int, int] = (320, 240),
+    seconds: float = 2.0,
+    fps: int = 15,
+) -> Path:
+    """A short H.264 + AAC clip of public-domain portraits side by side, drifting a few pixels (so the
+    faces move as in footage). Each face is about 80 px tall at 320×240."""
+    from PIL import Image
+
+    width, height = size
+    tile_w, drift = width // len(names), 8
+    tiles = []
+    for name in names:
+        with Image.open(DEMO / name) as image:
+            picture = image.convert("RGB")
+        aspect = (tile_w + drift) / (height + drift)  # head and shoulders: the top of the portrait
+        crop_h = min(picture.height, round(picture.width / aspect))
+        crop_w = round(crop_h * aspect)
+        left = (picture.width - crop_w) // 2
+        head = picture.crop((left, 0, left + crop_w, crop_h))
+        tiles.append(np.asarray(head.resize((tile_w + drift, height + drift), Image.Resampling.LANCZOS)))
+    count = round(seconds * fps)
+    frames = []
+    for i in range(count):
+        t = i / max(1, count - 1)
+        frame = np.empty((height, width, 3), np.uint8)
+        for k, tile in enumerate(tiles):
+            dx, dy = round(drift * (t if k % 2 == 0 else 1 - t)), round(drift * t / 2)
+            frame[:, k * tile_w : (k + 1) * tile_w] = tile[dy : dy + height, dx : dx + tile_w]
+        frames.append(frame)
+    return vf.write_clip(path, frames, fps=fps, audio="aac")
+
+
+def seed(
+    home: Home, name: str, photos: list[str], purposes: list[str], media: tuple[str, ...] = ("image",)
+) -> tuple[str, str]:
     """Enrol through the pipeline and record a rights-expired consent; returns (identity id, consent id)."""
     from likeness.consent.registry import Registry
     from likeness.pipeline import EnrolRequest, enrol_identity
@@ -52,7 +93,7 @@ def seed(home: Home, name: str, photos: list[str], purposes: list[str]) -> tuple
             identity.id,
             purposes=purposes,
             roles=["source", "target"],
-            media=["image"],
+            media=list(media),
             valid_until=dt.date.today() + dt.timedelta(days=90),
             uses=USES,
             operator="seed",
@@ -75,11 +116,19 @@ def studio_app(tmp_path_factory):
     ids = {
         "darwin": seed(home, "Charles Darwin", ["darwin_1.jpg"], ["education"]),
         "lincoln": seed(home, "Abraham Lincoln", ["lincoln_1.jpg"], ["education"]),
-        "douglass": seed(home, "Frederick Douglass", ["douglass_1.jpg"], ["research"]),
+        # Douglass may also be filmed (research): the video tests replace him, and Pasteur (not
+        # enrolled) stands beside him in the clip.
+        "douglass": seed(home, "Frederick Douglass", ["douglass_1.jpg"], ["research"], ("image", "video")),
     }
-    app = launch(
-        AppSettings(home=home, port=free_port(), quiet=True, max_upload_mb=2), prevent_thread_lock=True
+    settings = AppSettings(
+        home=home,
+        port=free_port(),
+        quiet=True,
+        max_upload_mb=2,
+        max_video_mb=3,
+        video_segment_seconds=0.5,  # several resumable segments in a short clip
     )
+    app = launch(settings, prevent_thread_lock=True)
     yield app, home, ids
     app.close()
 
@@ -395,13 +444,19 @@ def test_app_serves_outputs_but_not_the_registry_keys_or_users(studio_app, made_
         assert anonymous.get(f"/gradio_api/file={made}").status_code in (401, 403)
 
 
-def test_uploads_over_the_size_limit_are_refused(tmp_path, operator) -> None:
+def test_uploads_over_the_size_limits_are_refused(tmp_path, operator) -> None:
     from gradio_client import handle_file
 
-    big = tmp_path / "big.png"
-    big.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(3 * 1024 * 1024))  # over the 2 MB limit of this app
+    # This app: images and documents up to 2 MB, videos up to 3 MB; Gradio itself stops anything over 3 MB.
+    image = tmp_path / "big.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(int(2.5 * 1024 * 1024)))
+    banner, report = operator.predict(handle_file(str(image)), api_name="/verify")
+    assert report["status"] == "error" and report["error"] == "bad_input", report
+    assert "accepts images and documents up to 2 MB" in banner
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(int(3.5 * 1024 * 1024)))
     with pytest.raises(Exception, match=r"(?i)size|large|413"):
-        operator.predict(handle_file(str(big)), api_name="/verify")
+        operator.predict(handle_file(str(huge)), api_name="/verify")
 
 
 def test_erase_removes_the_reference_faces_and_revokes_every_consent(studio_app, admin, operator) -> None:
@@ -487,3 +542,260 @@ def test_reference_faces_are_shown_to_admins_only(studio_app, admin, operator) -
     operator_view = operator.predict(darwin_id, api_name="/person")
     assert len(admin_view[1]) == 1 and operator_view[1] == []
     assert admin_view[4]["consents"] == operator_view[4]["consents"]
+
+
+# -- tampering, models and licences ------------------------------------------------------------------
+def test_verify_calls_a_changed_file_tampered_and_names_the_reasons(tmp_path, made_output, operator) -> None:
+    from gradio_client import handle_file
+
+    changed = tmp_path / "changed.jpg"
+    data = bytearray(made_output.read_bytes())
+    index = next(i for i in range(data.rindex(b"\xff\xda") + 200, len(data)) if data[i] < 0xF0)
+    data[index] ^= 0x01  # one bit inside the picture data: the content credentials no longer hold
+    changed.write_bytes(bytes(data))
+    banner, report = operator.predict(handle_file(str(changed)), api_name="/verify")
+    assert report["status"] == "tampered" and report["c2pa"]["state"] == "invalid", report
+    assert "assertion.dataHash.mismatch" in report["c2pa"]["reasons"]
+    assert "lk-refused" in banner and "TAMPERED" in banner and "assertion.dataHash.mismatch" in banner
+
+
+def test_models_are_listed_with_hash_state_and_licence(admin, operator) -> None:
+    banner, table, data = operator.predict(api_name="/models")
+    rows = {row[0]: dict(zip(table["headers"], row, strict=True)) for row in table["data"]}
+    assert (
+        rows["dlib_landmarks_68"]["Present"] == "yes"
+        and rows["dlib_landmarks_68"]["Hash state"] == "verified"
+    )
+    assert rows["dlib_landmarks_68"]["Commercial use"] == "no"  # trained on iBUG 300-W
+    assert rows["dlib_resnet_v1"]["Commercial use"] == "yes"
+    assert rows["inswapper_128"]["Present"] == "no"
+    assert "dlib_landmarks_68" in banner
+    assert all("/" not in item["file"] for item in data["files"])  # operators see file names only
+    _, _, full = admin.predict(api_name="/models")
+    assert all(Path(item["file"]).is_absolute() for item in full["files"])
+
+
+def test_a_commercial_purpose_is_refused_while_a_model_licence_is_missing(operator) -> None:
+    banner, _, _, result = swap(operator, "douglass_1.jpg", source="Frederick Douglass", purpose="film")
+    assert result["status"] == "error" and result["error"] == "licence", result
+    assert "licence does not allow this purpose" in banner and "dlib_landmarks_68" in banner
+
+
+# -- loaded models ------------------------------------------------------------------------------------
+def test_engine_pool_lends_each_loaded_copy_to_one_job_at_a_time(home) -> None:
+    from likeness.webapp.engines import EnginePool
+
+    pool = EnginePool("dlib", home, size=2)
+    got: dict[str, object] = {}
+    lent = threading.Event()
+
+    def third_job() -> None:
+        with pool.borrow() as engines:
+            got["engines"] = engines
+            lent.set()
+
+    with pool.borrow() as first, pool.borrow() as second:
+        assert first is not second and first.analyzer is not second.analyzer and pool.loaded == 2
+        waiter = threading.Thread(target=third_job)
+        waiter.start()
+        assert not lent.wait(0.6)  # both copies are in use: the third job waits instead of sharing one
+    assert lent.wait(10)
+    waiter.join(timeout=10)
+    assert got["engines"] in (first, second) and pool.loaded == 2  # reused, not loaded again
+
+
+def test_the_app_keeps_its_loaded_models_between_swaps(studio_app, operator) -> None:
+    app = studio_app[0]
+    for _ in range(2):
+        assert (
+            swap(operator, "douglass_1.jpg", source="Frederick Douglass", purpose="research")[3]["status"]
+            == "done"
+        )
+    assert 1 <= app.studio.engines.loaded <= app.studio.engines.size == 2
+
+
+# -- video ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """Douglass (enrolled; consents to research on video) beside Pasteur (not enrolled): 2 s, with sound."""
+    folder = tmp_path_factory.mktemp("clips")
+    return portrait_clip(folder / "douglass_and_pasteur.mp4", ("douglass_1.jpg", "pasteur_1.jpg"))
+
+
+def swap_video(c, clip: Path, *, faces: str = "consented", codec: str = "h264", crf: int = 18):
+    from gradio_client import handle_file
+
+    args = ["identity", "Frederick Douglass", None, handle_file(str(clip)), "research", faces, codec, crf]
+    return c.predict(*args, api_name="/swap_video")
+
+
+def pending_video_jobs(home: Home) -> list[Path]:
+    return sorted((home.root / "app" / "work" / "video").glob("*/*"))
+
+
+def video_job_folders(home: Home) -> list[Path]:
+    return sorted((home.root / "outputs").rglob(".*.likeness-job"))
+
+
+def test_video_swap_replaces_the_consented_face_and_leaves_the_bystander(studio_app, operator, clip) -> None:
+    from gradio_client import handle_file
+
+    from likeness.media.video import probe_video
+
+    _, home, ids = studio_app
+    banner, player, download, tracks, result = swap_video(operator, clip)
+    assert result["status"] == "done", result
+    made = Path(result["output"])
+    assert made.suffix == ".mp4" and made.is_relative_to(home.root / "outputs" / "otto")
+    assert Path(download).read_bytes() == made.read_bytes() == Path(player).read_bytes()
+    info = probe_video(made)
+    assert info.frame_count == probe_video(clip).frame_count == 30 and info.has_audio
+    by_decision = {t["decision"]: t for t in result["tracks"]}
+    assert set(by_decision) == {"swapped", "untouched"}
+    assert by_decision["swapped"]["identity_name"] == "Frederick Douglass"
+    assert by_decision["swapped"]["consent_id"] == ids["douglass"][1]
+    assert by_decision["untouched"]["identity_id"] is None
+    rows = {row[2]: row for row in tracks["data"]}
+    assert rows["replaced"][3] == "Frederick Douglass" and "no enrolled identity" in rows["left untouched"][6]
+    assert "Done: disclosed video written" in banner and "1 left untouched" in banner
+    verify = result["verify"]
+    assert verify["status"] == "synthetic" and verify["c2pa"]["state"] == "trusted"
+    # every window that reads an id reads this one (a window of a small clip may read none: no evidence)
+    assert {w["output_id"] for w in verify["video"]["windows"]} - {None} == {result["output_id"]}
+    assert pending_video_jobs(home) == [] and video_job_folders(home) == []
+
+    banner, report = operator.predict(handle_file(download), api_name="/verify")  # a video reads per window
+    assert report["status"] == "synthetic" and report["ledger"]["output_id"] == result["output_id"]
+    assert "Per time window" in banner and result["output_id"] in banner
+
+
+def test_video_swap_of_every_face_is_refused_when_one_is_not_enrolled(studio_app, operator, clip) -> None:
+    _, home, _ = studio_app
+    before = outputs_on_disk(home)
+    banner, player, download, _, result = swap_video(operator, clip, faces="all")
+    assert result["status"] == "refused" and result["rule"] == "not_enrolled", result
+    assert "Refused by the consent gate" in banner and player is None and download is None
+    assert outputs_on_disk(home) == before
+    assert pending_video_jobs(home) == [] and video_job_folders(home) == []
+
+
+def test_lossless_video_is_offered_for_download_not_played(operator, clip) -> None:
+    banner, player, download, _, result = swap_video(operator, clip, codec="ffv1")
+    assert result["status"] == "done" and result["video"]["codec"] == "ffv1", result
+    assert player is None and Path(download).read_bytes() == Path(result["output"]).read_bytes()
+    assert "not playable in a browser" in banner
+
+
+def test_an_image_is_refused_as_a_target_video(studio_app, operator) -> None:
+    banner, _, _, _, result = swap_video(operator, DEMO / "lincoln_1.jpg")
+    assert result["status"] == "error" and result["error"] == "bad_input", result
+    assert "lincoln_1.jpg is not a video file" in banner
+
+
+def test_video_uploads_are_held_to_their_own_size_and_duration_limits(tmp_path, clip) -> None:
+    from likeness.errors import BadInput
+    from likeness.webapp.studio import Studio, UploadLimits
+
+    home = Home(root=tmp_path / "limits").ensure()
+    limits = UploadLimits(image_mb=1, video_mb=1, video_seconds=1)
+    studio = Studio(home, UserStore.for_home(home), auth_required=False, limits=limits)
+    with pytest.raises(
+        BadInput, match=r"douglass_and_pasteur.mp4 runs 2 s; this studio accepts videos up to 1 s"
+    ):
+        studio.check_video(clip)
+    big = tmp_path / "big.mp4"
+    big.write_bytes(clip.read_bytes() + os.urandom(1024 * 1024))
+    with pytest.raises(BadInput, match=r"big.mp4 is 1\.\d MB; this studio accepts videos up to 1 MB"):
+        studio.check_video(big)
+    assert studio.check_upload(clip, "video") == clip and studio.limits.largest_mb == 1
+
+
+def test_cancelled_video_job_keeps_its_segments_and_resumes(tmp_path, studio_app, operator) -> None:
+    import re
+
+    from gradio_client import handle_file
+
+    app, home, _ = studio_app
+    longer = portrait_clip(tmp_path / "longer.mp4", ("douglass_1.jpg", "pasteur_1.jpg"), seconds=3.0)
+    before = outputs_on_disk(home)
+    args = [
+        "identity",
+        "Frederick Douglass",
+        None,
+        handle_file(str(longer)),
+        "research",
+        "consented",
+        "h264",
+        18,
+    ]
+    job = operator.submit(*args, api_name="/swap_video")
+    deadline = time.monotonic() + 60
+    while True:  # cancel once a few 0.5 s segments are finished, well before the end (45 frames)
+        assert time.monotonic() < deadline and not job.done(), "the job ended before it could be cancelled"
+        units = job.status().progress_data or []
+        found = re.search(r"frame (\d+)/45", units[-1].desc or "") if units else None
+        if found and int(found.group(1)) >= 12:
+            break
+        time.sleep(0.02)
+    assert job.cancel()
+    while app.studio.video_jobs_running():  # the worker stops after its current frame
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert outputs_on_disk(home) == before  # nothing under an output name, nothing recorded
+    (pending,) = pending_video_jobs(home)
+    planned = Path(json.loads((pending / "job.json").read_text())["out"])
+    (folder,) = video_job_folders(home)
+    assert not planned.exists() and folder.name == f".{planned.name}.likeness-job"
+    assert sorted(folder.glob("seg_*"))  # finished segments, kept for the rerun
+
+    _, _, _, _, result = swap_video(operator, longer)  # the same job again: it resumes
+    assert result["status"] == "done" and result["resumed"] and result["output"] == str(planned), result
+    assert result["video"]["reused_segments"] >= 1 and result["video"]["frames"] == 45
+    windows = result["verify"]["video"]["windows"]  # resumed segments carry the same id as the new ones
+    assert {w["output_id"] for w in windows} - {None} == {result["output_id"]} and result["verify"][
+        "status"
+    ] == "synthetic"
+    assert pending_video_jobs(home) == [] and video_job_folders(home) == []
+
+
+def test_pending_video_jobs_not_resumed_in_time_are_deleted(tmp_path) -> None:
+    from likeness.disclosure.video_writer import job_folder
+    from likeness.webapp.studio import PENDING_VIDEO_HOURS, Studio
+
+    home = Home(root=tmp_path / "sweep").ensure()
+    studio = Studio(home, UserStore.for_home(home), auth_required=False)
+    jobs = {}
+    for name, age_hours in (("stale", PENDING_VIDEO_HOURS + 1), ("recent", 1)):
+        out = studio.outputs_root / "ada" / "session" / f"likeness-{name}.mp4"
+        folder = job_folder(out)
+        folder.mkdir(parents=True)
+        (folder / "seg_00000.mp4").write_bytes(b"segment")
+        pending = studio.work_root / "video" / "ada" / name
+        pending.mkdir(parents=True)
+        (pending / "job.json").write_text(json.dumps({"out": str(out), "target": "clip.mp4"}))
+        stamp = time.time() - age_hours * 3600
+        os.utime(pending / "job.json", (stamp, stamp))
+        jobs[name] = (pending, folder)
+    assert studio.sweep_video_jobs() == [jobs["stale"][0]]
+    assert not jobs["stale"][0].exists() and not jobs["stale"][1].exists()
+    assert jobs["recent"][0].exists() and jobs["recent"][1].exists()
+
+
+def test_the_documented_api_example_runs(studio_app, clip, tmp_path, monkeypatch, capsys) -> None:
+    """The gradio_client example in docs/app.md, run as written against this module's studio."""
+    import re
+    import shutil
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "app.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    assert '"http://127.0.0.1:7860/"' in code and '("otto", "operator passphrase 2")' in code
+    code = code.replace('"http://127.0.0.1:7860/"', repr(studio_app[0].url))
+    monkeypatch.chdir(tmp_path)
+    shutil.copyfile(DEMO / "douglass_1.jpg", tmp_path / "target.jpg")
+    shutil.copyfile(clip, tmp_path / "footage.mp4")
+    namespace: dict[str, object] = {}
+    exec(compile(code, "docs/app.md", "exec"), namespace)
+    result, video, report = namespace["result"], namespace["video_result"], namespace["report"]
+    assert result["status"] == "done" and report["status"] == "synthetic", (result, report)
+    assert video["status"] == "done" and [t["decision"] for t in video["tracks"]].count("swapped") == 1
+    assert "Frederick Douglass" in capsys.readouterr().out

@@ -1,9 +1,11 @@
 """The studio in a real browser: Playwright drives Debian's chromium through the daily work.
 
-Sign in → enrol two people (with the photo check) → record their consent → swap one face picked
-in a two-face target → a refused swap → verify the downloaded output → revoke → the same swap is
-refused → audit → an operator sees the registry read-only. Only the public-domain demo portraits
-are used, so the screenshots may be published: set LIKENESS_SCREENSHOTS=docs/screenshots to keep them.
+Sign in → enrol two people (with the photo check) → record their consent (images and video) → swap
+one face picked in a two-face target → a refused swap → verify the downloaded output → verify an
+edited copy (tampered) → swap the consenting face in a short clip (the bystander is left untouched)
+→ revoke → the same swap is refused → people → audit with the model licences → an operator sees the
+registry read-only. Only the public-domain demo portraits are used, so the screenshots may be
+published: set LIKENESS_SCREENSHOTS=docs/screenshots to keep them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 
 from likeness.home import Home
 from likeness.users import UserStore
+from test_app_api import portrait_clip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -71,7 +74,8 @@ def two_face_target(folder: Path) -> Path:
 def studio(tmp_path_factory) -> Iterator[tuple[str, Home]]:
     from likeness.webapp.server import AppSettings, launch
 
-    home = Home(root=tmp_path_factory.mktemp("browser") / "home").ensure()
+    # named like a real installation: the admin's header shows the data home's last two parts
+    home = Home(root=tmp_path_factory.mktemp("studio", numbered=False) / "likeness").ensure()
     users = UserStore.for_home(home)
     users.add(*ADMIN, "admin")
     users.add(*OPERATOR, "operator")
@@ -155,6 +159,7 @@ def grant(page, name: str, died: str) -> None:
     page.locator("#grant-purposes").get_by_text("education", exact=False).click()
     page.locator("#grant-roles").get_by_text("source", exact=False).click()
     page.locator("#grant-roles").get_by_text("target", exact=False).click()
+    page.locator("#grant-media").get_by_text("video", exact=False).click()
     fill(page, "grant-until", (dt.date.today() + dt.timedelta(days=180)).isoformat())
     fill(page, "grant-uses", USES)
     fill(page, "grant-dod", died)
@@ -188,6 +193,28 @@ def swap(page, target: Path, face: str) -> None:
     page.locator("#swap-result .lk-working").wait_for(timeout=TIMEOUT_MS)
 
 
+def swap_video(page, clip: Path) -> None:
+    """Swap Darwin's likeness onto the consenting faces of ``clip``."""
+    open_tab(page, "Swap")
+    choose(page, "swap-identity", "Charles Darwin")
+    choose(page, "swap-purpose", "education")
+    page.locator("#swap-target-kind").get_by_text("Video", exact=True).click()
+    page.locator("#swap-video-run").wait_for(timeout=TIMEOUT_MS)
+    upload(page, "swap-target-video", clip)
+    page.locator("#swap-target-video video").first.wait_for(timeout=TIMEOUT_MS)  # uploaded: its preview plays
+    page.locator("#swap-video-run").click()
+    page.locator("#swap-result .lk-working").wait_for(timeout=TIMEOUT_MS)
+
+
+def tampered_copy(path: Path, out: Path) -> Path:
+    """``path`` with one bit flipped inside its JPEG picture data (the way an edit or damage would)."""
+    data = bytearray(path.read_bytes())
+    index = next(i for i in range(data.rindex(b"\xff\xda") + 200, len(data)) if data[i] < 0xF0)
+    data[index] ^= 0x01
+    out.write_bytes(bytes(data))
+    return out
+
+
 def wait_for_text(page, elem_id: str, text: str) -> None:
     """Wait until the element's rendered text contains ``text`` (tables render cells lazily)."""
     page.wait_for_function(
@@ -216,10 +243,9 @@ def test_admin_walkthrough_enrol_grant_swap_refuse_verify_revoke(studio, browser
     page.get_by_role("button", name="Login").wait_for(timeout=TIMEOUT_MS)
     page.screenshot(path=str(shots / "01-sign-in.png"))
     sign_in(page, url, ADMIN)
-    assert (
-        "ada" in page.locator("#lk-header").inner_text()
-        and "admin" in page.locator("#lk-header").inner_text()
-    )
+    header = page.locator("#lk-header").inner_text()
+    assert "ada" in header and "admin" in header
+    assert "data home …/studio/likeness" in header and "pytest" not in header  # shortened, for admins
 
     # enrolment with the photo quality check, then consent with the full record form
     enrol(page, "Charles Darwin", DEMO / "darwin_1.jpg", shots)
@@ -254,12 +280,27 @@ def test_admin_walkthrough_enrol_grant_swap_refuse_verify_revoke(studio, browser
     page.screenshot(path=str(shots / "05-refused.png"), full_page=True)
     assert len(sorted((home.root / "outputs" / "ada").rglob("likeness-*"))) == 1
 
-    # verify the downloaded file
+    # verify the downloaded file, then an edited copy of it
     open_tab(page, "Verify")
     upload(page, "verify-file", downloaded)
     verdict = banner_of(page, "verify-result", "AI-generated")
     assert "watermark and ledger agree" in verdict.inner_text()
+    assert "Content credentials (C2PA): trusted" in verdict.inner_text()
     page.screenshot(path=str(shots / "06-verify.png"), full_page=True)
+    page.locator("#verify-file button[aria-label='Clear']").first.click()
+    upload(page, "verify-file", tampered_copy(downloaded, tmp_path / "edited.jpg"))
+    tampered = banner_of(page, "verify-result", "TAMPERED")
+    assert "assertion.dataHash.mismatch" in tampered.inner_text()
+    page.screenshot(path=str(shots / "10-tampered.png"), full_page=True)
+
+    # a short clip: Lincoln (consenting target) is replaced, Pasteur (not enrolled) is left as he was
+    swap_video(page, portrait_clip(tmp_path / "lincoln_and_pasteur.mp4"))
+    video_done = banner_of(page, "swap-result", "Done: disclosed video written")
+    assert "1 left untouched" in video_done.inner_text()
+    wait_for_text(page, "swap-tracks", "left untouched")
+    page.locator("#swap-video-out video").first.wait_for(timeout=TIMEOUT_MS)
+    page.screenshot(path=str(shots / "09-video.png"), full_page=True)
+    page.locator("#swap-target-kind").get_by_text("Image", exact=True).click()
 
     # revoke Lincoln's consent; the same swap is refused at once
     open_tab(page, "People & consent")
@@ -286,6 +327,10 @@ def test_admin_walkthrough_enrol_grant_swap_refuse_verify_revoke(studio, browser
     page.locator("#audit-load").click()
     wait_for_text(page, "audit-table", "refusal")
     page.screenshot(path=str(shots / "08-audit.png"), full_page=True)
+    page.locator("#audit-models").get_by_text("Models and licences").first.click()
+    wait_for_text(page, "models-table", "dlib_landmarks_68")
+    page.locator("#audit-models").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "11-models.png"), full_page=True)
     context.close()
 
 
@@ -294,7 +339,8 @@ def test_operator_sees_the_registry_read_only(studio, browser) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     sign_in(page, url, OPERATOR)
-    assert "operator" in page.locator("#lk-header").inner_text()
+    header = page.locator("#lk-header").inner_text()
+    assert "operator" in header and "data home" not in header  # the server's layout is for admins
     open_tab(page, "People & consent")
     page.get_by_text("Read-only for your role").wait_for(timeout=TIMEOUT_MS)
     for admin_only in ("Enrol", "Grant consent", "Revoke", "Erase"):

@@ -53,6 +53,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
         "revoke": frozenset({"admin"}),
         "erase": frozenset({"admin"}),
         "view_biometrics": frozenset({"admin"}),
+        "view_installation": frozenset({"admin"}),
     }
 )
 """Action → roles allowed to do it."""

@@ -170,14 +170,36 @@ def users_remove(ctx: click.Context, name: str, home: Path | None) -> None:
     type=click.IntRange(1, 2048),
     default=50,
     show_default=True,
-    help="largest file a user may upload",
+    help="largest image or document a user may upload",
+)
+@click.option(
+    "--max-video-mb",
+    type=click.IntRange(1, 65536),
+    default=1024,
+    show_default=True,
+    help="largest video a user may upload",
+)
+@click.option(
+    "--max-video-seconds",
+    type=click.FloatRange(1, 86400),
+    default=600,
+    show_default=True,
+    help="longest video a user may swap in the app (longer footage: `likeness swap`)",
 )
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 64),
     default=2,
     show_default=True,
-    help="heavy jobs (swap, enrol, verify) run at once; more wait in the queue",
+    help="heavy jobs (image swap, face detection, enrol, verify) run at once; more wait in the queue; "
+    "also the number of loaded copies of the face models",
+)
+@click.option(
+    "--video-concurrency",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="video swaps run at once (their own queue)",
 )
 @click.option("--backend", default="dlib", show_default=True, help="face backend")
 @home_option
@@ -188,7 +210,10 @@ def app(
     host: str,
     port: int,
     max_upload_mb: int,
+    max_video_mb: int,
+    max_video_seconds: float,
     concurrency: int,
+    video_concurrency: int,
     backend: str,
     home: Path | None,
 ) -> None:
@@ -200,7 +225,10 @@ def app(
         host=host,
         port=port or None,
         max_upload_mb=max_upload_mb,
+        max_video_mb=max_video_mb,
+        max_video_seconds=max_video_seconds,
         concurrency=concurrency,
+        video_concurrency=video_concurrency,
         backend=backend,
     )
     launch(settings)

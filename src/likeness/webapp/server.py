@@ -18,10 +18,13 @@ from typing import Any
 from likeness.errors import UsageError
 from likeness.home import Home
 from likeness.users import USERS_FILE, UserStore
+from likeness.webapp.studio import Studio, UploadLimits
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 DEFAULT_MAX_UPLOAD_MB = 50
+DEFAULT_MAX_VIDEO_MB = 1024
+DEFAULT_MAX_VIDEO_SECONDS = 600
 LOCKOUT_FAILURES = 5
 LOCKOUT_SECONDS = 300.0
 
@@ -33,11 +36,25 @@ class AppSettings:
     port: int | None = DEFAULT_PORT
     """``None`` or 0 picks a free port."""
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
+    """Largest image or document a user may upload."""
+    max_video_mb: int = DEFAULT_MAX_VIDEO_MB
+    """Largest video a user may upload (Gradio's own limit is the larger of the two)."""
+    max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS
     concurrency: int = 2
-    """How many heavy jobs (swap, enrol, detect, verify) run at once; the rest wait in the queue."""
+    """How many heavy jobs (image swap, face detection, enrol, verify) run at once; the rest wait in
+    the queue. Also the number of loaded copies of the face models the app keeps."""
+    video_concurrency: int = 1
+    """How many video swaps run at once (a queue of their own, so footage never blocks image work)."""
     queue_size: int = 64
     backend: str = "dlib"
     quiet: bool = False
+    video_segment_seconds: float = 10.0
+    """Seconds per resumable segment of a video job: Cancel loses at most this much finished work."""
+
+    def limits(self) -> UploadLimits:
+        return UploadLimits(
+            image_mb=self.max_upload_mb, video_mb=self.max_video_mb, video_seconds=self.max_video_seconds
+        )
 
 
 @dataclass
@@ -48,6 +65,8 @@ class RunningApp:
     url: str
     auth_required: bool
     started_s: float
+    studio: Studio | None = None
+    """The :class:`~likeness.webapp.studio.Studio` behind the page (its engine pool, its limits)."""
 
     def close(self) -> None:
         self.blocks.close()
@@ -122,13 +141,25 @@ def launch(settings: AppSettings, *, prevent_thread_lock: bool = False) -> Runni
     auth_required = needs_auth(settings.host, users)
     prepare_environment(home)
 
-    from likeness.webapp.studio import Studio
     from likeness.webapp.theme import CSS, make_theme
     from likeness.webapp.ui import StudioPage
 
-    studio = Studio(home, users, auth_required=auth_required, backend=settings.backend)
+    studio = Studio(
+        home,
+        users,
+        auth_required=auth_required,
+        backend=settings.backend,
+        limits=settings.limits(),
+        engine_slots=max(1, settings.concurrency),
+        video_segment_seconds=settings.video_segment_seconds,
+    )
     studio.outputs_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    page = StudioPage(studio, swap_concurrency=max(1, settings.concurrency))
+    studio.sweep_video_jobs()
+    page = StudioPage(
+        studio,
+        swap_concurrency=max(1, settings.concurrency),
+        video_concurrency=max(1, settings.video_concurrency),
+    )
     blocks = page.build()
     blocks.queue(max_size=settings.queue_size, default_concurrency_limit=max(1, settings.concurrency * 2))
     blocked = [
@@ -151,7 +182,7 @@ def launch(settings: AppSettings, *, prevent_thread_lock: bool = False) -> Runni
         ),
         allowed_paths=[str(studio.outputs_root)],
         blocked_paths=blocked,
-        max_file_size=f"{settings.max_upload_mb}mb",
+        max_file_size=f"{settings.limits().largest_mb}mb",
         prevent_thread_lock=prevent_thread_lock,
         quiet=settings.quiet,
         show_error=False,
@@ -166,5 +197,9 @@ def launch(settings: AppSettings, *, prevent_thread_lock: bool = False) -> Runni
         css=CSS,
     )
     return RunningApp(
-        blocks=blocks, url=url, auth_required=auth_required, started_s=time.perf_counter() - started
+        blocks=blocks,
+        url=url,
+        auth_required=auth_required,
+        started_s=time.perf_counter() - started,
+        studio=studio,
     )

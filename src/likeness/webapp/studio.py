@@ -2,32 +2,56 @@
 
 No Gradio here: the UI layer (``likeness.webapp.ui``) turns these calls into pages and the
 typed errors into messages, so the same rules hold for the browser and for gradio_client.
-Everything goes through ``likeness.pipeline`` and the registry's public API.
+Everything goes through ``likeness.pipeline`` / ``likeness.video_pipeline`` and the registry's
+public API.
+
+Uploads: Gradio refuses any upload over the larger of the two limits before it reaches a handler;
+here every file is checked against the limit of its kind (images and documents:
+``UploadLimits.image_mb``; videos: ``video_mb`` and ``video_seconds``) and by its bytes.
+
+Video jobs and Cancel. A video job's output goes to the session folder like any result. While it
+runs, the app keeps a *pending job* folder (``<home>/app/work/video/<user>/<job key>/``) holding a
+hard link to the uploaded target and the output name chosen. The job key is a hash of the user,
+the target's and the source's sha256, the purpose and the options. Cancel stops the job after the
+current frame; the video writer keeps its finished segments (next to the output name, hidden) and
+the pending folder stays, so **the same user running the same job again resumes** from the last
+finished segment, in whatever session. A finished or refused job removes both; a pending job not
+resumed within ``PENDING_VIDEO_HOURS`` is deleted when the next video job starts or the app starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import io
 import json
+import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from likeness.errors import BadInput, LikenessError, UsageError
+from likeness.errors import BadInput, Cancelled, LikenessError, UsageError
 from likeness.home import Home
 from likeness.users import AppUser, UserStore, require
+from likeness.webapp.engines import EnginePool
 
 if TYPE_CHECKING:
     from likeness.consent.records import ConsentRecord, Identity, OutputRecord
     from likeness.ledger import ChainReport, Entry
+    from likeness.licences import LicenceRecord
+    from likeness.media.video import VideoInfo
+    from likeness.models import ModelRow
     from likeness.pipeline import SwapOutcome, VerifyReport
+    from likeness.video_pipeline import VideoSwapOutcome
 
 APP_MAX_PIXELS = 50_000_000
 """Largest image the app decodes (the CLI allows 100 MP); keeps several users' jobs in memory."""
@@ -39,8 +63,34 @@ EVIDENCE_KINDS = {
     b"\xff\xd8\xff": "JPEG",
     b"\x89PNG\r\n\x1a\n": "PNG",
 }
+VIDEO_CODECS = ("h264", "ffv1")
+"""What the app offers: H.264 (plays in a browser) or FFV1 (lossless, for VFX), both in .mp4."""
+FACES_MODES = ("consented", "all")
+DEFAULT_CRF = 18
+PENDING_VIDEO_HOURS = 24.0
+"""How long a cancelled video job's finished segments wait to be resumed."""
+MB = 1024 * 1024
 
 StageReport = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What the app accepts. Images and documents are small; footage is not.
+
+    Defaults: 50 MB for an image (a 100-megapixel JPEG is about 30 MB) and 1 GB or 10 minutes for a
+    video (10 minutes of 1080p H.264 at a camera's 10 Mbit/s is 750 MB; longer footage belongs in
+    the CLI, where a job can run for hours without a browser tab open).
+    """
+
+    image_mb: int = 50
+    video_mb: int = 1024
+    video_seconds: float = 600.0
+
+    @property
+    def largest_mb(self) -> int:
+        """Gradio's own upload limit: the larger of the two (each kind is checked again here)."""
+        return max(self.image_mb, self.video_mb)
 
 
 class JobCancelled(LikenessError):
@@ -103,6 +153,56 @@ class SwapResult:
     outcome: SwapOutcome
     target: Path
     source_name: str
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video swap as asked for in the app (the source as in :class:`SwapJob`)."""
+
+    source_kind: str
+    target: Path | None
+    purpose: str
+    identity: str | None = None
+    source_photo: Path | None = None
+    faces: str = "consented"
+    """``consented``: replace only faces identified as consenting targets; ``all``: every face or nothing."""
+    codec: str = "h264"
+    crf: int = DEFAULT_CRF
+    """H.264 quality: 0 (lossless) … 51 (worst); 18 is visually lossless. FFV1 ignores it."""
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    outcome: VideoSwapOutcome
+    source_name: str
+    names: dict[str, str]
+    """Identity id → name, for the per-track report."""
+
+    @property
+    def resumed(self) -> bool:
+        return self.outcome.video.reused_segments > 0
+
+    @property
+    def playable(self) -> bool:
+        """Whether a browser can play the output (H.264 yes; FFV1 no: download it)."""
+        return self.outcome.video.codec == "h264"
+
+
+@dataclass(frozen=True)
+class ModelLine:
+    """One model file as ``likeness models list`` shows it, with the licence recorded for it."""
+
+    row: ModelRow
+    licence: LicenceRecord | None
+
+    def commercial_use(self, today: dt.date) -> str:
+        if self.row.entry.commercial_use:
+            return "yes"
+        if self.licence is None:
+            return "no"
+        if not self.licence.active(today):
+            return f"no (licence ended {self.licence.valid_until})"
+        return f"licensed ({self.licence.holder})"
 
 
 @dataclass(frozen=True)
@@ -176,7 +276,13 @@ def _stamp() -> str:
 
 
 class Studio:
-    """The app's actions over one data home. Create one per app; it holds no per-user state."""
+    """The app's actions over one data home. Create one per app.
+
+    It holds no per-user state beyond the video jobs running now (so that a second run of the same
+    job waits for a cancelled one to stop instead of colliding with it) and a pool of loaded face
+    models (:class:`~likeness.webapp.engines.EnginePool`, ``engine_slots`` copies: the app's heavy-job
+    concurrency).
+    """
 
     def __init__(
         self,
@@ -186,12 +292,20 @@ class Studio:
         auth_required: bool,
         backend: str = "dlib",
         max_pixels: int = APP_MAX_PIXELS,
+        limits: UploadLimits | None = None,
+        engine_slots: int = 2,
+        video_segment_seconds: float = 10.0,
     ) -> None:
         self.home = home
         self.users = users
         self.auth_required = auth_required
         self.backend = backend
         self.max_pixels = max_pixels
+        self.limits = limits or UploadLimits()
+        self.engines = EnginePool(backend, home, size=max(1, engine_slots))
+        self.video_segment_seconds = video_segment_seconds
+        self._video_running: dict[str, threading.Event] = {}
+        self._video_lock = threading.Lock()
 
     # -- folders ---------------------------------------------------------------------------
     @property
@@ -201,7 +315,7 @@ class Studio:
 
     @property
     def work_root(self) -> Path:
-        """Private scratch space (never served): decrypted reference crops used as a swap source."""
+        """Private scratch space (never served): reference crops used as a source, pending video jobs."""
         return self.home.root / "app" / "work"
 
     @property
@@ -214,6 +328,57 @@ class Studio:
         folder = self.outputs_root / _safe_part(user.name, "user") / _safe_part(session, "session")
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         return folder
+
+    def public(self, error: LikenessError) -> LikenessError:
+        """``error`` with server paths of uploads and scratch files cut to the file's name."""
+        for attribute in ("reason", "hint"):
+            text = getattr(error, attribute, None)
+            if text:
+                for root in (self.cache_root, self.work_root):
+                    text = re.sub(re.escape(str(root)) + r"/(?:[^/\s]+/)*", "", text)
+                setattr(error, attribute, text)
+        if error.args and isinstance(error.args[0], str):
+            error.args = (error.reason, *error.args[1:])
+        return error
+
+    # -- uploads ---------------------------------------------------------------------------
+    def check_upload(self, path: Path, kind: str = "image") -> Path:
+        """Refuse a file over the limit of its kind (``image`` also covers documents) or unreadable."""
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise BadInput(f"{path.name}: the upload cannot be read ({exc.strerror})") from exc
+        limit_mb = self.limits.video_mb if kind == "video" else self.limits.image_mb
+        if size > limit_mb * MB:
+            option = "--max-video-mb" if kind == "video" else "--max-upload-mb"
+            what = "videos" if kind == "video" else "images and documents"
+            raise BadInput(
+                f"{path.name} is {size / MB:.1f} MB; this studio accepts {what} up to {limit_mb} MB",
+                hint=f"use a smaller file, or ask the administrator to raise `likeness app {option}`",
+            )
+        return path
+
+    def check_video(self, path: Path) -> VideoInfo:
+        """A target video: within the size and duration limits, and a video by its bytes."""
+        from likeness.media.video import looks_like_video, probe_video
+
+        path = self.check_upload(path, "video")
+        if not looks_like_video(path):
+            raise BadInput(
+                f"{path.name} is not a video file",
+                hint="upload an MP4, MOV, MKV, WebM or AVI file; for a still picture choose Image as "
+                "the target",
+            )
+        info = probe_video(path)
+        if info.duration is not None and info.duration > self.limits.video_seconds:
+            raise BadInput(
+                f"{path.name} runs {info.duration:.0f} s; this studio accepts videos up to "
+                f"{self.limits.video_seconds:.0f} s",
+                hint="trim it, run it with `likeness swap` on the command line, or ask the administrator "
+                "to raise `likeness app --max-video-seconds`",
+            )
+        return info
 
     # -- who is asking -----------------------------------------------------------------------
     def user(self, username: str | None) -> AppUser | None:
@@ -275,9 +440,11 @@ class Studio:
             return []
         from likeness.pipeline import detect_faces
 
-        picture, faces = detect_faces(
-            Path(target), home=self.home, backend=self.backend, max_pixels=self.max_pixels
-        )
+        target = self.check_upload(Path(target))
+        with self.engines.borrow() as engines:
+            picture, faces = detect_faces(
+                target, home=self.home, backend=self.backend, max_pixels=self.max_pixels, engines=engines
+            )
         return [
             FaceThumb(i, face.box, face.size, _thumb(picture.pixels, face.box))
             for i, face in enumerate(faces)
@@ -305,7 +472,7 @@ class Studio:
         self.policy().require_known("purposes", [job.purpose])
         from likeness.pipeline import SwapRequest, swap_image
 
-        target = Path(job.target)
+        target = self.check_upload(Path(job.target))
         suffix = ".png" if target.suffix.lower() == ".png" else ".jpg"
         out = self.session_dir(user, session) / f"likeness-{_stamp()}-{secrets.token_hex(3)}{suffix}"
 
@@ -327,17 +494,185 @@ class Studio:
                 operator=user.name,
                 max_pixels=self.max_pixels,
             )
-            outcome = swap_image(request, home=self.home, progress=report)
+            with self.engines.borrow() as engines:
+                outcome = swap_image(request, home=self.home, progress=report, engines=engines)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return SwapResult(outcome=outcome, target=target, source_name=source_name)
 
-    def _source(self, job: SwapJob, scratch: Path) -> tuple[Path, str]:
+    # -- video ---------------------------------------------------------------------------------
+    def swap_video(
+        self,
+        user: AppUser | None,
+        session: str | None,
+        job: VideoJob,
+        *,
+        progress: StageReport,
+        cancel: threading.Event | None = None,
+    ) -> VideoResult:
+        """Run one gated, disclosed video swap into this session's outputs folder.
+
+        ``cancel`` stops it after the current frame (:class:`~likeness.errors.Cancelled`); the
+        finished segments are kept and the same job by the same user resumes from them (see the
+        module docstring).
+        """
+        user = require(user, "swap")
+        if job.target is None:
+            raise UsageError("choose a target video (the footage whose faces are replaced)")
+        if not job.purpose:
+            raise UsageError("choose the purpose of this output", hint="it must be covered by every consent")
+        self.policy().require_known("purposes", [job.purpose])
+        if job.faces not in FACES_MODES:
+            raise UsageError(f"unknown faces choice {job.faces!r}", hint="choose consented or all")
+        if job.codec not in VIDEO_CODECS:
+            raise UsageError(f"unknown codec {job.codec!r}", hint=f"choose {' or '.join(VIDEO_CODECS)}")
+        crf = int(job.crf if job.crf is not None else DEFAULT_CRF)
+        if not 0 <= crf <= 51:
+            raise UsageError(
+                f"quality (CRF) {crf} is out of range", hint="use 0 (lossless) to 51; 18 is the default"
+            )
+        cancel = cancel or threading.Event()
+        target = Path(job.target)
+        self.check_video(target)
+        self.sweep_video_jobs()
+        from likeness.video_pipeline import VideoSwapRequest, swap_video
+
+        scratch = self.work_root / secrets.token_hex(8)
+        try:
+            source, source_name = self._source(job, scratch)
+            progress("hash", 0.0)
+            key = _video_key(user.name, self.backend, job, crf, _file_sha256(target), _file_sha256(source))
+            pending = self.work_root / "video" / _safe_part(user.name, "user") / key
+            with self._video_slot(key, cancel):
+                out, stable_target = self._pending_video(pending, user, session, target)
+                request = VideoSwapRequest(
+                    source=source,
+                    target=stable_target,
+                    purpose=job.purpose,
+                    out=out,
+                    faces=job.faces,  # type: ignore[arg-type]
+                    backend=self.backend,
+                    codec=job.codec,
+                    crf=crf,
+                    segment_seconds=self.video_segment_seconds,
+                    operator=user.name,
+                    max_pixels=self.max_pixels,
+                )
+                try:
+                    outcome = swap_video(request, home=self.home, progress=progress, cancel=cancel)
+                except Cancelled:
+                    raise  # the finished segments and the pending folder stay: the same job resumes
+                except LikenessError:
+                    _forget_unless_resumable(pending, out)
+                    raise
+                shutil.rmtree(pending, ignore_errors=True)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return VideoResult(outcome=outcome, source_name=source_name, names=self._names())
+
+    def video_jobs_running(self) -> int:
+        """How many video jobs are running now (a cancelled one counts until its worker has stopped)."""
+        with self._video_lock:
+            return len(self._video_running)
+
+    @contextlib.contextmanager
+    def _video_slot(self, key: str, cancel: threading.Event, wait_s: float = 30.0) -> Iterator[None]:
+        """Run one job key at a time: a second run waits for a cancelled one to stop, else is refused."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._video_lock:
+                running = self._video_running.get(key)
+                if running is None:
+                    self._video_running[key] = cancel
+                    break
+            if not running.is_set():
+                raise UsageError(
+                    "this video job is already running (the same source, target, purpose and options)",
+                    hint="wait for it to finish, or cancel it where it runs",
+                )
+            if time.monotonic() > deadline:
+                raise UsageError(
+                    "the cancelled run of this video job is still stopping", hint="try again in a moment"
+                )
+            time.sleep(0.1)
+        try:
+            yield
+        finally:
+            with self._video_lock:
+                self._video_running.pop(key, None)
+
+    def _pending_video(
+        self, pending: Path, user: AppUser, session: str | None, target: Path
+    ) -> tuple[Path, Path]:
+        """The output name and the target for a job: a cancelled run's (to resume), else new ones."""
+        record = pending / "job.json"
+        out: Path | None = None
+        kept: Path | None = None
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            data = json.loads(record.read_text(encoding="utf-8"))
+            earlier, kept = Path(data["out"]), pending / Path(data["target"]).name
+            if earlier.is_relative_to(self.outputs_root) and not earlier.exists() and earlier.parent.is_dir():
+                out = earlier
+        if out is None or kept is None:
+            shutil.rmtree(pending, ignore_errors=True)
+            pending.mkdir(parents=True, mode=0o700)
+            out = self.session_dir(user, session) / f"likeness-{_stamp()}-{secrets.token_hex(3)}.mp4"
+            suffix = re.sub(r"[^a-z0-9.]", "", target.suffix.lower())[:8]
+            kept = pending / f"{_safe_part(target.stem, 'target')[:48]}{suffix}"
+            data = {
+                "out": str(out),
+                "target": kept.name,
+                "user": user.name,
+                "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+            record.write_text(json.dumps(data), encoding="utf-8")
+        else:
+            os.utime(record)  # resumed: the retention period starts again
+        # The writer resumes only with the same target file (path, size, mtime): keep a link to it,
+        # named as uploaded (the name appears in the consent labels and the content credentials).
+        if not kept.exists():
+            try:
+                os.link(target, kept)
+            except OSError:
+                shutil.copy2(target, kept)
+        return out, kept
+
+    def sweep_video_jobs(self, older_than_hours: float = PENDING_VIDEO_HOURS) -> list[Path]:
+        """Delete pending video jobs (and their finished segments) not resumed in time; returns them."""
+        from likeness.disclosure.video_writer import job_folder
+
+        cutoff = time.time() - older_than_hours * 3600
+        removed = []
+        for pending in sorted((self.work_root / "video").glob("*/*")):
+            record = pending / "job.json"
+            try:
+                stamp = (record if record.exists() else pending).stat().st_mtime
+            except OSError:
+                continue
+            with self._video_lock:
+                if stamp > cutoff or pending.name in self._video_running:
+                    continue
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                out = Path(json.loads(record.read_text(encoding="utf-8"))["out"])
+                if out.is_relative_to(self.outputs_root):
+                    shutil.rmtree(job_folder(out), ignore_errors=True)
+            shutil.rmtree(pending, ignore_errors=True)
+            removed.append(pending)
+        return removed
+
+    def _names(self) -> dict[str, str]:
+        from likeness.consent.registry import Registry
+
+        with Registry.open(self.home) as registry:
+            return {person.id: person.name for person in registry.list_identities()}
+
+    def _source(self, job: SwapJob | VideoJob, scratch: Path) -> tuple[Path, str]:
         """The source photo: uploaded, or an enrolled identity's best stored reference crop."""
         if job.source_kind == "photo":
             if job.source_photo is None:
                 raise UsageError("upload a source photo, or choose an enrolled person as the source")
-            return Path(job.source_photo), Path(job.source_photo).name
+            photo = self.check_upload(Path(job.source_photo))
+            return photo, photo.name
         if job.source_kind != "identity":
             raise UsageError(f"unknown source kind {job.source_kind!r}", hint="use 'identity' or 'photo'")
         if not (job.identity or "").strip():
@@ -370,9 +705,15 @@ class Studio:
         for photo in photos:
             name = Path(photo).name
             try:
-                picture, faces = detect_faces(
-                    Path(photo), home=self.home, backend=self.backend, max_pixels=self.max_pixels
-                )
+                self.check_upload(Path(photo))
+                with self.engines.borrow() as engines:
+                    picture, faces = detect_faces(
+                        Path(photo),
+                        home=self.home,
+                        backend=self.backend,
+                        max_pixels=self.max_pixels,
+                        engines=engines,
+                    )
             except BadInput as error:
                 checks.append(PhotoCheck(name, 0, None, False, error.reason.replace(str(photo), name)))
                 continue
@@ -406,7 +747,7 @@ class Studio:
 
         request = EnrolRequest(
             name=name,
-            photos=[Path(p) for p in photos],
+            photos=[self.check_upload(Path(p)) for p in photos],
             operator=user.name,
             backend=self.backend,
             max_pixels=self.max_pixels,
@@ -424,7 +765,7 @@ class Studio:
             raise UsageError("tick at least one purpose")
         if not form.roles:
             raise UsageError("tick at least one role (source, target)")
-        evidence = _check_evidence(form.evidence) if form.evidence is not None else None
+        evidence = _check_evidence(self.check_upload(form.evidence)) if form.evidence is not None else None
         from likeness.consent.registry import Registry
 
         with Registry.open(self.home) as registry:
@@ -479,13 +820,27 @@ class Studio:
             return erase(person.id, reason=reason or "", operator=user.name)
 
     # -- verify and audit ------------------------------------------------------------------------
-    def verify(self, user: AppUser | None, path: Path | None) -> VerifyReport:
+    def verify(self, user: AppUser | None, path: Path | None, *, uploaded: bool = True) -> VerifyReport:
+        """Read a file's disclosure back; ``uploaded`` files are held to the upload limits first."""
         require(user, "verify")
         if path is None:
             raise UsageError("drop a file to verify")
+        from likeness.media.video import looks_like_video
         from likeness.pipeline import verify_file
 
-        return verify_file(Path(path), home=self.home)
+        path = Path(path)
+        if uploaded:
+            self.check_upload(path, "video" if looks_like_video(path) else "image")
+        return verify_file(path, home=self.home)
+
+    def models(self, user: AppUser | None) -> list[ModelLine]:
+        """Every model file (``likeness models list``): present, hash state, licence, commercial use."""
+        require(user, "view")
+        from likeness.licences import recorded_licences
+        from likeness.models import list_all
+
+        records = recorded_licences(self.home)
+        return [ModelLine(row, records.get(row.entry.name)) for row in list_all(self.home)]
 
     def check_ledger(self, user: AppUser | None) -> ChainReport:
         require(user, "audit")
@@ -534,6 +889,37 @@ def _pixel_area(jpeg: bytes) -> int:
             return image.width * image.height
     except OSError:
         return 0
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _video_key(user: str, backend: str, job: VideoJob, crf: int, target_sha: str, source_sha: str) -> str:
+    """What makes two video jobs the same job (the writer checks the rest when it resumes)."""
+    facts = {
+        "user": user,
+        "backend": backend,
+        "target": target_sha,
+        "source": source_sha,
+        "purpose": job.purpose,
+        "faces": job.faces,
+        "codec": job.codec,
+        "crf": crf,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _forget_unless_resumable(pending: Path, out: Path) -> None:
+    """After a failed run: keep the pending job only while the writer kept its segments."""
+    from likeness.disclosure.video_writer import job_folder
+
+    if not job_folder(out).exists():
+        shutil.rmtree(pending, ignore_errors=True)
 
 
 def _check_evidence(path: Path) -> Path:

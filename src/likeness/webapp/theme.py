@@ -25,6 +25,10 @@ CSS = """
 .lk-synthetic { background: #eef2ff; border-color: #6366f1; color: #312e81; }
 .lk-working { background: #f5f3ff; border-color: #a78bfa; color: #4c1d95; }
 .lk-neutral { background: #f8fafc; border-color: #cbd5e1; color: #334155; }
+.lk-verdict { font-weight: 600; }
+.lk-banner table.lk-windows { border-collapse: collapse; margin: 4px 0; font-size: 0.9em; }
+.lk-banner table.lk-windows th, .lk-banner table.lk-windows td { padding: 2px 10px 2px 0; text-align: left;
+           border-bottom: 1px solid rgba(0, 0, 0, 0.08); }
 .dark .lk-banner { background: transparent; color: var(--body-text-color); }
 """
 
@@ -38,7 +42,7 @@ def make_theme() -> Any:
         neutral_hue="slate",
         radius_size="md",
         font=(
-            gr.themes.LocalFont("IBM Plex Sans", weights=(400, 600)),
+            gr.themes.LocalFont("IBM Plex Sans", weights=(400, 700)),
             "ui-sans-serif",
             "system-ui",
             "sans-serif",

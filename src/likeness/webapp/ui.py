@@ -19,7 +19,7 @@ import gradio as gr
 from likeness.errors import LikenessError
 from likeness.users import AppUser, NotAllowed
 from likeness.webapp import views
-from likeness.webapp.studio import GrantForm, Studio, SwapJob
+from likeness.webapp.studio import DEFAULT_CRF, GrantForm, Studio, SwapJob, VideoJob
 
 log = logging.getLogger("likeness.webapp")
 
@@ -36,9 +36,12 @@ CONSENT_HEADERS = [
     "Capacity",
     "Uses",
 ]
+CONSENT_WIDTHS = ["13%", "10%", "7%", "9%", "9%", "8%", "8%", "8%", "9%", "19%"]
 OUTPUT_HEADERS = ["Output id", "Made (UTC)", "Purpose", "Operator", "Consents", "File"]
+OUTPUT_WIDTHS = ["15%", "14%", "9%", "8%", "28%", "26%"]
 CHECK_HEADERS = ["Photo", "Faces", "Face size (px)", "Usable", "Note"]
 LEDGER_HEADERS = ["#", "Time (UTC)", "Kind", "Actor", "Summary", "Hash"]
+LEDGER_WIDTHS = ["5%", "15%", "8%", "8%", "50%", "14%"]
 LEDGER_KINDS = [
     "all",
     "enrol",
@@ -53,11 +56,17 @@ LEDGER_KINDS = [
 
 HELP = {
     "swap": (
-        "Put an enrolled person's likeness onto a face in a target image. Every face involved must match "
-        "an enrolled person whose consent covers this purpose and role (*source* for the likeness used, "
-        "*target* for the face replaced); otherwise the job is refused and nothing is written. Each output "
-        "carries a visible **AI-GENERATED** label, an invisible watermark with its output id, and an "
-        "audit-ledger entry."
+        "Put an enrolled person's likeness onto a face in a target image or video. Every face replaced must "
+        "match an enrolled person whose consent covers this purpose, role (*source* for the likeness used, "
+        "*target* for the face replaced) and medium; otherwise the job is refused and nothing is written. "
+        "Each output carries a visible **AI-GENERATED** label, an invisible watermark with its output id, "
+        "signed C2PA content credentials and an audit-ledger entry."
+    ),
+    "video": (
+        "Faces are followed through the footage. **Consented only** replaces the faces identified as "
+        "enrolled people with a consent to be replaced (role *target*, medium *video*) and leaves everyone "
+        "else untouched (the report says why); **All** replaces every face or refuses the job. Audio is "
+        "copied untouched. H.264 plays in the browser; FFV1 is lossless, for VFX (download it)."
     ),
     "people": (
         "Who is enrolled, what they consented to, and what was made under each consent. Administrators enrol "
@@ -80,12 +89,19 @@ HELP = {
         "identity remains as a tombstone and the ledger keeps its entries (no images). It cannot be undone."
     ),
     "verify": (
-        "Drop any file to see whether it is a disclosed likeness output: its invisible watermark, the "
-        "visible label, its C2PA manifest and this installation's ledger record."
+        "Drop any image or video to see whether it is a disclosed likeness output: its C2PA content "
+        "credentials (and whether they still hold), its invisible watermark, the visible label and this "
+        "installation's ledger record. A video is read in time windows."
     ),
     "audit": (
         "Every enrolment, consent, revocation, refusal and output is an entry in a hash-chained, signed "
         "ledger. Check the chain, browse the entries, or export them as JSON Lines."
+    ),
+    "models": (
+        "The model files this installation runs (`likeness models list`): whether each is present, its "
+        "hash check, its licence and whether it may be used for commercial purposes. A job for a purpose "
+        "that is not non-commercial is refused while it would use a non-commercial model without a "
+        "recorded licence."
     ),
 }
 
@@ -111,14 +127,18 @@ def _internal(error: Exception) -> LikenessError:
     )
 
 
-def attempt(call: Callable[[], Any], failed: Callable[[LikenessError], Any]) -> Any:
-    """Run ``call``; a role violation becomes gr.Error, any other error becomes ``failed(error)``."""
+def attempt(
+    call: Callable[[], Any],
+    failed: Callable[[LikenessError], Any],
+    tidy: Callable[[LikenessError], LikenessError] = lambda error: error,
+) -> Any:
+    """Run ``call``; a role violation becomes gr.Error, any other error becomes ``failed(tidy(error))``."""
     try:
         return call()
     except NotAllowed as error:
         raise _not_allowed(error) from None
     except LikenessError as error:
-        return failed(error)
+        return failed(tidy(error))
     except Exception as error:  # noqa: BLE001 - never a traceback on the page
         return failed(_internal(error))
 
@@ -144,9 +164,13 @@ def _paths(files: Sequence[Any] | None) -> list[Path]:
 class StudioPage:
     """Binds a ``Studio`` to Gradio handlers and builds the Blocks."""
 
-    def __init__(self, studio: Studio, *, swap_concurrency: int = 2) -> None:
+    def __init__(self, studio: Studio, *, swap_concurrency: int = 2, video_concurrency: int = 1) -> None:
         self.studio = studio
         self.swap_concurrency = swap_concurrency
+        self.video_concurrency = video_concurrency
+
+    def attempt(self, call: Callable[[], Any], failed: Callable[[LikenessError], Any]) -> Any:
+        return attempt(call, failed, self.studio.public)
 
     def _user(self, request: gr.Request | None) -> AppUser | None:
         return self.studio.user(getattr(request, "username", None) if request is not None else None)
@@ -204,7 +228,7 @@ class StudioPage:
                 views.error_json(error),
             )
 
-        return attempt(done, failed)
+        return self.attempt(done, failed)
 
     def faces_pending(self, target: str | None):
         note = views.banner("working", "Finding faces…") if target else ""
@@ -215,13 +239,28 @@ class StudioPage:
             "<p>Checking consent, swapping, labelling and watermarking. "
             "Cancel stops it before anything is written.</p>"
         )
-        return views.banner("working", "Working…", body), None, None, None
+        working = views.banner("working", "Working…", body, tag="job-image")
+        return working, None, None, None, gr.Column(visible=False)
+
+    def video_pending(self):
+        return views.video_working(), None, None, _table(views.TRACK_HEADERS, []), gr.Column(visible=False)
 
     def show_results(self, result: dict | None):
         return gr.Column(visible=bool(result and result.get("status") == "done"))
 
+    def target_kind(self, kind: str):
+        image, video = kind != "video", kind == "video"
+        return (
+            gr.Column(visible=image),
+            gr.Column(visible=video),
+            gr.Button(visible=image),
+            gr.Button(visible=video),
+        )
+
     def swap_cancelled(self, current: str | None):
         """After Cancel: say so, unless the job had already finished and shows its result."""
+        if current and "lk-job-video" in current:
+            return views.video_cancelled()
         if current and "lk-working" in current:
             return views.banner(
                 "warn", "Cancelled", "<p>The swap was stopped; nothing was written or recorded.</p>"
@@ -247,7 +286,7 @@ class StudioPage:
         cancel = threading.Event()
 
         def report(stage: str, fraction: float) -> None:
-            progress(min(max(fraction, 0.0), 1.0), desc=views.STAGE_WORDS.get(stage, stage))
+            progress(min(max(fraction, 0.0), 1.0), desc=views.stage_words(stage))
 
         def run():
             job = SwapJob(
@@ -262,7 +301,7 @@ class StudioPage:
                 user, request.session_hash, job, progress=report, cancelled=cancel.is_set
             )
             report("check", 0.95)
-            verified = self.studio.verify(user, result.outcome.output)
+            verified = self.studio.verify(user, result.outcome.output, uploaded=False)
             return result, verified
 
         try:
@@ -274,6 +313,7 @@ class StudioPage:
         except NotAllowed as error:
             raise _not_allowed(error) from None
         except LikenessError as error:
+            error = self.studio.public(error)
             return views.error_banner(error), None, None, None, views.error_json(error)
         except Exception as error:  # noqa: BLE001
             failure = _internal(error)
@@ -287,6 +327,68 @@ class StudioPage:
             views.swap_json(result, verified),
         )
 
+    async def swap_video(
+        self,
+        source_kind: str,
+        identity: str | None,
+        source_photo: str | None,
+        target_video: str | None,
+        purpose: str | None,
+        faces: str | None,
+        codec: str | None,
+        crf: float | None,
+        request: gr.Request,
+        progress=gr.Progress(),  # noqa: B008 - Gradio's way to ask for a progress tracker
+    ):
+        """Run the gated, disclosed video swap in a worker thread; Cancel stops it after the current frame
+        (finished segments are kept: the same job resumes)."""
+        user = self._user(request)
+        cancel = threading.Event()
+        empty = _table(views.TRACK_HEADERS, [])
+
+        def report(stage: str, fraction: float) -> None:
+            progress(min(max(fraction, 0.0), 1.0), desc=views.stage_words(stage))
+
+        def run():
+            job = VideoJob(
+                source_kind=source_kind or "identity",
+                target=Path(target_video) if target_video else None,
+                purpose=purpose or "",
+                identity=identity,
+                source_photo=Path(source_photo) if source_photo else None,
+                faces=faces or "consented",
+                codec=codec or "h264",
+                crf=DEFAULT_CRF if crf is None else int(crf),
+            )
+            result = self.studio.swap_video(user, request.session_hash, job, progress=report, cancel=cancel)
+            report("check", 0.99)
+            verified = self.studio.verify(user, result.outcome.output, uploaded=False)
+            return result, verified
+
+        try:
+            result, verified = await asyncio.to_thread(run)
+        except asyncio.CancelledError:
+            cancel.set()  # the writer stops before its next frame and keeps the finished segments
+            log.info("video swap cancelled by %s", getattr(user, "name", None))
+            raise
+        except NotAllowed as error:
+            raise _not_allowed(error) from None
+        except LikenessError as error:
+            error = self.studio.public(error)
+            return views.error_banner(error), None, None, empty, views.error_json(error)
+        except Exception as error:  # noqa: BLE001
+            failure = _internal(error)
+            return views.error_banner(failure), None, None, empty, views.error_json(failure)
+        output = str(result.outcome.output)
+        tracks = _table(views.TRACK_HEADERS, views.track_rows(result.outcome.tracks, result.names))
+        return (
+            views.video_banner(result, verified),
+            output if result.playable else None,
+            output,
+            tracks,
+            views.video_json(result, verified),
+        )
+
     # -- people & consent ------------------------------------------------------------------------
     def people(self, request: gr.Request):
         def done():
@@ -297,7 +399,7 @@ class StudioPage:
             data = views.api_safe({"status": "done", "people": [p.to_dict() for p in people]})
             return _table(PEOPLE_HEADERS, rows), data
 
-        return attempt(done, lambda e: (_table(PEOPLE_HEADERS, []), views.error_json(e)))
+        return self.attempt(done, lambda e: (_table(PEOPLE_HEADERS, []), views.error_json(e)))
 
     def select_person(self, evt: gr.SelectData):
         row = evt.row_value or []
@@ -305,13 +407,19 @@ class StudioPage:
 
     def person(self, identity: str | None, request: gr.Request):
         def done():
-            detail = self.studio.identity_detail(self._user(request), identity or "")
+            user = self._user(request)
+            detail = self.studio.identity_detail(user, identity or "")
             names = {detail.identity.id: detail.identity.name}
+            outputs = [o.to_dict() for o in detail.outputs]
+            if not (user and user.can("view_installation")):  # file names, not the server's folders
+                for output in outputs:
+                    if output.get("path"):
+                        output["path"] = Path(str(output["path"])).name
             data = {
                 "status": "done",
                 "identity": detail.identity.to_dict(),
                 "consents": [c.to_dict() for c in detail.consents],
-                "outputs": [o.to_dict() for o in detail.outputs],
+                "outputs": outputs,
             }
             return (
                 views.person_banner(detail.identity, detail.consents, detail.outputs),
@@ -325,7 +433,7 @@ class StudioPage:
             empty = (_table(CONSENT_HEADERS, []), _table(OUTPUT_HEADERS, []))
             return views.error_banner(error), [], *empty, views.error_json(error)
 
-        return attempt(done, failed)
+        return self.attempt(done, failed)
 
     def check_photos(self, photos: list[str] | None, request: gr.Request):
         def done():
@@ -339,7 +447,7 @@ class StudioPage:
             table = _table(CHECK_HEADERS, views.check_rows(checks))
             return views.checks_banner(checks), gallery, table, views.api_safe(data)
 
-        return attempt(
+        return self.attempt(
             done, lambda e: (views.error_banner(e), [], _table(CHECK_HEADERS, []), views.error_json(e))
         )
 
@@ -353,7 +461,7 @@ class StudioPage:
                 {"status": "done", "identity": identity.to_dict()}
             )
 
-        return attempt(done, lambda e: (views.error_banner(e), views.error_json(e)))
+        return self.attempt(done, lambda e: (views.error_banner(e), views.error_json(e)))
 
     def grant(
         self,
@@ -405,7 +513,7 @@ class StudioPage:
                 {"status": "done", "consent": record.to_dict()}
             )
 
-        return attempt(done, lambda e: (views.error_banner(e), views.error_json(e)))
+        return self.attempt(done, lambda e: (views.error_banner(e), views.error_json(e)))
 
     def revoke(self, consent_id: str | None, reason: str, request: gr.Request):
         def done():
@@ -416,7 +524,7 @@ class StudioPage:
                 {"status": "done", "consent": record.to_dict()}
             )
 
-        return attempt(done, lambda e: (views.error_banner(e), views.error_json(e)))
+        return self.attempt(done, lambda e: (views.error_banner(e), views.error_json(e)))
 
     def erase(self, identity: str | None, reason: str, confirmed: bool, request: gr.Request):
         def done():
@@ -425,7 +533,7 @@ class StudioPage:
                 {"status": "done", "identity": person.to_dict()}
             )
 
-        return attempt(done, lambda e: (views.error_banner(e), views.error_json(e)))
+        return self.attempt(done, lambda e: (views.error_banner(e), views.error_json(e)))
 
     # -- verify and audit ------------------------------------------------------------------------
     def verify(self, file: str | None, request: gr.Request):
@@ -433,14 +541,14 @@ class StudioPage:
             report = self.studio.verify(self._user(request), Path(file) if file else None)
             return views.verify_banner(report), views.verify_json(report)
 
-        return attempt(done, lambda e: (views.error_banner(e), views.error_json(e)))
+        return self.attempt(done, lambda e: (views.error_banner(e), views.error_json(e)))
 
     def check_ledger(self, request: gr.Request):
         def done():
             report = self.studio.check_ledger(self._user(request))
             return views.chain_banner(report), views.api_safe({"status": "done", **report.to_dict()})
 
-        return attempt(done, lambda e: (views.error_banner(e), views.error_json(e)))
+        return self.attempt(done, lambda e: (views.error_banner(e), views.error_json(e)))
 
     def ledger(self, kind: str | None, limit: float | None, request: gr.Request):
         def done():
@@ -455,14 +563,30 @@ class StudioPage:
             }
             return _table(LEDGER_HEADERS, rows), views.api_safe(data)
 
-        return attempt(done, lambda e: (_table(LEDGER_HEADERS, []), views.error_json(e)))
+        return self.attempt(done, lambda e: (_table(LEDGER_HEADERS, []), views.error_json(e)))
 
     def export_ledger(self, request: gr.Request):
         def done():
             path = self.studio.export_ledger(self._user(request), request.session_hash)
-            return str(path), views.banner("ok", "Ledger exported", f"<p>{path.name}: download it below.</p>")
+            notice = views.banner("ok", "Ledger exported", f"<p>{path.name}: download it below.</p>")
+            return str(path), notice
 
-        return attempt(done, lambda e: (None, views.error_banner(e)))
+        return self.attempt(done, lambda e: (None, views.error_banner(e)))
+
+    def models(self, request: gr.Request):
+        def done():
+            user = self._user(request)
+            lines = self.studio.models(user)
+            full = bool(user and user.can("view_installation"))
+            return (
+                views.models_banner(lines),
+                _table(views.MODEL_HEADERS, views.model_rows(lines)),
+                views.models_json(lines, full_paths=full),
+            )
+
+        return self.attempt(
+            done, lambda e: (views.error_banner(e), _table(views.MODEL_HEADERS, []), views.error_json(e))
+        )
 
     # -- layout ----------------------------------------------------------------------------------
     def build(self) -> gr.Blocks:
@@ -516,35 +640,78 @@ class StudioPage:
                             purpose = gr.Dropdown(
                                 purpose_choices, label="Purpose", value=None, elem_id="swap-purpose"
                             )
+                            target_kind = gr.Radio(
+                                [("Image", "image"), ("Video", "video")],
+                                value="image",
+                                label="Target",
+                                elem_id="swap-target-kind",
+                            )
                         with gr.Column(scale=2):
-                            target = gr.Image(
-                                type="filepath",
-                                image_mode=None,
-                                sources=["upload"],
-                                label="Target image",
-                                height=300,
-                                elem_id="swap-target",
-                            )
-                            faces_note = gr.HTML(elem_id="swap-faces-note")
-                            faces_gallery = gr.Gallery(
-                                label="Faces in the target — click one to replace only that face",
-                                columns=6,
-                                height=180,
-                                allow_preview=False,
-                                fit_columns=False,
-                                object_fit="contain",
-                                elem_id="swap-faces",
-                            )
-                            face_choice = gr.Dropdown(
-                                views.face_choices(0),
-                                value="all",
-                                label="Face to replace",
-                                allow_custom_value=True,
-                                elem_id="swap-face",
-                            )
-                            faces_json = gr.JSON(visible=False, label="faces")
+                            with gr.Column(visible=True) as image_inputs:
+                                target = gr.Image(
+                                    type="filepath",
+                                    image_mode=None,
+                                    sources=["upload"],
+                                    label="Target image",
+                                    height=300,
+                                    elem_id="swap-target",
+                                )
+                                faces_note = gr.HTML(elem_id="swap-faces-note")
+                                faces_gallery = gr.Gallery(
+                                    label="Faces in the target — click one to replace only that face",
+                                    columns=6,
+                                    height=180,
+                                    allow_preview=False,
+                                    fit_columns=False,
+                                    object_fit="contain",
+                                    elem_id="swap-faces",
+                                )
+                                face_choice = gr.Dropdown(
+                                    views.face_choices(0),
+                                    value="all",
+                                    label="Face to replace",
+                                    allow_custom_value=True,
+                                    elem_id="swap-face",
+                                )
+                                faces_json = gr.JSON(visible=False, label="faces")
+                            with gr.Column(visible=False) as video_inputs:
+                                target_video = gr.Video(
+                                    sources=["upload"],
+                                    label=(
+                                        f"Target video (up to {self.studio.limits.video_mb} MB and "
+                                        f"{self.studio.limits.video_seconds:.0f} s)"
+                                    ),
+                                    height=300,
+                                    include_audio=True,
+                                    elem_id="swap-target-video",
+                                )
+                                _help("video")
+                                with gr.Row(equal_height=True):
+                                    video_faces = gr.Radio(
+                                        [("Consented faces only", "consented"), ("All faces", "all")],
+                                        value="consented",
+                                        label="Faces to replace",
+                                        elem_id="swap-video-faces",
+                                    )
+                                    video_codec = gr.Radio(
+                                        [("H.264", "h264"), ("FFV1 lossless", "ffv1")],
+                                        value="h264",
+                                        label="Codec",
+                                        elem_id="swap-video-codec",
+                                    )
+                                video_crf = gr.Slider(
+                                    0,
+                                    51,
+                                    value=DEFAULT_CRF,
+                                    step=1,
+                                    label="H.264 quality (CRF; lower is better, 18 ≈ visually lossless)",
+                                    elem_id="swap-video-crf",
+                                )
                     with gr.Row():
                         swap_button = gr.Button("Swap", variant="primary", elem_id="swap-run", scale=3)
+                        video_button = gr.Button(
+                            "Swap video", variant="primary", elem_id="swap-video-run", scale=3, visible=False
+                        )
                         cancel_button = gr.Button("Cancel", variant="stop", elem_id="swap-cancel", scale=1)
                     swap_banner = gr.HTML(elem_id="swap-result")
                     with gr.Column(visible=False) as results_panel:
@@ -566,8 +733,32 @@ class StudioPage:
                         download = gr.File(
                             label="Disclosed output (download)", interactive=False, elem_id="swap-download"
                         )
+                    with gr.Column(visible=False) as video_panel:
+                        with gr.Row(equal_height=False):
+                            video_player = gr.Video(
+                                label="The disclosed output",
+                                interactive=False,
+                                height=420,
+                                elem_id="swap-video-out",
+                                scale=3,
+                            )
+                            video_download = gr.File(
+                                label="Disclosed video (download)",
+                                interactive=False,
+                                elem_id="swap-video-download",
+                                scale=2,
+                            )
+                        tracks_table = gr.Dataframe(
+                            headers=views.TRACK_HEADERS,
+                            column_widths=views.TRACK_WIDTHS,
+                            label="Faces followed through the footage",
+                            interactive=False,
+                            wrap=True,
+                            elem_id="swap-tracks",
+                        )
                     with gr.Accordion("Details (JSON)", open=False):
                         swap_json = gr.JSON(label="swap result", elem_id="swap-json")
+                        video_json = gr.JSON(label="video swap result", elem_id="swap-video-json")
 
                 # ---------------------------------------------------------------- People & consent
                 with gr.Tab("People & consent", id="people"):
@@ -599,13 +790,18 @@ class StudioPage:
                             gr.Markdown("**Consents**")
                             person_consents = gr.Dataframe(
                                 headers=CONSENT_HEADERS,
+                                column_widths=CONSENT_WIDTHS,
                                 interactive=False,
                                 wrap=True,
                                 elem_id="person-consents",
                             )
                             gr.Markdown("**Outputs made under these consents**")
                             person_outputs = gr.Dataframe(
-                                headers=OUTPUT_HEADERS, interactive=False, wrap=True, elem_id="person-outputs"
+                                headers=OUTPUT_HEADERS,
+                                column_widths=OUTPUT_WIDTHS,
+                                interactive=False,
+                                wrap=True,
+                                elem_id="person-outputs",
                             )
                             person_json = gr.JSON(visible=False, label="person")
                         with gr.Tab("Enrol", id="enrol") as enrol_tab:
@@ -748,10 +944,31 @@ class StudioPage:
                     chain_banner = gr.HTML(elem_id="audit-result")
                     chain_json = gr.JSON(visible=False, label="chain check")
                     ledger_table = gr.Dataframe(
-                        headers=LEDGER_HEADERS, interactive=False, wrap=True, elem_id="audit-table"
+                        headers=LEDGER_HEADERS,
+                        column_widths=LEDGER_WIDTHS,
+                        interactive=False,
+                        wrap=True,
+                        elem_id="audit-table",
                     )
                     ledger_json = gr.JSON(visible=False, label="ledger")
-                    export_file = gr.File(label="Exported ledger", interactive=False, elem_id="audit-file")
+                    export_file = gr.File(
+                        label="Exported ledger", interactive=False, visible=False, elem_id="audit-file"
+                    )
+                    with gr.Accordion(
+                        "Models and licences", open=False, elem_id="audit-models"
+                    ) as models_box:
+                        _help("models")
+                        models_button = gr.Button("Check the model files", elem_id="models-check")
+                        models_banner = gr.HTML(elem_id="models-result")
+                        models_table = gr.Dataframe(
+                            headers=views.MODEL_HEADERS,
+                            column_widths=views.MODEL_WIDTHS,
+                            interactive=False,
+                            wrap=True,
+                            max_height=900,
+                            elem_id="models-table",
+                        )
+                        models_json = gr.JSON(visible=False, label="models")
 
             # ---------------------------------------------------------------- events
             pickers = [source_identity, g_identity, e_identity, person_pick, r_consent, people_table]
@@ -778,8 +995,20 @@ class StudioPage:
                 concurrency_limit=self.swap_concurrency,
             )
             faces_gallery.select(self.pick_face, None, face_choice, **private)
+            target_kind.change(
+                self.target_kind,
+                target_kind,
+                [image_inputs, video_inputs, swap_button, video_button],
+                **private,
+            )
+            video_codec.change(
+                lambda codec: gr.Slider(interactive=codec == "h264"), video_codec, video_crf, **private
+            )
             swap_event = swap_button.click(
-                self.swap_pending, None, [swap_banner, before_image, after_image, download], **private
+                self.swap_pending,
+                None,
+                [swap_banner, before_image, after_image, download, video_panel],
+                **private,
             ).then(
                 self.swap,
                 [source_kind, source_identity, source_photo, target, purpose, face_choice],
@@ -789,8 +1018,31 @@ class StudioPage:
                 concurrency_limit=self.swap_concurrency,
             )
             swap_event.then(self.show_results, swap_json, results_panel, **private)
+            video_event = video_button.click(
+                self.video_pending,
+                None,
+                [swap_banner, video_player, video_download, tracks_table, results_panel],
+                **private,
+            ).then(
+                self.swap_video,
+                [
+                    source_kind,
+                    source_identity,
+                    source_photo,
+                    target_video,
+                    purpose,
+                    video_faces,
+                    video_codec,
+                    video_crf,
+                ],
+                [swap_banner, video_player, video_download, tracks_table, video_json],
+                api_name="swap_video",
+                concurrency_id="video",
+                concurrency_limit=self.video_concurrency,
+            )
+            video_event.then(self.show_results, video_json, video_panel, **private)
             cancel_button.click(
-                self.swap_cancelled, swap_banner, swap_banner, cancels=[swap_event], **private
+                self.swap_cancelled, swap_banner, swap_banner, cancels=[swap_event, video_event], **private
             )
 
             refresh_button.click(self.people, None, [people_table, people_json], api_name="people")
@@ -862,5 +1114,8 @@ class StudioPage:
             load_button.click(self.ledger, [a_kind, a_limit], [ledger_table, ledger_json], api_name="ledger")
             export_button.click(
                 self.export_ledger, None, [export_file, chain_banner], api_name="export_ledger"
-            )
+            ).then(lambda path: gr.File(visible=bool(path)), export_file, export_file, **private)
+            model_outputs = [models_banner, models_table, models_json]
+            models_button.click(self.models, None, model_outputs, api_name="models")
+            models_box.expand(self.models, None, model_outputs, **private)
         return demo

@@ -5,22 +5,28 @@ Every text that came from a user or a file is HTML-escaped before it goes into a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from likeness.errors import ConsentRefused, LikenessError
 
 if TYPE_CHECKING:
     from likeness.consent.records import ConsentRecord, Identity, OutputRecord
+    from likeness.disclosure.credentials import CredentialReport
     from likeness.ledger import ChainReport, Entry
     from likeness.pipeline import VerifyReport
     from likeness.users import AppUser
-    from likeness.webapp.studio import PhotoCheck, SwapResult
+    from likeness.video_pipeline import TrackReport
+    from likeness.webapp.studio import ModelLine, PhotoCheck, SwapResult, VideoResult
 
 STAGE_WORDS = {
+    "hash": "Reading the upload",
+    "probe": "Reading the video",
     "decode": "Reading the images",
     "detect": "Finding faces",
     "consent": "Checking consent",
@@ -29,6 +35,18 @@ STAGE_WORDS = {
     "check": "Reading the disclosure back",
     "done": "Done",
 }
+MAX_WINDOW_ROWS = 150
+"""Time windows listed in a video's verify report (10 minutes at 2 s windows is 300)."""
+
+
+def stage_words(stage: str) -> str:
+    """A pipeline stage as the progress bar shows it (video frame stages carry fps and ETA)."""
+    if stage in STAGE_WORDS:
+        return STAGE_WORDS[stage]
+    if stage.startswith("frame "):
+        return "Swapping, labelling and watermarking: " + stage
+    return stage[:1].upper() + stage[1:]
+
 
 RULE_WORDS = {
     "not_enrolled": "a face is not an enrolled person",
@@ -60,10 +78,14 @@ def api_safe(value: Any) -> Any:
     return value
 
 
-def banner(kind: str, title: str, body_html: str = "") -> str:
-    """A coloured result box: kind is ok, refused, error, warn, synthetic or neutral."""
+def banner(kind: str, title: str, body_html: str = "", *, tag: str = "") -> str:
+    """A coloured result box: kind is ok, refused, error, warn, synthetic, working or neutral.
+
+    ``tag`` adds a class ``lk-<tag>`` (e.g. which job a "working" banner belongs to).
+    """
+    extra = f" lk-{escape(tag)}" if tag else ""
     return (
-        f'<div class="lk-banner lk-{escape(kind)}"><div class="lk-banner-title">{escape(title)}</div>'
+        f'<div class="lk-banner lk-{escape(kind)}{extra}"><div class="lk-banner-title">{escape(title)}</div>'
         f'<div class="lk-banner-body">{body_html}</div></div>'
     )
 
@@ -86,7 +108,17 @@ def _when(value: dt.datetime | dt.date | str | None) -> str:
 
 
 # -- who is signed in -------------------------------------------------------------------------
+def short_path(path: str) -> str:
+    """A data home as the header shows it: ``~/…`` under the user's home, else its last two parts."""
+    full = Path(path)
+    with contextlib.suppress(RuntimeError, ValueError):
+        return "~/" + str(full.relative_to(Path.home()))
+    parts = full.parts
+    return str(full) if len(parts) <= 3 else "…/" + "/".join(parts[-2:])
+
+
 def user_line(user: AppUser | None, *, auth_required: bool, home: str) -> str:
+    """Who is signed in and what they may do; administrators also see the data home (shortened)."""
     if user is None:
         return banner("error", "Not signed in", _p("This account is not an app user any more. Sign out."))
     what = (
@@ -94,11 +126,16 @@ def user_line(user: AppUser | None, *, auth_required: bool, home: str) -> str:
         if user.role == "admin"
         else "swap, verify, read the registry and the audit ledger"
     )
-    mode = "" if auth_required else " · local mode: no app users, bound to this machine only"
+    where = (
+        f' · <span title="{escape(home)}">data home {escape(short_path(home))}</span>'
+        if user.can("view_installation")
+        else ""
+    )
+    mode = " · local mode: no app users, bound to this machine only" if not auth_required else ""
     return (
         f'<div class="lk-user">Signed in as <b>{escape(user.name)}</b> '
         f'<span class="lk-role">{escape(user.role)}</span> — may {escape(what)}'
-        f'<span class="lk-muted"> · data home {escape(home)}{escape(mode)}</span>'
+        f'<span class="lk-muted">{where}{escape(mode)}</span>'
         + (' · <a href="/logout">sign out</a>' if auth_required else "")
         + "</div>"
     )
@@ -180,9 +217,8 @@ def swap_banner(result: SwapResult, report: VerifyReport | None) -> str:
         disclosure.append(
             f"Visible label detected on read-back: {'yes' if report.disclosure.label_detected else 'no'}"
         )
-        c2pa = _c2pa_words(report.to_dict())
-        if c2pa:
-            disclosure.append(f"C2PA manifest: {escape(c2pa)}")
+        disclosure.append(c2pa_line(report.disclosure.c2pa))
+        disclosure.append(f"Verify verdict: {status_words(report.status)}")
     body = (
         f"<p>{outcome.faces_swapped} face(s) replaced with the likeness of {escape(result.source_name)} "
         f"for purpose <b>{escape(outcome.decision.purpose or '')}</b>.</p>"
@@ -192,20 +228,109 @@ def swap_banner(result: SwapResult, report: VerifyReport | None) -> str:
     return banner("ok", "Done: disclosed output written", body)
 
 
+def video_banner(result: VideoResult, report: VerifyReport | None) -> str:
+    """A finished video swap: who was replaced under which consent, the video, its disclosure."""
+    outcome, video = result.outcome, result.outcome.video
+    swapped = outcome.faces_swapped
+    consent_lines = [
+        f"{escape(result.names.get(m.identity_id, m.identity_name))} as <b>{escape(m.role)}</b> "
+        f"({escape(m.label)}): consent <code>{escape(m.consent_id)}</code> active, "
+        f"match distance {m.distance:.3f}"
+        for m in outcome.decision.matches
+    ]
+    facts = [
+        f"{video.frames} frames, {video.duration:.2f} s, {escape(video.codec)} in {escape(video.container)}"
+        + ("" if result.playable else " (not playable in a browser: download it)"),
+        *(escape(line) for line in video.audio),
+        *(escape(note) for note in video.notes),
+    ]
+    if result.resumed:
+        facts.insert(0, f"Resumed: {video.reused_segments} finished segment(s) of the cancelled run reused")
+    check = video.self_check
+    disclosure = [
+        f"Output id <code>{escape(outcome.output_id)}</code>, recorded in the audit ledger",
+        "Visible AI-GENERATED label and invisible watermark on every frame",
+        f"Self-check before signing: the id read back in {check.windows_with_id} of {check.windows} "
+        f"keyframe window(s), the label in {check.label_windows}",
+    ]
+    if report is not None:
+        disclosure += disclosure_items(report)
+        disclosure.append(f"Verify verdict: {status_words(report.status)}")
+    untouched = len(outcome.tracks) - swapped
+    body = (
+        f"<p>{swapped} face track(s) replaced with the likeness of {escape(result.source_name)} for "
+        f"purpose <b>{escape(outcome.decision.purpose or '')}</b>"
+        + (f"; {untouched} left untouched (see the table below for why)" if untouched else "")
+        + ".</p>"
+        f"<p><b>Consent</b></p>{_items(consent_lines)}<p><b>Video</b></p>{_items(facts)}"
+        f"<p><b>Disclosure</b></p>{_items(disclosure)}"
+        + (windows_table(report) if report is not None else "")
+        + f"<p class='lk-muted'>{escape(_timings(outcome.timings))}</p>"
+    )
+    return banner("ok", "Done: disclosed video written", body)
+
+
+def video_working() -> str:
+    body = (
+        "<p>Checking consent, then following every face through the footage: consenting targets are "
+        "replaced, every frame is labelled and watermarked. <b>Cancel</b> stops after the current frame; "
+        "running the same job again resumes from the last finished segment.</p>"
+    )
+    return banner("working", "Working on the video…", body, tag="job-video")
+
+
+def video_cancelled() -> str:
+    body = _p(
+        "Nothing was written under the output name or recorded. Finished segments are kept for "
+        "24 hours: run the same job again (same source, target, purpose and options) to resume from "
+        "them; otherwise they are deleted."
+    )
+    return banner("warn", "Cancelled", body)
+
+
+TRACK_HEADERS = ["Track", "On screen", "Decision", "Person", "Consent", "Frames swapped", "Why"]
+TRACK_WIDTHS = ["6%", "11%", "10%", "13%", "15%", "9%", "36%"]
+
+
+def track_rows(tracks: Sequence[TrackReport], names: Mapping[str, str]) -> list[list[Any]]:
+    rows = []
+    for track in tracks:
+        person = names.get(track.identity_id or "", track.identity_id or "") or "not identified"
+        why = track.reason + (
+            f"; {track.swap_failures} frame(s) left as they were (pose)" if track.swap_failures else ""
+        )
+        rows.append(
+            [
+                f"#{track.track_id}",
+                f"{track.first_time:.2f}–{track.last_time:.2f} s",
+                "replaced" if track.decision == "swapped" else "left untouched",
+                person,
+                track.consent_id or "",
+                f"{track.frames_swapped} of {track.frames_seen}",
+                why,
+            ]
+        )
+    return rows
+
+
+def video_json(result: VideoResult, report: VerifyReport | None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "status": "done",
+        **result.outcome.to_dict(),
+        "source": result.source_name,
+        "resumed": result.resumed,
+    }
+    for track in data["tracks"]:
+        track["identity_name"] = result.names.get(track.get("identity_id") or "")
+    if report is not None:
+        data["verify"] = report.to_dict()
+    return api_safe(data)
+
+
 def _timings(timings: Mapping[str, float]) -> str:
     total = sum(timings.values())
     parts = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in timings.items())
     return f"took {total:.1f}s ({parts})"
-
-
-def _c2pa_words(data: Mapping[str, Any]) -> str:
-    c2pa = data.get("c2pa")
-    if not isinstance(c2pa, Mapping):
-        return ""
-    if not c2pa.get("present", c2pa.get("found", True)):
-        return "none"
-    state = c2pa.get("validation_state") or c2pa.get("state") or c2pa.get("status")
-    return str(state) if state else "present"
 
 
 def swap_json(result: SwapResult, report: VerifyReport | None) -> dict[str, Any]:
@@ -329,7 +454,14 @@ def consent_rows(consents: Sequence[ConsentRecord], names: Mapping[str, str]) ->
 
 def output_rows(outputs: Sequence[OutputRecord]) -> list[list[Any]]:
     return [
-        [o.output_id, _when(o.created_at), o.purpose, o.operator, ", ".join(o.consent_ids), o.path or ""]
+        [
+            o.output_id,
+            _when(o.created_at),
+            o.purpose,
+            o.operator,
+            ", ".join(o.consent_ids),
+            Path(str(o.path)).name if o.path else "",
+        ]
         for o in outputs
     ]
 
@@ -350,42 +482,167 @@ def person_banner(
 
 
 # -- verify ---------------------------------------------------------------------------------------
-def verify_banner(report: VerifyReport) -> str:
-    verdict = report.verdict
-    kind = "synthetic" if verdict.startswith(("synthetic", "probably synthetic")) else "neutral"
-    title = {
-        "synthetic": "AI-generated: this file is a disclosed synthetic output",
-        "neutral": "No likeness disclosure found",
-    }[kind]
-    if verdict.startswith("probably"):
-        title = "Probably AI-generated: a visible label, but no watermark or record"
-    wm = report.disclosure.watermark
-    lines = [
-        "Watermark: "
-        + (
-            f"output id <code>{escape(str(wm.output_id))}</code> (confidence {wm.confidence:.2f})"
-            if wm.found
-            else "none found"
-        ),
-        f"Visible AI label: {'detected' if report.disclosure.label_detected else 'not detected'}",
-    ]
-    c2pa = _c2pa_words(report.to_dict())
-    if c2pa:
-        lines.append(f"C2PA manifest: {escape(c2pa)}")
-    ledger = report.ledger
-    if ledger.get("found"):
-        consents = ", ".join(str(c) for c in ledger.get("consent_ids", []) or [])
-        lines.append(
-            f"Ledger: output <code>{escape(str(ledger.get('output_id')))}</code> made "
-            f"{escape(_when(str(ledger.get('created_at', ''))))} by {escape(str(ledger.get('operator')))} "
-            f"for {escape(str(ledger.get('purpose', '')))} under consent(s) {escape(consents)}"
+STATUS_WORDS = {
+    "synthetic": "synthetic (a disclosed AI output)",
+    "probably-synthetic": "probably synthetic",
+    "tampered": "TAMPERED (the content credentials are invalid)",
+    "none": "no likeness disclosure found",
+}
+
+
+def status_words(status: str) -> str:
+    return STATUS_WORDS.get(status, status)
+
+
+def c2pa_line(c2pa: CredentialReport | None) -> str:
+    """The content credentials in one list item: state, signer, and the failure reasons if any."""
+    if c2pa is None:
+        return "Content credentials (C2PA): not checked"
+    if c2pa.state == "absent":
+        return "Content credentials (C2PA): none in the file"
+    who = escape(c2pa.signer.get("common_name") or c2pa.signer.get("issuer") or "an unknown signer")
+    if c2pa.state == "trusted":
+        text = (
+            f"Content credentials (C2PA): <b>trusted</b> — signed by {who}, a certificate this "
+            "installation trusts"
+        )
+    elif c2pa.state == "valid-untrusted":
+        text = (
+            f"Content credentials (C2PA): <b>valid but untrusted</b> — signed by {who}, whose certificate "
+            "this installation does not trust"
         )
     else:
-        lines.append("Ledger: no record of this file in this installation")
-    note = (
-        "" if kind == "synthetic" else _p("Absence of a disclosure does not prove that a file is authentic.")
+        text = "Content credentials (C2PA): <b>INVALID</b> — the file or its manifest changed after signing"
+    if c2pa.output_id:
+        consents = ", ".join(c2pa.consent_ids) or "none"
+        text += f"; names output <code>{escape(c2pa.output_id)}</code>, consent(s) {escape(consents)}"
+    reasons = _reasons(c2pa)
+    return text + (_items(reasons) if reasons else "")
+
+
+def _reasons(c2pa: CredentialReport) -> list[str]:
+    if len(c2pa.explanations) == len(c2pa.reasons):
+        pairs = zip(c2pa.reasons, c2pa.explanations, strict=True)
+        return [f"<code>{escape(code)}</code>" + (f": {escape(why)}" if why else "") for code, why in pairs]
+    return [f"<code>{escape(code)}</code>" for code in c2pa.reasons] + [escape(e) for e in c2pa.explanations]
+
+
+def _is_video(report: VerifyReport) -> bool:
+    return hasattr(report.disclosure, "windows")
+
+
+def disclosure_items(report: VerifyReport) -> list[str]:
+    """Content credentials, watermark, visible label and ledger record, one list item each."""
+    disclosure = report.disclosure
+    wm = disclosure.watermark
+    video = _is_video(report)
+    windows = list(getattr(disclosure, "windows", ()))
+    if wm.found and video:
+        with_id = sum(1 for w in windows if w.output_id == wm.output_id)
+        mark = (
+            f"Watermark: output id <code>{escape(str(wm.output_id))}</code> in {with_id} of {len(windows)} "
+            "time window(s)"
+        )
+    elif wm.found:
+        mark = (
+            f"Watermark: output id <code>{escape(str(wm.output_id))}</code> (confidence {wm.confidence:.2f})"
+        )
+    else:
+        mark = "Watermark: none found" + (f" in {len(windows)} time window(s)" if video else "")
+    others = list(getattr(disclosure, "other_ids", ()))
+    if others:
+        mark += f"; <b>other output ids in some windows: {escape(', '.join(others))}</b> (spliced footage?)"
+    label = f"Visible AI label: {'detected' if disclosure.label_detected else 'not detected'}"
+    if video:
+        label += f" (in {sum(1 for w in windows if w.label_detected)} of {len(windows)} window(s))"
+    items = [c2pa_line(disclosure.c2pa), mark, label, _ledger_line(report.ledger)]
+    skipped = list(getattr(disclosure, "skipped", ()))
+    if skipped:
+        spans = "; ".join(
+            f"{s.start:.2f}–{'end' if s.end is None else f'{s.end:.2f}'} s ({escape(s.reason)})"
+            for s in skipped
+        )
+        items.append(f"Damaged stretches skipped while reading: {spans}")
+    return items
+
+
+def _ledger_line(ledger: Mapping[str, Any]) -> str:
+    if ledger.get("found"):
+        consents = ", ".join(str(c) for c in ledger.get("consent_ids", []) or [])
+        how = str(ledger.get("matched_by") or "")
+        if how == "perceptual hash":
+            how += (
+                f", distance {ledger.get('phash_distance')} of 64 bits "
+                f"(threshold {ledger.get('phash_threshold')})"
+            )
+        line = (
+            f"Ledger: output <code>{escape(str(ledger.get('output_id')))}</code> made "
+            f"{escape(_when(str(ledger.get('created_at', ''))))} by {escape(str(ledger.get('operator')))} "
+            f"for {escape(str(ledger.get('purpose', '')))} under consent(s) {escape(consents)} "
+            f"(found by {escape(how)})"
+        )
+        others = ledger.get("other_matches") or []
+        if others:
+            line += f"; other outputs within the threshold: {escape(', '.join(str(o) for o in others))}"
+        return line
+    source = ledger.get("ingredient_of")
+    if isinstance(source, Mapping):
+        return (
+            f"Ledger: not an output — the unmodified {escape(str(source.get('role')))} picture of output "
+            f"<code>{escape(str(source.get('output_id')))}</code>"
+        )
+    return "Ledger: no record of this file in this installation"
+
+
+def windows_table(report: VerifyReport) -> str:
+    """A video's findings per time window, as an HTML table (at most ``MAX_WINDOW_ROWS`` rows)."""
+    windows = list(getattr(report.disclosure, "windows", ()))
+    if not windows:
+        return ""
+    summary = report.disclosure.watermark.output_id
+    rows = []
+    for w in windows[:MAX_WINDOW_ROWS]:
+        if w.output_id is None:
+            mark = '<span class="lk-muted">no id read</span>'
+        elif w.output_id != summary:
+            mark = f"<b>{escape(w.output_id)} — a different output</b>"
+        else:
+            mark = f"<code>{escape(w.output_id)}</code>"
+        rows.append(
+            f"<tr><td>{w.start:.2f}–{w.end:.2f} s</td><td>{w.frames}</td><td>{mark}</td>"
+            f"<td>{'yes' if w.label_detected else 'no'}</td></tr>"
+        )
+    more = len(windows) - MAX_WINDOW_ROWS
+    tail = f'<p class="lk-muted">… and {more} more window(s): see the JSON details.</p>' if more > 0 else ""
+    return (
+        "<p><b>Per time window</b></p>"
+        '<table class="lk-windows"><thead><tr><th>Time</th><th>Frames</th><th>Watermark</th>'
+        f"<th>Label</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{tail}"
     )
-    return banner(kind, title, _p(verdict) + _items(lines) + note)
+
+
+VERDICT_BANNERS = {
+    "synthetic": ("synthetic", "AI-generated: this file is a disclosed synthetic output"),
+    "probably-synthetic": ("warn", "Probably AI-generated: some of its disclosure is missing"),
+    "tampered": ("refused", "TAMPERED: the content credentials are invalid"),
+    "none": ("neutral", "No likeness disclosure found"),
+}
+
+
+def verify_banner(report: VerifyReport) -> str:
+    """The verdict from ``report.status`` (its own colour and title each), then the evidence."""
+    status = report.status
+    kind, title = VERDICT_BANNERS.get(status, ("neutral", status))
+    note = ""
+    if status == "none":
+        note = _p("Absence of a disclosure does not prove that a file is authentic.")
+    elif status == "tampered":
+        note = _p(
+            "The file was changed after it was signed (edited, or its bytes damaged). Do not rely on "
+            "its content credentials; the watermark and the ledger may still say where it came from."
+        )
+    body = f'<p class="lk-verdict">{escape(report.verdict)}</p>' + _items(disclosure_items(report))
+    return banner(kind, title, body + windows_table(report) + note)
 
 
 def verify_json(report: VerifyReport) -> dict[str, Any]:
@@ -421,3 +678,59 @@ def ledger_rows(entries: Sequence[Entry], limit: int) -> list[list[Any]]:
         [e.seq, e.time[:19].replace("T", " "), e.kind, e.actor, entry_summary(e), e.hash[:16]]
         for e in newest_first
     ]
+
+
+# -- models ----------------------------------------------------------------------------------------
+MODEL_HEADERS = ["Model", "Role", "File", "Present", "Hash state", "Commercial use", "Licence"]
+MODEL_WIDTHS = ["17%", "11%", "22%", "7%", "9%", "10%", "24%"]
+
+
+def model_rows(lines: Sequence[ModelLine]) -> list[list[Any]]:
+    today = dt.datetime.now(dt.UTC).date()
+    return [
+        [
+            line.row.entry.name,
+            line.row.entry.role,
+            line.row.path.name,
+            "yes" if line.row.present else "no",
+            line.row.state,
+            line.commercial_use(today),
+            line.row.entry.licence,
+        ]
+        for line in lines
+    ]
+
+
+def models_json(lines: Sequence[ModelLine], *, full_paths: bool) -> dict[str, Any]:
+    """The ``likeness models list --json`` rows; paths on the server only for administrators."""
+    today = dt.datetime.now(dt.UTC).date()
+    files = []
+    for line in lines:
+        data = line.row.to_dict()
+        if not full_paths:
+            data["file"] = line.row.path.name
+            data.pop("how_to_get", None)
+        data["commercial"] = line.commercial_use(today)
+        data["commercial_licence"] = line.licence.to_dict() if line.licence is not None else None
+        files.append(data)
+    return api_safe({"status": "done", "files": files})
+
+
+def models_banner(lines: Sequence[ModelLine]) -> str:
+    usable = sum(1 for line in lines if line.row.usable)
+    bad = [line for line in lines if line.row.unusable]
+    restricted = [
+        line.row.entry.name for line in lines if line.row.present and not line.row.entry.commercial_use
+    ]
+    body = f"<p>{usable} of {len(lines)} model files present and usable."
+    if restricted:
+        body += (
+            f" Non-commercial licence: {escape(', '.join(restricted))} — a job for a commercial purpose "
+            "(e.g. film) is refused unless a licence for it is recorded "
+            "(<code>likeness models licence NAME --holder … --evidence …</code>)."
+        )
+    body += "</p>"
+    if bad:
+        lines_html = [f"{escape(line.row.entry.name)}: {escape(line.row.detail)}" for line in bad]
+        return banner("refused", f"{len(bad)} model file(s) must not be loaded", body + _items(lines_html))
+    return banner("neutral", "Models and licences", body)
