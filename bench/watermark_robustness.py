@@ -1,6 +1,6 @@
 """Watermark robustness and speed: likeness next to invisible-watermark, in one run.
 
-    python bench/watermark_robustness.py [--photos 24] [--rivagan 3] [--clean N]
+    python bench/watermark_robustness.py [--photos 24] [--rivagan 3] [--clean N] [--baseline FILE]
 
 For each of ``--photos`` varied photos from the shared test set (shorter side ≥ 400 px, spread
 over all folders), a fresh output id is embedded by each method and read back after each attack;
@@ -13,6 +13,13 @@ marked image against the original. Speed is measured on one 1920×1080 frame wit
 onnxruntime on the CPU) on the N smallest of those photos only: it costs about 34 s per 1080p
 frame on this CPU. It carries exactly 32 bits, so it gets the first 32 id bits and a row counts
 exact 32-bit recoveries (out of N).
+
+Visibility: "flat-area RMS" is the luma change's RMS over the flattest 20 % of 32×32 blocks of each
+photo (median over photos; see bench/watermark_visibility.py): what shows as mottling on plain
+backdrops, sky and skin. PSNR alone hides it.
+
+``--baseline FILE`` adds another likeness watermark module (for example the previous version:
+``git show HEAD:src/likeness/disclosure/watermark.py > /tmp/old.py``) as a column, same photos.
 
 ``--clean N`` also decodes N unmarked images (random crops of every test photo, and noise) with
 likeness's decoder and counts reported ids (expected: none; analytic bound 2.4e-7 per image).
@@ -39,6 +46,7 @@ from PIL import Image, ImageFilter  # noqa: E402
 from likeness.disclosure import watermark  # noqa: E402
 from likeness.disclosure.output_id import new_output_id, output_id_bits  # noqa: E402
 from likeness.media import load_image  # noqa: E402
+from watermark_visibility import load_module, measure  # noqa: E402
 
 cv2.setNumThreads(1)
 SHARED = Path(os.environ.get("LIKENESS_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
@@ -97,13 +105,15 @@ ATTACKS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 # ---- methods: embed(rgb, bits) -> rgb, decode(rgb) -> bits | None --------------------------------
-def likeness_embed(pixels: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    return watermark.embed(pixels, bits)
+def likeness_method(module=watermark) -> tuple[Callable, Callable]:
+    def embed(pixels: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        return module.embed(pixels, bits)
 
+    def decode(pixels: np.ndarray) -> np.ndarray | None:
+        reading = module.decode(pixels)
+        return output_id_bits(reading.output_id) if reading.found and reading.output_id else None
 
-def likeness_decode(pixels: np.ndarray) -> np.ndarray | None:
-    reading = watermark.decode(pixels)
-    return output_id_bits(reading.output_id) if reading.found and reading.output_id else None
+    return embed, decode
 
 
 def imwatermark_method(method: str, length: int = 50) -> tuple[Callable, Callable]:
@@ -195,15 +205,16 @@ def main() -> int:
         help="also rivaGan on the N smallest photos (about 34 s per 1080p frame on CPU)",
     )
     parser.add_argument("--clean", type=int, default=0, help="decode this many unmarked images")
+    parser.add_argument("--baseline", type=Path, default=None, help="another likeness watermark.py")
     args = parser.parse_args()
 
     photos = pick_photos(args.photos)
-    methods: dict[str, tuple[Callable, Callable]] = {
-        "likeness": (likeness_embed, likeness_decode),
-        "dwtDct": imwatermark_method("dwtDct"),
-        "dwtDctSvd": imwatermark_method("dwtDctSvd"),
-    }
+    methods: dict[str, tuple[Callable, Callable]] = {"likeness": likeness_method()}
+    if args.baseline is not None:
+        methods["likeness@baseline"] = likeness_method(load_module(args.baseline))
+    methods.update({"dwtDct": imwatermark_method("dwtDct"), "dwtDctSvd": imwatermark_method("dwtDctSvd")})
     payload_bits = dict.fromkeys(methods, 50)
+    likeness_like = {name for name in methods if name.startswith("likeness")}
     sample = {name: [index for index, _ in enumerate(photos)] for name in methods}
     if args.rivagan:
         from imwatermark import WatermarkEncoder
@@ -223,6 +234,7 @@ def main() -> int:
 
     recovered = {name: dict.fromkeys(ATTACKS, 0) for name in methods}
     psnrs: dict[str, list[float]] = {name: [] for name in methods}
+    flat_rms: dict[str, list[float]] = {name: [] for name in methods}
     rng = np.random.default_rng(7)
     for index, (name_of_photo, pixels) in enumerate(photos):
         for method, (embed, decode) in methods.items():
@@ -230,11 +242,12 @@ def main() -> int:
                 continue
             bits = (
                 output_id_bits(new_output_id())
-                if method == "likeness"
+                if method in likeness_like
                 else rng.integers(0, 2, payload_bits[method]).astype(np.uint8)
             )
             marked = embed(pixels, bits)
             psnrs[method].append(psnr(pixels, marked))
+            flat_rms[method].append(measure(pixels, marked).flat_rms)
             for attack, fn in ATTACKS.items():
                 got = decode(fn(marked))
                 recovered[method][attack] += bool(got is not None and np.array_equal(got, bits))
@@ -254,16 +267,17 @@ def main() -> int:
     names = list(methods)
     width = max(len(a) for a in ATTACKS) + 2
     print()
-    print("exact id recovered (photos)".ljust(width) + "".join(f"{m:>16}" for m in names))
+    print("exact id recovered (photos)".ljust(width) + "".join(f"{m:>18}" for m in names))
     for attack in ATTACKS:
-        cells = "".join(f"{_cell(recovered[m][attack], len(sample[m])):>16}" for m in names)
+        cells = "".join(f"{_cell(recovered[m][attack], len(sample[m])):>18}" for m in names)
         print(attack.ljust(width) + cells)
     print(
         "PSNR dB (min / mean)".ljust(width)
-        + "".join(f"{min(psnrs[m]):>9.1f} /{np.mean(psnrs[m]):5.1f}" for m in names)
+        + "".join(f"{min(psnrs[m]):>11.1f} /{np.mean(psnrs[m]):5.1f}" for m in names)
     )
-    print("embed ms, 1080p, 1 thread".ljust(width) + "".join(f"{speed[m][0]:>16.0f}" for m in names))
-    print("decode ms, 1080p, 1 thread".ljust(width) + "".join(f"{speed[m][1]:>16.0f}" for m in names))
+    print("flat-area RMS (median)".ljust(width) + "".join(f"{np.median(flat_rms[m]):>18.2f}" for m in names))
+    print("embed ms, 1080p, 1 thread".ljust(width) + "".join(f"{speed[m][0]:>18.0f}" for m in names))
+    print("decode ms, 1080p, 1 thread".ljust(width) + "".join(f"{speed[m][1]:>18.0f}" for m in names))
 
     if args.clean:
         start = time.perf_counter()

@@ -28,12 +28,12 @@ ledger with the same sha256 and just renames it (or, if that file is gone, start
 
 Watermark strength. Video is re-encoded by everyone who handles it, and a predicted frame at a
 high CRF keeps only part of a static mark (x264 builds it from motion-compensated blocks of earlier
-frames, which carry the mark shifted). Measured on a 720p pan of a real photo re-encoded at CRF 28,
-then also downscaled to 480p, reading windows of averaged frames (``video_verify``): at the image
-strength (3.0 grey levels RMS, PSNR 38.6 dB) 2 s windows read back 2/2 and 2/2 but 1 s windows only
-4/4 and 1/4; at ``VIDEO_WATERMARK_STRENGTH`` = 3.75 (PSNR 36.6 dB) 1 s windows read 4/4 and 4/4;
-at 4.5, 0.5 s windows read 8/8 and 8/8. 3.75 buys one-second findings for about 2 dB; the mark's
-mottling on flat backgrounds is visible at every one of these strengths (a property of the mark).
+frames, which carry the mark shifted); verify reads windows of averaged frames (``video_verify``).
+The mark is perceptually masked: flat areas get a 0.35 grey-level floor whatever the strength, and
+``VIDEO_WATERMARK_STRENGTH`` scales only the textured part (4.5 = 1.5x the image setting). Measured
+on a 720p pan re-encoded at CRF 28, then also at 480p: at 4.5, 1 s windows read 2/2 and 2/2
+(PSNR 37.3-38.9 dB, flat-area RMS 0.31-0.85); at 3.75 the per-window signal margins were about
+half as large.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from likeness.disclosure.credentials import CredentialResult
     from likeness.pipeline import StageTimer
 
-VIDEO_WATERMARK_STRENGTH = 3.75
+VIDEO_WATERMARK_STRENGTH = 4.5
 """RMS of the luma change in grey levels (images: ``watermark.STRENGTH`` = 3.0); see the docstring."""
 OUTPUT_CONTAINERS = {".mp4": "mp4", ".mov": "mov"}
 DEFAULT_CODECS = {".mp4": "h264", ".mov": "prores"}

@@ -1,4 +1,4 @@
-"""The invisible watermark: a tiled spread-spectrum pattern in luminance at a fixed working scale.
+"""The invisible watermark: a tiled spread-spectrum pattern in luminance, shaped by a visual mask.
 
 Why not invisible-watermark's dwtDct / dwtDctSvd: they quantise one coefficient per 4×4 block of
 the DWT LL band at the image's own scale (dwtDct in the U chroma plane), so any resize, crop or
@@ -6,32 +6,66 @@ the DWT LL band at the image's own scale (dwtDct in the U chroma plane), so any 
 of a low band at reduced scale and adds what they lack: a fixed working scale, a repeated tile
 that a crop cannot remove, a search for the tile grid, error correction and a check code.
 
+Where the mark goes (the visual mask). The mark's frequencies (periods of 3–16 working pixels,
+14–67 px on a 1080p frame) sit where the eye is most sensitive, so on a flat backdrop, sky or
+skin any pattern of a few grey levels shows as a "dirty window". Its local amplitude is therefore
+set by what hides it (``_amplitude``, see bench/watermark_visibility.py for the measurements):
+
+- **texture masking**: ``MASK_GAIN`` × the local texture contrast at the mark's scale, measured
+  as the smaller eigenvalue of the structure tensor (a lone edge has one orientation and counts
+  as flat, so no halo of mark runs along outlines), eroded by ``MASK_ERODE`` working pixels so
+  the mark stops where the texture stops instead of bleeding into the flat area beside it;
+- **a floor** of ``MASK_FLOOR`` grey levels RMS where nothing masks it (about 0.6 % contrast at
+  mid-grey, at or under the detection threshold of low-frequency noise; after rounding, about
+  10 % of the pixels of a flat grey picture change, by one level); lowered further in dark
+  areas (``LUM_REF``);
+- **headroom**: never more than 1/``MASK_HEADROOM`` of the distance to black or white, so
+  near-white backdrops and deep shadows are not clipped into visible specks;
+- ``STRENGTH`` caps the RMS over the whole picture (PSNR ≥ 38.6 dB).
+
+Robustness then comes from the decoder and from the embedder knowing the picture, not from more
+amplitude on flat areas:
+
+- **host-interference cancellation** (improved spread spectrum): the embedder reads its own
+  picture with the decoder, sees how far the picture alone pushes every coded bit, and gives
+  each bit the gain (within ``ISS_GAINS``) that leaves all bits the same margin, at the same
+  total energy;
+- a **matched-filter decoder** that weights every working pixel by the mark amplitude it expects
+  there (the same mask, computed from the received picture) over the local image variance;
+- **scale search on the spectrum**: the tile period after a crop or a screenshot is found where
+  the whitened picture's spectrum has energy on the mark's own frequency lattice (exact to about
+  0.1 %), not from the autocorrelation, which drowns at these amplitudes.
+
 Embedding
   1. Luma is resized to a working image whose shorter side is ``WORK`` (256) pixels, so the mark
-     has the same geometry relative to the picture at every size and survives downscaling
-     to 0.25×.
+     has the same geometry relative to the picture at every size and survives downscaling to 0.25×.
   2. The payload (50 id bits + CRC-24) is convolutionally coded (rate 1/2, K=7) to 160 bits.
-     Each coded bit owns its own ~5 (frequency, real/imaginary) slots of the 2-D DFT of a
+     Each coded bit owns its own ~7 (frequency, real/imaginary) slots of the 2-D DFT of a
      ``TILE``×``TILE`` tile, inside the radial band ``BAND`` (cycles per working pixel), with a
      keyed random sign: the bits' patterns are exactly orthogonal and the tile repeats seamlessly.
-  3. The tile is repeated over the working image and weighted by a texture mask (stronger in
-     busy areas, weaker in flat ones); the residual is upsampled to the full image, scaled to a
-     fixed RMS (``STRENGTH``, PSNR ≈ 38.6 dB) and added equally to R, G and B (luma only, so
-     chroma subsampling cannot hurt it).
+  3. The tile (with the per-bit gains) is repeated over the working image and multiplied by the
+     mask amplitude; the residual is upsampled to the full image, capped at ``strength`` RMS and
+     added equally to R, G and B (luma only, so chroma subsampling cannot hurt it).
+  ``strength`` (grey levels RMS, default ``STRENGTH``) scales the textured part of the mask by
+  ``strength / STRENGTH`` (the floor on flat areas stays) and is the RMS cap.
 
 Decoding
-  1. The same working luma, whitened: detail (minus a Gaussian blur) over its local variance,
-     so busy areas, where image noise dominates, count less.
-  2. Scale (a crop or a screenshot frame changes the tile period in the working image): the
-     period of an unchanged image, plus the autocorrelation's three best peaks each tried at
-     −0.4 %, 0 and +0.4 %.
-  3. For each period the image is resampled so the period becomes ``TILE`` and folded (all whole
-     tiles summed); the cyclic shift of the tile grid (a crop moves it) comes from FFT
+  1. The same working luma, whitened: detail (minus a Gaussian blur) times the expected mark
+     amplitude over the local variance.
+  2. Tile periods: ``TILE`` (every attack but a crop or reframing keeps it), and the
+     ``PERIOD_CANDIDATES`` best periods of the spectral lattice search, each tried at
+     ``REFINE_STEPS``.
+  3. For each period the image is resampled so the period becomes ``TILE`` and folded (all tiles
+     summed); the cyclic shift of the tile grid (a crop moves it) comes from FFT
      cross-correlation of the folded tile with every bit's pattern at all 4096 shifts at once:
-     the shift where the 160 soft bits are strongest.
-  4. The ``MAX_HYPOTHESES`` strongest (period, shift) hypotheses are Viterbi-decoded; an id is
-     reported only if its CRC-24 matches and its weight is balanced, so a clean image reports
-     one with probability at most ``FALSE_POSITIVE_RATE``.
+     the shift where the 160 soft bits, each normalised by its own spread, are strongest.
+  4. The unmoved grid (period ``TILE``, shift 0) and the strongest other hypotheses, at most
+     ``MAX_HYPOTHESES`` in all, are Viterbi-decoded; an id is reported only if its CRC-24
+     matches and its weight is balanced, so a clean image reports one with probability at most
+     ``FALSE_POSITIVE_RATE``.
+
+The tile layout (``KEY``, ``TILE``, ``BAND``, slot assignment) is the one of the first version,
+so pictures marked by it still decode.
 """
 
 from __future__ import annotations
@@ -55,20 +89,46 @@ WORK = 256
 TILE = 64
 BAND = (0.0625, 0.3)
 STRENGTH = 3.0
-"""RMS of the luma change in grey levels at full size: PSNR ≈ 20·log10(255/3.0) ≈ 38.6 dB."""
-MASK_GAMMA = 0.75
+"""Grey levels RMS: the cap on the luma change over the whole picture at full size (PSNR ≥
+20·log10(255/3.0) ≈ 38.6 dB), and the reference for ``strength``. Most photos stay well below it:
+the mask, not the cap, sets the amplitude."""
 KEY = 0x4C4B5744  # the public pattern key ("LKWD"); anyone can detect the mark, by design
 PAYLOAD_BITS = ID_BITS + CRC24.width
 CODED_BITS = 2 * (PAYLOAD_BITS + CONV_TAIL)
-MAX_HYPOTHESES = 4
 MAX_WORK_LONG = 8 * WORK
 MIN_SIDE = 16
-REFINE_STEPS = (-0.004, 0.0, 0.004)
+
+# The visual mask (amplitudes in grey levels RMS of the local pattern, at ``STRENGTH``).
+MASK_GAIN = 1.0
+"""Mark amplitude per grey level of local texture contrast (at the mark's scale)."""
+MASK_FLOOR = 0.35
+"""Amplitude where nothing masks the mark: flat backdrops, sky, smooth skin."""
+MASK_CAP = 10.0
+MASK_ERODE = 3
+"""Working pixels by which the texture map is eroded: keeps the mark off the flat side of an outline."""
+TENSOR_PRE, TENSOR_SIGMA = 1.0, 2.0
+"""Pre-smoothing and window (working pixels) of the structure tensor that measures texture."""
+LUM_REF = 64.0
+"""Below this grey level the floor falls with luminance ((v + 14) / (LUM_REF + 14), at least 0.4):
+a grey level is a larger relative change of light in the shadows."""
+MASK_HEADROOM = 2.5
+ISS_GAINS = (0.25, 3.0)
+"""Range of the per-bit gains of the host-interference cancellation (mean square gain 1)."""
+
+# The decoder.
+DEC_NOISE = 1.0
+"""Grey levels: the noise floor of the whitening (JPEG and sensor noise on flat areas)."""
+PERIOD_RANGE = (0.6, 1.7)
+"""Tile periods searched, relative to ``TILE`` (a crop enlarges it, a screenshot shrinks it)."""
+PERIOD_STEP = 0.002
+PERIOD_CANDIDATES = 3
+REFINE_STEPS = (-0.002, -0.001, 0.0, 0.001, 0.002)
+MAX_HYPOTHESES = 5
 CLEAN_SNR, STRONG_SNR = 1.0, 3.0
 FALSE_POSITIVE_RATE = MAX_HYPOTHESES * 2.0**-CRC24.width
 """Upper bound on reporting an id from an unmarked image: each decoded hypothesis passes the
 CRC-24 by chance with probability 2**-24 (and must also have a balanced id weight, which only
-lowers it): at most 4 · 2**-24 ≈ 2.4e-7 per image."""
+lowers it): at most 5 · 2**-24 ≈ 3.0e-7 per image."""
 
 
 @dataclass(frozen=True)
@@ -107,17 +167,24 @@ class _Pattern:
 
     bit_patterns_fft: np.ndarray  # (CODED_BITS, TILE, TILE//2+1) complex: rfft2 of each bit's pattern
     matched_fft: np.ndarray  # its complex conjugate in single precision: the matched filters
+    bit_patterns: np.ndarray  # (CODED_BITS, TILE * TILE) float32: each bit's pattern in the tile
+    lattice: np.ndarray  # (slots, 2): the (fy, fx) frequencies in use, in cycles per tile
+
+
+def _band_bins() -> tuple[np.ndarray, np.ndarray]:
+    """The (row, column) indices of the tile's rfft2 bins inside ``BAND``."""
+    fy = np.fft.fftfreq(TILE)[:, None]
+    fx = np.fft.rfftfreq(TILE)[None, :]
+    radius = np.hypot(fy, fx)
+    inside = (radius >= BAND[0]) & (radius <= BAND[1])
+    inside[:, 0] = False  # the kx = 0 and Nyquist columns are their own mirror images: skip them
+    inside[:, -1] = False
+    return np.nonzero(inside)
 
 
 def _make_pattern() -> _Pattern:
     rng = np.random.default_rng(KEY)
-    fy = np.fft.fftfreq(TILE)[:, None]
-    fx = np.fft.rfftfreq(TILE)[None, :]
-    radius = np.hypot(fy, fx) + 0.0 * fx
-    inside = (radius >= BAND[0]) & (radius <= BAND[1])
-    inside[:, 0] = False  # the kx = 0 and Nyquist columns are their own mirror images: skip them
-    inside[:, -1] = False
-    ky, kx = np.nonzero(inside)
+    ky, kx = _band_bins()
     slots = np.stack([np.repeat(ky, 2), np.repeat(kx, 2), np.tile([0, 1], ky.size)], axis=1)
     slots = slots[rng.permutation(len(slots))]
     owner = np.arange(len(slots)) % CODED_BITS
@@ -125,7 +192,14 @@ def _make_pattern() -> _Pattern:
     patterns = np.zeros((CODED_BITS, TILE, TILE // 2 + 1), dtype=np.complex128)
     unit = np.where(slots[:, 2] == 0, 1.0 + 0.0j, 1.0j)
     patterns[owner, slots[:, 0], slots[:, 1]] = sign * unit
-    return _Pattern(bit_patterns_fft=patterns, matched_fft=np.conj(patterns).astype(np.complex64))
+    spatial = np.fft.irfft2(patterns, s=(TILE, TILE)).reshape(CODED_BITS, -1).astype(np.float32)
+    lattice = np.stack([np.fft.fftfreq(TILE)[ky] * TILE, np.fft.rfftfreq(TILE)[kx] * TILE], axis=1)
+    return _Pattern(
+        bit_patterns_fft=patterns,
+        matched_fft=np.conj(patterns).astype(np.complex64),
+        bit_patterns=spatial,
+        lattice=lattice,
+    )
 
 
 _PATTERN = _make_pattern()  # derived from constants only; never mutated
@@ -137,12 +211,10 @@ def payload_bits(output_id: str) -> np.ndarray:
     return np.concatenate([bits, bits_from_int(crc(bits, CRC24), CRC24.width)])
 
 
-def _tile(coded: np.ndarray) -> np.ndarray:
-    """The tile for coded bits (0/1), unit RMS."""
-    signs = coded.astype(np.float64) * 2.0 - 1.0
-    spectrum = np.tensordot(signs, _PATTERN.bit_patterns_fft, axes=1)
-    tile = np.fft.irfft2(spectrum, s=(TILE, TILE))
-    return tile / np.sqrt(np.mean(tile**2))
+def _tile(weights: np.ndarray) -> np.ndarray:
+    """The tile for signed per-bit weights (±1 for a plain codeword; not normalised)."""
+    spectrum = np.tensordot(weights, _PATTERN.bit_patterns_fft, axes=1)
+    return np.fft.irfft2(spectrum, s=(TILE, TILE))
 
 
 def _luma(pixels: np.ndarray) -> np.ndarray:
@@ -156,11 +228,14 @@ def _working_size(height: int, width: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+def _resize(image: np.ndarray, height: int, width: int, *, enlarge: str = "linear") -> np.ndarray:
+    """Area-average when shrinking; ``enlarge`` "linear" or "cubic" when enlarging."""
     import cv2
 
-    shrinking = height * width < image.shape[0] * image.shape[1]
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    if height * width < image.shape[0] * image.shape[1]:
+        interpolation = cv2.INTER_AREA
+    else:
+        interpolation = cv2.INTER_CUBIC if enlarge == "cubic" else cv2.INTER_LINEAR
     return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
@@ -170,32 +245,109 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def _texture_mask(work: np.ndarray) -> np.ndarray:
-    """Relative embedding strength per working pixel: more where the image is busy."""
-    detail = work - _blur(work, 2.0)
-    activity = np.sqrt(_blur(detail * detail, 4.0))
-    reference = float(np.median(activity)) + 1.0
-    return np.clip((activity / reference) ** MASK_GAMMA, 0.35, 2.5)
+def _texture(work: np.ndarray) -> np.ndarray:
+    """Local texture contrast at the mark's scale, in grey levels, per working pixel.
+
+    The smaller eigenvalue of the structure tensor: high where gradients point in several
+    directions (hair, fabric, foliage, film grain), near zero on flat areas and along a lone
+    edge, whose one orientation masks a mottled pattern beside it poorly. Scaled so that an
+    isotropic texture reads about its RMS contrast at that scale; then eroded, so the mark ends
+    where the texture ends.
+    """
+    import cv2
+
+    smooth = _blur(work, TENSOR_PRE)
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
+    jxx, jyy, jxy = (_blur(g, TENSOR_SIGMA) for g in (gx * gx, gy * gy, gx * gy))
+    half = 0.5 * (jxx - jyy)
+    minor = np.maximum(0.5 * (jxx + jyy) - np.sqrt(half * half + jxy * jxy), 0.0)
+    texture = np.sqrt(minor) * np.float32(0.25)  # Sobel gain 8, isotropic texture RMS ≈ 2·√λ₂
+    size = 2 * MASK_ERODE + 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    texture = cv2.erode(texture, kernel, borderType=cv2.BORDER_REFLECT)
+    return _blur(texture, 1.0)
+
+
+def _amplitude(work: np.ndarray, boost: float = 1.0) -> np.ndarray:
+    """The visual mask: the mark's local amplitude (grey levels RMS) per working pixel.
+
+    ``boost`` (``strength / STRENGTH``) scales the textured part only; the floor on flat areas
+    stays where it is invisible.
+    """
+    base = _blur(work, 2.0)
+    luminance = np.clip((base + 14.0) / (LUM_REF + 14.0), 0.4, 1.0)
+    masked = np.minimum(MASK_GAIN * _texture(work), MASK_CAP) * np.float32(boost)
+    amplitude = np.maximum(MASK_FLOOR * luminance, masked)
+    headroom = np.maximum(np.minimum(base, 255.0 - base), 0.0) / MASK_HEADROOM
+    return np.minimum(amplitude, headroom).astype(np.float32)
+
+
+def _soft_at_origin(work: np.ndarray) -> np.ndarray:
+    """The decoder's soft coded bits for a working image whose tile grid is unmoved."""
+    folded, _ = _fold(_whiten(work), float(TILE))
+    return _PATTERN.bit_patterns @ folded.reshape(-1)
+
+
+def _cancelling_gains(host: np.ndarray, unit: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """Per-bit gains, mean square 1, that leave every coded bit the same margin.
+
+    ``host``: the soft bits the picture alone gives; ``unit``: each bit's own contribution at gain
+    1. A bit the picture already pushes its way needs less energy, one it pushes the other way
+    more: the smallest common margin is found by bisection.
+    """
+    own = np.maximum(signs * unit, 1e-6 * max(float(np.max(np.abs(unit))), 1e-12))
+    lean = signs * host
+    low, high = float(np.min(lean)), float(np.max(lean + 4.0 * own))
+    gains = np.ones_like(own)
+    for _ in range(40):
+        margin = 0.5 * (low + high)
+        gains = np.clip((margin - lean) / own, *ISS_GAINS)
+        if np.mean(gains * gains) > 1.0:
+            high = margin
+        else:
+            low = margin
+    return gains
 
 
 def embed(pixels: np.ndarray, bits: np.ndarray, *, strength: float | None = None) -> np.ndarray:
-    """Return a copy of ``pixels`` (H×W×3 uint8 RGB) carrying the 50 id ``bits``."""
+    """Return a copy of ``pixels`` (H×W×3 uint8 RGB) carrying the 50 id ``bits``.
+
+    ``strength`` (grey levels RMS, default ``STRENGTH``) scales the textured part of the mask and
+    caps the RMS of the change: PSNR ≥ 20·log10(255 / strength).
+    """
     bits = np.asarray(bits, dtype=np.uint8)
     if bits.shape != (ID_BITS,):
         raise ValueError(f"the watermark carries {ID_BITS} id bits, got {bits.shape}")
     payload = np.concatenate([bits, bits_from_int(crc(bits, CRC24), CRC24.width)])
-    tile = _tile(conv_encode(payload)).astype(np.float32)
+    signs = conv_encode(payload).astype(np.float64) * 2.0 - 1.0
+    target = STRENGTH if strength is None else float(strength)
 
     height, width = pixels.shape[:2]
     work_h, work_w = _working_size(height, width)
     work = _resize(_luma(pixels), work_h, work_w)
-    mask = _texture_mask(work)
+    amplitude = _amplitude(work, target / STRENGTH)
     reps = (-(-work_h // TILE), -(-work_w // TILE))
-    residual = np.tile(tile, reps)[:work_h, :work_w] * mask
-    residual = _resize(residual.astype(np.float32), height, width)
-    target = STRENGTH if strength is None else strength
-    residual *= np.float32(target / (np.sqrt(np.mean(residual * residual, dtype=np.float64)) + 1e-12))
-    marked = pixels.astype(np.float32) + residual[..., None]
+    unit_rms = float(np.sqrt(np.mean(_tile(signs) ** 2)))
+
+    def residual_for(gains: np.ndarray) -> np.ndarray:
+        tile = (_tile(signs * gains) / unit_rms).astype(np.float32)
+        return np.tile(tile, reps)[:work_h, :work_w] * amplitude
+
+    gains = np.ones_like(signs)
+    residual = residual_for(gains)
+    full = _resize(residual, height, width)
+    scale = np.float32(min(1.0, target / (float(np.sqrt(np.mean(full * full, dtype=np.float64))) + 1e-12)))
+    if min(work_h, work_w) >= TILE:
+        host = _soft_at_origin(work)
+        unit = _soft_at_origin(work + residual * scale) - host
+        gains = _cancelling_gains(host, unit, signs)
+        residual = residual_for(gains)
+    full = _resize(residual * scale, height, width)
+    rms = float(np.sqrt(np.mean(full * full, dtype=np.float64)))
+    if rms > target:
+        full *= np.float32(target / rms)
+    marked = pixels.astype(np.float32) + full[..., None]
     return np.clip(np.rint(marked), 0, 255).astype(np.uint8)
 
 
@@ -204,83 +356,129 @@ def embed_id(pixels: np.ndarray, output_id: str, *, strength: float | None = Non
 
 
 def _whiten(work: np.ndarray) -> np.ndarray:
-    """Image detail weighted by its inverse local variance (busy areas carry more image noise)."""
+    """A matched filter: image detail times the mark amplitude expected there, over the local
+    variance of everything else (image detail, compression and sensor noise)."""
     detail = work - _blur(work, 3.0)
-    activity = np.sqrt(_blur(detail * detail, 1.5))
-    return detail / (activity + 2.0) ** 2
+    variance = _blur(detail * detail, 1.5)
+    return (detail * _amplitude(work) / (variance + DEC_NOISE**2)).astype(np.float32)
 
 
 def _period_candidates(white: np.ndarray) -> list[float]:
-    """Tile periods suggested by the autocorrelation of the whitened working image."""
+    """Tile periods at which the whitened picture's spectrum has energy on the mark's lattice.
+
+    The mark repeats with the tile, so its energy sits exactly on the frequencies
+    (fy, fx) / period of its slots. The power spectrum is flattened (divided by its local
+    average, which removes the picture's own 1/f shape), sampled on that lattice for every period
+    of a fine logarithmic grid, and the best local maxima are returned.
+    """
+    import cv2
+
     height, width = white.shape
-    spectrum = np.fft.rfft2(white, s=(2 * height, 2 * width))
-    auto = np.fft.irfft2(np.abs(spectrum) ** 2, s=(2 * height, 2 * width))
-    lo, hi = int(TILE * 0.7), min(int(TILE * 1.6), height // 2, width // 2)
+    lo = TILE * PERIOD_RANGE[0]
+    hi = min(TILE * PERIOD_RANGE[1], min(height, width) / 1.5)
     if hi <= lo:
         return []
-    lags = np.arange(lo, hi + 2)
-    profile = auto[0, lags] + auto[lags, 0]
+    fh, fw = cv2.getOptimalDFTSize(2 * height), cv2.getOptimalDFTSize(2 * width)
+    power = (np.abs(np.fft.rfft2(white, s=(fh, fw))) ** 2).astype(np.float32)
+    flat = power / (cv2.GaussianBlur(power, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT) + 1e-30)
+    periods = np.exp(np.arange(np.log(lo), np.log(hi), PERIOD_STEP))
+    rows = _PATTERN.lattice[None, :, 0] / periods[:, None] * fh  # negative rows wrap around
+    cols = _PATTERN.lattice[None, :, 1] / periods[:, None] * fw
+    r0, c0 = np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
+    ar, ac = (rows - r0).astype(np.float32), (cols - c0).astype(np.float32)
+    last = flat.shape[1] - 1
+
+    def at(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return flat[r % fh, np.minimum(c, last)]
+
+    score = (
+        at(r0, c0) * (1 - ar) * (1 - ac)
+        + at(r0 + 1, c0) * ar * (1 - ac)
+        + at(r0, c0 + 1) * (1 - ar) * ac
+        + at(r0 + 1, c0 + 1) * ar * ac
+    ).mean(axis=1)
     found: list[tuple[float, float]] = []
-    for i in range(1, lags.size - 1):
-        if profile[i] > profile[i - 1] and profile[i] >= profile[i + 1]:
-            a, b, c = profile[i - 1], profile[i], profile[i + 1]
-            offset = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) != 0 else 0.0
-            found.append((float(b), float(lags[i] + offset)))
+    for i in range(1, len(score) - 1):
+        if score[i] > score[i - 1] and score[i] >= score[i + 1]:
+            a, b, c = (float(v) for v in score[i - 1 : i + 2])
+            curvature = a - 2 * b + c
+            offset = 0.5 * (a - c) / curvature if curvature != 0 else 0.0
+            found.append((b, float(periods[i] * np.exp(offset * PERIOD_STEP))))
     found.sort(reverse=True)
-    return [period for _, period in found[:3]]
+    return [period for _, period in found[:PERIOD_CANDIDATES]]
 
 
 def _fold(white: np.ndarray, period: float) -> tuple[np.ndarray, int]:
-    """Resample so that the tile period becomes ``TILE`` and sum all whole tiles."""
+    """Resample so that the tile period becomes ``TILE`` and sum all tiles (a partial tile at the
+    right or bottom edge counts with the pixels it has)."""
+    import cv2
+
     scale = TILE / period
-    height = int(white.shape[0] * scale)
-    width = int(white.shape[1] * scale)
-    if abs(scale - 1.0) > 1e-6:
-        white = _resize(white, height, width)
-    rows, cols = height // TILE, width // TILE
-    if rows == 0 or cols == 0:
+    height, width = int(white.shape[0] * scale), int(white.shape[1] * scale)
+    if height < TILE // 2 or width < TILE // 2:
         return np.zeros((TILE, TILE), np.float32), 0
-    folded = white[: rows * TILE, : cols * TILE].reshape(rows, TILE, cols, TILE).sum(axis=(0, 2))
-    return folded, rows * cols
+    if abs(scale - 1.0) > 1e-6:
+        white = cv2.resize(white, (width, height), interpolation=cv2.INTER_CUBIC)
+    rows, cols = -(-height // TILE), -(-width // TILE)
+    padded = np.zeros((rows * TILE, cols * TILE), np.float32)
+    padded[:height, :width] = white[:height, :width]
+    return padded.reshape(rows, TILE, cols, TILE).sum(axis=(0, 2)), rows * cols
 
 
-def _soft_bits(folded: np.ndarray) -> tuple[np.ndarray, tuple[int, int], float]:
-    """Soft coded bits at the best cyclic shift of the tile grid."""
+def _correlations(folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every bit's correlation at every cyclic shift of the tile grid (bits, dy, dx), and the
+    shift score: the bits' absolute correlations, each over its own RMS, summed (over median)."""
     spectrum = np.fft.rfft2(folded)
-    corr = np.fft.irfft2(
-        spectrum[None] * np.conj(_PATTERN.bit_patterns_fft), s=(TILE, TILE)
-    )  # (bits, dy, dx)
-    score = np.abs(corr).sum(axis=0)
-    dy, dx = np.unravel_index(int(np.argmax(score)), score.shape)
-    soft = corr[:, dy, dx]
-    noise = float(np.median(score)) / CODED_BITS
-    return soft, (int(dy), int(dx)), float(score[dy, dx]) / CODED_BITS / (noise + 1e-12)
+    corr = np.fft.irfft2(spectrum[None] * _PATTERN.matched_fft, s=(TILE, TILE))
+    spread = np.sqrt(np.mean(corr * corr, axis=(1, 2), keepdims=True)) + 1e-20
+    score = (np.abs(corr) / spread).sum(axis=0)
+    return corr, score / (float(np.median(score)) + 1e-20)
 
 
-def decode(pixels: np.ndarray) -> WatermarkReading:
-    """Look for the watermark in ``pixels`` (H×W×3 uint8 RGB)."""
+Hypothesis = tuple[float, float, tuple[int, int], np.ndarray]
+"""(peak, period, shift, soft coded bits)."""
+
+
+def _hypotheses(pixels: np.ndarray) -> list[Hypothesis]:
+    """The unmoved grid (period ``TILE``, shift 0) first, then the best shift of every period
+    tried, strongest first."""
     height, width = pixels.shape[:2]
     if min(height, width) < MIN_SIDE:
-        return WatermarkReading(found=False, output_id=None, confidence=0.0)
+        return []
     work_h, work_w = _working_size(height, width)
-    white = _whiten(_resize(_luma(pixels), work_h, work_w)).astype(np.float32)
+    white = _whiten(_resize(_luma(pixels), work_h, work_w, enlarge="cubic"))
 
     periods = [float(TILE)]
     for candidate in _period_candidates(white):
         for step in REFINE_STEPS:
             period = candidate * (1.0 + step)
-            if all(abs(period - known) > 0.001 * known for known in periods):
+            if all(abs(period - known) > 0.0005 * known for known in periods):
                 periods.append(period)
-    hypotheses = []
+    unmoved: list[Hypothesis] = []
+    found: list[Hypothesis] = []
     for period in periods:
         folded, count = _fold(white, period)
-        if count:
-            soft, shift, peak = _soft_bits(folded)
-            hypotheses.append((peak, period, shift, soft))
-    hypotheses.sort(key=lambda h: -h[0])
+        if not count:
+            continue
+        corr, score = _correlations(folded)
+        dy, dx = np.unravel_index(int(np.argmax(score)), score.shape)
+        found.append((float(score[dy, dx]), period, (int(dy), int(dx)), corr[:, dy, dx]))
+        if period == float(TILE):
+            unmoved = [(float(score[0, 0]), period, (0, 0), corr[:, 0, 0])]
+    found.sort(key=lambda h: -h[0])
+    return unmoved + found
 
+
+def decode(pixels: np.ndarray) -> WatermarkReading:
+    """Look for the watermark in ``pixels`` (H×W×3 uint8 RGB)."""
     best = WatermarkReading(found=False, output_id=None, confidence=0.0)
-    for peak, period, shift, soft in hypotheses[:MAX_HYPOTHESES]:
+    tried: set[tuple[float, tuple[int, int]]] = set()
+    for peak, period, shift, soft in _hypotheses(pixels):
+        if len(tried) == MAX_HYPOTHESES:
+            break
+        if (period, shift) in tried:
+            continue
+        tried.add((period, shift))
         output_id, confidence = read_payload(soft)
         if output_id is not None:
             return WatermarkReading(
