@@ -149,7 +149,7 @@ def test_a_flat_synthetic_picture_gets_only_the_invisible_floor_and_still_reads(
     marked = watermark.embed_id(pixels, output_id)
     change = _luma(marked) - _luma(pixels)
     assert float(np.sqrt(np.mean(change**2))) <= 0.4  # measured 0.29–0.31
-    assert float(np.abs(change).max()) <= 2.0
+    assert float(np.abs(change).max()) <= 2.0 + 1e-9  # whole grey levels; luma adds float rounding
     assert watermark.decode(marked).output_id == output_id
 
 
