@@ -56,6 +56,7 @@ from likeness.disclosure import watermark
 from likeness.disclosure.label import CORNERS, LABEL_TEXT, apply_label
 from likeness.disclosure.output_id import new_output_id, parse_output_id
 from likeness.disclosure.types import Ingredient, ResultKind, SealedOutput
+from likeness.disclosure.writer import fsync_dir
 from likeness.errors import Cancelled, DisclosureError, LikenessError, UsageError
 from likeness.home import Home
 from likeness.media.video import DecodedFrame, EncodeSettings, VideoEncoder, VideoInfo, remove_job
@@ -307,19 +308,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _discard(job: Path) -> None:
     """Remove the job folder and everything this writer or the encoder put in it."""
     for name in job.glob(f"{SEALED_STEM}.*") if job.is_dir() else []:
@@ -396,7 +384,7 @@ def _adopt(job: Path, out_path: Path, output_id: str, recorded_sha256: str) -> S
     if video.output.output_id != output_id or not signed.is_file() or _sha256(signed) != recorded_sha256:
         return None
     os.replace(signed, out_path)
-    _fsync_dir(out_path.parent)
+    fsync_dir(out_path.parent)
     _discard(job)
     return video
 
@@ -559,6 +547,6 @@ def _render_and_seal(
         )
         error.keep_job = True  # type: ignore[attr-defined]
         raise error from exc
-    _fsync_dir(out_path.parent)
+    fsync_dir(out_path.parent)
     _discard(job)
     return video

@@ -149,7 +149,8 @@ def _sign_content_credentials(path: Path, sealed: SealedOutput, unsealed: Unseal
     return True
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (shared by the image and video writers)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -242,7 +243,7 @@ def seal(
                 hint="check the folder's permissions and free space; the ledger entry names this id",
             ) from exc
         tmp_path = None
-        _fsync_dir(out_path.parent)
+        fsync_dir(out_path.parent)
         return sealed
     except LikenessError:
         raise
