@@ -1,0 +1,86 @@
+"""File utilities every writer and reader shares: hashing, durable writes, same-file checks.
+
+A leaf module (standard library only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    return sha256_file_size(path)[0]
+
+
+def sha256_file_size(path: Path | str) -> tuple[str, int]:
+    """Hex sha256 and size in bytes of a file, read once."""
+    digest = hashlib.sha256()
+    size = 0
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fsync_file(path: Path | str) -> None:
+    """Flush a file's data to disk."""
+    with Path(path).open("rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_dir(folder: Path | str) -> None:
+    """Make a rename or a new file in ``folder`` durable (a no-op where the platform cannot)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def same_file(a: Path | str, b: Path | str) -> bool:
+    """Whether two paths name one file (hard links and symlinks included; also when neither exists)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def write_atomic(path: Path | str, data: bytes, *, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a
+    part: a private temp file in the same folder, fsync, rename, fsync of the folder."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        tmp = None  # type: ignore[assignment]
+        fsync_dir(path.parent)
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
