@@ -58,7 +58,8 @@ def free_port() -> int:
 def prepare_home(root: Path) -> None:
     from likeness.consent.registry import Registry
     from likeness.home import Home
-    from likeness.pipeline import EnrolRequest, enrol_identity
+    from likeness.jobs.enrol import enrol_identity
+    from likeness.jobs.requests import EnrolRequest
     from likeness.users import UserStore
 
     home = Home(root=root).ensure()

@@ -22,8 +22,8 @@ import cv2
 
 from likeness.disclosure.credentials import CredentialFacts, read_credentials, sign_content_credentials
 from likeness.disclosure.output_id import new_output_id
+from likeness.disclosure.still_sink import encode
 from likeness.disclosure.types import Ingredient
-from likeness.disclosure.writer import encode
 from likeness.home import Home
 from likeness.media import load_image
 

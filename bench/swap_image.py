@@ -4,7 +4,7 @@
 
 Uses the bundled public-domain portraits: Darwin's likeness onto Lincoln's portrait, which is
 placed on a 1920×1080 canvas. The stages are called in the pipeline's order, each timed on its own
-(median of --repeat runs); "pipeline total" is ``likeness.pipeline.swap_image`` end to end in the
+(median of --repeat runs); "pipeline total" is ``likeness.jobs.road.swap_image`` end to end in the
 same run, model loading excluded.
 """
 
@@ -28,11 +28,13 @@ from likeness.demo import asset
 from likeness.disclosure import watermark
 from likeness.disclosure.label import apply_label
 from likeness.disclosure.output_id import new_output_id
-from likeness.disclosure.writer import encode
+from likeness.disclosure.still_sink import encode
 from likeness.faces.backends import load_analyzer
 from likeness.home import Home
+from likeness.jobs.enrol import enrol_identity
+from likeness.jobs.requests import EnrolRequest, SwapRequest
+from likeness.jobs.road import swap_image
 from likeness.media.image import load_image
-from likeness.pipeline import EnrolRequest, SwapRequest, enrol_identity, swap_image
 from likeness.swap.backends import load_swapper
 
 USES = "benchmark of likeness's own pipeline on public-domain 19th-century portraits"

@@ -10,7 +10,7 @@ writes may be looked at and shared. For each size, in one run:
 
 * **decode+encode** — likeness's own streaming decode and H.264 encode of the same clip with the same
   settings and no face work: the bound no pipeline can beat;
-* **swap_video** — ``likeness.video_pipeline.swap_video`` end to end, split into its stages (decode,
+* **swap_video** — ``likeness.jobs.road.swap_video`` end to end, split into its stages (decode,
   detect, track, gate, swap, label, watermark, encode, then the once-per-job mux, self-check, sign,
   record), each as milliseconds per frame and the frames per second that stage alone would allow.
 
@@ -41,8 +41,9 @@ import numpy as np
 from likeness.consent.registry import Registry
 from likeness.demo import asset
 from likeness.home import Home
+from likeness.jobs.enrol import enrol_identity
+from likeness.jobs.requests import EnrolRequest
 from likeness.media.image import load_image
-from likeness.pipeline import EnrolRequest, enrol_identity
 
 SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
 USES = "benchmark of likeness's own video pipeline on public-domain 19th-century portraits"
@@ -144,7 +145,8 @@ def plain_decode_encode(clip: Path, job: Path, preset: str) -> float:
 
 
 def run_swap(home: Home, clip: Path, out: Path, **options):
-    from likeness.video_pipeline import VideoSwapRequest, swap_video
+    from likeness.jobs.requests import VideoSwapRequest
+    from likeness.jobs.road import swap_video
 
     request = VideoSwapRequest(
         source=asset("darwin_1.jpg"), target=clip, purpose=PURPOSE, out=out, operator="bench", **options
@@ -227,7 +229,7 @@ def _landmark_jitter(frames: list[np.ndarray], analyzer) -> float:
 def _disclosed_only(home: Home, clip: Path, out: Path) -> Path:
     """The same clip through the video writer with no face work (label + watermark + encode)."""
     from likeness.disclosure.types import Ingredient
-    from likeness.disclosure.video_writer import UnsealedVideo, seal_video
+    from likeness.disclosure.write import UnsealedVideo, seal_video
     from likeness.media.video import EncodeSettings, open_frames, probe_video
 
     info = probe_video(clip)
@@ -307,7 +309,8 @@ def _rss_mb() -> float:
 
 
 def memory(args: argparse.Namespace, folder: Path, home: Home) -> None:
-    from likeness.video_pipeline import VideoSwapRequest, swap_video
+    from likeness.jobs.requests import VideoSwapRequest
+    from likeness.jobs.road import swap_video
 
     size = SIZES[args.memory]
     clip = folder / f"mem-{args.memory}.mp4"

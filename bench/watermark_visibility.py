@@ -261,7 +261,7 @@ def _table(rows: dict[str, dict[str, Visibility]], columns: list[str]) -> None:
 
 
 def main() -> int:
-    from likeness.disclosure.video_writer import VIDEO_WATERMARK_STRENGTH
+    from likeness.disclosure.footage_sink import VIDEO_WATERMARK_STRENGTH
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

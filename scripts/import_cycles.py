@@ -40,7 +40,9 @@ def imports_of(path: Path, modules: set[str], module_level_only: bool) -> set[st
                 prefix = ".".join([*base, node.module] if node.module else base)
             else:
                 prefix = node.module or ""
-            targets = [f"{prefix}.{alias.name}" for alias in node.names] + [prefix]
+            # ``from pkg import sub`` depends on the submodule; any other name is the package's own
+            submodules = [f"{prefix}.{alias.name}" for alias in node.names if f"{prefix}.{alias.name}" in modules]
+            targets = submodules if len(submodules) == len(node.names) else [*submodules, prefix]
         for target in targets:
             # the longest known module the target names (``pkg.mod.Class`` → ``pkg.mod``)
             while target and target not in modules:

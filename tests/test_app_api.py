@@ -83,7 +83,8 @@ def seed(
 ) -> tuple[str, str]:
     """Enrol through the pipeline and record a rights-expired consent; returns (identity id, consent id)."""
     from likeness.consent.registry import Registry
-    from likeness.pipeline import EnrolRequest, enrol_identity
+    from likeness.jobs.enrol import enrol_identity
+    from likeness.jobs.requests import EnrolRequest
 
     identity = enrol_identity(
         EnrolRequest(name=name, photos=[DEMO / p for p in photos], operator="seed"), home=home
@@ -511,7 +512,7 @@ def test_without_users_the_app_runs_on_localhost_only_and_the_local_user_is_admi
     monkeypatch.setenv("GRADIO_TEMP_DIR", os.environ["GRADIO_TEMP_DIR"])
 
     from likeness.errors import UsageError
-    from likeness.pipeline import default_operator
+    from likeness.jobs.requests import default_operator
     from likeness.webapp.server import AppSettings, launch
 
     home = Home(root=tmp_path / "open-home").ensure()
@@ -759,7 +760,7 @@ def test_cancelled_video_job_keeps_its_segments_and_resumes(tmp_path, studio_app
 
 
 def test_pending_video_jobs_not_resumed_in_time_are_deleted(tmp_path) -> None:
-    from likeness.disclosure.video_writer import job_folder
+    from likeness.disclosure.footage_sink import job_folder
     from likeness.webapp.studio import PENDING_VIDEO_HOURS, Studio
 
     home = Home(root=tmp_path / "sweep").ensure()

@@ -35,9 +35,10 @@ from likeness.disclosure.credentials import (
     sign_content_credentials,
 )
 from likeness.disclosure.output_id import new_output_id
+from likeness.disclosure.read import read_disclosure
+from likeness.disclosure.still_sink import encode
 from likeness.disclosure.types import Ingredient, SealedOutput, Unsealed
-from likeness.disclosure.verify import read_disclosure
-from likeness.disclosure.writer import encode, seal
+from likeness.disclosure.write import seal
 from likeness.errors import DisclosureError
 from likeness.media import load_image
 

@@ -22,7 +22,7 @@ from likeness.disclosure.label import (
 )
 from likeness.disclosure.output_id import new_output_id, short_output_id
 from likeness.disclosure.types import Unsealed
-from likeness.disclosure.writer import seal
+from likeness.disclosure.write import seal
 from likeness.errors import DisclosureError, UsageError
 from likeness.media import load_image
 

@@ -19,10 +19,13 @@ from PIL import Image
 from likeness.cli import main
 from likeness.consent.registry import Registry
 from likeness.disclosure.phash import MAX_DISTANCE
-from likeness.disclosure.verify import ingredient_role, ledger_matches_by_phash
+from likeness.disclosure.read import ingredient_role, ledger_matches_by_phash
 from likeness.home import Home
+from likeness.jobs.enrol import enrol_identity
+from likeness.jobs.requests import EnrolRequest, SwapRequest
+from likeness.jobs.road import swap_image
+from likeness.jobs.verify import verify_file
 from likeness.media.image import load_image
-from likeness.pipeline import EnrolRequest, SwapRequest, enrol_identity, swap_image, verify_file
 
 SOURCE, TARGET = "obama/3.jpg", "biden/1.jpg"
 CLEAN = [

@@ -24,14 +24,15 @@ import pytest
 import video_fixtures as vf
 from likeness.consent.policy import add_years
 from likeness.consent.registry import Registry
+from likeness.disclosure.footage_read import read_video_disclosure
+from likeness.disclosure.footage_sink import job_folder
 from likeness.disclosure.label import detect_label
-from likeness.disclosure.video_verify import read_video_disclosure
-from likeness.disclosure.video_writer import job_folder
 from likeness.errors import BadInput, ConsentRefused, UsageError
 from likeness.home import Home
+from likeness.jobs.enrol import enrol_identity
+from likeness.jobs.requests import EnrolRequest, VideoSwapRequest
+from likeness.jobs.road import swap_video
 from likeness.media.video import iter_frames, probe_video
-from likeness.pipeline import EnrolRequest, enrol_identity
-from likeness.video_pipeline import VideoSwapRequest, swap_video
 
 PURPOSE = "research"
 USES = "replace the stunt double's face with the lead actor's likeness in scene 4 of 'Harbour'"

@@ -25,16 +25,13 @@ import pytest
 import video_fixtures as vf
 from likeness.consent.gate import GateDecision
 from likeness.consent.registry import Registry
+from likeness.disclosure.footage_read import read_video_disclosure
+from likeness.disclosure.footage_sink import job_folder
 from likeness.disclosure.label import detect_label
 from likeness.disclosure.types import Ingredient, SealedOutput
-from likeness.disclosure.video_verify import read_video_disclosure
-from likeness.disclosure.video_writer import (
-    ResumePoint,
-    UnsealedVideo,
-    job_folder,
-    seal_video,
-)
+from likeness.disclosure.write import UnsealedVideo, seal_video
 from likeness.home import Home
+from likeness.media.frames import ResumePoint
 from likeness.media.video import (
     DecodedFrame,
     EncodeSettings,

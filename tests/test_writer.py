@@ -1,4 +1,4 @@
-"""The one writer: label → watermark → encode → record → atomic rename; nothing on failure."""
+"""The one sealing path for stills: label → watermark → encode → sign → record → atomic rename."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from likeness.disclosure import writer
+from likeness.disclosure import still_sink
 from likeness.disclosure.label import detect_label
 from likeness.disclosure.output_id import parse_output_id
 from likeness.disclosure.phash import hamming, phash
+from likeness.disclosure.read import read_disclosure
 from likeness.disclosure.types import Ingredient, SealedOutput, Unsealed
-from likeness.disclosure.verify import read_disclosure
-from likeness.disclosure.writer import seal
+from likeness.disclosure.write import seal
 from likeness.errors import BadInput, ConsentRefused, DisclosureError, RegistryError, UsageError
 from likeness.media import load_image
-from likeness.pipeline import StageTimer
+from likeness.progress import StageTimer
 
 
 def _unsealed(path: Path, **changes) -> Unsealed:
@@ -37,7 +37,7 @@ def _unsealed(path: Path, **changes) -> Unsealed:
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
+    return sorted(p.name for p in folder.iterdir() if "partial" in p.name)
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png", ".JPEG"])
@@ -59,7 +59,7 @@ def test_seal_writes_a_disclosed_file(faces_dir: Path, tmp_path: Path, home, suf
     assert sealed.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
     assert sealed.media_type == ("image/png" if suffix == ".png" else "image/jpeg")
     assert sealed.consent_ids == ["consent-1"] and sealed.kind == "swap" and sealed.purpose == "test"
-    assert {"label", "watermark", "encode", "c2pa"} <= set(timer.seconds)
+    assert {"label", "watermark", "encode", "sign", "record"} <= set(timer.seconds)
     assert sealed.c2pa is True  # content credentials signed into the file before it was recorded
 
     report = read_disclosure(out, home=home)
@@ -128,7 +128,7 @@ def test_a_failing_encoder_leaves_nothing(faces_dir: Path, tmp_path: Path, home,
     def broken_encode(pixels: np.ndarray, fmt: str) -> bytes:  # fault injection: the disk/codec fails
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(writer, "encode", broken_encode)
+    monkeypatch.setattr(still_sink, "encode", broken_encode)
     with pytest.raises(DisclosureError, match="No space left"):
         seal(_unsealed(faces_dir / "obama" / "4.jpg"), out, home=home, record=calls.append)
     assert calls == [] and not out.exists() and _leftovers(tmp_path) == []

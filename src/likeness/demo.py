@@ -70,7 +70,10 @@ def _fresh_workdir(workdir: Path) -> Path:
 def run_demo(workdir: Path, *, echo: Echo) -> Path:
     """Run the demo in ``workdir`` and return the disclosed output's path."""
     from likeness.consent.registry import Registry
-    from likeness.pipeline import EnrolRequest, SwapRequest, enrol_identity, swap_image, verify_file
+    from likeness.jobs.enrol import enrol_identity
+    from likeness.jobs.requests import EnrolRequest, SwapRequest
+    from likeness.jobs.road import swap_image
+    from likeness.jobs.verify import verify_file
 
     workdir = _fresh_workdir(workdir)
     home = Home(root=workdir / "home").ensure()

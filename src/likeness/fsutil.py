@@ -10,6 +10,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import IO
 
 CHUNK = 1 << 20
 
@@ -84,3 +85,22 @@ def write_atomic(path: Path | str, data: bytes, *, mode: int = 0o600) -> None:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+def try_lock(path: Path | str) -> IO[str] | None:
+    """Open ``path`` and take an exclusive advisory lock on it without waiting.
+
+    Returns the open handle (the lock lasts until it is closed), or ``None`` when another process
+    holds the lock. Where the platform has no ``fcntl`` the handle is returned unlocked.
+    """
+    handle = Path(path).open("a+")
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory lock
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle

@@ -91,7 +91,7 @@ def audit_export(
     """
     from likeness.consent.audit import build_audit_report, render, write_atomically
     from likeness.consent.registry import Registry
-    from likeness.pipeline import default_operator
+    from likeness.jobs.requests import default_operator
 
     with Registry.open(resolve_cli_home(ctx, home)) as registry:
         report = build_audit_report(registry, identity=identity_ref, operator=default_operator())

@@ -56,7 +56,7 @@ def calibrate(
     cannot show. Exits 4 when --store was asked but the folder is too small to support a choice.
     """
     from likeness.consent.calibration import run_calibration
-    from likeness.pipeline import default_operator
+    from likeness.jobs.requests import default_operator
 
     line = ProgressLine("calibrate", enabled=not as_json)
     last = [-1.0]

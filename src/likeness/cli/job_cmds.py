@@ -20,7 +20,7 @@ from likeness.errors import UsageError
 @handle_errors
 def faces(ctx: click.Context, target_image: Path, backend: str, home: Path | None, as_json: bool) -> None:
     """List the faces found in an image, numbered left to right (for --face-index)."""
-    from likeness.pipeline import detect_faces
+    from likeness.jobs.engines import detect_faces
 
     _, found = detect_faces(target_image, home=resolve_cli_home(ctx, home), backend=backend)
     rows = [
@@ -130,18 +130,20 @@ def swap(
     as_json: bool,
 ) -> None:
     """Swap the face in --source onto --target (image or video), if consent covers it; writes a
-    disclosed output. A video job can be stopped with Ctrl-C and resumed by running it again."""
+    disclosed output. Ctrl-C stops a job cleanly (exit 130); a video job resumes when run again."""
+    from likeness.jobs.requests import SwapRequest, VideoSwapRequest
     from likeness.media.image import DEFAULT_MAX_PIXELS
     from likeness.media.video import looks_like_video
-    from likeness.pipeline import SwapRequest, swap_image
 
-    video_options = {
-        "--faces": faces_mode,
-        "--codec": codec,
-        "--crf": crf,
-        "--detect-every": detect_every,
-        "--on-corrupt": on_corrupt,
-        "--segment-seconds": segment_seconds,
+    common = {
+        "source": source,
+        "target": target,
+        "purpose": purpose,
+        "out": out,
+        "backend": backend,
+        "label_corner": label_corner,
+        "label_language": label_language,
+        "max_pixels": DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
     }
     if looks_like_video(target):
         if face_index is not None:
@@ -149,55 +151,61 @@ def swap(
                 "--face-index applies to images; in a video faces are followed and chosen by consent",
                 hint="use --faces consented (only consenting targets) or --faces all",
             )
-        from likeness.video_pipeline import VideoSwapRequest
-
-        request = VideoSwapRequest(
-            source=source,
-            target=target,
-            purpose=purpose,
-            out=out,
+        request: SwapRequest = VideoSwapRequest(
+            **common,
             faces=faces_mode or "consented",  # type: ignore[arg-type]
-            backend=backend,
             codec=codec,
             crf=18 if crf is None else crf,
             detect_every=detect_every or 5,
             on_corrupt=on_corrupt or "stop",  # type: ignore[arg-type]
             segment_seconds=segment_seconds or 10.0,
-            max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
-            label_corner=label_corner,
-            label_language=label_language,
         )
-        _swap_video(request, resolve_cli_home(ctx, home), as_json)
-        return
-    given = [name for name, value in video_options.items() if value is not None]
-    if given:
-        raise UsageError(
-            f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to video targets; "
-            f"{target} is not a video",
-            hint="drop the option, or give a video file as --target",
-        )
-
-    request = SwapRequest(
-        source=source,
-        target=target,
-        purpose=purpose,
-        out=out,
-        face_index=face_index,
-        backend=backend,
-        label_corner=label_corner,
-        label_language=label_language,
-        max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
-    )
-    outcome = swap_image(
-        request, home=resolve_cli_home(ctx, home), progress=ProgressLine("swap", enabled=not as_json)
-    )
+        progress = _video_progress(enabled=not as_json)
+    else:
+        video_options = {
+            "--faces": faces_mode,
+            "--codec": codec,
+            "--crf": crf,
+            "--detect-every": detect_every,
+            "--on-corrupt": on_corrupt,
+            "--segment-seconds": segment_seconds,
+        }
+        given = [name for name, value in video_options.items() if value is not None]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to video targets; "
+                f"{target} is not a video",
+                hint="drop the option, or give a video file as --target",
+            )
+        request = SwapRequest(**common, face_index=face_index)
+        progress = ProgressLine("swap", enabled=not as_json)
+    outcome = _run_job(request, resolve_cli_home(ctx, home), progress)
     if as_json:
         emit_json(outcome.to_dict())
         return
     click.echo(f"wrote {outcome.output}")
     click.echo(f"  output id: {outcome.output_id}")
     click.echo(f"  consents:  {', '.join(outcome.consents)}")
-    click.echo(f"  faces swapped: {outcome.faces_swapped}; labelled AI-GENERATED and watermarked")
+    if outcome.video is None:
+        click.echo(f"  faces swapped: {outcome.faces_swapped}; labelled AI-GENERATED and watermarked")
+        return
+    video = outcome.video
+    click.echo(
+        f"  video: {video.frames} frames, {video.duration:.2f} s, {video.codec} in {video.container}"
+        + (f"; resumed with {video.reused_segments} finished segment(s)" if video.reused_segments else "")
+    )
+    for line in video.audio:
+        click.echo(f"  {line}")
+    for track in outcome.tracks:
+        what = "swapped" if track.decision == "swapped" else "left untouched"
+        click.echo(
+            f"  face track #{track.track_id} ({track.first_time:.2f}–{track.last_time:.2f} s): {what} — "
+            f"{track.reason}"
+            + (f"; {track.swap_failures} frame(s) not swappable (pose)" if track.swap_failures else "")
+        )
+    for note in video.notes:
+        click.echo(f"  note: {note}")
+    click.echo("  every frame labelled AI-GENERATED and watermarked; C2PA content credentials embedded")
 
 
 def _video_progress(*, enabled: bool, log_every: float = 10.0):
@@ -226,13 +234,14 @@ def _video_progress(*, enabled: bool, log_every: float = 10.0):
     return show
 
 
-def _swap_video(request, home, as_json: bool) -> None:
-    """Run a video swap with a progress line (ETA) and a clean Ctrl-C: the first one stops after
-    the current frame (finished segments are kept; the same command resumes), a second one at once."""
+def _run_job(request, home, progress):
+    """Run a job on the one road with a clean Ctrl-C: the first one stops it at the next step or
+    frame (exit 130; footage keeps its finished segments and the same command resumes), a second
+    one at once."""
     import signal
     import threading
 
-    from likeness.video_pipeline import swap_video
+    from likeness.jobs.road import run_job
 
     cancel = threading.Event()
 
@@ -240,40 +249,17 @@ def _swap_video(request, home, as_json: bool) -> None:
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        click.echo("\nlikeness: stopping after this frame (press Ctrl-C again to stop at once)", err=True)
+        click.echo("\nlikeness: stopping at the next step (press Ctrl-C again to stop at once)", err=True)
 
     try:
         previous = signal.signal(signal.SIGINT, interrupt)
     except ValueError:  # not the main thread: no signal handling, Ctrl-C ends the process
         previous = None
     try:
-        outcome = swap_video(request, home=home, progress=_video_progress(enabled=not as_json), cancel=cancel)
+        return run_job(request, home=home, progress=progress, cancel=cancel)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-    if as_json:
-        emit_json(outcome.to_dict())
-        return
-    video = outcome.video
-    click.echo(f"wrote {outcome.output}")
-    click.echo(f"  output id: {outcome.output_id}")
-    click.echo(f"  consents:  {', '.join(outcome.consents)}")
-    click.echo(
-        f"  video: {video.frames} frames, {video.duration:.2f} s, {video.codec} in {video.container}"
-        + (f"; resumed with {video.reused_segments} finished segment(s)" if video.reused_segments else "")
-    )
-    for line in video.audio:
-        click.echo(f"  {line}")
-    for track in outcome.tracks:
-        what = "swapped" if track.decision == "swapped" else "left untouched"
-        click.echo(
-            f"  face track #{track.track_id} ({track.first_time:.2f}–{track.last_time:.2f} s): {what} — "
-            f"{track.reason}"
-            + (f"; {track.swap_failures} frame(s) not swappable (pose)" if track.swap_failures else "")
-        )
-    for note in video.notes:
-        click.echo(f"  note: {note}")
-    click.echo("  every frame labelled AI-GENERATED and watermarked; C2PA content credentials embedded")
 
 
 @click.command()
@@ -284,7 +270,7 @@ def _swap_video(request, home, as_json: bool) -> None:
 @handle_errors
 def verify(ctx: click.Context, file: Path, home: Path | None, as_json: bool) -> None:
     """Read back a file's disclosure: watermark id, label, C2PA, and this installation's ledger record."""
-    from likeness.pipeline import verify_file
+    from likeness.jobs.verify import verify_file
 
     report = verify_file(file, home=resolve_cli_home(ctx, home))
     if as_json:

@@ -1,6 +1,6 @@
 """The ``likeness`` command: the root group; each command module adds its commands here.
 
-Each command calls ``likeness.pipeline`` or the registry and nothing below.
+Each command calls ``likeness.jobs`` or the registry and nothing below.
 Exit codes: 0 done · 2 usage · 3 refused by the consent gate · 4 bad input · 1 anything else.
 Command modules import only click at module level, so `likeness --help` stays fast.
 """

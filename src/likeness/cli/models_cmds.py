@@ -269,8 +269,8 @@ def models_licence(
     Jobs whose purpose is commercial refuse models licensed for non-commercial use unless such a
     licence is recorded.
     """
+    from likeness.jobs.requests import default_operator
     from likeness.licences import licences_file, record_licence
-    from likeness.pipeline import default_operator
 
     data_home = resolve_cli_home(ctx, home)
     records = record_licence(

@@ -17,7 +17,7 @@ from likeness.cli.support import ProgressLine, emit_json, handle_errors
 
 
 def _operator() -> str:
-    from likeness.pipeline import default_operator
+    from likeness.jobs.requests import default_operator
 
     return default_operator()
 
@@ -52,7 +52,8 @@ def identity_add(
     ctx: click.Context, name: str, photos: tuple[Path, ...], backend: str, home: Path | None, as_json: bool
 ) -> None:
     """Enrol NAME from one or more reference photos; prints the identity id."""
-    from likeness.pipeline import EnrolRequest, enrol_identity
+    from likeness.jobs.enrol import enrol_identity
+    from likeness.jobs.requests import EnrolRequest
 
     progress = ProgressLine("enrol", enabled=not as_json)
     ident = enrol_identity(

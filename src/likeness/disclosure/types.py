@@ -1,6 +1,6 @@
 """The in-memory result of a job and what sealing it produced.
 
-An ``Unsealed`` result cannot be written by anything but ``likeness.disclosure.writer.seal``.
+An ``Unsealed`` result cannot be written by anything but the one sealing path (``likeness.disclosure.seal``).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ KEPT_TASKS = (DETECTION, RECOGNITION, LANDMARK_2D_106)
 
 
 class StageTimer(Protocol):
-    """Anything with a ``stage(name)`` context manager (``likeness.pipeline.StageTimer`` fits)."""
+    """Anything with a ``stage(name)`` context manager (``likeness.progress.StageTimer`` fits)."""
 
     def stage(self, name: str) -> contextlib.AbstractContextManager[None]: ...
 

@@ -13,10 +13,10 @@ The three parts live in their own modules; this one is the import path everyone 
   folder (:class:`EncodedVideo`). It never writes a final output name: only ``likeness.disclosure``
   does that (invariant 1), after labelling and watermarking every frame and signing the file.
 
-How a video job uses them: :func:`likeness.disclosure.video_writer.seal_video` owns the encoder
+How a video job uses them: :func:`likeness.disclosure.seal.seal_frames` with a footage sink owns the encoder
 (job folder next to the output, resume point, label + watermark on every frame, self-check, C2PA,
 record, rename) and pulls frames from the pipeline's renderer
-(:class:`likeness.video_pipeline.TrackingSwapRenderer`), which reads them with :func:`open_frames`
+(:class:`likeness.jobs.tracks.FootageFrames`), which reads them with :func:`open_frames`
 from the resume point the encoder reports (``resume_after_pts``, ``resume_frames``,
 ``resume_state``). :func:`looks_like_video` routes a job down the video road by suffix or header.
 

@@ -1,4 +1,4 @@
-"""The likeness studio: a Gradio app over ``likeness.pipeline`` and the consent registry.
+"""The likeness studio: a Gradio app over ``likeness.jobs`` and the consent registry.
 
 Importing this package does not import Gradio; ``likeness.webapp.server`` does, when the app starts.
 ``studio`` holds what the app does (with the role checks), ``ui`` how it looks.

@@ -2,7 +2,7 @@
 
 Loading the dlib models (hash check + read, 0.7–1.7 s on the reference machine) used to happen in
 every swap and every face-picker call. An :class:`EnginePool` keeps up to ``size`` loaded
-:class:`~likeness.pipeline.Engines` and lends each to one job at a time: dlib's DNN recogniser keeps
+:class:`~likeness.jobs.engines.Engines` and lends each to one job at a time: dlib's DNN recogniser keeps
 per-call buffers in the network object, so two threads must never run the same copy at once.
 
 ``size`` is the app's concurrency for heavy jobs (Gradio runs at most that many of them at once), so
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from likeness.home import Home
 
 if TYPE_CHECKING:
-    from likeness.pipeline import Engines
+    from likeness.jobs.engines import Engines
 
 
 class EnginePool:
@@ -57,7 +57,7 @@ class EnginePool:
                     self._loaded += 1
                     break
             wait = 0.25  # every copy is lent (or being loaded): wait for one to come back
-        from likeness.pipeline import load_engines
+        from likeness.jobs.engines import load_engines
 
         try:
             return load_engines(self.backend, self.home)

@@ -2,7 +2,7 @@
 
 No Gradio here: the UI layer (``likeness.webapp.ui``) turns these calls into pages and the
 typed errors into messages, so the same rules hold for the browser and for gradio_client.
-Everything goes through ``likeness.pipeline`` / ``likeness.video_pipeline`` and the registry's
+Everything goes through ``likeness.jobs`` (the one road) and the registry's
 public API.
 
 Uploads: Gradio refuses any upload over the larger of the two limits before it reaches a handler;
@@ -46,12 +46,12 @@ from likeness.webapp.engines import EnginePool
 
 if TYPE_CHECKING:
     from likeness.consent.records import ConsentRecord, Identity, OutputRecord
+    from likeness.jobs.requests import SwapOutcome, VideoSwapOutcome
+    from likeness.jobs.verdict import VerifyReport
     from likeness.ledger import ChainReport, Entry
     from likeness.licences import LicenceRecord
     from likeness.media.video import VideoInfo
     from likeness.models import ModelRow
-    from likeness.pipeline import SwapOutcome, VerifyReport
-    from likeness.video_pipeline import VideoSwapOutcome
 
 APP_MAX_PIXELS = 50_000_000
 """Largest image the app decodes (the CLI allows 100 MP); keeps several users' jobs in memory."""
@@ -91,13 +91,6 @@ class UploadLimits:
     def largest_mb(self) -> int:
         """Gradio's own upload limit: the larger of the two (each kind is checked again here)."""
         return max(self.image_mb, self.video_mb)
-
-
-class JobCancelled(LikenessError):
-    """The user cancelled the job before anything was written."""
-
-    exit_code = 1
-    kind = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -384,7 +377,7 @@ class Studio:
     def user(self, username: str | None) -> AppUser | None:
         """The app user behind a request. Without auth (localhost, no users) the local user is an admin."""
         if not self.auth_required:
-            from likeness.pipeline import default_operator
+            from likeness.jobs.requests import default_operator
 
             return AppUser(name=default_operator(), role="admin", created_at="", password_changed_at="")
         if not username:
@@ -438,7 +431,7 @@ class Studio:
         require(user, "swap")
         if target is None:
             return []
-        from likeness.pipeline import detect_faces
+        from likeness.jobs.engines import detect_faces
 
         target = self.check_upload(Path(target))
         with self.engines.borrow() as engines:
@@ -462,7 +455,7 @@ class Studio:
         """Run one gated, disclosed swap into this session's outputs folder.
 
         ``cancelled`` is polled at every stage; a job cancelled before the output is sealed
-        raises :class:`JobCancelled` and writes nothing.
+        raises :class:`~likeness.errors.Cancelled` (exit 130, as on every road) and writes nothing.
         """
         user = require(user, "swap")
         if job.target is None:
@@ -470,7 +463,8 @@ class Studio:
         if not job.purpose:
             raise UsageError("choose the purpose of this output", hint="it must be covered by every consent")
         self.policy().require_known("purposes", [job.purpose])
-        from likeness.pipeline import SwapRequest, swap_image
+        from likeness.jobs.requests import SwapRequest
+        from likeness.jobs.road import swap_image
 
         target = self.check_upload(Path(job.target))
         suffix = ".png" if target.suffix.lower() == ".png" else ".jpg"
@@ -478,7 +472,10 @@ class Studio:
 
         def report(stage: str, fraction: float) -> None:
             if fraction < 1.0 and cancelled():
-                raise JobCancelled("the swap was cancelled; nothing was written or recorded")
+                raise Cancelled(
+                    "the swap was cancelled; nothing was written or recorded",
+                    hint="run the swap again when you are ready",
+                )
             progress(stage, fraction)
 
         scratch = self.work_root / secrets.token_hex(8)
@@ -535,7 +532,8 @@ class Studio:
         target = Path(job.target)
         self.check_video(target)
         self.sweep_video_jobs()
-        from likeness.video_pipeline import VideoSwapRequest, swap_video
+        from likeness.jobs.requests import VideoSwapRequest
+        from likeness.jobs.road import swap_video
 
         scratch = self.work_root / secrets.token_hex(8)
         try:
@@ -559,7 +557,10 @@ class Studio:
                     max_pixels=self.max_pixels,
                 )
                 try:
-                    outcome = swap_video(request, home=self.home, progress=progress, cancel=cancel)
+                    with self.engines.borrow() as engines:  # the loaded models serve video too
+                        outcome = swap_video(
+                            request, home=self.home, progress=progress, cancel=cancel, engines=engines
+                        )
                 except Cancelled:
                     raise  # the finished segments and the pending folder stay: the same job resumes
                 except LikenessError:
@@ -639,7 +640,7 @@ class Studio:
 
     def sweep_video_jobs(self, older_than_hours: float = PENDING_VIDEO_HOURS) -> list[Path]:
         """Delete pending video jobs (and their finished segments) not resumed in time; returns them."""
-        from likeness.disclosure.video_writer import job_folder
+        from likeness.disclosure.footage_sink import job_folder
 
         cutoff = time.time() - older_than_hours * 3600
         removed = []
@@ -699,7 +700,7 @@ class Studio:
     def check_photos(self, user: AppUser | None, photos: Sequence[Path]) -> list[PhotoCheck]:
         """Quality check for reference photos: exactly one face, at least MIN_FACE_PX tall."""
         require(user, "enrol")
-        from likeness.pipeline import detect_faces
+        from likeness.jobs.engines import detect_faces
 
         checks: list[PhotoCheck] = []
         for photo in photos:
@@ -743,7 +744,8 @@ class Studio:
             raise UsageError("give the person's name")
         if not photos:
             raise UsageError("add at least one reference photo of the person")
-        from likeness.pipeline import EnrolRequest, enrol_identity
+        from likeness.jobs.enrol import enrol_identity
+        from likeness.jobs.requests import EnrolRequest
 
         request = EnrolRequest(
             name=name,
@@ -825,8 +827,8 @@ class Studio:
         require(user, "verify")
         if path is None:
             raise UsageError("drop a file to verify")
+        from likeness.jobs.verify import verify_file
         from likeness.media.video import looks_like_video
-        from likeness.pipeline import verify_file
 
         path = Path(path)
         if uploaded:
@@ -916,7 +918,7 @@ def _video_key(user: str, backend: str, job: VideoJob, crf: int, target_sha: str
 
 def _forget_unless_resumable(pending: Path, out: Path) -> None:
     """After a failed run: keep the pending job only while the writer kept its segments."""
-    from likeness.disclosure.video_writer import job_folder
+    from likeness.disclosure.footage_sink import job_folder
 
     if not job_folder(out).exists():
         shutil.rmtree(pending, ignore_errors=True)

@@ -18,10 +18,10 @@ from likeness.errors import ConsentRefused, LikenessError
 if TYPE_CHECKING:
     from likeness.consent.records import ConsentRecord, Identity, OutputRecord
     from likeness.disclosure.credentials import CredentialReport
+    from likeness.jobs.requests import TrackReport
+    from likeness.jobs.verdict import VerifyReport
     from likeness.ledger import ChainReport, Entry
-    from likeness.pipeline import VerifyReport
     from likeness.users import AppUser
-    from likeness.video_pipeline import TrackReport
     from likeness.webapp.studio import ModelLine, PhotoCheck, SwapResult, VideoResult
 
 STAGE_WORDS = {

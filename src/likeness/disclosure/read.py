@@ -1,7 +1,13 @@
-"""Reading an image's disclosure back: C2PA content credentials, watermark, visible label, hashes.
+"""The one reader of disclosure: C2PA content credentials, watermark, visible label, hashes.
+
+:func:`read_file` reads any file: a still, footage (which adds its per-window view, see
+:mod:`likeness.disclosure.footage_read`), or a file whose pixels do not decode at all. It never
+refuses a file it can partly read: where the pixels cannot be decoded it still reports the file's
+hashes and its content credentials, and says what could not be read (``unreadable``), so a
+damaged or edited file comes out as what it is, never as "bad input".
 
 The ledger lookup (by output id, file hash, and perceptual hash for stripped files) is done by
-``likeness.pipeline.verify_file`` with :func:`ledger_matches_by_phash`.
+``likeness.jobs.verify.verify_file`` with :func:`ledger_matches_by_phash`.
 """
 
 from __future__ import annotations
@@ -12,11 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from likeness.disclosure.credentials import FORMAT_MIME, CredentialReport, read_credentials
+from likeness.disclosure.footage_read import VideoDisclosureReport, read_video_disclosure
 from likeness.disclosure.label import detect_label
 from likeness.disclosure.phash import MAX_DISTANCE, phash_variants
 from likeness.disclosure.watermark import WatermarkReading, decode
+from likeness.errors import BadInput
+from likeness.fsutil import sha256_file
 from likeness.home import Home
 from likeness.media.image import DEFAULT_MAX_PIXELS, load_image
+from likeness.media.video import looks_like_video
 
 if TYPE_CHECKING:
     from likeness.consent.records import OutputRecord
@@ -36,6 +46,8 @@ class DisclosureReport:
     c2pa: CredentialReport
     phash_variants: tuple[str, ...] = ()
     """``phash`` and the hash of the picture inside a uniform frame, if it has one."""
+    unreadable: str | None = None
+    """Why the pixels could not be decoded (then the watermark and the label were not read)."""
 
     @property
     def output_id(self) -> str | None:
@@ -54,6 +66,7 @@ class DisclosureReport:
             "watermark": self.watermark.to_dict(),
             "label": {"detected": self.label_detected},
             "c2pa": self.c2pa.to_dict(),
+            "unreadable": self.unreadable,
         }
 
 
@@ -82,6 +95,45 @@ def read_disclosure(
     )
 
 
+def read_file(path: str | Path, *, home: Home | None = None) -> DisclosureReport | VideoDisclosureReport:
+    """Read every disclosure layer ``path`` still carries; see the module docstring.
+
+    Raises :class:`BadInput` only when the file itself cannot be opened (missing, a folder,
+    unreadable): there is nothing to report then.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(
+            f"{path}: {'is a folder' if path.is_dir() else 'no such file'}", hint="give the path of a file"
+        )
+    try:
+        sha256 = sha256_file(path)
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    try:
+        if looks_like_video(path):
+            return read_video_disclosure(path, home=home)
+        return read_disclosure(path, home=home)
+    except BadInput as error:
+        return _pixels_unreadable(path, sha256, error.reason, home)
+
+
+def _pixels_unreadable(path: Path, sha256: str, reason: str, home: Home | None) -> DisclosureReport:
+    """The layers of a file whose pixels do not decode: hashes and content credentials."""
+    return DisclosureReport(
+        path=path,
+        sha256=sha256,
+        phash="",
+        format="unknown",
+        width=0,
+        height=0,
+        watermark=WatermarkReading(found=False, output_id=None, confidence=0.0),
+        label_detected=False,
+        c2pa=read_credentials(path, home),
+        unreadable=reason,
+    )
+
+
 def ledger_matches_by_phash(
     registry: Registry, hashes: Sequence[str], max_distance: int = MAX_DISTANCE
 ) -> list[tuple[OutputRecord, int]]:
@@ -97,15 +149,6 @@ def ledger_matches_by_phash(
             if known is None or distance < known[1]:
                 nearest[record.output_id] = (record, distance)
     return sorted(nearest.values(), key=lambda pair: (pair[1], pair[0].created_at, pair[0].output_id))
-
-
-def _sha256_of(path: Path) -> str | None:
-    import hashlib
-
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def ingredient_role(record: OutputRecord, sha256: str, home: Home | None) -> str | None:
@@ -125,7 +168,7 @@ def ingredient_role(record: OutputRecord, sha256: str, home: Home | None) -> str
     if not record.path:
         return None
     path = Path(record.path)
-    if not path.is_file() or _sha256_of(path) != record.sha256:
+    if not path.is_file() or sha256_file(path) != record.sha256:
         return None
     credentials = read_credentials(path, home)
     if credentials.state == "invalid" or credentials.output_id != record.output_id:

@@ -1,6 +1,7 @@
-"""The road for footage: probe → analyze the source → gate it → track, gate and swap every face
-frame by frame → seal (label + watermark every frame, encode, sign, record) — see ``pipeline.py``
-for the same road with one picture.
+"""Footage as a frame source: decode → detect every N frames → track → gate each person → transform.
+
+:class:`FootageFrames` is the :class:`~likeness.media.frames.FrameSource` the road
+(:mod:`likeness.jobs.road`) hands to the one sealing path for footage; a still is a one-frame source.
 
 Who is replaced (``faces``):
 
@@ -39,135 +40,29 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from likeness.consent.gate import GateDecision, Involvement, Match, check_consent, identify
 from likeness.consent.registry import Registry
-from likeness.disclosure.types import Ingredient, SealedOutput
-from likeness.disclosure.video_writer import (
-    VIDEO_WATERMARK_STRENGTH,
-    ResumePoint,
-    SealedVideo,
-    UnsealedVideo,
-    default_codec,
-    seal_video,
-    video_output_settings,
-)
-from likeness.errors import BadInput, ConsentRefused, NoFace, UsageError
-from likeness.faces.backends import load_analyzer
+from likeness.disclosure.footage_sink import VIDEO_WATERMARK_STRENGTH
+from likeness.errors import BadInput, ConsentRefused, NoFace
 from likeness.faces.tracking import FaceTracker, Track, TrackedFace, TrackerSettings
 from likeness.faces.types import Analyzer, Face
-from likeness.home import Home
-from likeness.licences import check_model_licences, manifest_entries
-from likeness.media.image import DEFAULT_MAX_PIXELS, load_image
-from likeness.media.video import DecodedFrame, EncodeSettings, VideoInfo, open_frames, probe_video
-from likeness.pipeline import Progress, StageTimer, _no_progress, _one_face, default_operator
-from likeness.swap.backends import load_swapper
-from likeness.swap.types import Swapper
+from likeness.jobs.requests import TrackReport, VideoSwapRequest
+from likeness.jobs.selection import SwapTransform
+from likeness.media.frames import Frame, ResumePoint
+from likeness.media.video import VideoInfo, open_frames
+from likeness.progress import StageTimer
 
-FacesMode = Literal["consented", "all"]
 IDENTIFY_ROUNDS = 3
 """``faces="all"``: detections a new face may take to become identifiable before the job stops."""
 REVERIFY_MISSES = 3
 """Detections in a row a swapped face may fail to be re-identified before its swap stops."""
-
-
-@dataclass(frozen=True)
-class VideoSwapRequest:
-    source: Path
-    target: Path
-    purpose: str
-    out: Path
-    faces: FacesMode = "consented"
-    backend: str = "dlib"
-    codec: str | None = None
-    """``h264`` (default for .mp4), ``ffv1`` (lossless, .mp4) or ``prores`` (default for .mov)."""
-    crf: int = 18
-    preset: str = "medium"
-    detect_every: int = 5
-    segment_seconds: float = 10.0
-    rotation: Literal["keep", "bake"] = "keep"
-    """``keep``: the output carries the source's display rotation (a phone clip stays a phone clip);
-    ``bake``: frames are stored upright with no rotation tag."""
-    on_corrupt: Literal["stop", "skip"] = "stop"
-    operator: str = field(default_factory=default_operator)
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    """Limit for the source photo; the video's limits are :func:`probe_video`'s."""
-    label_corner: str = "bottom-right"
-    label_language: str = "en"
-
-    def encode_settings(self) -> EncodeSettings:
-        return EncodeSettings(
-            codec=self.codec or default_codec(self.out),  # type: ignore[arg-type]
-            crf=self.crf,
-            preset=self.preset,
-            segment_seconds=self.segment_seconds,
-            rotation=self.rotation,
-        )
-
-
-@dataclass(frozen=True)
-class TrackReport:
-    """One face followed through the footage and what was done with it."""
-
-    track_id: int
-    first_frame: int
-    first_time: float
-    last_frame: int
-    last_time: float
-    decision: str
-    """``swapped`` (at least once), ``untouched`` (never swapped)."""
-    reason: str
-    identity_id: str | None = None
-    consent_id: str | None = None
-    frames_seen: int = 0
-    frames_swapped: int = 0
-    swap_failures: int = 0
-    """Frames where the swapper refused the face (e.g. turned too far) and it was left as it was."""
-    end_reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["first_time"], data["last_time"] = round(self.first_time, 4), round(self.last_time, 4)
-        return data
-
-
-@dataclass(frozen=True)
-class VideoSwapOutcome:
-    output: Path
-    output_id: str
-    sha256: str
-    consents: list[str]
-    decision: GateDecision
-    video: SealedVideo
-    tracks: list[TrackReport]
-    timings: dict[str, float]
-
-    @property
-    def faces_swapped(self) -> int:
-        """Tracks (faces followed through the footage) that were swapped."""
-        return sum(1 for t in self.tracks if t.decision == "swapped")
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "output": str(self.output),
-            "output_id": self.output_id,
-            "sha256": self.sha256,
-            "consents": list(self.consents),
-            "media": "video",
-            "faces_swapped": self.faces_swapped,
-            "tracks": [t.to_dict() for t in self.tracks],
-            "matches": [m.to_dict() for m in self.decision.matches],
-            "video": self.video.to_dict(),
-            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
-        }
 
 
 # -- per-track decisions -----------------------------------------------------------------------------------
@@ -233,9 +128,9 @@ def _match_from_json(data: dict[str, Any]) -> Match:
     )
 
 
-class TrackingSwapRenderer:
-    """Renders the swapped frames of one job (the :class:`~likeness.disclosure.video_writer.FrameRenderer`
-    the writer pulls from): decode → detect every N frames → track → gate new faces → swap."""
+class FootageFrames:
+    """The transformed frames of one footage job (the :class:`~likeness.media.frames.FrameSource` the
+    sealing path pulls from): decode → detect every N frames → track → gate new faces → transform."""
 
     def __init__(
         self,
@@ -244,9 +139,7 @@ class TrackingSwapRenderer:
         info: VideoInfo,
         registry: Registry,
         analyzer: Analyzer,
-        swapper: Swapper,
-        source_pixels: np.ndarray,
-        source_face: Face,
+        transform: SwapTransform,
         source_matches: list[Match],
         timer: StageTimer,
     ) -> None:
@@ -254,9 +147,7 @@ class TrackingSwapRenderer:
         self.info = info
         self.registry = registry
         self.analyzer = analyzer
-        self.swapper = swapper
-        self.source_pixels = source_pixels
-        self.source_face = source_face
+        self.transform = transform
         self.source_matches = list(source_matches)
         self.timer = timer
         self.point = registry.operating_point(analyzer.embedding_space)
@@ -267,9 +158,9 @@ class TrackingSwapRenderer:
         self._matches: dict[tuple[str, str], Match] = {}
         self._next_track_id = 1
 
-    # -- the FrameRenderer protocol ------------------------------------------------------------------
+    # -- the FrameSource protocol ------------------------------------------------------------------
 
-    def frames(self, start: ResumePoint) -> Iterator[DecodedFrame]:
+    def frames(self, start: ResumePoint) -> Iterator[Frame]:
         self._load(start.state)
         settings = TrackerSettings(
             detect_every=self.request.detect_every,
@@ -310,6 +201,10 @@ class TrackingSwapRenderer:
         """The source's consent(s), then every target consent a swapped face was made under."""
         return list(dict.fromkeys(m.consent_id for m in [*self.source_matches, *self._matches.values()]))
 
+    def decision(self, source: GateDecision) -> GateDecision:
+        """The source's gate decision with every target match made on the way."""
+        return dataclasses.replace(source, matches=[*source.matches, *self._matches.values()])
+
     # -- results -------------------------------------------------------------------------------------
 
     @property
@@ -328,7 +223,7 @@ class TrackingSwapRenderer:
         with self.timer.stage("detect"):
             return self.analyzer.analyze(pixels)
 
-    def _render(self, tracker: FaceTracker, frame: DecodedFrame) -> DecodedFrame:
+    def _render(self, tracker: FaceTracker, frame: Frame) -> Frame:
         detections = self._detect(frame.pixels) if tracker.wants_detection(frame.index) else None
         before = self.timer.seconds.get("detect", 0.0)
         started = time.perf_counter()
@@ -362,7 +257,7 @@ class TrackingSwapRenderer:
             if state.state != "swap":
                 continue
             try:
-                out = self.swapper.swap(out, tracked.face, self.source_pixels, self.source_face)
+                out = self.transform(out, tracked.face)
             except BadInput:
                 state.swap_failures += 1  # e.g. turned too far this frame: left as it was
                 continue
@@ -377,7 +272,7 @@ class TrackingSwapRenderer:
             f"{state.first_frame}) in {self.request.target.name}"
         )
 
-    def _consider(self, tracked: TrackedFace, frame: DecodedFrame) -> None:
+    def _consider(self, tracked: TrackedFace, frame: Frame) -> None:
         state = self._tracks[tracked.track_id]
         state.last_frame, state.last_time = frame.index, frame.time
         detection = tracked.detection
@@ -507,20 +402,7 @@ class TrackingSwapRenderer:
         self._next_track_id = int(state.get("next_track_id", 1))
 
 
-# -- the job -----------------------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _job_key(
-    request: VideoSwapRequest, source_sha256: str, tools: dict[str, dict[str, str]]
-) -> dict[str, str]:
+def resume_key(request: VideoSwapRequest, source_sha256: str, tools: dict[str, Any]) -> dict[str, str]:
     """What must match for a job folder to be resumed: anything that changes a frame."""
     from likeness import __version__
 
@@ -536,110 +418,3 @@ def _job_key(
         "tools": tools,
     }
     return {"request": hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()}
-
-
-def swap_video(
-    request: VideoSwapRequest,
-    *,
-    home: Home,
-    progress: Progress = _no_progress,
-    cancel: threading.Event | None = None,
-) -> VideoSwapOutcome:
-    """Swap the face in ``request.source`` onto the consenting target faces of a video, disclosed."""
-    timer = StageTimer()
-    settings = video_output_settings(request.out, request.encode_settings())  # refused before any work
-    if request.faces not in ("consented", "all"):
-        raise UsageError(f"unknown faces mode {request.faces!r}", hint="choose consented or all")
-    if request.detect_every < 1:
-        raise UsageError(f"--detect-every must be at least 1, not {request.detect_every}")
-    progress("probe", 0.0)
-    with timer.stage("probe"):
-        info = probe_video(request.target)
-        source = load_image(request.source, max_pixels=request.max_pixels)
-    with timer.stage("load models"):
-        analyzer = load_analyzer(request.backend, home)
-        swapper = load_swapper(request.backend, home)
-    licences = check_model_licences(request.purpose, [*analyzer.model_files(), *swapper.model_files()], home)
-    with timer.stage("detect"):
-        source_face = _one_face(analyzer.analyze(source.pixels), source, "source photo")
-
-    progress("consent", 0.01)
-    with Registry.open(home) as registry:
-        with timer.stage("gate"):
-            source_decision = check_consent(
-                registry,
-                [Involvement(face=source_face, role="source", label=f"source photo {source.path.name}")],
-                purpose=request.purpose,
-                media_kind="video",
-                analyzer=analyzer,
-                operator=request.operator,
-            )
-        with timer.stage("hash target"):
-            target_sha256 = _sha256(request.target)
-        tools = {
-            "analyzer": analyzer.describe(),
-            "swapper": swapper.describe(),
-            "models": manifest_entries(licences),
-        }
-        renderer = TrackingSwapRenderer(
-            request=request,
-            info=info,
-            registry=registry,
-            analyzer=analyzer,
-            swapper=swapper,
-            source_pixels=source.pixels,
-            source_face=source_face,
-            source_matches=source_decision.matches,
-            timer=timer,
-        )
-        unsealed = UnsealedVideo(
-            info=info,
-            renderer=renderer,
-            settings=settings,
-            kind="swap",
-            purpose=request.purpose,
-            ingredients=[
-                Ingredient(role="source", path=source.path, sha256=source.sha256, format=source.format),
-                Ingredient(role="target", path=request.target, sha256=target_sha256, format=info.container),
-            ],
-            tools=tools,
-            operator=request.operator,
-            key=_job_key(request, source.sha256, tools),
-            label_corner=request.label_corner,
-            label_language=request.label_language,
-        )
-
-        def decision() -> GateDecision:
-            return dataclasses.replace(
-                source_decision, matches=[*source_decision.matches, *renderer.target_matches]
-            )
-
-        def record(sealed: SealedOutput) -> None:
-            registry.record_output(sealed, decision=decision(), operator=request.operator)
-
-        def recorded_sha256(output_id: str) -> str | None:
-            found = registry.get_output(output_id)
-            return None if found is None else found.sha256
-
-        video = seal_video(
-            unsealed,
-            request.out,
-            home=home,
-            record=record,
-            recorded_sha256=recorded_sha256,
-            progress=lambda stage, fraction: progress(stage, 0.02 + 0.98 * fraction),
-            cancel=cancel,
-            timer=timer,
-        )
-        final = decision()
-    progress("done", 1.0)
-    return VideoSwapOutcome(
-        output=video.output.path,
-        output_id=video.output.output_id,
-        sha256=video.output.sha256,
-        consents=list(dict.fromkeys([*final.consent_ids, *video.output.consent_ids])),
-        decision=final,
-        video=video,
-        tracks=renderer.tracks(),
-        timings=dict(timer.seconds),
-    )

@@ -1,4 +1,5 @@
-"""Reading a video's disclosure back: the watermark window by window, the visible label, agreement.
+"""Footage's view of disclosure (part of the one reader, :mod:`likeness.disclosure.read`): the watermark
+window by window, the visible label, agreement.
 
 A video carries the same watermark as an image on every frame (the output id, check-coded), so any
 stretch of it identifies the output. What a re-encoder does to it differs by frame type: a keyframe
@@ -25,7 +26,6 @@ uses it on its own output, whose every segment starts with a keyframe); it reads
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ import numpy as np
 from likeness.disclosure.label import detect_label
 from likeness.disclosure.phash import phash
 from likeness.disclosure.watermark import WatermarkReading, decode
+from likeness.fsutil import sha256_file
 from likeness.home import Home
 from likeness.media.video import SkippedSpan, VideoInfo, open_frames, probe_video
 
@@ -108,6 +109,9 @@ class VideoDisclosureReport:
     c2pa: CredentialReport | None = None
     """The content credentials, validated with the home's trust anchors (``None``: not read)."""
     info: VideoInfo | None = field(default=None, repr=False)
+    unreadable: str | None = None
+    """Always ``None`` here: footage whose frames do not decode is reported by
+    :func:`likeness.disclosure.read.read_file` without this view."""
 
     @property
     def phash_variants(self) -> tuple[str, ...]:
@@ -163,14 +167,6 @@ class VideoDisclosureReport:
             label = "label" if w.label_detected else "no label"
             lines.append(f"{w.start:8.2f}–{w.end:8.2f} s  {w.frames:4d} frames  {mark}{other}  {label}")
         return lines
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _work(pixels: np.ndarray) -> np.ndarray:
@@ -297,7 +293,7 @@ def read_video_disclosure(
         c2pa = read_credentials(path, home)  # MP4 / MOV are told apart by their header
     return VideoDisclosureReport(
         path=path,
-        sha256=_sha256(path),
+        sha256=sha256_file(path),
         phash=first_phash,
         format=info.container,
         codec=info.codec,

@@ -1,0 +1,312 @@
+"""The one sealing path: every output, a still or footage, is written by :func:`seal_frames`.
+
+Order, for every kind of output:
+
+1. the sink checks its destination (format, folder, not one of the job's inputs) before any work;
+2. the sink opens its job folder next to the output and says which output id the frames carry (a
+   new one, or the id of a killed or cancelled footage job it resumes);
+3. every frame: visible label → invisible watermark carrying the id → the sink (encoder);
+   there is no switch that skips either, and ``cancel`` is checked before each frame;
+4. the sink finishes the file inside its job folder, and a **self-check** reads the encoded file
+   back: the id must read back (and no other id may);
+5. C2PA content credentials are signed into it, built by :func:`credential_facts` (the same facts
+   for stills and footage: ids, consent terms hashes, ingredients, tools);
+6. ``record(sealed)``: the registry transaction, which re-checks every consent (a revocation since
+   the gate wins, and nothing is written);
+7. the sink renames the signed file onto the output name (atomic: same folder) and removes its
+   job folder.
+
+A failure anywhere leaves nothing under the output name. What stays in the job folder depends on
+the sink: a still's is removed; footage keeps its finished segments after a cancel, a kill or an
+unexpected error, so the same request resumes (see :mod:`likeness.disclosure.footage_sink`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+
+from likeness.disclosure import watermark
+from likeness.disclosure.credentials import CredentialFacts, CredentialResult, sign_content_credentials
+from likeness.disclosure.label import CORNERS, LABEL_TEXT, apply_label
+from likeness.disclosure.types import Ingredient, ResultKind, SealedOutput
+from likeness.errors import Cancelled, DisclosureError, LikenessError, UsageError
+from likeness.fsutil import sha256_file
+from likeness.home import Home
+from likeness.media.frames import Frame, FrameSource, ResumePoint
+from likeness.progress import CancelToken, Progress, StageTimer, no_progress, timed
+
+Result = TypeVar("Result", covariant=True)
+
+
+@dataclass(frozen=True)
+class SealJob:
+    """What the road hands to the sealer besides the frames: the facts every output states."""
+
+    kind: ResultKind
+    purpose: str
+    ingredients: list[Ingredient]
+    tools: dict[str, Any]
+    operator: str
+    consent_ids: Callable[[], Sequence[str]]
+    """The consents the frames were made under; complete once the frames are exhausted (footage
+    adds the consent of each face it gated on the way)."""
+    consent_hashes: Callable[[Sequence[str]], Mapping[str, str]] = lambda ids: {}
+    """Consent id → sha256 of its recorded terms, for the manifest."""
+    label_corner: str = "bottom-right"
+    label_language: str = "en"
+
+
+@dataclass(frozen=True)
+class MarkedFrame:
+    """A frame as the sink receives it: labelled, then watermarked."""
+
+    frame: Frame
+    labelled: np.ndarray
+    marked: np.ndarray
+
+
+@dataclass(frozen=True)
+class Begun:
+    """What a sink's job folder holds when the job starts."""
+
+    output_id: str
+    start: ResumePoint
+
+
+class FrameSink(Protocol, Generic[Result]):
+    """Where sealed frames go: a still encoder or a segment encoder, inside a job folder."""
+
+    out_path: Path
+    media_type: str
+    watermark_strength: float
+
+    def check(self, ingredients: list[Ingredient]) -> None:
+        """Refuse an unusable destination (:class:`UsageError`) before any work."""
+        ...
+
+    def begin(self, checkpoint: Callable[[], dict[str, Any]]) -> Begun:
+        """Open the job folder; the output id and where the frames start."""
+        ...
+
+    def adopt(self, recorded_sha256: Callable[[str], str | None]) -> Result | None:
+        """A job killed between recording and renaming: finish it (or ``None``)."""
+        ...
+
+    def write(self, frame: MarkedFrame) -> None: ...
+
+    def finish(self, progress: Progress) -> Path:
+        """The encoded file, inside the job folder."""
+        ...
+
+    def self_check(self, path: Path, output_id: str) -> str:
+        """Read the encoded file back; its perceptual hash, or :class:`DisclosureError`."""
+        ...
+
+    def keep(self, sealed: SealedOutput, signed: Path, credentials: CredentialResult) -> Result:
+        """The result to return (and to adopt after a kill) for a signed file."""
+        ...
+
+    def commit(self, signed: Path, result: Result) -> None:
+        """Rename the signed file onto the output name; remove the job folder."""
+        ...
+
+    def abandon(self, *, resumable: bool) -> None:
+        """After a failure: keep the job folder only if ``resumable`` and the sink can resume."""
+        ...
+
+    def stopped(self, exc: Exception) -> DisclosureError:
+        """The error for an unexpected failure (what was kept, what to do)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def check_label_options(corner: str, language: str) -> None:
+    """Refuse unknown label options (before any work)."""
+    if corner not in CORNERS:
+        raise UsageError(f"label corner {corner!r} is not one of {', '.join(CORNERS)}")
+    if language not in LABEL_TEXT:
+        raise UsageError(
+            f"label language {language!r} is not available", hint=f"choose one of: {', '.join(LABEL_TEXT)}"
+        )
+
+
+def credential_facts(
+    sealed: SealedOutput, job: SealJob, consent_hashes: Mapping[str, str]
+) -> CredentialFacts:
+    """The one builder of what a manifest states, for stills and footage alike."""
+    return CredentialFacts(
+        output_id=sealed.output_id,
+        kind=sealed.kind,
+        media_type=sealed.media_type,
+        purpose=sealed.purpose,
+        consent_ids=list(sealed.consent_ids),
+        ingredients=list(job.ingredients),
+        tools=dict(job.tools),
+        consent_hashes=dict(consent_hashes),
+    )
+
+
+class Marker:
+    """Labels and watermarks every frame of one output.
+
+    The label plate is opaque, so it is the same pixels on every frame: it is drawn once with
+    :func:`apply_label` and pasted after that, provided pasting reproduces ``apply_label`` exactly
+    on the first frame (else every frame is drawn).
+    """
+
+    def __init__(self, output_id: str, job: SealJob, strength: float) -> None:
+        self.output_id = output_id
+        self.corner, self.language = job.label_corner, job.label_language
+        self.strength = strength
+        self._patch: np.ndarray | None = None
+        self._where: tuple[slice, slice] | None = None
+        self._paste = False
+
+    def label(self, pixels: np.ndarray) -> np.ndarray:
+        if self._paste and self._patch is not None and self._where is not None:
+            out = pixels.copy()
+            out[self._where] = self._patch
+            return out
+        labelled, box = apply_label(pixels, self.output_id, corner=self.corner, language=self.language)
+        if self._where is None:
+            self._where = (slice(box.top, box.bottom), slice(box.left, box.right))
+            self._patch = labelled[self._where].copy()
+            pasted = pixels.copy()
+            pasted[self._where] = self._patch
+            self._paste = bool(np.array_equal(pasted, labelled))
+        return labelled
+
+    def mark(self, labelled: np.ndarray, *, strength: float | None = None) -> np.ndarray:
+        return watermark.embed_id(labelled, self.output_id, strength=strength or self.strength)
+
+
+def _check_pixels(pixels: np.ndarray) -> None:
+    if (
+        not isinstance(pixels, np.ndarray)
+        or pixels.dtype != np.uint8
+        or pixels.ndim != 3
+        or pixels.shape[2] != 3
+    ):
+        shape, dtype = getattr(pixels, "shape", None), getattr(pixels, "dtype", None)
+        raise DisclosureError(f"the result to seal is not an H×W×3 uint8 RGB image (shape {shape}, {dtype})")
+    if min(pixels.shape[:2]) < 16:
+        raise DisclosureError(
+            f"the result is only {pixels.shape[1]}×{pixels.shape[0]} pixels; too small to label and watermark"
+        )
+
+
+def _frames(source: FrameSource, start: ResumePoint) -> Iterator[Frame]:
+    frames = source.frames(start)
+    try:
+        yield from frames
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+
+
+def seal_frames(
+    source: FrameSource,
+    job: SealJob,
+    sink: FrameSink[Result],
+    *,
+    home: Home,
+    record: Callable[[SealedOutput], None],
+    recorded_sha256: Callable[[str], str | None] = lambda output_id: None,
+    progress: Progress = no_progress,
+    cancel: CancelToken | None = None,
+    timer: StageTimer | None = None,
+) -> Result:
+    """Label, watermark, encode, self-check, sign, record and atomically write ``source``'s frames.
+
+    ``record(sealed)`` writes the ledger entry (and may refuse); ``recorded_sha256(output_id)``
+    returns the sha256 the ledger holds for an output id, or ``None``: it lets a rerun finish a
+    footage job killed between recording and renaming. See the module docstring.
+    """
+    token = cancel or CancelToken()
+    check_label_options(job.label_corner, job.label_language)
+    sink.check(job.ingredients)
+    try:
+        for _attempt in range(2):
+            result = _seal_once(source, job, sink, home, record, recorded_sha256, progress, token, timer)
+            if result is not None:
+                return result
+            sink.abandon(resumable=False)  # its id is in the ledger but its file is gone: a new id
+        raise DisclosureError(f"{sink.out_path}: could not start a fresh job", hint="run the job again")
+    except Cancelled:
+        sink.abandon(resumable=True)
+        raise
+    except LikenessError as error:
+        sink.abandon(resumable=bool(getattr(error, "keep_job", False)))
+        raise
+    except Exception as exc:
+        sink.abandon(resumable=True)
+        raise sink.stopped(exc) from exc
+    finally:
+        sink.close()
+
+
+def _seal_once(
+    source: FrameSource,
+    job: SealJob,
+    sink: FrameSink[Result],
+    home: Home,
+    record: Callable[[SealedOutput], None],
+    recorded_sha256: Callable[[str], str | None],
+    progress: Progress,
+    cancel: CancelToken,
+    timer: StageTimer | None,
+) -> Result | None:
+    begun = sink.begin(source.checkpoint)
+    if recorded_sha256(begun.output_id) is not None:
+        return sink.adopt(recorded_sha256)
+    marker = Marker(begun.output_id, job, sink.watermark_strength)
+    for frame in _frames(source, begun.start):
+        cancel.check(
+            f"at frame {frame.index} ({frame.time:.2f} s)",
+            hint="run the same command again: footage resumes from its finished segments",
+        )
+        _check_pixels(frame.pixels)
+        with timed(timer, "label"):
+            labelled = marker.label(frame.pixels)
+        with timed(timer, "watermark"):
+            marked = marker.mark(labelled)
+        with timed(timer, "encode"):
+            sink.write(MarkedFrame(frame=frame, labelled=labelled, marked=marked))
+    with timed(timer, "mux"):
+        encoded = sink.finish(progress)
+    progress("checking the watermark", 0.96)
+    with timed(timer, "self-check"):
+        perceptual = sink.self_check(encoded, begun.output_id)
+    consent_ids = list(dict.fromkeys(job.consent_ids()))
+    sealed = SealedOutput(
+        path=sink.out_path,
+        output_id=begun.output_id,
+        sha256="",
+        media_type=sink.media_type,
+        kind=job.kind,
+        consent_ids=consent_ids,
+        purpose=job.purpose,
+        phash=perceptual,
+        c2pa=False,
+        ingredient_sha256={item.role: item.sha256 for item in job.ingredients},
+    )
+    progress("signing content credentials", 0.97)
+    with timed(timer, "sign"):
+        credentials = sign_content_credentials(
+            encoded, facts=credential_facts(sealed, job, job.consent_hashes(consent_ids)), home=home
+        )
+    sealed = dataclasses.replace(sealed, sha256=sha256_file(encoded), c2pa=True)
+    result = sink.keep(sealed, encoded, credentials)
+    cancel.check("before the output was recorded")
+    with timed(timer, "record"):
+        record(sealed)
+    sink.commit(encoded, result)
+    return result

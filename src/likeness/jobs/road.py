@@ -1,0 +1,302 @@
+"""The one road every job walks, stills and footage alike (generation will be one more transform).
+
+    inputs → frame source → analyze → gate → transform → seal into a frame sink → record
+
+:func:`run_job` reads top to bottom as numbered steps. A still is a one-frame source; footage is
+its decoded frames, tracked, with each new person gated as they appear. Each step either hands a
+value to the next or raises a typed error from :mod:`likeness.errors`; nothing is written unless
+every step succeeded, and the consents are checked again inside the transaction that records the
+output (a revocation while the job ran wins). The CLI and the app call this module and nothing
+below it.
+
+Footage: who is replaced (``faces``):
+
+* ``"consented"`` (default): a face is replaced only when the consent gate identifies it as an
+  enrolled person who holds an in-force consent to be replaced (role ``target``) for this purpose
+  and for video. Every other face is **left untouched**, and the outcome lists each such face with
+  the reason it was left.
+* ``"all"``: the image rule (every face replaced): a face that is not identified as a consenting
+  target, or is identified as someone whose consent does not cover this use, stops the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from likeness.consent.gate import GateDecision, Involvement, check_consent
+from likeness.consent.registry import Registry
+from likeness.disclosure.footage_sink import FootageSink, video_output_settings
+from likeness.disclosure.seal import SealJob, check_label_options, seal_frames
+from likeness.disclosure.still_sink import StillSink, output_format
+from likeness.disclosure.types import Ingredient, SealedOutput
+from likeness.errors import UsageError
+from likeness.faces.types import Face
+from likeness.fsutil import sha256_file
+from likeness.home import Home
+from likeness.jobs.engines import Engines, engines_for
+from likeness.jobs.requests import FACES_MODES, SwapOutcome, SwapRequest, VideoSwapRequest
+from likeness.jobs.selection import SwapTransform, chosen_targets, one_face
+from likeness.jobs.tracks import FootageFrames, resume_key
+from likeness.licences import check_model_licences, manifest_entries
+from likeness.media.frames import FrameSource, StillSource
+from likeness.media.image import Picture, load_image
+from likeness.media.video import EncodeSettings, VideoInfo, looks_like_video, probe_video
+from likeness.progress import CancelToken, Progress, StageTimer, no_progress
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The target as read in step 3: a still picture, or footage's probe."""
+
+    path: Path
+    still: Picture | None = None
+    footage: VideoInfo | None = None
+
+
+def as_footage(request: SwapRequest) -> VideoSwapRequest | None:
+    """The footage request for ``request``, or ``None`` for a still target."""
+    if isinstance(request, VideoSwapRequest):
+        return request
+    if not looks_like_video(request.target):
+        return None
+    if request.face_index is not None:
+        raise UsageError(
+            "--face-index applies to images; in a video faces are followed and chosen by consent",
+            hint="use --faces consented (only consenting targets) or --faces all",
+        )
+    fields = {name: getattr(request, name) for name in SwapRequest.__dataclass_fields__}
+    return VideoSwapRequest(**fields)
+
+
+def check_options(request: SwapRequest) -> EncodeSettings | None:
+    """Step 1: every option is checked before any work; the footage encoder settings, if footage."""
+    check_label_options(request.label_corner, request.label_language)
+    if request.max_pixels <= 0:
+        raise UsageError(f"--max-pixels must be a positive number of pixels, not {request.max_pixels}")
+    footage = as_footage(request)
+    if footage is None:
+        output_format(request.out)  # an unwritable output type is refused before any work
+        return None
+    if footage.faces not in FACES_MODES:
+        raise UsageError(f"unknown faces mode {footage.faces!r}", hint="choose consented or all")
+    if footage.detect_every < 1:
+        raise UsageError(f"--detect-every must be at least 1, not {footage.detect_every}")
+    return video_output_settings(footage.out, footage.encode_settings())
+
+
+def run_job(
+    request: SwapRequest,
+    *,
+    home: Home,
+    progress: Progress = no_progress,
+    cancel: CancelToken | Any = None,
+    engines: Engines | None = None,
+) -> SwapOutcome:
+    """Run one gated, disclosed job; see the module docstring.
+
+    ``cancel``: a :class:`CancelToken` or ``threading.Event``; once set, the job stops at the next
+    step or frame with :class:`~likeness.errors.Cancelled` (exit 130) and writes nothing under the
+    output name (footage keeps its finished segments, so the same request resumes).
+    ``engines``: already-loaded models to reuse (used when their backend is ``request.backend``).
+    """
+    timer = StageTimer()
+    token = CancelToken.of(cancel)
+
+    # 1. Check every option before any work.
+    settings = check_options(request)
+    footage = as_footage(request)
+    progress("decode", 0.0)
+
+    # 2. Engines and model licences.
+    with timer.stage("load models"):
+        loaded = engines_for(request.backend, home, engines)
+    analyzer, swapper = loaded.analyzer, loaded.swapper
+    licences = check_model_licences(request.purpose, [*analyzer.model_files(), *swapper.model_files()], home)
+    token.check("before the inputs were read")
+
+    # 3. Inputs: the source likeness, and the target (a still, or footage's probe).
+    with timer.stage("decode"):
+        source = load_image(request.source, max_pixels=request.max_pixels)
+        if footage is None:
+            target = _Target(request.target, still=load_image(request.target, max_pixels=request.max_pixels))
+        else:
+            target = _Target(request.target, footage=probe_video(request.target))
+
+    # 4. Analyze the source likeness and open the target's faces.
+    progress("detect", 0.1)
+    targets: list[tuple[int, Face]] = []
+    with timer.stage("detect+embed"):
+        source_face = one_face(analyzer.analyze(source.pixels), source, "source photo")
+        if target.still is not None:
+            targets = chosen_targets(analyzer.analyze(target.still.pixels), target.still, request.face_index)
+    transform = SwapTransform(swapper=swapper, source_pixels=source.pixels, source_face=source_face)
+    media_kind = "image" if footage is None else "video"
+    token.check("before the consent gate")
+
+    progress("consent", 0.4 if footage is None else 0.01)
+    with Registry.open(home) as registry:
+        # 5. Gate: the source likeness, then the target faces (a still's all at once; footage's per
+        #    person as they appear, in step 6).
+        involved = [Involvement(face=source_face, role="source", label=f"source photo {source.path.name}")]
+        if target.still is not None:
+            involved += [
+                Involvement(face=face, role="target", label=f"target face #{index} in {target.path.name}")
+                for index, face in targets
+            ]
+        with timer.stage("gate"):
+            decision = check_consent(
+                registry,
+                involved,
+                purpose=request.purpose,
+                media_kind=media_kind,
+                analyzer=analyzer,
+                operator=request.operator,
+            )
+        token.check("after the consent gate")
+
+        # 6. Transform: a still's chosen faces now; footage frame by frame as the sink pulls them.
+        frames: FrameSource
+        tracked: FootageFrames | None = None
+        if target.still is not None:
+            progress("swap", 0.5)
+            with timer.stage("swap"):
+                pixels = target.still.pixels
+                for _, face in targets:
+                    pixels = transform(pixels, face)
+            frames = StillSource(pixels)
+        else:
+            assert footage is not None and target.footage is not None
+            tracked = FootageFrames(
+                request=footage,
+                info=target.footage,
+                registry=registry,
+                analyzer=analyzer,
+                transform=transform,
+                source_matches=decision.matches,
+                timer=timer,
+            )
+            frames = tracked
+
+        # 7. Seal into the frame sink and record (consents re-checked in the recording transaction).
+        progress("disclose", 0.8 if footage is None else 0.02)
+        tools = {
+            "analyzer": analyzer.describe(),
+            "swapper": swapper.describe(),
+            "models": manifest_entries(licences),
+        }
+        job = SealJob(
+            kind="swap",
+            purpose=request.purpose,
+            ingredients=[
+                Ingredient(role="source", path=source.path, sha256=source.sha256, format=source.format),
+                _target_ingredient(target, timer),
+            ],
+            tools=tools,
+            operator=request.operator,
+            consent_ids=lambda: _final(decision, tracked).consent_ids,
+            consent_hashes=lambda ids: {cid: registry.get_consent(cid).terms_sha256() for cid in ids},
+            label_corner=request.label_corner,
+            label_language=request.label_language,
+        )
+        if footage is None:
+            sink: StillSink | FootageSink = StillSink(request.out)
+        else:
+            assert settings is not None and target.footage is not None
+            sink = FootageSink(
+                request.out,
+                info=target.footage,
+                settings=settings,
+                key=resume_key(footage, source.sha256, tools),
+                progress=lambda stage, fraction: progress(stage, 0.02 + 0.98 * fraction),
+            )
+
+        def record(sealed: SealedOutput) -> None:
+            registry.record_output(sealed, decision=_final(decision, tracked), operator=request.operator)
+
+        result = seal_frames(
+            frames,
+            job,
+            sink,
+            home=home,
+            record=record,
+            recorded_sha256=_recorded_sha256(registry),
+            progress=progress,
+            cancel=token,
+            timer=timer,
+        )
+        final = _final(decision, tracked)
+
+    # 8. The outcome.
+    progress("done", 1.0)
+    if isinstance(result, SealedOutput):
+        return SwapOutcome(
+            output=result.path,
+            output_id=result.output_id,
+            sha256=result.sha256,
+            consents=list(final.consent_ids),
+            decision=final,
+            timings=dict(timer.seconds),
+            faces=len(targets),
+        )
+    return SwapOutcome(
+        output=result.output.path,
+        output_id=result.output.output_id,
+        sha256=result.output.sha256,
+        consents=list(dict.fromkeys([*final.consent_ids, *result.output.consent_ids])),
+        decision=final,
+        timings=dict(timer.seconds),
+        tracks=tracked.tracks() if tracked is not None else [],
+        video=result,
+    )
+
+
+def _target_ingredient(target: _Target, timer: StageTimer) -> Ingredient:
+    if target.still is not None:
+        still = target.still
+        return Ingredient(role="target", path=still.path, sha256=still.sha256, format=still.format)
+    assert target.footage is not None
+    with timer.stage("hash target"):
+        sha256 = sha256_file(target.path)
+    return Ingredient(role="target", path=target.path, sha256=sha256, format=target.footage.container)
+
+
+def _final(decision: GateDecision, tracked: FootageFrames | None) -> GateDecision:
+    """The gate's decision with every footage track's match added."""
+    return decision if tracked is None else tracked.decision(decision)
+
+
+def _recorded_sha256(registry: Registry) -> Callable[[str], str | None]:
+    def recorded(output_id: str) -> str | None:
+        found = registry.get_output(output_id)
+        return None if found is None else found.sha256
+
+    return recorded
+
+
+def swap_image(
+    request: SwapRequest,
+    *,
+    home: Home,
+    progress: Progress = no_progress,
+    cancel: CancelToken | Any = None,
+    engines: Engines | None = None,
+) -> SwapOutcome:
+    """:func:`run_job` for a still target (a footage target is refused: use :func:`swap_video`)."""
+    if as_footage(request) is not None:
+        raise UsageError(f"{request.target}: is a video; swap_image takes still pictures")
+    return run_job(request, home=home, progress=progress, cancel=cancel, engines=engines)
+
+
+def swap_video(
+    request: VideoSwapRequest,
+    *,
+    home: Home,
+    progress: Progress = no_progress,
+    cancel: CancelToken | Any = None,
+    engines: Engines | None = None,
+) -> SwapOutcome:
+    """:func:`run_job` for footage."""
+    return run_job(request, home=home, progress=progress, cancel=cancel, engines=engines)

@@ -1,0 +1,52 @@
+"""``likeness verify``: read a file's disclosure and find it in this installation's ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from likeness.consent.registry import Registry
+from likeness.disclosure.phash import MAX_DISTANCE as PHASH_MAX_DISTANCE
+from likeness.disclosure.read import ingredient_role, ledger_matches_by_phash, read_file
+from likeness.home import Home
+from likeness.jobs.verdict import VerifyReport
+
+
+def verify_file(path: Path, *, home: Home) -> VerifyReport:
+    """Read a file's disclosure and find it in the ledger: by watermark id, by the id in its content
+    credentials, by file hash, else by perceptual hash (a stripped or re-encoded copy)."""
+    report = read_file(path, home=home)
+    ledger: dict[str, object] = {"found": False, "phash_threshold": PHASH_MAX_DISTANCE}
+    with Registry.open(home) as registry:
+        record, matched_by, distance, others = None, None, None, []
+        if report.watermark.found and report.watermark.output_id:
+            record, matched_by = registry.get_output(report.watermark.output_id), "watermark"
+        if record is None and report.c2pa.output_id and report.c2pa.state != "absent":
+            record, matched_by = registry.get_output(report.c2pa.output_id), "content credentials"
+        if record is None:
+            matches = registry.find_outputs_by_sha256(report.sha256)
+            record, matched_by = (matches[0] if matches else None), "sha256"
+        if record is None and report.phash:
+            near = ledger_matches_by_phash(registry, report.phash_variants or (report.phash,))
+            for candidate, candidate_distance in near:
+                role = ingredient_role(candidate, report.sha256, home)
+                if role is not None:  # the unmodified picture an output was made from, not an output
+                    ledger["ingredient_of"] = {
+                        "output_id": candidate.output_id,
+                        "role": role,
+                        "phash_distance": candidate_distance,
+                    }
+                    near = []
+                    break
+            if near:
+                (record, distance), matched_by = near[0], "perceptual hash"
+                others = [other.output_id for other, _ in near[1:]]
+        if record is not None:
+            ledger = {
+                "found": True,
+                "matched_by": matched_by,
+                "phash_distance": distance,
+                "phash_threshold": PHASH_MAX_DISTANCE,
+                "other_matches": others,
+                **record.to_dict(),
+            }
+    return VerifyReport(file=path, disclosure=report, ledger=ledger)
