@@ -263,3 +263,81 @@ def test_a_swap_records_the_hashes_of_its_inputs(made: dict, faces_dir: Path) ->
         "source": load_image(faces_dir / SOURCE).sha256,
         "target": load_image(faces_dir / TARGET).sha256,
     }
+
+
+# -- verify never refuses a file it can partly read ---------------------------------------------------------
+
+
+def _cli_verify(home: Home, path: Path) -> tuple[int, dict]:
+    result = CliRunner().invoke(main, ["--home", str(home.root), "verify", str(path), "--json"])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_a_truncated_output_reads_as_tampered_not_as_bad_input(made: dict) -> None:
+    data = made["out"].read_bytes()
+    cut = made["root"] / "cut.jpg"
+    cut.write_bytes(data[: len(data) // 2])
+    code, report = _cli_verify(made["home"], cut)
+    assert code == 0, report
+    assert report["status"] == "tampered" and report["c2pa"]["state"] == "invalid"
+    assert report["c2pa"]["output_id"] == made["outcome"].output_id
+    assert report["unreadable"] and "truncated" in report["unreadable"].lower()
+    assert "pixels no longer decode" in report["verdict"]
+    words = verify_file(cut, home=made["home"]).describe()
+    assert "pixels: could not be decoded" in words and "watermark and the label were not read" in words
+
+
+def test_an_output_whose_picture_data_is_wiped_reads_as_tampered(made: dict) -> None:
+    """c2pa cannot parse a JPEG whose scan data is gone (so the manifest's contents are not shown),
+    but the file still reads as what it is: signed content credentials that no longer validate."""
+    data = bytearray(made["out"].read_bytes())
+    start = data.rfind(b"\xff\xda")  # start of scan: the picture data that follows is wiped
+    data[start + 2 :] = b"\x00" * (len(data) - start - 2)
+    wiped = made["root"] / "wiped.jpg"
+    wiped.write_bytes(bytes(data))
+    report = verify_file(wiped, home=made["home"])
+    assert report.status == "tampered" and report.disclosure.c2pa.state == "invalid"
+    assert report.disclosure.unreadable and "pixels no longer decode" in report.verdict
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("empty.jpg", b""),
+        ("text.jpg", b"hello, this is not a picture\n"),
+        ("noise.png", bytes(range(256)) * 8),
+    ],
+)
+def test_files_that_do_not_decode_are_reported_not_refused(made: dict, name: str, content: bytes) -> None:
+    path = made["root"] / name
+    path.write_bytes(content)
+    code, report = _cli_verify(made["home"], path)
+    assert code == 0, report
+    assert report["status"] == "none" and report["unreadable"]
+    assert report["c2pa"]["state"] == "absent" and report["watermark"]["found"] is False
+    assert report["file"]["sha256"] and "could not be decoded" in report["verdict"]
+
+
+def test_an_exact_copy_with_undecodable_pixels_is_still_found_in_the_ledger_by_hash(
+    made: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the pixels cannot be decoded at all (here: the image limits refuse it), the file's
+    hash still finds its ledger record."""
+    from likeness.disclosure import read
+
+    def refuse(path, **_):
+        from likeness.errors import BadInput
+
+        raise BadInput(f"{path}: too large to decode here")
+
+    monkeypatch.setattr(read, "read_disclosure", refuse)
+    report = verify_file(made["out"], home=made["home"])
+    assert report.disclosure.unreadable and report.ledger["found"] is True
+    assert report.ledger["matched_by"] in ("content credentials", "sha256")
+    assert report.status == "synthetic"
+
+
+def test_a_missing_file_is_still_bad_input(made: dict) -> None:
+    missing = made["root"] / "nope.jpg"
+    result = CliRunner().invoke(main, ["--home", str(made["home"].root), "verify", str(missing)])
+    assert result.exit_code == 4 and "no such file" in result.stderr

@@ -166,6 +166,9 @@ def test_consented_target_is_swapped_and_the_bystander_left_untouched(
     assert report.c2pa is not None and report.c2pa.state == "trusted"
     assert report.c2pa.output_id == outcome.output_id
     assert set(report.c2pa.consent_ids) == set(outcome.consents)
+    with Registry.open(home) as registry:  # footage manifests carry the consent terms hashes too
+        terms = {cid: registry.get_consent(cid).terms_sha256() for cid in outcome.consents}
+    assert report.c2pa.consent_hashes == terms
     src_info, out_info = probe_video(scene_clip), probe_video(out)
     assert (out_info.width, out_info.height, out_info.fps) == (src_info.width, src_info.height, src_info.fps)
     assert out_info.duration == pytest.approx(src_info.duration, abs=0.05)

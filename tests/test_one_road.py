@@ -1,0 +1,191 @@
+"""One road for every job: stills take the same steps as footage — options checked before any work,
+one cancellation error (exit 130), one sealing path whose leftovers are private and swept, and no
+import cycle inside src/likeness."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from likeness.consent.registry import Registry
+from likeness.disclosure.still_sink import PARTIAL_SUFFIX, partial_folder, sweep_stale
+from likeness.errors import Cancelled, UsageError
+from likeness.home import Home
+from likeness.jobs import road
+from likeness.jobs.enrol import enrol_identity
+from likeness.jobs.requests import EnrolRequest, SwapRequest
+from likeness.jobs.road import run_job
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE, TARGET = "obama/3.jpg", "biden/1.jpg"
+
+
+@pytest.fixture(scope="module")
+def cast(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Home:
+    home = Home(tmp_path_factory.mktemp("road") / "home").ensure()
+    for name, photos, role in (
+        ("Barack Obama", ["obama/1.jpg"], "source"),
+        ("Joe Biden", ["biden/2.jpg"], "target"),
+    ):
+        identity = enrol_identity(
+            EnrolRequest(name=name, photos=[faces_dir / p for p in photos], operator="t", backend="dlib"),
+            home=home,
+        )
+        with Registry.open(home) as registry:
+            registry.grant(
+                identity.id,
+                purposes=["research"],
+                roles=[role],
+                valid_until=dt.date.today() + dt.timedelta(days=30),
+                uses="Test of the one job road: a single consented still face replacement",
+                operator="t",
+            )
+    return home
+
+
+def swap(faces_dir: Path, out: Path, **changes) -> SwapRequest:
+    return SwapRequest(
+        source=faces_dir / SOURCE,
+        target=faces_dir / TARGET,
+        purpose="research",
+        out=out,
+        operator="t",
+        **changes,
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"label_corner": "middle"}, "label corner"),
+        ({"label_language": "xx"}, "label language"),
+        ({"max_pixels": 0}, "max-pixels"),
+    ],
+)
+def test_every_still_option_is_checked_before_any_work(
+    cast: Home, faces_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changes: dict, message: str
+) -> None:
+    def no_work(*args, **kwargs):
+        raise AssertionError("models were loaded before the options were checked")
+
+    monkeypatch.setattr(road, "engines_for", no_work)
+    with pytest.raises(UsageError, match=message):
+        run_job(swap(faces_dir, tmp_path / "out.jpg", **changes), home=cast)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cancelled_still_raises_cancelled_with_exit_130_and_writes_nothing(
+    cast: Home, faces_dir: Path, tmp_path: Path
+) -> None:
+    cancel = threading.Event()
+
+    def cancel_at_the_gate(stage: str, fraction: float) -> None:
+        if stage == "consent":
+            cancel.set()
+
+    with Registry.open(cast) as registry:
+        before = len(registry.list_outputs())
+    with pytest.raises(Cancelled) as stopped:
+        run_job(swap(faces_dir, tmp_path / "out.jpg"), home=cast, progress=cancel_at_the_gate, cancel=cancel)
+    assert stopped.value.exit_code == 130
+    assert list(tmp_path.iterdir()) == []
+    with Registry.open(cast) as registry:
+        assert len(registry.list_outputs()) == before
+
+
+def test_a_still_is_written_through_a_private_job_folder_and_leaves_nothing_behind(
+    cast: Home, faces_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jpg"
+    seen: list[tuple[str, int]] = []
+
+    def look(stage: str, fraction: float) -> None:
+        folder = partial_folder(out)
+        if folder.is_dir():
+            seen.extend(
+                (p.name, stat.S_IMODE(p.stat().st_mode)) for p in folder.iterdir() if p.name != ".lock"
+            )
+
+    outcome = run_job(swap(faces_dir, out), home=cast, progress=look)
+    assert seen and all(mode == 0o600 and "." not in name for name, mode in seen), seen
+    assert outcome.output == out.absolute() and [p.name for p in tmp_path.iterdir()] == ["out.jpg"]
+
+
+KILLER = """
+import os, signal, sys
+from pathlib import Path
+from likeness.disclosure import still_sink
+from likeness.home import Home
+from likeness.jobs.requests import SwapRequest
+from likeness.jobs.road import run_job
+
+finish = still_sink.StillSink.finish
+
+def finish_then_die(self, progress):
+    path = finish(self, progress)
+    print(path, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # the temp file exists, nothing is signed or recorded
+
+still_sink.StillSink.finish = finish_then_die
+faces, out, home = Path(sys.argv[1]), Path(sys.argv[2]), Home(root=Path(sys.argv[3]))
+run_job(SwapRequest(source=faces / "obama/3.jpg", target=faces / "biden/1.jpg", purpose="research", out=out,
+                    operator="t"), home=home)
+"""
+
+
+def test_a_kill_9_leaves_only_a_private_file_that_the_next_run_sweeps(
+    cast: Home, faces_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jpg"
+    script = tmp_path.parent / f"{tmp_path.name}-killer.py"
+    script.write_text(KILLER)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    run = subprocess.run(
+        [sys.executable, str(script), str(faces_dir), str(out), str(cast.root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == -9, run.stderr
+    left = Path(run.stdout.strip())
+    assert left.is_file() and left.parent == partial_folder(out) and left.parent.name.endswith(PARTIAL_SUFFIX)
+    assert stat.S_IMODE(left.stat().st_mode) == 0o600 and left.suffix == ""
+    assert not out.exists()
+
+    assert sweep_stale(tmp_path) == [partial_folder(out)]  # what any later still job into the folder does
+    assert [p.name for p in tmp_path.iterdir()] == []
+    run_job(swap(faces_dir, tmp_path / "other.jpg"), home=cast)
+    assert [p.name for p in tmp_path.iterdir()] == ["other.jpg"]
+
+
+def test_a_running_jobs_folder_is_not_swept(tmp_path: Path) -> None:
+    from likeness.fsutil import try_lock
+
+    folder = tmp_path / f".busy.jpg{PARTIAL_SUFFIX}"
+    folder.mkdir()
+    lock = try_lock(folder / ".lock")
+    try:
+        assert sweep_stale(tmp_path) == [] and folder.is_dir()
+    finally:
+        assert lock is not None
+        lock.close()
+    assert sweep_stale(tmp_path) == [folder] and not folder.exists()
+
+
+def test_no_import_cycle_inside_likeness() -> None:
+    run = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "import_cycles.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stdout
+    assert run.stdout.strip().endswith("0 cycle(s)")
