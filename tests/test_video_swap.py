@@ -274,6 +274,49 @@ def test_a_consent_revoked_while_the_job_runs_wins(
     nothing_written(out)
 
 
+def test_footage_reuses_loaded_engines(
+    shared, faces_dir: Path, small_clip: Path, outs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's loaded models serve footage too: given engines, nothing is loaded again."""
+    from likeness.jobs import engines as engines_module
+
+    home, _ = shared
+    loaded = engines_module.load_engines("dlib", home)
+
+    def no_reload(*args, **kwargs):
+        raise AssertionError("a footage job loaded its models again")
+
+    monkeypatch.setattr(engines_module, "load_analyzer", no_reload)
+    monkeypatch.setattr(engines_module, "load_swapper", no_reload)
+    outcome = swap_video(request(faces_dir, small_clip, outs / "out.mp4"), home=home, engines=loaded)
+    assert outcome.faces_swapped >= 1 and outcome.timings["load models"] < 0.05
+
+
+def test_cancelling_footage_is_the_same_error_and_exit_code_as_a_still(
+    shared, faces_dir: Path, small_clip: Path, outs: Path
+) -> None:
+    import threading
+
+    from likeness.errors import Cancelled
+
+    home, _ = shared
+    out = outs / "out.mp4"
+    cancel = threading.Event()
+
+    def cancel_at_first_frame(stage: str, fraction: float) -> None:
+        if stage.startswith("frame"):
+            cancel.set()
+
+    with pytest.raises(Cancelled) as stopped:
+        swap_video(
+            request(faces_dir, small_clip, out), home=home, progress=cancel_at_first_frame, cancel=cancel
+        )
+    assert stopped.value.exit_code == 130 and "cancelled at frame" in stopped.value.reason
+    assert not out.exists() and job_folder(out).is_dir(), "finished segments are kept for a resume"
+    outcome = swap_video(request(faces_dir, small_clip, out), home=home)  # the same request resumes
+    assert out.is_file() and outcome.video is not None and not job_folder(out).exists()
+
+
 # -- bad input ---------------------------------------------------------------------------------------------
 
 

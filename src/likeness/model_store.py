@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from likeness.errors import ModelMissing, UsageError
+from likeness.fsutil import sha256_file_size
 
 RECORD_FILENAME = "likeness-sha256.json"
 DOWNLOADS_DIRNAME = ".downloads"
@@ -401,16 +402,6 @@ class FileStatus:
         }
 
 
-def _sha256_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -485,7 +476,7 @@ class ModelStore:
         if not path.is_file():
             return FileStatus(spec, path, MISSING, detail="not found")
         try:
-            digest, size = _sha256_file(path)
+            digest, size = sha256_file_size(path)
         except OSError as exc:
             return FileStatus(spec, path, INVALID, detail=f"cannot be read ({exc.strerror})")
         return self._judge(spec, path, digest, size, lambda: _parse(path), record=record, rerecord=rerecord)
@@ -783,7 +774,7 @@ def fetch(
             ),
         ) from exc
     if entry.archive_sha256 is not None:
-        digest, _ = _sha256_file(part)
+        digest, _ = sha256_file_size(part)
         if digest != entry.archive_sha256:
             part.unlink()
             raise ModelMissing(

@@ -24,7 +24,6 @@ with a restored mtime, and adds state to keep consistent. The result of a check 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from likeness import model_store
 from likeness.errors import ModelMissing, UsageError
+from likeness.fsutil import sha256_file
 from likeness.home import Home
 from likeness.model_store import INVALID, MISMATCH, MISSING, VERIFIED, FileStatus, ModelFileSpec, ModelStore
 
@@ -176,11 +176,6 @@ def locate(entry: ModelFile, home: Home | None = None) -> Path:
     )
 
 
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 @dataclass(frozen=True)
 class ModelUse:
     """A model file a loaded analyzer or swapper runs: what the licence check and the manifest need.
@@ -250,7 +245,7 @@ class VerifiedModel:
 def _inspect(entry: ModelFile, path: Path) -> tuple[int, str | None]:
     """``(size, sha256)``; the hash is skipped (``None``) when the size already differs."""
     size = path.stat().st_size
-    return size, (file_sha256(path) if size == entry.size else None)
+    return size, (sha256_file(path) if size == entry.size else None)
 
 
 def verify(entry: ModelFile, path: Path, home: Home | None = None) -> VerifiedModel:

@@ -29,7 +29,6 @@ c2pa-python is imported inside the functions that need it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import mimetypes
 import os
@@ -43,6 +42,7 @@ from typing import Any, Literal
 from likeness.disclosure.certificates import SigningCredentials, signing_credentials, trust_anchors_pem
 from likeness.disclosure.types import Ingredient, ResultKind
 from likeness.errors import DisclosureError
+from likeness.fsutil import sha256_file
 from likeness.home import Home
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -223,21 +223,13 @@ def ingredient_media_type(ingredient: Ingredient) -> str | None:
     return None
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _usable_file(ingredient: Ingredient, supported: Sequence[str]) -> Path | None:
     """The ingredient's file if it is still there, unchanged, in a format c2pa can parse."""
     if ingredient.path is None or ingredient_media_type(ingredient) not in supported:
         return None
     path = Path(ingredient.path)
     try:
-        if path.is_file() and _sha256_file(path) == ingredient.sha256.lower():
+        if path.is_file() and sha256_file(path) == ingredient.sha256.lower():
             return path
     except OSError:
         return None

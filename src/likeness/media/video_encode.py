@@ -61,6 +61,7 @@ from typing import Any, Literal
 import numpy as np
 
 from likeness.errors import BadInput, LikenessError, UsageError
+from likeness.fsutil import fsync_dir, fsync_file, sha256_file
 from likeness.media.video_probe import MATRICES, VideoInfo
 
 VideoCodec = Literal["h264", "ffv1", "prores"]
@@ -212,29 +213,6 @@ class _Segment:
     packets: list[list[int]] = field(default_factory=list)
 
 
-def _fsync_file(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:
@@ -242,7 +220,7 @@ def _write_json_atomic(path: Path, data: Any) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _read_json(path: Path) -> Any:
@@ -420,7 +398,7 @@ class VideoEncoder:
                     or not path.is_file()
                     or not isinstance(stamps, dict)
                     or len(stamps.get("packets", [])) < record.frames
-                    or _sha256(path) != record.sha256
+                    or sha256_file(path) != record.sha256
                 ):
                     self.notes.append(f"segment {record.number} was damaged; re-encoding from there")
                     break
@@ -588,7 +566,7 @@ class VideoEncoder:
             self._mux_segment_packet(segment, packet)
         segment.container.close()
         self._segment = None
-        _fsync_file(segment.partial)
+        fsync_file(segment.partial)
         final = self.job_dir / f"seg_{segment.number:05d}.mkv"
         record = SegmentRecord(
             number=segment.number,
@@ -596,7 +574,7 @@ class VideoEncoder:
             frames=segment.frames,
             first_pts=segment.first_pts,
             last_pts=segment.last_pts,
-            sha256=_sha256(segment.partial),
+            sha256=sha256_file(segment.partial),
         )
         extradata = segment.stream.codec_context.extradata or b""
         _write_json_atomic(
@@ -608,7 +586,7 @@ class VideoEncoder:
             },
         )
         os.replace(segment.partial, final)
-        _fsync_dir(self.job_dir)
+        fsync_dir(self.job_dir)
         self.segments.append(record)
         if self.checkpoint is not None:
             self.resume_state = dict(self.checkpoint())
@@ -635,9 +613,9 @@ class VideoEncoder:
             with contextlib.suppress(FileNotFoundError):
                 partial.unlink()
             raise
-        _fsync_file(partial)
+        fsync_file(partial)
         os.replace(partial, final)
-        _fsync_dir(self.job_dir)
+        fsync_dir(self.job_dir)
         first, last = self.segments[0], self.segments[-1]
         last_stamps = _read_json(self.job_dir / f"seg_{last.number:05d}.json") or {"packets": []}
         last_duration = max((p[2] for p in last_stamps["packets"] if p[0] == last.last_pts), default=0)
