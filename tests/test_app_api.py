@@ -488,17 +488,13 @@ def test_consent_document_must_be_a_pdf_or_an_image(tmp_path, admin) -> None:
 
 
 def test_a_target_that_is_not_an_image_is_refused(tmp_path, studio_app, operator) -> None:
-    from gradio_client import handle_file
-    from gradio_client.exceptions import AppError
-
     _, home, _ = studio_app
     fake = tmp_path / "portrait.jpg"
     fake.write_text("this is not a JPEG")
     before = outputs_on_disk(home)
-    with pytest.raises(AppError):
-        operator.predict(
-            "identity", "Charles Darwin", None, handle_file(str(fake)), "education", "all", api_name="/swap"
-        )
+    banner, _, _, result = swap(operator, str(fake))
+    assert result["status"] == "error" and result["error"] == "bad_input", result
+    assert "portrait.jpg: not an image that can be read (it looks like a text file)" in banner
     assert outputs_on_disk(home) == before
 
 
