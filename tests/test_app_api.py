@@ -795,3 +795,25 @@ def test_the_documented_api_example_runs(studio_app, clip, tmp_path, monkeypatch
     assert result["status"] == "done" and report["status"] == "synthetic", (result, report)
     assert video["status"] == "done" and [t["decision"] for t in video["tracks"]].count("swapped") == 1
     assert "Frederick Douglass" in capsys.readouterr().out
+
+
+# -- the start line -------------------------------------------------------------------------------
+def test_the_start_line_gives_the_local_address_and_no_share_hint(tmp_path, monkeypatch, capfd) -> None:
+    # Gradio's upload folder is process-wide (GRADIO_TEMP_DIR): give it back to the module's app afterwards
+    monkeypatch.setenv("GRADIO_TEMP_DIR", os.environ["GRADIO_TEMP_DIR"])
+    from likeness.webapp.server import AppSettings, launch, start_line
+
+    capfd.readouterr()
+    app = launch(
+        AppSettings(home=Home(root=tmp_path / "home").ensure(), port=free_port()), prevent_thread_lock=True
+    )
+    try:
+        out, err = capfd.readouterr()
+    finally:
+        app.close()
+    assert f"likeness studio: {app.url} — reachable from this machine only" in out, out
+    assert "data home" in err
+    for gradio_line in ("share=True", "public link", "public URL", "Running on local URL"):
+        assert gradio_line not in out + err
+    wide = start_line("http://localhost:7860/", "0.0.0.0", auth_required=True)
+    assert "reachable from other machines" in wide and "sign-in required" in wide
