@@ -489,17 +489,13 @@ def test_consent_document_must_be_a_pdf_or_an_image(tmp_path, admin) -> None:
 
 
 def test_a_target_that_is_not_an_image_is_refused(tmp_path, studio_app, operator) -> None:
-    from gradio_client import handle_file
-    from gradio_client.exceptions import AppError
-
     _, home, _ = studio_app
     fake = tmp_path / "portrait.jpg"
     fake.write_text("this is not a JPEG")
     before = outputs_on_disk(home)
-    with pytest.raises(AppError):
-        operator.predict(
-            "identity", "Charles Darwin", None, handle_file(str(fake)), "education", "all", api_name="/swap"
-        )
+    banner, _, _, result = swap(operator, str(fake))
+    assert result["status"] == "error" and result["error"] == "bad_input", result
+    assert "portrait.jpg: not an image that can be read (it looks like a text file)" in banner
     assert outputs_on_disk(home) == before
 
 
@@ -800,3 +796,150 @@ def test_the_documented_api_example_runs(studio_app, clip, tmp_path, monkeypatch
     assert result["status"] == "done" and report["status"] == "synthetic", (result, report)
     assert video["status"] == "done" and [t["decision"] for t in video["tracks"]].count("swapped") == 1
     assert "Frederick Douglass" in capsys.readouterr().out
+
+
+# -- bad uploads and the start line ----------------------------------------------------------------
+def png_bomb(path: Path, side: int = 30_000) -> Path:
+    """A valid 1-bit PNG whose header claims side×side pixels (900 MP): about 110 kB on disk."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row, packer = b"\x00" * (1 + (side + 7) // 8), zlib.compressobj(9)
+    pixels = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    png = chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png)
+    return path
+
+
+def bad_uploads(folder: Path) -> dict[str, Path]:
+    """Six files that are not usable pictures, each named as if it were one (or a video)."""
+    import wave
+
+    folder.mkdir(parents=True, exist_ok=True)
+    text = folder / "notes.jpg"
+    text.write_text("a shopping list, not a JPEG\n")
+    empty = folder / "empty.jpg"
+    empty.write_bytes(b"")
+    noise = folder / "noise.jpg"
+    noise.write_bytes(np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    broken = folder / "broken.mp4"  # an MP4 header, then garbage: no movie box anywhere
+    broken.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + noise.read_bytes())
+    sound = folder / "sound.jpg"
+    with wave.open(str(sound), "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(8000)
+        audio.writeframes(b"\x00\x00" * 8000)
+    return {
+        "text": text,
+        "empty": empty,
+        "noise": noise,
+        "broken_mp4": broken,
+        "wav": sound,
+        "bomb": png_bomb(folder / "bomb.png"),
+    }
+
+
+PROBLEM_AS_IMAGE = {  # what likeness says about each file where a picture is expected
+    "text": "not an image that can be read (it looks like a text file)",
+    "empty": "the file is empty (0 bytes)",
+    "noise": "not an image that can be read (it looks like unknown binary data)",
+    "broken_mp4": "not an image that can be read (it looks like an MP4/MOV video",
+    "wav": "not an image that can be read (it looks like a WAV audio file)",
+    "bomb": "the image claims implausibly large dimensions",
+}
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory) -> dict[str, Path]:
+    return bad_uploads(tmp_path_factory.mktemp("bad-uploads"))
+
+
+def said_clearly(banner: str, result: dict, name: str, problem: str) -> None:
+    """The page names the file and the problem (no Gradio error, no server path)."""
+    assert result["status"] == "error" and result["error"] == "bad_input", result
+    assert f"{name}: {problem}" in result["reason"], result
+    assert "This file cannot be used" in banner and name in banner
+    assert "/app/cache/" not in banner + json.dumps(result)
+
+
+@pytest.mark.parametrize("kind", list(PROBLEM_AS_IMAGE))
+def test_a_bad_upload_is_named_with_its_problem_wherever_it_is_uploaded(
+    kind, studio_app, admin, operator, bad_files
+) -> None:
+    from gradio_client import handle_file
+
+    _, home, _ = studio_app
+    bad = bad_files[kind]
+    name, problem = bad.name, PROBLEM_AS_IMAGE[kind]
+    before = outputs_on_disk(home)
+
+    _, choice, note, faces = operator.predict(handle_file(str(bad)), api_name="/faces")
+    said_clearly(note, faces, name, problem)
+    assert [value for _, value in choice["choices"]] == ["all"]
+
+    banner, _, _, result = swap(operator, str(bad))  # as the target
+    said_clearly(banner, result, name, problem)
+    lincoln = handle_file(str(DEMO / "lincoln_1.jpg"))
+    *_, result = operator.predict(
+        "photo", None, handle_file(str(bad)), lincoln, "education", "all", api_name="/swap"
+    )
+    assert result["status"] == "error" and f"{name}: {problem}" in result["reason"], result
+
+    _, _, _, checked = admin.predict([handle_file(str(bad))], api_name="/check_photos")
+    assert not checked["ok"] and checked["photos"][0]["message"].startswith(f"{name}: {problem}"), checked
+    banner, enrolled = admin.predict("Nobody", [handle_file(str(bad))], api_name="/enrol")
+    said_clearly(banner, enrolled, name, problem)
+
+    banner, report = operator.predict(handle_file(str(bad)), api_name="/verify")
+    video_problem = "not a video container that can be read"
+    said_clearly(banner, report, name, video_problem if kind == "broken_mp4" else problem)
+
+    banner, _, _, _, video = swap_video(operator, bad)
+    if kind == "broken_mp4":
+        said_clearly(banner, video, name, video_problem)
+    else:
+        assert video["reason"] == f"{name} is not a video file" and name in banner, video
+    assert outputs_on_disk(home) == before
+
+
+def test_a_bad_consent_document_is_named_with_its_problem(admin, bad_files) -> None:
+    from gradio_client import handle_file
+
+    form = ["Frederick Douglass", ["education"], ["source"], ["image"], "", "2026-12-31", USES, ""]
+    form += ["rights_expired", "", "died 1895; photograph in the public domain", "", "1895-02-20", "US-DC"]
+    form += ["", "", ""]
+    problems = {
+        "empty": "the consent document is empty (0 bytes)",
+        "wav": "the consent document is not a PDF, JPEG or PNG file",
+        "broken_mp4": "the consent document is not a PDF, JPEG or PNG file",  # no Gradio "Invalid file type"
+    }
+    for kind, problem in problems.items():
+        bad = bad_files[kind]
+        banner, result = admin.predict(*form, handle_file(str(bad)), api_name="/grant")
+        said_clearly(banner, result, bad.name, problem)
+
+
+def test_the_start_line_gives_the_local_address_and_no_share_hint(tmp_path, monkeypatch, capfd) -> None:
+    # Gradio's upload folder is process-wide (GRADIO_TEMP_DIR): give it back to the module's app afterwards
+    monkeypatch.setenv("GRADIO_TEMP_DIR", os.environ["GRADIO_TEMP_DIR"])
+    from likeness.webapp.server import AppSettings, launch, start_line
+
+    capfd.readouterr()
+    app = launch(
+        AppSettings(home=Home(root=tmp_path / "home").ensure(), port=free_port()), prevent_thread_lock=True
+    )
+    try:
+        out, err = capfd.readouterr()
+    finally:
+        app.close()
+    assert f"likeness studio: {app.url} — reachable from this machine only" in out, out
+    assert "data home" in err
+    for gradio_line in ("share=True", "public link", "public URL", "Running on local URL"):
+        assert gradio_line not in out + err
+    wide = start_line("http://localhost:7860/", "0.0.0.0", auth_required=True)
+    assert "reachable from other machines" in wide and "sign-in required" in wide

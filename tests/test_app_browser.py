@@ -25,7 +25,7 @@ import pytest
 
 from likeness.home import Home
 from likeness.users import UserStore
-from test_app_api import portrait_clip
+from test_app_api import bad_uploads, portrait_clip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -346,4 +346,25 @@ def test_operator_sees_the_registry_read_only(studio, browser) -> None:
     for admin_only in ("Enrol", "Grant consent", "Revoke", "Erase"):
         tab = page.get_by_role("tab", name=admin_only, exact=True)
         page.wait_for_function("(el) => el.disabled", arg=tab.element_handle(), timeout=TIMEOUT_MS)
+    context.close()
+
+
+def test_bad_uploads_are_named_with_their_problem_in_the_page(studio, browser, tmp_path) -> None:
+    """A text file named .jpg as the swap target, a WAV renamed .jpg to verify: likeness's own message
+    (file name and problem) in the page's banner, not Gradio's generic error."""
+    url, _ = studio
+    bad = bad_uploads(tmp_path / "bad")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, url, OPERATOR)
+    open_tab(page, "Swap")
+    upload(page, "swap-target", bad["text"])
+    note = banner_of(page, "swap-faces-note", "This file cannot be used").inner_text()
+    assert "notes.jpg: not an image that can be read (it looks like a text file)" in note
+    open_tab(page, "Verify")
+    upload(page, "verify-file", bad["wav"])
+    verdict = banner_of(page, "verify-result", "This file cannot be used").inner_text()
+    assert "sound.jpg: not an image that can be read (it looks like a WAV audio file)" in verdict
+    assert "upstream Gradio app" not in page.content()
+    assert not page.locator(".toast-body").filter(has_text=re.compile("(?i)error")).count()
     context.close()

@@ -44,6 +44,10 @@ def _describe_bytes(head: bytes) -> str:
         return "a ZIP archive"
     if head.startswith((b"\x1aE\xdf\xa3",)):
         return "a Matroska/WebM video (use a video command)"
+    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+        return "a WAV audio file"
+    if head.startswith((b"ID3", b"fLaC", b"OggS")) or head[:2] in (b"\xff\xfb", b"\xff\xf3"):
+        return "an audio file"
     if all(32 <= b < 127 or b in (9, 10, 13) for b in head if head):
         return "a text file"
     return "unknown binary data"

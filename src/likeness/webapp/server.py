@@ -169,9 +169,6 @@ def launch(settings: AppSettings, *, prevent_thread_lock: bool = False) -> Runni
         str(studio.work_root),
         str(home.models_dir),
     ]
-    if not settings.quiet:
-        access = "sign-in required" if auth_required else "no sign-in: local only, no app users yet"
-        print(f"likeness studio: data home {home.root}; {access}", file=sys.stderr, flush=True)
     _, url, _ = blocks.launch(
         server_name=settings.host,
         server_port=settings.port or None,
@@ -183,8 +180,8 @@ def launch(settings: AppSettings, *, prevent_thread_lock: bool = False) -> Runni
         allowed_paths=[str(studio.outputs_root)],
         blocked_paths=blocked,
         max_file_size=f"{settings.limits().largest_mb}mb",
-        prevent_thread_lock=prevent_thread_lock,
-        quiet=settings.quiet,
+        prevent_thread_lock=True,  # blocks below, after saying where the studio is
+        quiet=True,  # Gradio's own lines would invite a public share link (share=True)
         show_error=False,
         ssr_mode=False,
         share=False,
@@ -196,10 +193,27 @@ def launch(settings: AppSettings, *, prevent_thread_lock: bool = False) -> Runni
         theme=make_theme(),
         css=CSS,
     )
-    return RunningApp(
+    running = RunningApp(
         blocks=blocks,
         url=url,
         auth_required=auth_required,
         started_s=time.perf_counter() - started,
         studio=studio,
+    )
+    if not settings.quiet:
+        print(start_line(url, settings.host, auth_required), flush=True)
+        print(f"likeness studio: data home {home.root}", file=sys.stderr, flush=True)
+    if not prevent_thread_lock:
+        blocks.block_thread()  # until Ctrl+C
+    return running
+
+
+def start_line(url: str, host: str, auth_required: bool) -> str:
+    """Where the studio is and who can reach it (likeness never opens a public share link)."""
+    access = "sign-in required" if auth_required else "no sign-in: there are no app users yet"
+    if is_loopback(host):
+        return f"likeness studio: {url} — reachable from this machine only ({access}). Ctrl+C stops it."
+    return (
+        f"likeness studio: {url} — listening on {host}: reachable from other machines on this network "
+        f"({access}). Ctrl+C stops it."
     )

@@ -1,6 +1,6 @@
 """What the app does. Every action checks the signed-in user's role first, on the server.
 
-No Gradio here: the UI layer (``likeness.webapp.ui``) turns these calls into pages and the
+No Gradio here: the UI layer (``likeness.webapp.ui`` and ``.tabs``) turns these calls into pages and the
 typed errors into messages, so the same rules hold for the browser and for gradio_client.
 Everything goes through ``likeness.jobs`` (the one road) and the registry's
 public API.
@@ -928,6 +928,11 @@ def _check_evidence(path: Path) -> Path:
     """The signed consent document must be a PDF, JPEG or PNG (checked by its bytes, not its name)."""
     with Path(path).open("rb") as handle:
         head = handle.read(16)
+    if not head:
+        raise BadInput(
+            f"{Path(path).name}: the consent document is empty (0 bytes)",
+            hint="upload the signed form again (PDF, JPEG or PNG)",
+        )
     if not any(head.startswith(magic) for magic in EVIDENCE_KINDS):
         raise BadInput(
             f"{Path(path).name}: the consent document is not a PDF, JPEG or PNG file",
