@@ -15,7 +15,7 @@ import hashlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,15 @@ from likeness import ledger
 from likeness.consent import integrity, schema
 from likeness.consent.keys import InstallationKeys
 from likeness.consent.policy import Policy, check_grant
-from likeness.consent.records import ConsentRecord, Identity, OperatingPoint, OutputRecord, Reference
+from likeness.consent.records import (
+    ConsentRecord,
+    GalleryIdentity,
+    GateDecision,
+    Identity,
+    OperatingPoint,
+    OutputRecord,
+    Reference,
+)
 from likeness.consent.store import (
     BUSY_TIMEOUT_S,
     as_utc,
@@ -43,23 +51,13 @@ from likeness.errors import ConsentRefused, RegistryError, UsageError
 from likeness.home import Home
 
 if TYPE_CHECKING:
-    from likeness.consent.gate import GateDecision
     from likeness.disclosure.types import SealedOutput
 
-__all__ = ["BUSY_TIMEOUT_S", "GalleryIdentity", "Reference", "Registry"]
+__all__ = ["BUSY_TIMEOUT_S", "GalleryIdentity", "Identity", "Reference", "Registry"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _IN_CHUNK = 500
 """Ids per ``IN (…)`` list: well below SQLite's and PostgreSQL's limits on bound parameters."""
-
-
-@dataclass(frozen=True)
-class GalleryIdentity:
-    """An enrolled identity's reference embeddings in one embedding space."""
-
-    identity_id: str
-    name: str
-    embeddings: np.ndarray = field(repr=False)
 
 
 class Registry:
