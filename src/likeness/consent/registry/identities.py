@@ -98,25 +98,41 @@ class IdentitiesMixin(CalibrationsMixin):
                     identity_id=other_id,
                     rule="already_enrolled",
                 )
-                self._log(
-                    conn,
-                    "refusal",
-                    operator,
-                    {
-                        "rule": "already_enrolled",
-                        "face": refusal.face,
-                        "identity_id": other_id,
-                        "distance": round(distance, 6),
-                        "threshold": points[space].threshold,
-                        "embedding_space": space,
-                        "photo_sha256": sorted({r.photo_sha256 for r in references}),
-                    },
+                photos = sorted({r.photo_sha256 for r in references})
+                self._log_already_enrolled(
+                    conn, operator, refusal, duplicate, points[space], photo_sha256=photos
                 )
             else:
                 identity = self._insert_identity(conn, clean, references, operator)
         if refusal is not None:
             raise refusal
         return identity
+
+    def _log_already_enrolled(
+        self,
+        conn: Connection,
+        operator: str,
+        refusal: ConsentRefused,
+        duplicate: tuple[str, str, float, str],
+        point: OperatingPoint,
+        **extra: Any,
+    ) -> None:
+        """The ledger entry of references refused because they match another enrolled identity."""
+        other_id, _, distance, space = duplicate
+        self._log(
+            conn,
+            "refusal",
+            operator,
+            {
+                "rule": "already_enrolled",
+                "face": refusal.face,
+                "identity_id": other_id,
+                "distance": round(distance, 6),
+                "threshold": point.threshold,
+                "embedding_space": space,
+                **extra,
+            },
+        )
 
     def _insert_identity(
         self, conn: Connection, name: str, references: Sequence[Reference], operator: str
@@ -174,19 +190,8 @@ class IdentitiesMixin(CalibrationsMixin):
                     identity_id=other_id,
                     rule="already_enrolled",
                 )
-                self._log(
-                    conn,
-                    "refusal",
-                    operator,
-                    {
-                        "rule": "already_enrolled",
-                        "face": refusal.face,
-                        "identity_id": other_id,
-                        "for_identity_id": row.id,
-                        "distance": round(distance, 6),
-                        "threshold": points[space].threshold,
-                        "embedding_space": space,
-                    },
+                self._log_already_enrolled(
+                    conn, operator, refusal, duplicate, points[space], for_identity_id=row.id
                 )
             else:
                 start = len(existing) + 1
