@@ -20,7 +20,8 @@ from click.testing import CliRunner
 
 from likeness.cli.main import main
 from likeness.consent.audit import build_audit_report, render, write_atomically
-from likeness.consent.gate import Involvement, check_consent
+from likeness.consent.gate import check_consent
+from likeness.consent.records import Involvement
 from likeness.consent.registry import Reference, Registry
 from likeness.disclosure.types import SealedOutput
 from likeness.errors import ConsentRefused, UsageError

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from likeness.consent.gate import Involvement, check_consent
+from likeness.consent.gate import check_consent
+from likeness.consent.records import Involvement
 from likeness.consent.registry import Reference, Registry
 from likeness.errors import ConsentRefused
 from likeness.faces.backends import load_analyzer
@@ -76,7 +77,8 @@ UNTIL = dt.date.today() + dt.timedelta(days=30)
 WORKER = (
     PRELUDE
     + """
-from likeness.consent.gate import Involvement, check_consent
+from likeness.consent.gate import check_consent
+from likeness.consent.records import Involvement
 from likeness.disclosure.types import SealedOutput
 from likeness.faces.dlib_backend import DlibAnalyzer
 analyzer = DlibAnalyzer(home)

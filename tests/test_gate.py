@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from likeness.consent.gate import GateDecision, Involvement, check_consent, identify
+from likeness.consent.gate import check_consent, identify
 from likeness.consent.policy import Policy, add_years, packaged_policy_dir
+from likeness.consent.records import GateDecision, Involvement
 from likeness.consent.registry import Reference, Registry
 from likeness.disclosure.types import SealedOutput
 from likeness.errors import ConsentRefused, UsageError
@@ -139,6 +140,16 @@ def refusal(registry: Registry, analyzer, involved, **kwargs) -> ConsentRefused:
     )
     assert refused.value.hint
     return refused.value
+
+
+def test_the_decision_types_sit_with_the_records_and_keep_their_old_import_paths() -> None:
+    from likeness.consent import gate, records, registry
+
+    for name in ("GateDecision", "Match", "Involvement", "Identification"):
+        assert getattr(gate, name) is getattr(records, name) and name in gate.__all__
+    for name in ("GalleryIdentity", "Reference", "Identity"):
+        assert getattr(registry, name) is getattr(records, name) and name in registry.__all__
+    assert registry.BUSY_TIMEOUT_S > 0
 
 
 def test_genuine_faces_with_consent_pass(registry: Registry, analyzer, face, cast) -> None:

@@ -714,7 +714,8 @@ def record(
     ingredients: dict[str, str] | None = None,
 ):
     """Gate Obama (obama/3.jpg) onto ``target`` for real, then record an output as the writer would."""
-    from likeness.consent.gate import Involvement, check_consent
+    from likeness.consent.gate import check_consent
+    from likeness.consent.records import Involvement
     from likeness.disclosure.types import SealedOutput
 
     decision = check_consent(

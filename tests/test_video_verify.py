@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import video_fixtures as vf
-from likeness.consent.gate import GateDecision
+from likeness.consent.records import GateDecision
 from likeness.consent.registry import Registry
 from likeness.disclosure.footage_read import read_video_disclosure
 from likeness.disclosure.footage_sink import job_folder

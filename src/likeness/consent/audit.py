@@ -13,17 +13,15 @@ atomically (a temporary file in the same folder, fsync, rename), private to the 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from likeness.consent.records import ConsentRecord, Identity, OutputRecord
 from likeness.errors import UsageError
+from likeness.fsutil import write_atomic
 from likeness.ledger import ChainReport, Entry
 
 if TYPE_CHECKING:
@@ -303,22 +301,8 @@ def write_atomically(path: Path, text: str) -> Path:
         raise UsageError(f"{path} is a folder", hint="give a file name, e.g. --out report.md")
     if not path.parent.is_dir():
         raise UsageError(f"{path.parent}: no such folder", hint="create it first, or choose another --out")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, text.encode("utf-8"), mode=0o600)
     except OSError as exc:
         raise UsageError(f"{path}: the report cannot be written ({exc.strerror})") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
     return path

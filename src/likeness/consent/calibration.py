@@ -39,8 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from likeness.consent.gate import decide, rank_gallery
-from likeness.consent.records import OperatingPoint
-from likeness.consent.registry import GalleryIdentity
+from likeness.consent.records import GalleryIdentity, OperatingPoint
 from likeness.errors import BadInput, UsageError
 from likeness.faces.types import Analyzer
 

@@ -29,10 +29,31 @@ from typing import Any
 
 import numpy as np
 
-from likeness.consent.records import ConsentRecord, OperatingPoint
-from likeness.consent.registry import GalleryIdentity, Registry
+from likeness.consent.records import (
+    ConsentRecord,
+    GalleryIdentity,
+    GateDecision,
+    Identification,
+    Involvement,
+    Match,
+    OperatingPoint,
+)
+from likeness.consent.registry import Registry
 from likeness.errors import ConsentRefused, UsageError
-from likeness.faces.types import Analyzer, Face
+from likeness.faces.types import Analyzer
+
+__all__ = [
+    "RULES",
+    "GateDecision",
+    "Identification",
+    "Involvement",
+    "Match",
+    "backend_for_space",
+    "check_consent",
+    "decide",
+    "identify",
+    "rank_gallery",
+]
 
 RULES = (
     "not_enrolled",
@@ -47,80 +68,6 @@ RULES = (
     "tampered",
 )
 _CONSENT_CHECKS = ("wrong_purpose", "wrong_media", "wrong_role", "revoked", "not_yet_valid", "expired")
-
-
-@dataclass(frozen=True)
-class Involvement:
-    """A face the job uses: ``role`` is ``source`` (likeness used) or ``target`` (face replaced)."""
-
-    face: Face
-    role: str
-    label: str
-    """Names the face for people, e.g. 'target face #1 in set.jpg'."""
-
-
-@dataclass(frozen=True)
-class Match:
-    label: str
-    role: str
-    identity_id: str
-    identity_name: str
-    consent_id: str
-    distance: float
-    runner_up_distance: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "role": self.role,
-            "identity_id": self.identity_id,
-            "identity_name": self.identity_name,
-            "consent_id": self.consent_id,
-            "distance": round(self.distance, 6),
-            "runner_up_distance": None
-            if self.runner_up_distance is None
-            else round(self.runner_up_distance, 6),
-        }
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    """Every involved face matched and covered, and how that was decided."""
-
-    matches: list[Match]
-    embedding_space: str
-    threshold: float
-    model: dict[str, str]
-    checked_at: dt.datetime
-    purpose: str = ""
-    media_kind: str = ""
-    margin: float = 0.0
-    threshold_source: str = "policy"
-    metric: str = "euclidean"
-
-    @property
-    def consent_ids(self) -> list[str]:
-        return list(dict.fromkeys(match.consent_id for match in self.matches))
-
-    def ledger_dict(self) -> dict[str, Any]:
-        """The checks as they go into the output's ledger entry (ids and numbers, no names)."""
-        return {
-            "checked_at": self.checked_at.isoformat(),
-            "media_kind": self.media_kind,
-            "embedding_space": self.embedding_space,
-            "metric": self.metric,
-            "threshold": self.threshold,
-            "margin": self.margin,
-            "threshold_source": self.threshold_source,
-            "model": dict(self.model),
-            "checks": [
-                {key: value for key, value in match.to_dict().items() if key != "identity_name"}
-                for match in self.matches
-            ],
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.ledger_dict(), "purpose": self.purpose, "matches": [m.to_dict() for m in self.matches]}
 
 
 @dataclass
@@ -188,22 +135,6 @@ def check_consent(
         threshold_source=point.source,
         metric=point.metric,
     )
-
-
-@dataclass(frozen=True)
-class Identification:
-    """Who a face is under the gate's rules, before any consent is looked at.
-
-    ``outcome``: ``match`` (nearest identity within the threshold; any runner-up beyond the
-    threshold and at least ``margin`` farther), ``not_enrolled`` or ``ambiguous``.
-    """
-
-    outcome: str
-    best: GalleryIdentity | None = None
-    distance: float | None = None
-    runner_up: GalleryIdentity | None = None
-    runner_up_distance: float | None = None
-    compared: int = 0
 
 
 def rank_gallery(
