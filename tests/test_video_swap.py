@@ -317,6 +317,51 @@ def test_cancelling_footage_is_the_same_error_and_exit_code_as_a_still(
     assert out.is_file() and outcome.video is not None and not job_folder(out).exists()
 
 
+def crossfade(a: np.ndarray, b: np.ndarray, *, count: int = 50, face_px: int = 150) -> list[np.ndarray]:
+    """A consenting person fading into one who never consented, in the same place, without a cut."""
+    size = (400, 300)
+    fa, fb = (
+        vf.resize(a, face_px, face_px).astype(np.float32),
+        vf.resize(b, face_px, face_px).astype(np.float32),
+    )
+    background = np.full((size[1], size[0], 3), 90, np.uint8)
+    frames = []
+    for i in range(count):
+        alpha = min(1.0, max(0.0, (i - 10) / (count - 20)))  # A alone, the fade, then B alone
+        frame = background.copy()
+        frame[70 : 70 + face_px, 120 : 120 + face_px] = np.round((1 - alpha) * fa + alpha * fb).astype(
+            np.uint8
+        )
+        frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("detect_every", [5, 1000])
+def test_a_crossfade_to_an_unconsented_person_splits_the_track_and_stops_swapping(
+    shared, faces_dir: Path, photos, tmp_path: Path, outs: Path, detect_every: int
+) -> None:
+    home, cast = shared
+    frames = crossfade(*photos)
+    clip = vf.write_clip(tmp_path / "fade.mp4", frames, fps=FPS)
+    out = outs / "out.mp4"
+    outcome = swap_video(request(faces_dir, clip, out, detect_every=detect_every), home=home)
+
+    first = min(outcome.tracks, key=lambda t: t.first_frame)
+    assert first.identity_id == cast["obama"] and first.frames_swapped > 0
+    assert first.end_reason and "split at" in first.end_reason, first
+    split_frame = first.last_frame
+    alphas = [min(1.0, max(0.0, (i - 10) / 30)) for i in range(len(frames))]
+    assert alphas[split_frame] <= 0.6, f"swapping went on until the frame was {alphas[split_frame]:.0%} B"
+    later = [t for t in outcome.tracks if t.first_frame >= split_frame]
+    assert later and all(t.frames_swapped == 0 for t in later), outcome.tracks
+
+    # Frames that are mostly B were left as they were.
+    result = {f.index: f.pixels for f in iter_frames(out)}
+    face = (slice(90, 200), slice(140, 250))
+    for index in (45, 49):
+        assert psnr(result[index][face], frames[index][face]) > 28, f"frame {index} was swapped"
+
+
 # -- bad input ---------------------------------------------------------------------------------------------
 
 

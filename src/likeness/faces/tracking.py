@@ -287,6 +287,15 @@ class FaceTracker:
         faces.sort(key=lambda tracked: tracked.face.center_x)
         return TrackUpdate(frame_index=frame_index, faces=faces, started=started, ended=ended)
 
+    def split(self, track_id: int, reason: str) -> list[Track]:
+        """End the track now (its identity is no longer confirmed) and detect on the next frame, so
+        the face there opens a new track that the caller gates afresh. Returns the ended track."""
+        ended = [replace(s.track, end_reason=reason) for s in self._states if s.track.track_id == track_id]
+        self._states = [s for s in self._states if s.track.track_id != track_id]
+        if ended:
+            self._need_detection = True
+        return ended
+
     def finish(self) -> list[Track]:
         """End every live track (end of clip) and return them."""
         ended = [replace(state.track, end_reason="clip ended") for state in self._states]

@@ -21,10 +21,13 @@ Who is replaced (``faces``):
 In both modes the source must pass the gate first (before any frame is read), a refusal is
 logged to the ledger, and the output's ledger entry names every consent used, re-checked when the
 output is recorded (a revocation while the job ran wins). Tracks keep their decision frame to
-frame (the same person keeps the same swap), are re-identified at each detection, and stop being
-swapped if they are re-identified as someone else or cannot be re-identified ``REVERIFY_MISSES``
-times in a row; the tracker also ends a track whose embedding jumps past the gate's threshold +
-margin (two people crossing never share a decision).
+frame (the same person keeps the same swap). A swapped track's identity is confirmed again at
+every detection, at least every ``REVERIFY_EVERY_S`` between detections (re-identified from a crop
+around the face, whatever ``detect_every`` is), and at once when its appearance drifts
+(``DRIFT_NCC``). This fails closed: a face that is not confirmed as the track's identity is not
+swapped from that frame on, the track **splits** (its report says where and why), and the face
+opens a new track that is gated afresh. The tracker also ends a track whose embedding jumps past
+the gate's threshold + margin (two people crossing never share a decision).
 
 If no face at all is replaced, the job fails (nothing written): an output that silently swapped
 nobody is the "no output, no reason" failure users complain about elsewhere.
@@ -51,7 +54,7 @@ from likeness.consent.gate import GateDecision, Involvement, Match, check_consen
 from likeness.consent.registry import Registry
 from likeness.disclosure.footage_sink import VIDEO_WATERMARK_STRENGTH
 from likeness.errors import BadInput, ConsentRefused, NoFace
-from likeness.faces.tracking import FaceTracker, Track, TrackedFace, TrackerSettings
+from likeness.faces.tracking import FaceTracker, Track, TrackedFace, TrackerSettings, iou
 from likeness.faces.types import Analyzer, Face
 from likeness.jobs.requests import TrackReport, VideoSwapRequest
 from likeness.jobs.selection import SwapTransform
@@ -61,8 +64,14 @@ from likeness.progress import StageTimer
 
 IDENTIFY_ROUNDS = 3
 """``faces="all"``: detections a new face may take to become identifiable before the job stops."""
-REVERIFY_MISSES = 3
-"""Detections in a row a swapped face may fail to be re-identified before its swap stops."""
+REVERIFY_EVERY_S = 0.5
+"""A swapped track's identity is confirmed again at least this often (seconds), whatever
+``detect_every`` says: between detections the face is re-identified from a crop around it."""
+DRIFT_NCC = 0.95
+"""Between confirmations, a swapped face whose 32×32 grey patch correlates less than this with the
+patch at its last confirmation has drifted in appearance (a crossfade, another person stepping
+into the same place) and is re-identified at once."""
+PATCH = 32
 
 
 # -- per-track decisions -----------------------------------------------------------------------------------
@@ -80,7 +89,13 @@ class _TrackState:
     identity_id: str | None = None
     consent_id: str | None = None
     rounds: int = 0
-    misses: int = 0
+    verified_frame: int = -1
+    """The frame where the track's identity was last confirmed (a detection or a re-identification)."""
+    patch: np.ndarray | None = field(default=None, repr=False)
+    """The face's normalised grey patch at that frame (see :data:`DRIFT_NCC`)."""
+    gated_embedding: np.ndarray | None = field(default=None, repr=False)
+    """The embedding the consent gate decided on; a confirmation must stay within the gate's
+    threshold of it (a gradual change of person cannot creep past the gate)."""
     frames_seen: int = 0
     frames_swapped: int = 0
     swap_failures: int = 0
@@ -242,7 +257,7 @@ class FootageFrames:
             )
         with self.timer.stage("gate"):
             for tracked in update.faces:
-                self._consider(tracked, frame)
+                self._consider(tracker, tracked, frame)
         with self.timer.stage("swap"):
             pixels = self._swap(frame.pixels, update.faces)
         for track in update.ended:
@@ -272,41 +287,101 @@ class FootageFrames:
             f"{state.first_frame}) in {self.request.target.name}"
         )
 
-    def _consider(self, tracked: TrackedFace, frame: Frame) -> None:
+    def _consider(self, tracker: FaceTracker, tracked: TrackedFace, frame: Frame) -> None:
         state = self._tracks[tracked.track_id]
         state.last_frame, state.last_time = frame.index, frame.time
         detection = tracked.detection
         if detection is None:
+            if state.state == "swap":
+                self._recheck(tracker, state, tracked, frame)
             return
         state.last_detection = detection
         found = identify(detection.embedding, self.gallery, self.point)
-        same = (
-            found.outcome == "match"
-            and found.best is not None
-            and found.best.identity_id == state.identity_id
-        )
+        same = self._same_person(state, found, detection.embedding)
         if state.state == "swap":
             if same:
-                state.misses = 0
+                self._confirmed(state, tracked, frame)
                 return
-            if found.outcome == "match":
-                state.state, state.rounds = "pending", 0
-                state.reason = f"re-identified as another enrolled identity at {frame.time:.2f} s"
-            else:
-                state.misses += 1
-                if state.misses < REVERIFY_MISSES:
-                    return
-                state.state, state.rounds, state.misses = "pending", 0, 0
-                state.reason = (
-                    f"could not be re-identified {REVERIFY_MISSES} detections in a row "
-                    f"(from {frame.time:.2f} s)"
-                )
-                return
-        elif state.state == "keep":
+            self._split(tracker, state, frame, found)  # fail closed: not swapped from this frame on
+            return
+        if state.state == "keep":
             if same or found.outcome != "match":
                 return
             state.state, state.rounds = "pending", 0
         self._decide(state, detection, found)
+        if state.state == "swap":
+            state.gated_embedding = np.asarray(detection.embedding)
+            self._confirmed(state, tracked, frame)
+
+    # -- re-verification of swapped tracks -------------------------------------------------------------
+
+    def _confirmed(self, state: _TrackState, tracked: TrackedFace, frame: Frame) -> None:
+        state.verified_frame = frame.index
+        state.patch = _patch(frame.pixels, tracked.face.box)
+
+    def _recheck(self, tracker: FaceTracker, state: _TrackState, tracked: TrackedFace, frame: Frame) -> None:
+        """Between detections: re-identify the face when it is due or its appearance drifted."""
+        every = max(1, round(REVERIFY_EVERY_S * max(self.info.fps or 25.0, 1.0)))
+        patch = _patch(frame.pixels, tracked.face.box)
+        drifted = state.patch is not None and patch is not None and _ncc(state.patch, patch) < DRIFT_NCC
+        if not drifted and frame.index - state.verified_frame < every:
+            return
+        found, embedding = self._reidentify(frame.pixels, tracked.face)  # timed as part of "gate"
+        if found is not None and embedding is not None and self._same_person(state, found, embedding):
+            self._confirmed(state, tracked, frame)
+            return
+        self._split(tracker, state, frame, found, drifted=drifted)
+
+    def _same_person(self, state: _TrackState, found: Any, embedding: np.ndarray) -> bool:
+        """Still the identity the track was gated as: the gate's match, and within the gate's
+        threshold of the embedding it decided on."""
+        if found.outcome != "match" or found.best is None or found.best.identity_id != state.identity_id:
+            return False
+        if state.gated_embedding is None:
+            return True
+        return self._distance(state.gated_embedding, embedding) <= self.point.threshold
+
+    def _reidentify(self, pixels: np.ndarray, face: Face) -> tuple[Any, np.ndarray | None]:
+        """Identify the face inside a crop around its tracked box (``None``: no face found there)."""
+        left, top, right, bottom = face.box
+        pad = max(right - left, bottom - top) // 2
+        height, width = pixels.shape[:2]
+        x0, y0 = max(0, left - pad), max(0, top - pad)
+        x1, y1 = min(width, right + pad), min(height, bottom + pad)
+        found = self.analyzer.analyze(np.ascontiguousarray(pixels[y0:y1, x0:x1]))
+        if not found:
+            return None, None
+        shifted = (left - x0, top - y0, right - x0, bottom - y0)
+        best = max(found, key=lambda f: iou(f.box, shifted))
+        if iou(best.box, shifted) < 0.3:
+            return None, None
+        return identify(best.embedding, self.gallery, self.point), np.asarray(best.embedding)
+
+    def _split(
+        self, tracker: FaceTracker, state: _TrackState, frame: Frame, found: Any, *, drifted: bool = False
+    ) -> None:
+        """End a swapped track whose identity is no longer confirmed: the face is not swapped from
+        this frame on, and the next detection opens a new track that is gated afresh."""
+        if found is None:
+            why = "no face could be re-identified at the track's position"
+        elif (
+            found.outcome == "match"
+            and found.best is not None
+            and found.best.identity_id != state.identity_id
+        ):
+            why = "the face now matches another enrolled identity"
+        elif found.outcome == "match":
+            why = "the face drifted beyond the gate's threshold from the face the gate decided on"
+        elif found.outcome == "ambiguous":
+            why = "the face matches more than one enrolled identity"
+        else:
+            why = "the face no longer matches the track's identity"
+        cause = " after its appearance drifted" if drifted else ""
+        note = f"split at {frame.time:.2f} s (frame {frame.index}){cause}: {why}"
+        state.state, state.rounds = "pending", 0
+        state.reason = f"identity no longer confirmed; {note}"
+        for track in tracker.split(state.track_id, f"identity no longer confirmed; {note}"):
+            self._end(track)
 
     def _may_be_target(self, identity_id: str) -> bool:
         """Whether the identity holds any consent naming the target role (else: a bystander, no gate)."""
@@ -355,7 +430,6 @@ class FootageFrames:
         match = decision.matches[0]
         state.state, state.consent_id = "swap", match.consent_id
         state.reason = f"consented as target under consent {match.consent_id}"
-        state.misses = 0
         self._matches.setdefault((match.identity_id, match.consent_id), match)
 
     def _end(self, track: Track) -> None:
@@ -418,3 +492,23 @@ def resume_key(request: VideoSwapRequest, source_sha256: str, tools: dict[str, A
         "tools": tools,
     }
     return {"request": hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()}
+
+
+def _patch(pixels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray | None:
+    """The face box as a zero-mean, unit-variance 32×32 grey patch (``None`` if the box is empty)."""
+    import cv2
+
+    left, top, right, bottom = (int(v) for v in box)
+    height, width = pixels.shape[:2]
+    left, top, right, bottom = max(0, left), max(0, top), min(width, right), min(height, bottom)
+    if right - left < 8 or bottom - top < 8:
+        return None
+    grey = cv2.cvtColor(np.ascontiguousarray(pixels[top:bottom, left:right]), cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(grey, (PATCH, PATCH), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small -= small.mean()
+    return small / (float(small.std()) + 1e-6)
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised cross-correlation of two patches from :func:`_patch` (1: the same appearance)."""
+    return float(np.mean(a * b))
