@@ -189,3 +189,60 @@ def test_no_import_cycle_inside_likeness() -> None:
     )
     assert run.returncode == 0, run.stdout
     assert run.stdout.strip().endswith("0 cycle(s)")
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("/sys/likeness-out.jpg", "not writable"),
+        ("{tmp}", "is a folder; --out takes a file name"),
+        ("{tmp}/missing/out.jpg", "does not exist"),
+    ],
+)
+def test_an_unusable_output_path_is_refused_before_any_work(
+    cast: Home, faces_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, out: str, message: str
+) -> None:
+    def no_work(*args, **kwargs):
+        raise AssertionError("models were loaded before the output path was checked")
+
+    monkeypatch.setattr(road, "engines_for", no_work)
+    with pytest.raises(UsageError, match=message):
+        run_job(swap(faces_dir, Path(out.format(tmp=tmp_path))), home=cast)
+
+
+def test_an_unknown_purpose_is_a_usage_error_naming_the_known_ones(
+    cast: Home, faces_dir: Path, tmp_path: Path
+) -> None:
+    request = SwapRequest(
+        source=faces_dir / SOURCE, target=faces_dir / TARGET, purpose="propaganda", out=tmp_path / "o.jpg"
+    )
+    with pytest.raises(UsageError) as refused:
+        run_job(request, home=cast)
+    assert type(refused.value) is UsageError and refused.value.exit_code == 2
+    assert "unknown purpose 'propaganda'" in refused.value.reason and "education" in refused.value.reason
+
+
+def test_cli_says_clearly_when_the_home_or_an_option_is_unusable(faces_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from likeness.cli import main
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["--home", "/sys/likeness-home", "consent", "list"])
+    assert result.exit_code == 2 and "the data home cannot be created" in result.stderr, result.output
+    assert "Traceback" not in result.output
+    args = ["--source", str(faces_dir / SOURCE), "--target", str(faces_dir / TARGET), "--purpose", "research"]
+    result = runner.invoke(
+        main,
+        [
+            "--home",
+            str(tmp_path / "home"),
+            "swap",
+            *args,
+            "--out",
+            str(tmp_path / "o.jpg"),
+            "--max-pixels",
+            "0",
+        ],
+    )
+    assert result.exit_code == 2 and "--max-pixels must be a positive" in result.stderr, result.output

@@ -66,6 +66,16 @@ def same_file(a: Path | str, b: Path | str) -> bool:
     return a.resolve() == b.resolve()
 
 
+def unwritable_reason(folder: Path | str) -> str | None:
+    """Why no file can be created in ``folder`` (``None`` if one can): tried for real with a
+    private temp file, so read-only mounts and ACLs count too, for every user including root."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
 def write_atomic(path: Path | str, data: bytes, *, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a
     part: a private temp file in the same folder, fsync, rename, fsync of the folder."""

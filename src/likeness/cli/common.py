@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from likeness.errors import UsageError
 from likeness.home import Home
 
 PURPOSES_HELP = "what the output is for: film, education, creative (see consent/policy)"
@@ -16,7 +17,23 @@ def resolve_cli_home(ctx: click.Context, explicit: Path | None) -> Home:
     from likeness.home import resolve_home
 
     chosen = explicit if explicit is not None else ctx.find_root().params.get("home")
-    return resolve_home(chosen).ensure()
+    home = resolve_home(chosen)
+    try:
+        home.ensure()
+    except OSError as exc:
+        raise UsageError(
+            f"{home.root}: the data home cannot be created ({exc.strerror or exc})",
+            hint="choose a folder you can write to with --home DIR or LIKENESS_HOME",
+        ) from exc
+    from likeness.fsutil import unwritable_reason
+
+    why = unwritable_reason(home.root)
+    if why is not None:
+        raise UsageError(
+            f"{home.root}: the data home is not writable ({why})",
+            hint="choose a folder you can write to with --home DIR or LIKENESS_HOME",
+        )
+    return home
 
 
 def home_option(command):

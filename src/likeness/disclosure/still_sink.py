@@ -25,7 +25,7 @@ from likeness.disclosure.phash import phash
 from likeness.disclosure.seal import Begun, MarkedFrame
 from likeness.disclosure.types import Ingredient, SealedOutput
 from likeness.errors import DisclosureError, UsageError
-from likeness.fsutil import fsync_dir, same_file, try_lock
+from likeness.fsutil import fsync_dir, same_file, try_lock, unwritable_reason
 from likeness.media.frames import ResumePoint
 from likeness.progress import Progress
 
@@ -82,12 +82,16 @@ def check_destination(ingredients: list[Ingredient], out_path: Path, *, names: s
             )
     folder = out_path.parent
     if out_path.is_dir():
-        raise UsageError(f"{out_path}: is a folder", hint=f"give an output file name ending {names}")
+        raise UsageError(
+            f"{out_path}: is a folder; --out takes a file name",
+            hint=f"give an output file name ending {names}, e.g. {out_path / ('output' + names.split()[0])}",
+        )
     if not folder.is_dir():
         raise UsageError(f"{folder}: the output folder does not exist", hint="create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    why = unwritable_reason(folder)
+    if why is not None:
         raise UsageError(
-            f"{folder}: the output folder is not writable", hint="choose a folder you can write to"
+            f"{folder}: the output folder is not writable ({why})", hint="choose a folder you can write to"
         )
 
 

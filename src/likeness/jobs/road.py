@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from likeness.consent.gate import GateDecision, Involvement, check_consent
+from likeness.consent.policy import Policy
 from likeness.consent.registry import Registry
 from likeness.disclosure.footage_sink import FootageSink, video_output_settings
 from likeness.disclosure.seal import SealJob, check_label_options, seal_frames
-from likeness.disclosure.still_sink import StillSink, output_format
+from likeness.disclosure.still_sink import StillSink, check_destination, output_format
 from likeness.disclosure.types import Ingredient, SealedOutput
 from likeness.errors import UsageError
 from likeness.faces.types import Face
@@ -71,14 +72,21 @@ def as_footage(request: SwapRequest) -> VideoSwapRequest | None:
     return VideoSwapRequest(**fields)
 
 
-def check_options(request: SwapRequest) -> EncodeSettings | None:
+def check_options(request: SwapRequest, home: Home) -> EncodeSettings | None:
     """Step 1: every option is checked before any work; the footage encoder settings, if footage."""
+    Policy.load(home).require_known("purposes", [request.purpose])  # names the known purposes
     check_label_options(request.label_corner, request.label_language)
     if request.max_pixels <= 0:
         raise UsageError(f"--max-pixels must be a positive number of pixels, not {request.max_pixels}")
+    out = Path(request.out).expanduser().absolute()
+    inputs = [
+        Ingredient(role=role, path=Path(path), sha256="", format="")
+        for role, path in (("source", request.source), ("target", request.target))
+    ]
     footage = as_footage(request)
+    check_destination(inputs, out, names=".jpg or .png" if footage is None else ".mp4 or .mov")
     if footage is None:
-        output_format(request.out)  # an unwritable output type is refused before any work
+        output_format(out)  # an unwritable output type is refused before any work
         return None
     if footage.faces not in FACES_MODES:
         raise UsageError(f"unknown faces mode {footage.faces!r}", hint="choose consented or all")
@@ -106,7 +114,7 @@ def run_job(
     token = CancelToken.of(cancel)
 
     # 1. Check every option before any work.
-    settings = check_options(request)
+    settings = check_options(request, home)
     footage = as_footage(request)
     progress("decode", 0.0)
 
