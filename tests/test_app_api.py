@@ -195,6 +195,22 @@ def test_wrong_password_is_refused(studio_app) -> None:
         Client(studio_app[0].url, auth=(ADMIN[0], "not the password"), verbose=False)
 
 
+def test_repeated_failed_sign_ins_lock_that_client_and_name_and_say_so(studio_app) -> None:
+    """Per client and name: the locked attempt is told it is locked (not 'incorrect credentials');
+    the same client signing in as someone else, and so the named user elsewhere, are not locked."""
+    from likeness.webapp.login_throttle import FAILURES
+
+    app = studio_app[0]
+    with httpx.Client(base_url=app.url.rstrip("/"), timeout=30) as http:
+        for _ in range(FAILURES):
+            refused = http.post("/login", data={"username": "mallory", "password": "guess"})
+            assert refused.status_code == 400
+        locked = http.post("/login", data={"username": "mallory", "password": "guess"})
+        assert locked.status_code == 429
+        assert "locked" in locked.json()["detail"] and "Other browsers" in locked.json()["detail"]
+        assert http.post("/login", data={"username": ADMIN[0], "password": ADMIN[1]}).status_code == 200
+
+
 def test_operator_swap_writes_a_disclosed_output_into_their_session_folder(studio_app, operator) -> None:
     _, home, ids = studio_app
     banner, compare, download, result = swap(operator, "lincoln_1.jpg")

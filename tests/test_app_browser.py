@@ -349,6 +349,27 @@ def test_operator_sees_the_registry_read_only(studio, browser) -> None:
     context.close()
 
 
+def test_a_locked_sign_in_says_it_is_locked(studio, browser) -> None:
+    from likeness.webapp.login_throttle import FAILURES
+
+    url, _ = studio
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(url)
+    for _ in range(FAILURES):
+        page.get_by_label("username").fill("mallory-browser")
+        page.get_by_label("password").fill("a wrong guess")
+        with page.expect_response(lambda response: response.url.rstrip("/").endswith("/login")):
+            page.get_by_role("button", name="Login").click()
+    page.get_by_label("username").fill("mallory-browser")
+    page.get_by_label("password").fill("a wrong guess")
+    page.get_by_role("button", name="Login").click()
+    note = page.locator("#lk-login-locked")
+    note.wait_for(timeout=TIMEOUT_MS)
+    assert "locked" in note.inner_text() and "Other browsers" in note.inner_text()
+    context.close()
+
+
 def test_bad_uploads_are_named_with_their_problem_in_the_page(studio, browser, tmp_path) -> None:
     """A text file named .jpg as the swap target, a WAV renamed .jpg to verify: likeness's own message
     (file name and problem) in the page's banner, not Gradio's generic error."""

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from likeness.errors import RegistryError, UsageError
 from likeness.users import NotAllowed, UserStore, can, require
 from likeness.webapp.cli import users as users_group
-from likeness.webapp.server import LOCKOUT_FAILURES, LoginGuard, is_loopback, needs_auth
+from likeness.webapp.login_throttle import BASE_SECONDS, FAILURES, Throttle
+from likeness.webapp.server import LoginGuard, is_loopback, needs_auth
 
 
 @pytest.fixture()
@@ -128,11 +129,24 @@ def test_app_refuses_a_public_address_without_users(store: UserStore) -> None:
     assert needs_auth("127.0.0.1", store) is True  # users exist: sign-in everywhere
 
 
-def test_login_guard_locks_a_name_out_after_repeated_failures(store: UserStore) -> None:
+def test_login_guard_checks_the_password_only(store: UserStore) -> None:
     store.add("ada", "a long passphrase", "admin")
     guard = LoginGuard(store)
-    assert guard("ada", "a long passphrase")
-    for _ in range(LOCKOUT_FAILURES):
-        assert not guard("ada", "wrong guess 123")
-    assert not guard("ada", "a long passphrase")  # locked out even with the right password
-    assert guard.users.authenticate("ada", "a long passphrase") is not None
+    assert guard(" ada ", "a long passphrase") and not guard("ada", "wrong guess 123")
+
+
+def test_sign_in_backs_off_per_client_and_says_it_is_locked() -> None:
+    now = [1000.0]
+    throttle = Throttle(clock=lambda: now[0])
+    for _ in range(FAILURES):
+        throttle.failed("10.0.0.9", "ada")
+    wait = throttle.wait_seconds("10.0.0.9", "ada")
+    assert wait == pytest.approx(BASE_SECONDS)
+    assert "locked" in throttle.message("ada", wait) and "Other browsers" in throttle.message("ada", wait)
+    assert throttle.wait_seconds("127.0.0.1", "ada") == 0.0  # the user's own browser is not locked out
+    now[0] += BASE_SECONDS + 1
+    assert throttle.wait_seconds("10.0.0.9", "ada") == 0.0  # a stranger cannot lock it forever
+    throttle.failed("10.0.0.9", "ada")
+    assert throttle.wait_seconds("10.0.0.9", "ada") == pytest.approx(2 * BASE_SECONDS)  # backing off
+    throttle.succeeded("10.0.0.9", "ada")
+    assert throttle.wait_seconds("10.0.0.9", "ada") == 0.0

@@ -9,15 +9,15 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from likeness.errors import UsageError
 from likeness.home import Home
 from likeness.users import USERS_FILE, UserStore
+from likeness.webapp.login_throttle import LoginThrottle
 from likeness.webapp.studio import Studio, UploadLimits
 
 DEFAULT_HOST = "127.0.0.1"
@@ -25,8 +25,6 @@ DEFAULT_PORT = 7860
 DEFAULT_MAX_UPLOAD_MB = 50
 DEFAULT_MAX_VIDEO_MB = 1024
 DEFAULT_MAX_VIDEO_SECONDS = 600
-LOCKOUT_FAILURES = 5
-LOCKOUT_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -110,27 +108,14 @@ def prepare_environment(home: Home) -> Path:
 
 @dataclass
 class LoginGuard:
-    """Checks passwords against the user file; locks a name out for a while after repeated failures."""
+    """Checks passwords against the user file. Back-off after failed attempts is per client and
+    name, in front of the login route (:mod:`likeness.webapp.login_throttle`), so a stranger who
+    knows only a user name cannot lock that user out."""
 
     users: UserStore
-    failures: dict[str, list[float]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, username: str, password: str) -> bool:
-        name = username.strip()
-        now = time.monotonic()
-        with self.lock:
-            recent = [t for t in self.failures.get(name, []) if now - t < LOCKOUT_SECONDS]
-            self.failures[name] = recent
-            if len(recent) >= LOCKOUT_FAILURES:
-                return False
-        if self.users.authenticate(name, password) is not None:
-            with self.lock:
-                self.failures.pop(name, None)
-            return True
-        with self.lock:
-            self.failures.setdefault(name, []).append(now)
-        return False
+        return self.users.authenticate(username.strip(), password) is not None
 
 
 def launch(settings: AppSettings, *, prevent_thread_lock: bool = False) -> RunningApp:
@@ -140,6 +125,8 @@ def launch(settings: AppSettings, *, prevent_thread_lock: bool = False) -> Runni
     users = UserStore.for_home(home)
     auth_required = needs_auth(settings.host, users)
     prepare_environment(home)
+
+    from starlette.middleware import Middleware
 
     from likeness.webapp.theme import CSS, make_theme
     from likeness.webapp.ui import StudioPage
@@ -192,6 +179,7 @@ def launch(settings: AppSettings, *, prevent_thread_lock: bool = False) -> Runni
         footer_links=["api", "settings"],
         theme=make_theme(),
         css=CSS,
+        app_kwargs={"middleware": [Middleware(LoginThrottle)]} if auth_required else None,
     )
     running = RunningApp(
         blocks=blocks,
