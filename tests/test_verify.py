@@ -341,3 +341,43 @@ def test_a_missing_file_is_still_bad_input(made: dict) -> None:
     missing = made["root"] / "nope.jpg"
     result = CliRunner().invoke(main, ["--home", str(made["home"].root), "verify", str(missing)])
     assert result.exit_code == 4 and "no such file" in result.stderr
+
+
+def test_verify_says_when_an_outputs_consent_was_withdrawn(faces_dir: Path, tmp_path: Path) -> None:
+    home = Home(tmp_path / "home").ensure()
+    consents = []
+    for name, photos, role in (
+        ("Barack Obama", ["obama/1.jpg"], "source"),
+        ("Joe Biden", ["biden/2.jpg"], "target"),
+    ):
+        identity = enrol_identity(
+            EnrolRequest(name=name, photos=[faces_dir / p for p in photos], operator="v", backend="dlib"),
+            home=home,
+        )
+        with Registry.open(home) as registry:
+            consents.append(
+                registry.grant(
+                    identity.id,
+                    purposes=["research"],
+                    roles=[role],
+                    valid_until=dt.date.today() + dt.timedelta(days=60),
+                    uses="Test of likeness verify: one face replacement in a single still",
+                    operator="v",
+                ).id
+            )
+    out = tmp_path / "swap.jpg"
+    swap_image(
+        SwapRequest(
+            source=faces_dir / SOURCE, target=faces_dir / TARGET, purpose="research", out=out, operator="v"
+        ),
+        home=home,
+    )
+    assert "WITHDRAWN" not in verify_file(out, home=home).verdict
+    with Registry.open(home) as registry:
+        registry.revoke(consents[1], reason="withdrawn by the rights holder", operator="v")
+    report = verify_file(out, home=home)
+    assert report.status == "synthetic"
+    assert f"consent {consents[1]} was WITHDRAWN on {dt.date.today().isoformat()}" in report.verdict
+    assert "withdrawn by the rights holder" in report.verdict and "no longer consents" in report.verdict
+    assert [w["consent_id"] for w in report.to_dict()["ledger"]["withdrawn"]] == [consents[1]]
+    assert f"consent {consents[1]} withdrawn" in report.describe()

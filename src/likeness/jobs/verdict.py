@@ -37,6 +37,19 @@ class VerifyReport:
             return "probably-synthetic"
         return "none"
 
+    def _withdrawn_words(self) -> str:
+        """'; consent … was WITHDRAWN on …' for each of the output's consents revoked since."""
+        parts = []
+        for item in self.ledger.get("withdrawn") or []:
+            when = str(item.get("revoked_at") or "")[:10]
+            reason = f" ({item['reason']})" if item.get("reason") else ""
+            parts.append(
+                f"consent {item['consent_id']} was WITHDRAWN on {when}{reason}"
+                if when
+                else f"consent {item['consent_id']} is {item.get('reason')}"
+            )
+        return "; " + "; ".join(parts) + " — the person no longer consents to this output" if parts else ""
+
     def _made(self) -> str:
         return (
             f"output {self.ledger.get('output_id')} made by this installation "
@@ -71,7 +84,8 @@ class VerifyReport:
                 evidence.append("content credentials valid but not signed by a trusted certificate")
             if matched_by == "sha256":
                 evidence.append("the exact file is in the ledger")
-            return f"synthetic — {self._made()} ({'; '.join(evidence) or f'matched by {matched_by}'})"
+            text = f"synthetic — {self._made()} ({'; '.join(evidence) or f'matched by {matched_by}'})"
+            return text + self._withdrawn_words()
         if status == "synthetic" and wm.found:
             return (
                 f"synthetic — a likeness watermark names output {wm.output_id}, but this installation has "
@@ -90,8 +104,8 @@ class VerifyReport:
                 f"{self.ledger.get('phash_threshold')}): a re-encoded, stripped or edited copy"
             )
             if self.disclosure.label_detected:
-                return text + " that still shows its AI label"
-            return text + " (or an edited copy of the picture it was made from)"
+                return text + " that still shows its AI label" + self._withdrawn_words()
+            return text + " (or an edited copy of the picture it was made from)" + self._withdrawn_words()
         if status == "probably-synthetic":
             return (
                 "probably synthetic — a visible AI label was found, but no watermark, credentials "
@@ -153,6 +167,12 @@ class VerifyReport:
                 f"by {self.ledger.get('operator')} for {self.ledger.get('purpose')} under consent(s) "
                 f"{', '.join(self.ledger.get('consent_ids', []))} (found by {how})"
             )
+            for item in self.ledger.get("withdrawn") or []:
+                lines.append(
+                    f"    consent {item['consent_id']} withdrawn "
+                    f"{str(item.get('revoked_at') or '')[:19] or '(no longer in the registry)'}"
+                    + (f": {item['reason']}" if item.get("reason") else "")
+                )
             others = self.ledger.get("other_matches") or []
             if others:
                 lines.append(f"    other outputs within the perceptual-hash threshold: {', '.join(others)}")

@@ -7,6 +7,7 @@ from pathlib import Path
 from likeness.consent.registry import Registry
 from likeness.disclosure.phash import MAX_DISTANCE as PHASH_MAX_DISTANCE
 from likeness.disclosure.read import ingredient_role, ledger_matches_by_phash, read_file
+from likeness.errors import LikenessError
 from likeness.home import Home
 from likeness.jobs.verdict import VerifyReport
 
@@ -48,5 +49,29 @@ def verify_file(path: Path, *, home: Home) -> VerifyReport:
                 "phash_threshold": PHASH_MAX_DISTANCE,
                 "other_matches": others,
                 **record.to_dict(),
+                "withdrawn": _withdrawn(registry, record.consent_ids),
             }
     return VerifyReport(file=path, disclosure=report, ledger=ledger)
+
+
+def _withdrawn(registry: Registry, consent_ids: tuple[str, ...]) -> list[dict[str, object]]:
+    """The output's consents that have been revoked since (what a takedown request needs)."""
+    withdrawn: list[dict[str, object]] = []
+    for consent_id in consent_ids:
+        try:
+            record = registry.get_consent(consent_id)
+        except LikenessError:  # erased or unknown: say so rather than hide it
+            withdrawn.append(
+                {"consent_id": consent_id, "revoked_at": None, "reason": "no longer in the registry"}
+            )
+            continue
+        if record.revoked_at is not None:
+            withdrawn.append(
+                {
+                    "consent_id": consent_id,
+                    "identity_id": record.identity_id,
+                    "revoked_at": record.revoked_at.isoformat(),
+                    "reason": record.revoke_reason,
+                }
+            )
+    return withdrawn
