@@ -181,6 +181,7 @@ def test_too_little_data_is_never_stored(small_folder: Path, analyzer, registry:
     assert registry.list_calibrations() == [] and registry.ledger_entries("calibration") == []
 
 
+@pytest.mark.slow
 def test_calibrate_command_stores_the_operating_point(
     folder: Path, small_folder: Path, tmp_path: Path
 ) -> None:

@@ -338,6 +338,7 @@ def run_likeness(home: Home, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_installed_script(home: Home, faces_dir: Path) -> None:
     """The console script as a user runs it: exit codes and JSON on stdout, messages on stderr."""
     assert LIKENESS.exists(), f"{LIKENESS}: run `pip install -e .`"

@@ -231,6 +231,7 @@ def assert_whole(registry: Registry) -> None:
     assert stored == enrolled - erased, "every stored reference has its enrolment entry"
 
 
+@pytest.mark.slow
 def test_two_processes_enrol_grant_and_record_at_once(store_home: Home, analysed, tmp_path: Path) -> None:
     go = tmp_path / "go"
     workers = []
@@ -347,6 +348,7 @@ KILL_POINTS = [
 ]
 
 
+@pytest.mark.kill
 @pytest.mark.parametrize(("step", "pause_at"), KILL_POINTS)
 def test_a_writer_killed_mid_transaction_leaves_nothing_half_done(
     home: Home, analysed, tmp_path: Path, step: str, pause_at: str
@@ -403,6 +405,8 @@ def test_a_writer_killed_mid_transaction_leaves_nothing_half_done(
         assert_whole(registry)
 
 
+@pytest.mark.postgres
+@pytest.mark.kill
 def test_postgres_writer_killed_mid_transaction(
     request: pytest.FixtureRequest, analysed, tmp_path: Path
 ) -> None:
@@ -427,6 +431,7 @@ def test_postgres_writer_killed_mid_transaction(
         assert_whole(registry)
 
 
+@pytest.mark.kill
 def test_a_writer_killed_during_a_series_of_grants(home: Home, analysed, tmp_path: Path) -> None:
     """Killed at whatever point it has reached: everything committed stays, nothing else appears."""
     identity, _ = enrolled_with_consent(home, analysed)
