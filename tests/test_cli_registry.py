@@ -73,6 +73,7 @@ def salley(home: Home, reference) -> str:
         return registry.add_identity("John Salley", refs, operator="casting").id
 
 
+@pytest.mark.slow
 def test_identity_commands(cli, faces_dir: Path) -> None:
     added = cli(
         "identity", "add", "John Salley",

@@ -274,6 +274,7 @@ def test_two_processes_enrol_grant_and_record_at_once(store_home: Home, analysed
             assert [c["identity_id"] for c in entry.payload["checks"]] == [owner]
 
 
+@pytest.mark.slow
 def test_two_processes_enrolling_one_person_at_once(store_home: Home, analysed, tmp_path: Path) -> None:
     """The duplicate check and the insert share one serialised transaction: only one enrolment wins."""
     go = tmp_path / "go"
@@ -454,6 +455,7 @@ def test_a_writer_killed_during_a_series_of_grants(home: Home, analysed, tmp_pat
         assert_whole(registry)
 
 
+@pytest.mark.slow
 def test_revocation_from_another_process_stops_a_queued_job(home: Home, analysed) -> None:
     """A job passes the gate; `likeness consent revoke` runs in another process; its output is refused."""
     identity, consent = enrolled_with_consent(home, analysed)
