@@ -25,3 +25,43 @@ def home(tmp_path: Path):
     from likeness.home import Home
 
     return Home(root=tmp_path / "home").ensure()
+
+
+# -- test tiers (tests/README.md) ---------------------------------------------------------------
+# `pytest -m "not slow"` is the fast tier; plain `pytest` (CI, scripts/test.sh) runs everything.
+# Tests are marked here by what they use, so a new test that uses a browser, a PostgreSQL server
+# or generated video lands in the right tier without remembering to mark it.
+
+HEAVY = ("browser", "video", "kill", "postgres")
+"""Markers that imply ``slow``: each of these tests needs a heavy resource or a whole process."""
+
+BROWSER_FIXTURES = {"browser", "page"}
+POSTGRES_FIXTURES = {"postgres_server", "postgres_home"}
+VIDEO_FIXTURES = {"clip", "clips", "scene_clip", "small_clip", "sealed_720p", "noisy_clips"}
+VIDEO_MODULES = {"test_video_io.py", "test_video_swap.py", "test_video_verify.py", "test_tracking.py"}
+"""Modules whose every test encodes or decodes generated clips through PyAV."""
+
+
+def _tier_markers(item: pytest.Item) -> set[str]:
+    names = set(getattr(item, "fixturenames", ()))
+    callspec = getattr(item, "callspec", None)
+    params = set(map(str, callspec.params.values())) if callspec is not None else set()
+    found = {m for m in HEAVY if item.get_closest_marker(m) is not None}
+    if names & BROWSER_FIXTURES:
+        found.add("browser")
+    # store_home-style fixtures parametrised ["sqlite", "postgres"]: the postgres case only
+    if names & POSTGRES_FIXTURES or "postgres" in params:
+        found.add("postgres")
+    if names & VIDEO_FIXTURES or item.path.name in VIDEO_MODULES:
+        found.add("video")
+    return found
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        found = _tier_markers(item)
+        for name in sorted(found):
+            if item.get_closest_marker(name) is None:
+                item.add_marker(getattr(pytest.mark, name))
+        if found and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)

@@ -723,6 +723,7 @@ def test_video_uploads_are_held_to_their_own_size_and_duration_limits(tmp_path, 
     assert studio.check_upload(clip, "video") == clip and studio.limits.largest_mb == 1
 
 
+@pytest.mark.video
 def test_cancelled_video_job_keeps_its_segments_and_resumes(tmp_path, studio_app, operator) -> None:
     import re
 

@@ -49,6 +49,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return attempts
 
 
+@pytest.mark.slow
 def test_insightface_by_name_runs_the_whole_chain_from_the_data_home(
     home, faces_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -127,6 +128,7 @@ def test_settings_from_the_environment_are_checked(
         load_swapper("insightface", home)
 
 
+@pytest.mark.slow
 def test_available_analyzers_lists_dlib_and_insightface_when_its_pack_is_there(home, faces_dir: Path) -> None:
     assert [a.name for a in available_analyzers(home)] == ["dlib"]
     (home.models_dir / "buffalo_l").mkdir(parents=True)  # an empty folder is not a pack
@@ -141,6 +143,7 @@ def test_available_analyzers_lists_dlib_and_insightface_when_its_pack_is_there(h
     assert embeddings == [(128,), (512,)]
 
 
+@pytest.mark.slow
 def test_available_analyzers_refuses_a_broken_pack_instead_of_skipping_it(home, faces_dir: Path) -> None:
     _install_standins(home, faces_dir, swapper=False)
     available_analyzers(home, providers="cpu")  # first verified use records the hashes
@@ -155,6 +158,7 @@ def test_available_analyzers_refuses_a_broken_pack_instead_of_skipping_it(home, 
         available_analyzers(home, providers="cpu")
 
 
+@pytest.mark.slow
 def test_model_files_feed_the_licence_check(home, faces_dir: Path) -> None:
     dlib_files = load_analyzer("dlib", home).model_files() + load_swapper("dlib", home).model_files()
     assert {use.name: use.commercial_use for use in dlib_files} == {

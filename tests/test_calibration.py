@@ -82,6 +82,7 @@ def registry(home: Home):
         yield opened
 
 
+@pytest.mark.slow
 def test_embed_folder_uses_one_face_photos_and_reports_the_rest(faces: LabelledFaces, folder: Path) -> None:
     assert faces.embedding_space == SPACE and faces.model["backend"] == "dlib"
     assert faces.identities == sorted(PEOPLE)
@@ -103,6 +104,7 @@ def test_embed_folder_uses_one_face_photos_and_reports_the_rest(faces: LabelledF
     assert len(faces.listing_sha256()) == 64
 
 
+@pytest.mark.slow
 def test_rates_per_threshold_match_the_distances(faces: LabelledFaces, registry: Registry) -> None:
     point = registry.operating_point(SPACE)
     result = calibrate(faces, point)
@@ -130,6 +132,7 @@ def test_rates_per_threshold_match_the_distances(faces: LabelledFaces, registry:
     assert result.rows[0].identification.open_set_accepted == 0
 
 
+@pytest.mark.slow
 def test_the_choice_follows_its_rule(faces: LabelledFaces, registry: Registry) -> None:
     point = registry.operating_point(SPACE)
     result = calibrate(faces, point)
@@ -181,6 +184,7 @@ def test_too_little_data_is_never_stored(small_folder: Path, analyzer, registry:
     assert registry.list_calibrations() == [] and registry.ledger_entries("calibration") == []
 
 
+@pytest.mark.slow
 def test_calibrate_command_stores_the_operating_point(
     folder: Path, small_folder: Path, tmp_path: Path
 ) -> None:

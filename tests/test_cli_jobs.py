@@ -125,6 +125,7 @@ def test_unenrolled_source_is_refused_with_exit_3_and_no_file(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_wrong_purpose_and_wrong_role_are_refused(studio: dict, faces_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "x.jpg"
     code, data = run_json(
@@ -157,6 +158,7 @@ def test_wrong_purpose_and_wrong_role_are_refused(studio: dict, faces_dir: Path,
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_revoked_consent_refuses_the_next_swap(tmp_path: Path, faces_dir: Path) -> None:
     home = tmp_path / "home"
     code, src = run_json(
@@ -261,6 +263,7 @@ def test_faces_lists_left_to_right(studio: dict, faces_dir: Path) -> None:
     assert len(xs) >= 2 and xs == sorted(xs)
 
 
+@pytest.mark.slow
 def test_installed_script_and_demo(tmp_path: Path) -> None:
     """The real console script, as a new user runs it: demo exits 0 and its output verifies."""
     script = Path(sys.executable).with_name("likeness")

@@ -352,6 +352,7 @@ def insightface_studio(data_home: Path, faces_dir: Path) -> Path:
     return data_home
 
 
+@pytest.mark.slow
 def test_swap_with_insightface_standins_runs_the_whole_road(
     insightface_studio: Path, faces_dir: Path, tmp_path: Path
 ) -> None:
@@ -363,6 +364,7 @@ def test_swap_with_insightface_standins_runs_the_whole_road(
     assert code == 0 and report["watermark"]["output_id"] == data["output_id"]
 
 
+@pytest.mark.slow
 def test_a_commercial_swap_with_non_commercial_models_is_refused(
     insightface_studio: Path, faces_dir: Path, tmp_path: Path
 ) -> None:

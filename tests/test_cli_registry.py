@@ -73,6 +73,7 @@ def salley(home: Home, reference) -> str:
         return registry.add_identity("John Salley", refs, operator="casting").id
 
 
+@pytest.mark.slow
 def test_identity_commands(cli, faces_dir: Path) -> None:
     added = cli(
         "identity", "add", "John Salley",
@@ -338,6 +339,7 @@ def run_likeness(home: Home, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_installed_script(home: Home, faces_dir: Path) -> None:
     """The console script as a user runs it: exit codes and JSON on stdout, messages on stderr."""
     assert LIKENESS.exists(), f"{LIKENESS}: run `pip install -e .`"

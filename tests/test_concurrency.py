@@ -233,6 +233,7 @@ def assert_whole(registry: Registry) -> None:
     assert stored == enrolled - erased, "every stored reference has its enrolment entry"
 
 
+@pytest.mark.slow
 def test_two_processes_enrol_grant_and_record_at_once(store_home: Home, analysed, tmp_path: Path) -> None:
     go = tmp_path / "go"
     workers = []
@@ -275,6 +276,7 @@ def test_two_processes_enrol_grant_and_record_at_once(store_home: Home, analysed
             assert [c["identity_id"] for c in entry.payload["checks"]] == [owner]
 
 
+@pytest.mark.slow
 def test_two_processes_enrolling_one_person_at_once(store_home: Home, analysed, tmp_path: Path) -> None:
     """The duplicate check and the insert share one serialised transaction: only one enrolment wins."""
     go = tmp_path / "go"
@@ -349,6 +351,7 @@ KILL_POINTS = [
 ]
 
 
+@pytest.mark.kill
 @pytest.mark.parametrize(("step", "pause_at"), KILL_POINTS)
 def test_a_writer_killed_mid_transaction_leaves_nothing_half_done(
     home: Home, analysed, tmp_path: Path, step: str, pause_at: str
@@ -405,6 +408,8 @@ def test_a_writer_killed_mid_transaction_leaves_nothing_half_done(
         assert_whole(registry)
 
 
+@pytest.mark.postgres
+@pytest.mark.kill
 def test_postgres_writer_killed_mid_transaction(
     request: pytest.FixtureRequest, analysed, tmp_path: Path
 ) -> None:
@@ -429,6 +434,7 @@ def test_postgres_writer_killed_mid_transaction(
         assert_whole(registry)
 
 
+@pytest.mark.kill
 def test_a_writer_killed_during_a_series_of_grants(home: Home, analysed, tmp_path: Path) -> None:
     """Killed at whatever point it has reached: everything committed stays, nothing else appears."""
     identity, _ = enrolled_with_consent(home, analysed)
@@ -451,6 +457,7 @@ def test_a_writer_killed_during_a_series_of_grants(home: Home, analysed, tmp_pat
         assert_whole(registry)
 
 
+@pytest.mark.slow
 def test_revocation_from_another_process_stops_a_queued_job(home: Home, analysed) -> None:
     """A job passes the gate; `likeness consent revoke` runs in another process; its output is refused."""
     identity, consent = enrolled_with_consent(home, analysed)

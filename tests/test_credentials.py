@@ -201,6 +201,7 @@ def _clip(path: Path) -> Path:
     return path
 
 
+@pytest.mark.video
 def test_mp4_is_signed_through_the_same_api(tmp_path: Path, home) -> None:
     clip = _clip(tmp_path / "clip.mp4")
     target = _clip(tmp_path / "footage.mp4")

@@ -176,6 +176,7 @@ def test_exif_rotated_photo_is_analyzed_upright(
     assert faces_in(analyzer, tmp_path / "untagged.jpg") == []
 
 
+@pytest.mark.slow
 def test_genuine_pairs_are_closer_than_impostor_pairs(analyzer: DlibAnalyzer, faces_dir: Path) -> None:
     people = ["obama", "biden", "kit_harington", "alex_lacamoire", "John_Simm", "deepface_person_03"]
     embeddings = []

@@ -117,6 +117,7 @@ def test_label_survives_jpeg_and_downscale(faces_dir: Path) -> None:
     assert detect_label(np.asarray(Image.open(buffer).convert("RGB")))
 
 
+@pytest.mark.slow
 def test_no_label_found_in_real_unlabelled_photos(faces_dir: Path) -> None:
     photos = _photos(faces_dir)
     assert len(photos) > 90

@@ -241,6 +241,7 @@ def test_one_face_of_a_group_then_both(analyzer: DlibAnalyzer, photo) -> None:
     check_identity_moved(analyzer, both, right, source_face, by=0.15)
 
 
+@pytest.mark.slow
 def test_large_target_is_processed_at_bounded_size(analyzer: DlibAnalyzer, photo) -> None:
     import cv2
 

@@ -438,6 +438,7 @@ RUNNER = textwrap.dedent(
 )
 
 
+@pytest.mark.kill
 def test_killed_job_leaves_no_output_and_resumes_to_the_same_file(
     clips: dict[str, Clip], tmp_path: Path
 ) -> None:

@@ -420,6 +420,7 @@ def _run_until(command: list[str], job: Path, segment: str, sig: int) -> subproc
     return subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
 
 
+@pytest.mark.kill
 def test_ctrl_c_then_kill_then_rerun_resumes_to_a_complete_output(
     home: Home, cast, faces_dir: Path, small_clip: Path, outs: Path
 ) -> None:

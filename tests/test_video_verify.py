@@ -236,6 +236,7 @@ RUNNER = textwrap.dedent(
 )
 
 
+@pytest.mark.kill
 def test_a_kill_between_recording_and_renaming_is_finished_by_the_rerun(
     faces_dir: Path, tmp_path: Path, home: Home
 ) -> None:

@@ -182,6 +182,7 @@ def test_analytic_false_positive_rate_is_stated() -> None:
     assert watermark.FALSE_POSITIVE_RATE < 1e-6
 
 
+@pytest.mark.slow
 def test_ten_thousand_random_soft_readings_never_yield_an_id() -> None:
     """The decoder's last gate (Viterbi → CRC-24 → balanced weight) on what clean images give it:
     unbiased noise, noise biased towards zero bits, all-zero and constant readings."""

@@ -195,6 +195,7 @@ def test_verify_reads_clean_and_bad_files(faces_dir: Path, tmp_path: Path) -> No
         read_disclosure(broken)
 
 
+@pytest.mark.slow
 def test_phash_matches_near_duplicates_only(faces_dir: Path) -> None:
     a = load_image(faces_dir / "obama" / "4.jpg").pixels
     small = np.asarray(Image.fromarray(a).resize((a.shape[1] // 3, a.shape[0] // 3)))
