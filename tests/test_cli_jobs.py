@@ -263,6 +263,28 @@ def test_faces_lists_left_to_right(studio: dict, faces_dir: Path) -> None:
     assert len(xs) >= 2 and xs == sorted(xs)
 
 
+def test_faces_says_who_each_face_is_and_whether_a_consent_covers_it(studio: dict, faces_dir: Path) -> None:
+    picture = str(faces_dir / "_multi/obama_and_biden.jpg")
+    code, data = run_json(studio["home"], "faces", picture, "--purpose", "education")
+    assert code == 0 and data["purpose"] == "education" and data["role"] == "target"
+    named = {face["name"]: face for face in data["faces"] if face["identified"] == "match"}
+    assert set(named) == {"Barack Obama", "Joe Biden"}, data
+    assert named["Joe Biden"]["covered"] is True
+    obama = named["Barack Obama"]
+    assert obama["covered"] is False
+    assert obama["consents"] == [
+        {
+            "consent_id": studio["ids"]["Barack Obama"]["consent"],
+            "covers": False,
+            "why": "allows their face only as source, not as target",
+        }
+    ]
+    code, out, _ = run(studio["home"], "faces", picture, "--purpose", "education")
+    assert code == 0 and "NOT covered — the gate would refuse this face" in out and "COVERED" in out
+    code, _, err = run(studio["home"], "faces", picture, "--purpose", "propaganda")
+    assert code == 2 and "unknown purpose" in err
+
+
 @pytest.mark.slow
 def test_installed_script_and_demo(tmp_path: Path) -> None:
     """The real console script, as a new user runs it: demo exits 0 and its output verifies."""

@@ -140,6 +140,7 @@ run_job(SwapRequest(source=faces / "obama/3.jpg", target=faces / "biden/1.jpg", 
 """
 
 
+@pytest.mark.kill
 def test_a_kill_9_leaves_only_a_private_file_that_the_next_run_sweeps(
     cast: Home, faces_dir: Path, tmp_path: Path
 ) -> None:

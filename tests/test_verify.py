@@ -343,6 +343,7 @@ def test_a_missing_file_is_still_bad_input(made: dict) -> None:
     assert result.exit_code == 4 and "no such file" in result.stderr
 
 
+@pytest.mark.slow
 def test_verify_says_when_an_outputs_consent_was_withdrawn(faces_dir: Path, tmp_path: Path) -> None:
     home = Home(tmp_path / "home").ensure()
     consents = []

@@ -14,25 +14,72 @@ from likeness.errors import UsageError
 @click.command()
 @click.argument("target_image", metavar="TARGET", type=click.Path(path_type=Path))
 @click.option("--backend", default="dlib", show_default=True, help="face backend")
+@click.option(
+    "--purpose",
+    default=None,
+    help="also say whether a consent covers each face for this purpose (" + PURPOSES_HELP + ")",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["target", "source"]),
+    default="target",
+    show_default=True,
+    help="with --purpose: the role the faces would play",
+)
 @home_option
 @json_option
 @click.pass_context
 @handle_errors
-def faces(ctx: click.Context, target_image: Path, backend: str, home: Path | None, as_json: bool) -> None:
-    """List the faces found in an image, numbered left to right (for --face-index)."""
-    from likeness.jobs.engines import detect_faces
+def faces(
+    ctx: click.Context,
+    target_image: Path,
+    backend: str,
+    purpose: str | None,
+    role: str,
+    home: Path | None,
+    as_json: bool,
+) -> None:
+    """List the faces in an image, numbered left to right (for --face-index), who each one is and,
+    with --purpose, whether a consent covers it, so you learn before a swap which face is refused."""
+    from likeness.consent.registry import Registry
+    from likeness.jobs.engines import load_engines
+    from likeness.jobs.who import who_is
+    from likeness.media.image import load_image
 
-    _, found = detect_faces(target_image, home=resolve_cli_home(ctx, home), backend=backend)
-    rows = [
-        {"index": i, "box": list(face.box), "size_px": face.size, "score": round(face.score, 3)}
-        for i, face in enumerate(found)
-    ]
+    data_home = resolve_cli_home(ctx, home)
+    picture = load_image(target_image)
+    analyzer = load_engines(backend, data_home).analyzer
+    found = analyzer.analyze(picture.pixels)
+    with Registry.open(data_home) as registry:
+        if purpose is not None:
+            registry.policy.require_known("purposes", [purpose])
+        rows = who_is(found, registry, analyzer, purpose=purpose, role=role)
     if as_json:
-        emit_json({"image": str(target_image), "faces": rows})
+        emit_json(
+            {
+                "image": str(target_image),
+                "purpose": purpose,
+                "role": role,
+                "faces": [r.to_dict() for r in rows],
+            }
+        )
         return
     click.echo(f"{len(rows)} face(s) in {target_image}, left to right:")
     for row in rows:
-        click.echo(f"  #{row['index']}  box={row['box']}  size={row['size_px']}px")
+        box = list(row.face.box)
+        if row.outcome == "match":
+            who = f"{row.name} ({row.identity_id}, distance {row.distance:.3f})"
+        elif row.outcome == "ambiguous":
+            who = "ambiguous: matches more than one enrolled identity"
+        else:
+            who = "not enrolled"
+        click.echo(f"  #{row.index}  box={box}  size={row.face.size}px  {who}")
+        if row.covered is None:
+            continue
+        verdict = "COVERED" if row.covered else "NOT covered — the gate would refuse this face"
+        click.echo(f"      as {role} for {purpose}: {verdict}")
+        for fit in row.consents:
+            click.echo(f"      consent {fit.consent_id}: {fit.why}")
 
 
 @click.command()
