@@ -41,3 +41,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[${EXTRAS}]"
 .venv/bin/python -c "import cv2, dlib, likeness; print('setup: likeness', likeness.__version__, 'ready in .venv')"
+echo "setup: to use the likeness command in this shell, run:  source .venv/bin/activate"
+echo "       (or call it as .venv/bin/likeness)"

@@ -384,7 +384,7 @@ def test_bad_uploads_are_named_with_their_problem_in_the_page(studio, browser, t
     assert "notes.jpg: not an image that can be read (it looks like a text file)" in note
     open_tab(page, "Verify")
     upload(page, "verify-file", bad["wav"])
-    verdict = banner_of(page, "verify-result", "This file cannot be used").inner_text()
+    verdict = banner_of(page, "verify-result", "could not be decoded").inner_text()
     assert "sound.jpg: not an image that can be read (it looks like a WAV audio file)" in verdict
     assert "upstream Gradio app" not in page.content()
     assert not page.locator(".toast-body").filter(has_text=re.compile("(?i)error")).count()

@@ -129,9 +129,31 @@ def _pixels_unreadable(path: Path, sha256: str, reason: str, home: Home | None) 
         height=0,
         watermark=WatermarkReading(found=False, output_id=None, confidence=0.0),
         label_detected=False,
-        c2pa=read_credentials(path, home),
+        c2pa=_credentials_of_unparsed(path, home),
         unreadable=reason,
     )
+
+
+def _credentials_of_unparsed(path: Path, home: Home | None) -> CredentialReport:
+    """The content credentials of a file whose media does not decode. c2pa reports any asset it
+    cannot parse as an unreadable manifest; a file with no C2PA manifest data in it at all never
+    had one, so that is "absent", not "invalid" (which would read as tampered)."""
+    report = read_credentials(path, home)
+    if report.state != "invalid" or report.reasons != ("manifest.unreadable",) or _has_c2pa_bytes(path):
+        return report
+    return CredentialReport(
+        state="absent", explanations=("the file could not be parsed and holds no C2PA manifest data",)
+    )
+
+
+def _has_c2pa_bytes(path: Path) -> bool:
+    import mmap
+
+    with path.open("rb") as handle:
+        if path.stat().st_size == 0:
+            return False
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return data.find(b"c2pa") >= 0
 
 
 def ledger_matches_by_phash(

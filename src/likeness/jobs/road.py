@@ -293,8 +293,9 @@ def swap_image(
     engines: Engines | None = None,
 ) -> SwapOutcome:
     """:func:`run_job` for a still target (a footage target is refused: use :func:`swap_video`)."""
-    if as_footage(request) is not None:
-        raise UsageError(f"{request.target}: is a video; swap_image takes still pictures")
+    if looks_like_video(request.target):
+        load_image(request.target, max_pixels=request.max_pixels)  # BadInput: not a picture, and why
+        raise UsageError(f"{request.target}: is named like a video; swap_image takes still pictures")
     return run_job(request, home=home, progress=progress, cancel=cancel, engines=engines)
 
 

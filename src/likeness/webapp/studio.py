@@ -22,6 +22,7 @@ resumed within ``PENDING_VIDEO_HOURS`` is deleted when the next video job starts
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -322,14 +323,18 @@ class Studio:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         return folder
 
+    def _without_paths(self, text: str) -> str:
+        """``text`` with server paths of uploads and scratch files cut to the file's name."""
+        for root in (self.cache_root, self.work_root):
+            text = re.sub(re.escape(str(root)) + r"/(?:[^/\s]+/)*", "", text)
+        return text
+
     def public(self, error: LikenessError) -> LikenessError:
         """``error`` with server paths of uploads and scratch files cut to the file's name."""
         for attribute in ("reason", "hint"):
             text = getattr(error, attribute, None)
             if text:
-                for root in (self.cache_root, self.work_root):
-                    text = re.sub(re.escape(str(root)) + r"/(?:[^/\s]+/)*", "", text)
-                setattr(error, attribute, text)
+                setattr(error, attribute, self._without_paths(text))
         if error.args and isinstance(error.args[0], str):
             error.args = (error.reason, *error.args[1:])
         return error
@@ -833,7 +838,17 @@ class Studio:
         path = Path(path)
         if uploaded:
             self.check_upload(path, "video" if looks_like_video(path) else "image")
-        return verify_file(path, home=self.home)
+        report = verify_file(path, home=self.home)
+        if not uploaded:
+            return report
+        # an upload is named by its file name only: no server paths in the report
+        unreadable = report.disclosure.unreadable
+        clean = dataclasses.replace(
+            report.disclosure,
+            path=Path(path.name),
+            unreadable=self._without_paths(unreadable) if unreadable else None,
+        )
+        return dataclasses.replace(report, file=Path(path.name), disclosure=clean)
 
     def models(self, user: AppUser | None) -> list[ModelLine]:
         """Every model file (``likeness models list``): present, hash state, licence, commercial use."""

@@ -556,6 +556,12 @@ def disclosure_items(report: VerifyReport) -> list[str]:
     if video:
         label += f" (in {sum(1 for w in windows if w.label_detected)} of {len(windows)} window(s))"
     items = [c2pa_line(disclosure.c2pa), mark, label, _ledger_line(report.ledger)]
+    if disclosure.unreadable:
+        items.insert(
+            1,
+            f"Pixels: <b>could not be decoded</b> ({escape(disclosure.unreadable)}); the watermark and the "
+            "visible label were not read",
+        )
     skipped = list(getattr(disclosure, "skipped", ()))
     if skipped:
         spans = "; ".join(
