@@ -20,7 +20,7 @@ from likeness.disclosure.label import (
     apply_label,
     detect_label,
 )
-from likeness.disclosure.output_id import new_output_id, short_output_id
+from likeness.disclosure.output_id import new_output_id, parse_output_id
 from likeness.disclosure.types import Unsealed
 from likeness.disclosure.write import seal
 from likeness.errors import DisclosureError, UsageError
@@ -125,13 +125,56 @@ def test_no_label_found_in_real_unlabelled_photos(faces_dir: Path) -> None:
     assert flagged == []
 
 
-def test_the_short_id_is_printed_next_to_the_text() -> None:
+def test_the_whole_id_is_printed_in_capitals_next_to_the_text() -> None:
     output_id = new_output_id()
     for width, language in ((1200, "en"), (300, "de")):  # one line, and two lines on a narrow image
         _, box = apply_label(np.full((900, width, 3), 90, np.uint8), output_id, language=language)
         printed = " ".join(box.lines)
-        assert LABEL_TEXT[language] in printed and short_output_id(output_id) in printed
-        assert output_id.startswith(short_output_id(output_id))
+        assert LABEL_TEXT[language] in printed and output_id.upper() in printed
+        assert "lk-" not in printed and parse_output_id(output_id.upper()) == output_id
+
+
+@pytest.fixture(scope="module")
+def dlib_analyzer(tmp_path_factory: pytest.TempPathFactory):
+    from likeness.home import Home
+    from likeness.jobs.engines import load_engines
+
+    return load_engines("dlib", Home(tmp_path_factory.mktemp("label") / "home").ensure()).analyzer
+
+
+def test_the_label_covers_no_face_on_the_group_photos(faces_dir: Path, dlib_analyzer) -> None:
+    """On every group photo the plate goes where it covers no detected face; where no corner is free
+    (a wall of faces) it says so, and then truly every corner would have covered one."""
+    moved, crowded = 0, []
+    for photo in sorted((faces_dir / "_multi").glob("*.jpg")):
+        pixels = load_image(photo).pixels
+        faces = dlib_analyzer.analyze(pixels)
+        height, width = pixels.shape[:2]
+        for corner in ("bottom-right", "top-right"):
+            labelled, box = apply_label(pixels, new_output_id(), corner=corner, avoid=[f.box for f in faces])
+            plate = (box.left, box.top, box.right, box.bottom)
+            covered = [f.box for f in faces if _overlap(plate, f.box)]
+            if box.covers_face:
+                crowded.append(photo.name)
+                w, h = box.right - box.left, box.bottom - box.top
+                corners = [(0, 0), (width - w, 0), (0, height - h), (width - w, height - h)]
+                assert all(any(_overlap((x, y, x + w, y + h), f.box) for f in faces) for x, y in corners)
+                continue
+            assert covered == [], (photo.name, corner, covered)
+            assert len(dlib_analyzer.analyze(labelled)) == len(faces), photo.name  # nobody hidden
+            moved += box.corner != corner
+    assert moved > 0, "no photo needed another corner: the test does not exercise avoiding faces"
+    assert len(set(crowded)) <= 1, crowded
+
+
+def test_when_every_corner_covers_a_face_the_label_says_so() -> None:
+    pixels = np.full((300, 400, 3), 90, np.uint8)
+    _, box = apply_label(pixels, new_output_id(), corner="top-left", avoid=[(0, 0, 400, 300)])
+    assert box.covers_face and box.corner == "top-left"
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 @pytest.mark.parametrize(

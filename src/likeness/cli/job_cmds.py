@@ -233,6 +233,8 @@ def swap(
     click.echo(f"wrote {outcome.output}")
     click.echo(f"  output id: {outcome.output_id}")
     click.echo(f"  consents:  {', '.join(outcome.consents)}")
+    for note in outcome.notes:
+        click.echo(f"  note: {note}")
     if outcome.video is None:
         click.echo(f"  faces swapped: {outcome.faces_swapped}; labelled AI-GENERATED and watermarked")
         return

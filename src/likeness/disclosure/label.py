@@ -1,4 +1,12 @@
-"""The visible label: "AI-GENERATED" and the short output id on a dark plate in a corner.
+"""The visible label: "AI-GENERATED" and the whole output id on a dark plate in a corner.
+
+- The id is the whole output id in capitals (``LK-XXXX-XXXX-XXXX``: a capital K and no lower-case
+  l, which read as "Ik-" in the label font); ``likeness verify`` and the ledger accept it in any case.
+  Only a picture too small for the whole id at the legal size shows the short id (its first two
+  groups, ``LK-XXXX-XXXX``), which this installation's ledger resolves to the output.
+- It never covers a detected face: given the faces' boxes (``avoid``), the plate goes to the asked
+  corner if that covers none, else to the first other corner that covers none; only when every
+  corner would cover a face does it stay in the asked one (``LabelBox.covers_face`` says so).
 
 - Size: the capital letters are at least 5 % of the image's shorter side tall (GB 45438-2025 asks
   for text at least 5 % of the shorter side), and at least ``MIN_CAP_PX`` where the label still fits
@@ -16,6 +24,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +71,10 @@ class LabelBox:
     bottom: int
     cap_height: int
     lines: tuple[str, ...]
+    corner: str = "bottom-right"
+    """Where it went (another corner than asked when the asked one would cover a face)."""
+    covers_face: bool = False
+    """Every corner would have covered a face; it stayed in the asked corner."""
 
 
 def _font(path: Path, size: int):
@@ -96,7 +109,12 @@ def label_lines(output_id: str, language: str) -> tuple[str, str]:
     text = LABEL_TEXT[language]
     if language in CJK_LANGUAGES and not CJK_FONT.is_file():
         text = LABEL_TEXT["en"]  # no font for it: English rather than boxes
-    return text, short_output_id(output_id)
+    return text, label_id(output_id)
+
+
+def label_id(output_id: str) -> str:
+    """The id as the label shows it: the whole id, in capitals."""
+    return output_id.upper()
 
 
 @dataclass(frozen=True)
@@ -113,9 +131,12 @@ class _Layout:
     lines: tuple[str, ...]
     plate_w: int
     plate_h: int
+    cap: int = 0
 
 
-def _layout(text: str, short_id: str, cap: int, language: str, width: int) -> _Layout:
+def _layout(
+    text: str, short_id: str, cap: int, language: str, width: int, lines_wanted: int | None = None
+) -> _Layout:
     """Fonts, spacing and plate size for a label with capital letters ``cap`` pixels tall."""
     text_font = _font_for_cap(CJK_FONT if language in CJK_LANGUAGES else LATIN_FONT, cap)
     id_font = _font_for_cap(LATIN_FONT, cap)
@@ -127,7 +148,7 @@ def _layout(text: str, short_id: str, cap: int, language: str, width: int) -> _L
     id_box = id_font.getbbox(short_id)
     one_line_width = (text_box[2] - text_box[0]) + gap + (id_box[2] - id_box[0]) + 2 * pad
     line_height = round(cap * 1.0)
-    if one_line_width <= 0.6 * width:
+    if lines_wanted == 1 or (lines_wanted is None and one_line_width <= 0.6 * width):
         lines: tuple[str, ...] = (f"{text} {short_id}",)
         plate_w = one_line_width
         plate_h = line_height + 2 * pad
@@ -148,41 +169,93 @@ def _layout(text: str, short_id: str, cap: int, language: str, width: int) -> _L
         lines=lines,
         plate_w=plate_w + 2 * outline,
         plate_h=plate_h + 2 * outline,
+        cap=cap,
     )
 
 
+Box = tuple[int, int, int, int]
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place(
+    width: int, height: int, plate_w: int, plate_h: int, margin: int, corner: str, avoid: Sequence[Box] = ()
+) -> tuple[str, Box, bool]:
+    """The corner for the plate (the asked one first), its box, and whether it still covers a face."""
+    order = [corner, *(c for c in CORNERS if c != corner)]
+    boxes = {}
+    for name in order:
+        left = margin if name.endswith("left") else width - margin - plate_w
+        top = margin if name.startswith("top") else height - margin - plate_h
+        left, top = max(0, left), max(0, top)
+        boxes[name] = (left, top, left + plate_w, top + plate_h)
+        if not any(_overlaps(boxes[name], face) for face in avoid):
+            return name, boxes[name], False
+    return corner, boxes[corner], True
+
+
+def _fit(
+    text: str, shown_id: str, language: str, width: int, height: int, lines_wanted: int | None = None
+) -> _Layout | None:
+    """The largest layout from the preferred cap height down to the 5 % floor that fits whole."""
+    least = max(MIN_LEGIBLE_CAP_PX, math.ceil(CAP_FRACTION * min(height, width)))
+    cap = max(MIN_CAP_PX, least)
+    while True:  # shrink towards the 5 % floor only if the label would not fit whole
+        layout = _layout(text, shown_id, cap, language, width, lines_wanted)
+        if layout.plate_w + 2 * layout.margin <= width and layout.plate_h + 2 * layout.margin <= height:
+            return layout
+        if cap <= least:
+            return None
+        cap -= 1
+
+
 def apply_label(
-    pixels: np.ndarray, output_id: str, *, corner: str = "bottom-right", language: str = "en"
+    pixels: np.ndarray,
+    output_id: str,
+    *,
+    corner: str = "bottom-right",
+    language: str = "en",
+    avoid: Sequence[Box] = (),
 ) -> tuple[np.ndarray, LabelBox]:
-    """Return a labelled copy of ``pixels`` (H×W×3 uint8 RGB) and where the label is."""
+    """Return a labelled copy of ``pixels`` (H×W×3 uint8 RGB) and where the label is; ``avoid``:
+    boxes (left, top, right, bottom) of faces the plate must not cover (see the module docstring)."""
     from PIL import Image, ImageDraw
 
     if corner not in CORNERS:
         raise UsageError(f"label corner {corner!r} is not one of {', '.join(CORNERS)}")
-    text, short_id = label_lines(output_id, language)
+    text, whole_id = label_lines(output_id, language)
     height, width = pixels.shape[:2]
-    least = max(MIN_LEGIBLE_CAP_PX, math.ceil(CAP_FRACTION * min(height, width)))
-    cap = max(MIN_CAP_PX, least)
-    while True:  # shrink towards the 5 % floor only if the label would not fit whole
-        layout = _layout(text, short_id, cap, language, width)
-        plate_w, plate_h = layout.plate_w, layout.plate_h
-        if plate_w + 2 * layout.margin <= width and plate_h + 2 * layout.margin <= height:
+    # The whole id in the asked corner first; then another corner; then the other line layout; the
+    # short id only where the whole one cannot fit or every placement of it covers a face.
+    layouts = [
+        layout
+        for shown in (whole_id, short_output_id(output_id).upper())
+        for wanted in (None, 1, 2)
+        if (layout := _fit(text, shown, language, width, height, wanted)) is not None
+    ]
+    if not layouts:
+        raise DisclosureError(
+            f"the image is only {width}×{height} pixels: too small to carry a legible "
+            f"{LABEL_TEXT[language]!r} label with its id",
+            hint="write a larger output (at least about 160 pixels wide)",
+        )
+    layout, (chosen, where, covers) = (
+        layouts[0],
+        place(width, height, layouts[0].plate_w, layouts[0].plate_h, layouts[0].margin, corner, avoid),
+    )
+    for candidate in layouts:
+        found = place(width, height, candidate.plate_w, candidate.plate_h, candidate.margin, corner, avoid)
+        if not found[2]:
+            layout, (chosen, where, covers) = candidate, found
             break
-        if cap <= least:
-            raise DisclosureError(
-                f"the image is only {width}×{height} pixels: too small to carry a legible "
-                f"{LABEL_TEXT[language]!r} label with its id",
-                hint="write a larger output (at least about 160 pixels wide)",
-            )
-        cap -= 1
     text_font, id_font, text_box, id_box = layout.text_font, layout.id_font, layout.text_box, layout.id_box
-    pad, gap, outline, margin = layout.pad, layout.gap, layout.outline, layout.margin
+    pad, gap, outline = layout.pad, layout.gap, layout.outline
     line_height, lines = layout.line_height, layout.lines
-
-    left = margin if corner.endswith("left") else width - margin - plate_w
-    top = margin if corner.startswith("top") else height - margin - plate_h
-    left, top = max(0, left), max(0, top)
-    box = LabelBox(left, top, left + plate_w, top + plate_h, cap, lines)
+    short_id = lines[-1].rsplit(" ", 1)[-1]
+    left, top, right, bottom = where
+    box = LabelBox(left, top, right, bottom, layout.cap, lines, chosen, covers)
 
     image = Image.fromarray(np.ascontiguousarray(pixels[..., :3]), mode="RGB")
     draw = ImageDraw.Draw(image)

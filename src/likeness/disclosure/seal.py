@@ -42,6 +42,9 @@ from likeness.media.frames import Frame, FrameSource, ResumePoint
 from likeness.progress import CancelToken, Progress, StageTimer, no_progress, timed
 
 Result = TypeVar("Result", covariant=True)
+LABEL_COVERS_FACE = (
+    "the visible label covers a detected face: at the legal size every corner would have covered one"
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class SealJob:
     """Consent id → sha256 of its recorded terms, for the manifest."""
     label_corner: str = "bottom-right"
     label_language: str = "en"
+    faces: Callable[[], Sequence[tuple[int, int, int, int]]] = lambda: ()
+    """Boxes of the faces in the first frame, asked when the label is placed: it covers none."""
 
 
 @dataclass(frozen=True)
@@ -164,18 +169,24 @@ class Marker:
     def __init__(self, output_id: str, job: SealJob, strength: float) -> None:
         self.output_id = output_id
         self.corner, self.language = job.label_corner, job.label_language
+        self.faces = job.faces
         self.strength = strength
         self._patch: np.ndarray | None = None
         self._where: tuple[slice, slice] | None = None
         self._paste = False
+        self.covers_face = False
+        """Every corner would have covered a face, so the label covers one."""
 
     def label(self, pixels: np.ndarray) -> np.ndarray:
         if self._paste and self._patch is not None and self._where is not None:
             out = pixels.copy()
             out[self._where] = self._patch
             return out
-        labelled, box = apply_label(pixels, self.output_id, corner=self.corner, language=self.language)
+        labelled, box = apply_label(
+            pixels, self.output_id, corner=self.corner, language=self.language, avoid=self.faces()
+        )
         if self._where is None:
+            self.covers_face = box.covers_face
             self._where = (slice(box.top, box.bottom), slice(box.left, box.right))
             self._patch = labelled[self._where].copy()
             pasted = pixels.copy()
@@ -296,6 +307,7 @@ def _seal_once(
         purpose=job.purpose,
         phash=perceptual,
         c2pa=False,
+        notes=(LABEL_COVERS_FACE,) if marker.covers_face else (),
         ingredient_sha256={item.role: item.sha256 for item in job.ingredients},
     )
     progress("signing content credentials", 0.97)

@@ -51,6 +51,8 @@ class SealedOutput:
     purpose: str
     phash: str | None = None
     c2pa: bool = False
+    notes: tuple[str, ...] = ()
+    """What the user should know about the disclosure (e.g. the label had to cover a face)."""
     ingredient_sha256: dict[str, str] = field(default_factory=dict)
     """Role → sha256 of each unmodified input (``Unsealed.ingredients``); the registry records them
     with the output so ``likeness verify`` can tell an input from an output. Optional."""

@@ -128,6 +128,8 @@ class SwapOutcome:
     """Footage: every face followed through it and what was done with it."""
     video: SealedVideo | None = None
     """Footage: codec, frames, audio, segments and the self-check."""
+    notes: tuple[str, ...] = ()
+    """What the user should know about the output's disclosure (e.g. the label covers a face)."""
 
     @property
     def faces_swapped(self) -> int:
@@ -150,6 +152,7 @@ class SwapOutcome:
         data["matches"] = [m.to_dict() for m in self.decision.matches]
         if self.video is not None:
             data["video"] = self.video.to_dict()
+        data["notes"] = list(self.notes)
         data["timings_s"] = {k: round(v, 4) for k, v in self.timings.items()}
         return data
 

@@ -136,10 +136,12 @@ def run_job(
     # 4. Analyze the source likeness and open the target's faces.
     progress("detect", 0.1)
     targets: list[tuple[int, Face]] = []
+    still_faces: list[Face] = []
     with timer.stage("detect+embed"):
         source_face = one_face(analyzer.analyze(source.pixels), source, "source photo")
         if target.still is not None:
-            targets = chosen_targets(analyzer.analyze(target.still.pixels), target.still, request.face_index)
+            still_faces = analyzer.analyze(target.still.pixels)
+            targets = chosen_targets(still_faces, target.still, request.face_index)
     transform = SwapTransform(swapper=swapper, source_pixels=source.pixels, source_face=source_face)
     media_kind = "image" if footage is None else "video"
     token.check("before the consent gate")
@@ -208,6 +210,7 @@ def run_job(
             consent_hashes=lambda ids: {cid: registry.get_consent(cid).terms_sha256() for cid in ids},
             label_corner=request.label_corner,
             label_language=request.label_language,
+            faces=(lambda: [f.box for f in still_faces]) if tracked is None else tracked.first_faces,
         )
         if footage is None:
             sink: StillSink | FootageSink = StillSink(request.out)
@@ -248,6 +251,7 @@ def run_job(
             decision=final,
             timings=dict(timer.seconds),
             faces=len(targets),
+            notes=result.notes,
         )
     return SwapOutcome(
         output=result.output.path,
@@ -258,6 +262,7 @@ def run_job(
         timings=dict(timer.seconds),
         tracks=tracked.tracks() if tracked is not None else [],
         video=result,
+        notes=result.output.notes,
     )
 
 

@@ -172,6 +172,7 @@ class FootageFrames:
         self._earlier: list[TrackReport] = []
         self._matches: dict[tuple[str, str], Match] = {}
         self._next_track_id = 1
+        self._first_faces: list[tuple[int, int, int, int]] = []
 
     # -- the FrameSource protocol ------------------------------------------------------------------
 
@@ -212,6 +213,10 @@ class FootageFrames:
             "next_track_id": max([self._next_track_id, *(t.track_id + 1 for t in self._tracks.values())]),
         }
 
+    def first_faces(self) -> list[tuple[int, int, int, int]]:
+        """The boxes of the faces in the first frame with any (the label is placed to cover none)."""
+        return list(self._first_faces)
+
     def consent_ids(self) -> list[str]:
         """The source's consent(s), then every target consent a swapped face was made under."""
         return list(dict.fromkeys(m.consent_id for m in [*self.source_matches, *self._matches.values()]))
@@ -247,6 +252,8 @@ class FootageFrames:
         self.timer.seconds["track"] = (
             self.timer.seconds.get("track", 0.0) + time.perf_counter() - started - redetected
         )
+        if not self._first_faces:
+            self._first_faces = [tracked.face.box for tracked in update.faces]
         for track in update.started:
             self._tracks[track.track_id] = _TrackState(
                 track_id=track.track_id,
