@@ -846,7 +846,7 @@ class Studio:
         clean = dataclasses.replace(
             report.disclosure,
             path=Path(path.name),
-            unreadable=self._without_paths(unreadable) if unreadable else None,
+            unreadable=self._without_paths(unreadable).replace(f"{path.parent}/", "") if unreadable else None,
         )
         return dataclasses.replace(report, file=Path(path.name), disclosure=clean)
 
