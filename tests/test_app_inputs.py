@@ -41,9 +41,9 @@ def test_bad_uploads_are_refused_as_bad_input_in_the_api_json(studio, tmp_path: 
     result = views.error_json(caught.value)
     assert result["status"] == "error" and result["error"] == "bad_input" and result["exit_code"] == 4
     assert says in result["reason"]
+    assert sorted(studio.home.root.rglob("*")) == before, "nothing written"
     # verify never refuses a file it can partly read: it says what could not be read, by file name
     report = views.verify_json(studio.verify(user, fake))
     assert report["status"] == "none" and report["unreadable"].startswith("portrait.jpg: ")
     assert str(tmp_path) not in str(report)
-    assert sorted(studio.home.root.rglob("*")) == before, "nothing written"
 
