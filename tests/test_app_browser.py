@@ -172,8 +172,8 @@ def grant(page, name: str, died: str) -> None:
 def swap(page, target: Path, face: str) -> None:
     """Swap Darwin's likeness onto ``target``; ``face`` is 'all' or the thumbnail index to click."""
     open_tab(page, "Swap")
+    choose(page, "swap-purpose", "education")  # the people offered as source depend on the purpose
     choose(page, "swap-identity", "Charles Darwin")
-    choose(page, "swap-purpose", "education")
     note = page.locator("#swap-faces-note")
     remove = page.locator("#swap-target button[aria-label='Remove Image']")
     if remove.count():  # start from an empty target so the face picker is fresh
@@ -196,8 +196,8 @@ def swap(page, target: Path, face: str) -> None:
 def swap_video(page, clip: Path) -> None:
     """Swap Darwin's likeness onto the consenting faces of ``clip``."""
     open_tab(page, "Swap")
+    choose(page, "swap-purpose", "education")  # the people offered as source depend on the purpose
     choose(page, "swap-identity", "Charles Darwin")
-    choose(page, "swap-purpose", "education")
     page.locator("#swap-target-kind").get_by_text("Video", exact=True).click()
     page.locator("#swap-video-run").wait_for(timeout=TIMEOUT_MS)
     upload(page, "swap-target-video", clip)
@@ -312,6 +312,16 @@ def test_admin_walkthrough_enrol_grant_swap_refuse_verify_revoke(studio, browser
     swap(page, target, face="0")
     again = banner_of(page, "swap-result", "Refused by the consent gate")
     assert "revoked" in again.inner_text()
+    # the source picker offers only people whose consent could cover the purpose: not Lincoln now
+    page.locator("#swap-identity input").first.click()  # opening it refreshes who is offered
+    note = page.locator("#swap-identity-note")
+    note.filter(has_text="Abraham Lincoln").wait_for(timeout=TIMEOUT_MS)
+    assert "withdrawn on" in note.inner_text() and "Charles Darwin" not in note.inner_text()
+    options = page.locator("#swap-identity [role=option]")
+    options.first.wait_for(timeout=TIMEOUT_MS)
+    offered = options.all_inner_texts()
+    assert any("Charles Darwin" in o for o in offered) and not any("Lincoln" in o for o in offered), offered
+    page.keyboard.press("Escape")
 
     # the person page shows the consents and the output; the audit chain checks out
     open_tab(page, "People & consent")

@@ -403,6 +403,36 @@ class Studio:
         with Registry.open(self.home) as registry:
             return registry.list_identities()
 
+    def source_candidates(
+        self, user: AppUser | None, purpose: str | None, media_kind: str = "image"
+    ) -> tuple[list[Identity], list[tuple[Identity, str]]]:
+        """Who may be chosen as the likeness source for ``purpose``: people with a consent that could
+        cover it (role source, this media kind, in force), and everyone else with the reason."""
+        require(user, "view")
+        from likeness.consent.registry import Registry
+        from likeness.jobs.who import consent_fit
+
+        offered: list[Identity] = []
+        not_offered: list[tuple[Identity, str]] = []
+        with Registry.open(self.home) as registry:
+            today = registry.policy.today(dt.datetime.now(dt.UTC))
+            for person in registry.list_identities():
+                if person.erased_at is not None:
+                    continue
+                if not purpose:
+                    not_offered.append((person, "choose a purpose first"))
+                    continue
+                fits = [
+                    consent_fit(record, purpose=purpose, role="source", media_kind=media_kind, today=today)
+                    for record in registry.list_consents(person.id)
+                ]
+                if any(fit.covers for fit in fits):
+                    offered.append(person)
+                else:
+                    why = "; ".join(f"{fit.consent_id}: {fit.why}" for fit in fits) or "no consent recorded"
+                    not_offered.append((person, why))
+        return offered, not_offered
+
     def consents(self, user: AppUser | None, identity: str | None = None) -> list[ConsentRecord]:
         require(user, "view")
         from likeness.consent.registry import Registry

@@ -399,6 +399,19 @@ def identity_choices(identities: Sequence[Identity]) -> list[tuple[str, str]]:
     return [(f"{i.name} · {i.id}", i.id) for i in identities if i.erased_at is None]
 
 
+def source_note(not_offered: Sequence[tuple[Identity, str]], purpose: str | None) -> str:
+    """Who is not offered as a likeness source, and why (greyed out, with the reason)."""
+    if not purpose:
+        return '<p class="lk-muted">Choose a purpose to see whose likeness may be used for it.</p>'
+    if not not_offered:
+        return ""
+    items = "".join(
+        f'<li class="lk-muted">{escape(person.name)} — {escape(reason)}</li>'
+        for person, reason in not_offered
+    )
+    return f'<p class="lk-muted">Not offered for {escape(purpose)}:</p><ul class="lk-muted">{items}</ul>'
+
+
 def consent_choices(consents: Sequence[ConsentRecord], names: Mapping[str, str]) -> list[tuple[str, str]]:
     today = dt.datetime.now(dt.UTC).date()
     return [

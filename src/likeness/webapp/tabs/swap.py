@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from likeness.errors import UsageError
+from likeness.errors import LikenessError, UsageError
 from likeness.webapp import views
 from likeness.webapp.studio import SwapJob
 from likeness.webapp.tabs.handling import PRIVATE, TabBase, TabParts, help_block, stage_reporter
@@ -34,6 +34,22 @@ def face_index(value: str | int | float | None) -> int | None:
 
 class SwapTab(TabBase):
     """Handlers and layout of the Swap tab."""
+
+    # -- who may be the source ----------------------------------------------------------------------
+    def sources(self, purpose: str | None, target_kind: str | None, current: str | None, request: gr.Request):
+        """Only people with a consent that could cover this purpose as the source are offered; the
+        others are listed below the picker with the reason (the gate still decides at the job)."""
+        user = self.user(request)
+        media = "video" if target_kind == "video" else "image"
+        try:
+            offered, not_offered = self.studio.source_candidates(user, purpose, media)
+        except LikenessError as error:
+            return gr.update(choices=[], value=None), views.banner(
+                "warn", "People", views.escape(error.reason)
+            )
+        choices = views.identity_choices(offered)
+        keep = current if current in {value for _, value in choices} else None
+        return gr.update(choices=choices, value=keep), views.source_note(not_offered, purpose)
 
     # -- face picker -------------------------------------------------------------------------------
     def faces(self, target: str | None, request: gr.Request):
@@ -148,6 +164,7 @@ class SwapTab(TabBase):
                         allow_custom_value=True,
                         elem_id="swap-identity",
                     )
+                    source_note = gr.HTML(views.source_note([], None), elem_id="swap-identity-note")
                     source_photo = image_upload(
                         sources=["upload"],
                         label="Source photo (one face)",
@@ -224,6 +241,9 @@ class SwapTab(TabBase):
             [source_identity, source_photo],
             **PRIVATE,
         )
+        who = [purpose, target_kind, source_identity]
+        for changed in (purpose.change, target_kind.change, source_identity.focus):
+            changed(self.sources, who, [source_identity, source_note], **PRIVATE)
         faces_outputs = [faces_gallery, face_choice, faces_note]
         target.change(self.faces_pending, target, faces_outputs, **PRIVATE).then(
             self.faces, target, [*faces_outputs, faces_json], api_name="faces", **self.heavy()
@@ -259,4 +279,4 @@ class SwapTab(TabBase):
         )
         video_event.then(self.show_results, video_json, video_results.panel, **PRIVATE)
         cancel_button.click(self.cancelled, banner, banner, cancels=[swap_event, video_event], **PRIVATE)
-        return TabParts(person_pickers=[source_identity])
+        return TabParts()
