@@ -49,6 +49,9 @@ LABEL_TEXT = {
 CJK_LANGUAGES = frozenset({"zh", "ja", "ko"})
 CAP_FRACTION = 0.05
 """Cap height of the label text as a fraction of the image's shorter side."""
+ID_SCALE = 0.6
+"""The output id's cap height relative to the label text's: the rules size the AI label, and the id
+beside or under it in smaller capitals keeps the plate no wider than the legal text needs."""
 MIN_CAP_PX = 8
 """Preferred smallest cap height; on small images it shrinks (never below 5 %) so the label fits."""
 MIN_LEGIBLE_CAP_PX = 6
@@ -132,6 +135,7 @@ class _Layout:
     plate_w: int
     plate_h: int
     cap: int = 0
+    id_cap: int = 0
 
 
 def _layout(
@@ -139,9 +143,10 @@ def _layout(
 ) -> _Layout:
     """Fonts, spacing and plate size for a label with capital letters ``cap`` pixels tall."""
     text_font = _font_for_cap(CJK_FONT if language in CJK_LANGUAGES else LATIN_FONT, cap)
-    id_font = _font_for_cap(LATIN_FONT, cap)
+    id_cap = max(MIN_LEGIBLE_CAP_PX, round(ID_SCALE * cap))
+    id_font = _font_for_cap(LATIN_FONT, id_cap)
     pad = max(2, round(0.45 * cap))
-    gap = max(2, round(0.5 * cap))
+    gap = max(2, round(0.4 * cap))
     outline = max(1, round(cap / 14))
     margin = max(2, round(0.4 * cap))
     text_box = text_font.getbbox(text)
@@ -155,7 +160,7 @@ def _layout(
     else:
         lines = (text, short_id)
         plate_w = max(text_box[2] - text_box[0], id_box[2] - id_box[0]) + 2 * pad
-        plate_h = 2 * line_height + gap + 2 * pad
+        plate_h = line_height + gap + id_cap + 2 * pad
     return _Layout(
         text_font=text_font,
         id_font=id_font,
@@ -170,6 +175,7 @@ def _layout(
         plate_w=plate_w + 2 * outline,
         plate_h=plate_h + 2 * outline,
         cap=cap,
+        id_cap=id_cap,
     )
 
 
@@ -267,10 +273,11 @@ def apply_label(
     x = box.left + outline + pad
     baseline_top = box.top + outline + pad
     if len(lines) == 1:
-        # Align the capital letters' tops to the padding; both fonts share the cap height.
+        # Capital tops of the text at the padding; the smaller id shares the text's baseline.
         draw.text((x - text_box[0], baseline_top - text_box[1]), text, font=text_font, fill=TEXT_RGB)
         x_id = x + (text_box[2] - text_box[0]) + gap
-        draw.text((x_id - id_box[0], baseline_top - id_box[1]), short_id, font=id_font, fill=TEXT_RGB)
+        id_top = baseline_top + layout.cap - layout.id_cap
+        draw.text((x_id - id_box[0], id_top - id_box[1]), short_id, font=id_font, fill=TEXT_RGB)
     else:
         draw.text((x - text_box[0], baseline_top - text_box[1]), text, font=text_font, fill=TEXT_RGB)
         second_top = baseline_top + line_height + gap
