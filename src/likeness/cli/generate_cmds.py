@@ -127,6 +127,13 @@ def generate(
 @click.option(
     "--strength", type=float, default=1.0, show_default=True, help="how much of the face is re-made (0-1]"
 )
+@click.option(
+    "--work-size",
+    type=int,
+    default=512,
+    show_default=True,
+    help="side of the square each face is inpainted at (the model's working size)",
+)
 @home_option
 @json_option
 @click.pass_context
@@ -146,6 +153,7 @@ def edit(
     target: Path,
     face_index: int | None,
     strength: float,
+    work_size: int,
     home: Path | None,
     as_json: bool,
 ) -> None:
@@ -168,6 +176,7 @@ def edit(
         guidance=guidance,
         seed=seed,
         strength=strength,
+        work_size=work_size,
         record_prompt=record_prompt,
         backend=backend,
     )

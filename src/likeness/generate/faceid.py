@@ -61,6 +61,13 @@ def identity_reference(registry: Registry, identity: Identity) -> IdentityRefere
     )
 
 
+def faceid_table_use() -> ModelUse:
+    """FaceID as the model table describes it (licence, commercial use), before its file is located."""
+    entry = generation_model(FACEID_MODEL)
+    assert entry is not None
+    return ModelUse(entry.name, FACEID_FILE, None, entry.licence, entry.commercial_use, "not yet located")
+
+
 def locate_faceid_weights(home: Home, given: Path | None) -> tuple[Path, ModelUse]:
     """The FaceID weight file (``--ip-adapter``, else the data home, else the HF cache) and its use."""
     entry = generation_model(FACEID_MODEL)

@@ -39,3 +39,21 @@ def overlaps(mask: np.ndarray, face: Face, *, at_least: float = 0.2) -> bool:
     left, top, right, bottom = (int(v) for v in face.box)
     region = mask[max(0, top) : max(0, bottom), max(0, left) : max(0, right)]
     return region.size > 0 and float((region > 127).mean()) >= at_least
+
+
+REGION_SCALE = 2.2
+
+
+def edit_region(shape: tuple[int, ...], face: Face, *, scale: float = REGION_SCALE) -> tuple[slice, slice]:
+    """A square around ``face`` (``scale`` × its larger side), moved inside the image: what is inpainted.
+
+    The model works on this crop at its own size (e.g. 512²), never on the whole photo, and the result
+    is pasted back through the mask; the photo's size does not change the model's cost.
+    """
+    height, width = int(shape[0]), int(shape[1])
+    left, top, right, bottom = face.box
+    side = min(height, width, max(16, round(max(right - left, bottom - top) * scale)))
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    x0 = int(min(max(0, round(cx - side / 2)), width - side))
+    y0 = int(min(max(0, round(cy - side / 2)), height - side))
+    return slice(y0, y0 + side), slice(x0, x0 + side)

@@ -18,8 +18,9 @@ Three modes:
   covering consent stops the job (exit 3, nothing written); faces that match nobody are recorded as
   synthetic, and the ledger says the check ran, with which model and threshold.
 * **face edit** (:class:`EditRequest`): the chosen faces of a photo are gated as in a swap (role
-  ``target``), re-made by an inpainting model inside a mask drawn from their landmarks, pasted back
-  (pixels outside the mask are the photo's own), and the re-made faces are checked as in step 7.
+  ``target``), each re-made by an inpainting model in a square around it at the model's working size
+  (``work_size``, not the photo's size) inside a mask drawn from its landmarks, pasted back (pixels
+  outside the masks are the photo's own), and the re-made faces are checked as in step 7.
 
 The gate runs before the (slow) model load wherever it can; nothing is written unless every step
 passed, and the consents are re-checked in the transaction that records the output.
@@ -30,7 +31,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,12 +42,17 @@ from likeness.consent.registry import Registry
 from likeness.disclosure.seal import SealJob, check_label_options, seal_frames
 from likeness.disclosure.still_sink import StillSink, output_format
 from likeness.disclosure.types import Ingredient, ResultKind, SealedOutput
-from likeness.errors import UsageError
+from likeness.errors import DisclosureError, UsageError
 from likeness.faces.backends import load_analyzer
 from likeness.faces.types import Analyzer, Face
-from likeness.generate.faceid import IdentityReference, identity_reference, locate_faceid_weights
-from likeness.generate.mask import face_mask, overlaps
-from likeness.generate.pipeline import GenerationSettings, Generator, Task, load_generator
+from likeness.generate.faceid import (
+    IdentityReference,
+    faceid_table_use,
+    identity_reference,
+    locate_faceid_weights,
+)
+from likeness.generate.mask import edit_region, face_mask, overlaps
+from likeness.generate.pipeline import GenerationSettings, Generator, StageSeconds, Task, load_generator
 from likeness.generate.prompt_names import people_named
 from likeness.generation_models import locate_model, model_licence
 from likeness.home import Home
@@ -80,6 +85,8 @@ def _settings(request: GenerationRequest) -> GenerationSettings:
             guidance=request.guidance,
             seed=request.seed,
             strength=request.strength,
+            width=request.work_size,
+            height=request.work_size,
         )
     width, height = request.size
     return GenerationSettings(
@@ -104,7 +111,23 @@ def check_options(request: GenerationRequest, home: Home) -> _Plan:
         if request.max_pixels <= 0:
             raise UsageError(f"--max-pixels must be a positive number of pixels, not {request.max_pixels}")
         return _Plan(kind="edit", task="inpainting", settings=settings)
+    _check_label_fits(settings, request)
     return _Plan(kind="generated", task="text-to-image", settings=settings)
+
+
+def _check_label_fits(settings: GenerationSettings, request: GenerateRequest) -> None:
+    """Refuse a size too small for the visible label before generating (not after)."""
+    from likeness.disclosure.label import apply_label
+    from likeness.disclosure.output_id import new_output_id
+
+    blank = np.zeros((settings.height, settings.width, 3), dtype=np.uint8)
+    try:
+        apply_label(blank, new_output_id(), corner=request.label_corner, language=request.label_language)
+    except DisclosureError as exc:
+        raise UsageError(
+            f"--size {settings.width}x{settings.height} is too small to carry the visible label with its id",
+            hint="generate at least 192x192 (the label is part of every output)",
+        ) from exc
 
 
 def _reference_face(registry: Registry, identity_id: str, space: str) -> Face | None:
@@ -179,10 +202,31 @@ def _licence_uses(
     return [*analyzer.model_files(), *model_uses]
 
 
-def _fit_to_8(picture: Picture) -> np.ndarray:
-    """The photo cropped to multiples of 8 on each side (diffusion models need them); at most 7 px go."""
-    height, width = picture.pixels.shape[:2]
-    return np.ascontiguousarray(picture.pixels[: height - height % 8, : width - width % 8])
+def _inpaint_faces(
+    engine: Generator,
+    settings: GenerationSettings,
+    pixels: np.ndarray,
+    masks: list[np.ndarray],
+    regions: list[tuple[slice, slice]],
+) -> tuple[np.ndarray, StageSeconds]:
+    """Each face re-made in its own square region at the model's working size, pasted back through its
+    mask; pixels outside every mask are the photo's own."""
+    import cv2
+
+    out = pixels.copy()
+    spent = StageSeconds(0.0, 0.0, 0.0)
+    size = (settings.width, settings.height)
+    for mask, (rows, cols) in zip(masks, regions, strict=True):
+        crop, crop_mask = out[rows, cols], mask[rows, cols]
+        work = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+        work_mask = cv2.resize(crop_mask, size, interpolation=cv2.INTER_NEAREST)
+        made, stages = engine.run(settings, image=work, mask=work_mask)
+        back = cv2.resize(made, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LANCZOS4)
+        out[rows, cols] = _paste_back(crop, back, crop_mask)
+        spent = StageSeconds(
+            spent.encode + stages.encode, spent.denoise + stages.denoise, spent.decode + stages.decode
+        )
+    return out, spent
 
 
 def run_generation(
@@ -209,11 +253,9 @@ def run_generation(
     # 2. The face engine and every model's licence (the generation model is located, not yet loaded).
     with timer.stage("load face engine"):
         face_engine = analyzer if analyzer is not None else load_analyzer(request.backend, home)
-    faceid_weights: tuple[Path, ModelUse] | None = None
-    if identity_given:
-        assert isinstance(request, GenerateRequest)
-        faceid_weights = locate_faceid_weights(home, request.ip_adapter)
-    faceid_use = faceid_weights[1] if faceid_weights is not None else None
+    # FaceID's licence is known from the table; its file is located after the gate (a refusal never
+    # waits on a model to be installed).
+    faceid_use = faceid_table_use() if identity_given else None
     check_model_licences(
         request.purpose, _licence_uses(request, home, face_engine, faceid_use, generator), home
     )
@@ -229,10 +271,12 @@ def run_generation(
         if isinstance(request, EditRequest):
             with timer.stage("decode"):
                 picture = load_image(request.target, max_pixels=request.max_pixels)
-                pixels_in = _fit_to_8(picture)
+                pixels_in = picture.pixels
 
         # 4. Analyze: the faces to edit; the identity and the people the prompt names.
         mask: np.ndarray | None = None
+        face_masks: list[np.ndarray] = []
+        regions: list[tuple[slice, slice]] = []
         if isinstance(request, EditRequest):
             assert picture is not None and pixels_in is not None
             with timer.stage("detect+embed"):
@@ -240,7 +284,9 @@ def run_generation(
                 targets = chosen_targets(faces, picture, request.face_index)
             mask = np.zeros(pixels_in.shape[:2], dtype=np.uint8)
             for index, face in targets:
-                mask = np.maximum(mask, face_mask(pixels_in.shape, face))
+                face_masks.append(face_mask(pixels_in.shape, face))
+                regions.append(edit_region(pixels_in.shape, face))
+                mask = np.maximum(mask, face_masks[-1])
                 involved.append(
                     Involvement(
                         face=face, role="target", label=f"edited face #{index} in {picture.path.name}"
@@ -285,23 +331,21 @@ def run_generation(
             engine = (
                 generator if generator is not None else load_generator(home, request.model, task=plan.task)
             )
-            if faceid_weights is not None and engine.faceid is None:
-                engine.attach_faceid(*faceid_weights)
+            if identity_given and engine.faceid is None:
+                assert isinstance(request, GenerateRequest)
+                engine.attach_faceid(*locate_faceid_weights(home, request.ip_adapter))
         licences = check_model_licences(
             request.purpose, [*face_engine.model_files(), *engine.model_files()], home
         )
         token.check("before generating")
-        made, stages = engine.run(
-            plan.settings,
-            face_embedding=None if reference is None else reference.embedding,
-            image=pixels_in,
-            mask=mask,
-        )
+        if pixels_in is not None:
+            made, stages = _inpaint_faces(engine, plan.settings, pixels_in, face_masks, regions)
+        else:
+            embedding = None if reference is None else reference.embedding
+            made, stages = engine.run(plan.settings, face_embedding=embedding)
         timer.add("prompt encoding", stages.encode)
         timer.add("denoising", stages.denoise)
         timer.add("decoding", stages.decode)
-        if pixels_in is not None and mask is not None:
-            made = _paste_back(pixels_in, made, mask)
         token.check("after generating")
 
         # 7. Gate the output: every face the model made, against the whole registry.

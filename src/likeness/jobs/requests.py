@@ -207,6 +207,8 @@ class EditRequest:
     guidance: float = 7.0
     seed: int | None = None
     strength: float = 1.0
+    work_size: int = 512
+    """Side of the square each face region is inpainted at (the model's working size)."""
     record_prompt: bool = False
     backend: str = "dlib"
     operator: str = field(default_factory=default_operator)
