@@ -32,6 +32,7 @@ from pathlib import Path
 from likeness import model_store
 from likeness.errors import ModelMissing, UsageError
 from likeness.fsutil import sha256_file
+from likeness.generation_models import GENERATION_MODELS, GenerationModel, hf_cache_snapshot, table_folder
 from likeness.home import Home
 from likeness.model_store import INVALID, MISMATCH, MISSING, VERIFIED, FileStatus, ModelFileSpec, ModelStore
 
@@ -293,6 +294,7 @@ class CatalogueEntry:
     """Where it comes from: a URL, or what to do where upstream publishes no download."""
     dlib: ModelFile | None = field(default=None, repr=False, compare=False)
     onnx: ModelFileSpec | None = field(default=None, repr=False, compare=False)
+    generation: GenerationModel | None = field(default=None, repr=False, compare=False)
 
 
 def _from_dlib(entry: ModelFile) -> CatalogueEntry:
@@ -323,10 +325,26 @@ def _from_spec(pack: model_store.ModelPackage, spec: ModelFileSpec) -> Catalogue
     )
 
 
+def _from_generation(entry: GenerationModel) -> CatalogueEntry:
+    return CatalogueEntry(
+        name=entry.name,
+        package=entry.name,
+        backend="diffusers",
+        role=entry.role,
+        filename=entry.repo_id,
+        licence=entry.licence,
+        commercial_use=entry.commercial_use,
+        source=entry.source,
+        generation=entry,
+    )
+
+
 def catalogue() -> list[CatalogueEntry]:
-    """Every model file the toolkit knows: the dlib files, then the ONNX packages' files."""
+    """Every model the toolkit knows: the dlib files, the ONNX packages' files, the generation models
+    (:mod:`likeness.generation_models`)."""
     rows = [_from_dlib(entry) for entry in MODELS]
     rows += [_from_spec(pack, spec) for pack in model_store.PACKAGES for spec in pack.files]
+    rows += [_from_generation(entry) for entry in GENERATION_MODELS]
     return rows
 
 
@@ -439,12 +457,33 @@ def _onnx_row(entry: CatalogueEntry, status: FileStatus, store: ModelStore) -> M
     )
 
 
+def _generation_row(entry: CatalogueEntry, home: Home) -> ModelRow:
+    """A generation model folder: present in the data home or the Hugging Face cache (not hashed here:
+    the folder is hashed when a job loads it)."""
+    generation = entry.generation
+    assert generation is not None
+    folder = table_folder(home, generation)
+    how = (
+        f"download {generation.repo_id} on a connected machine and copy the folder to {folder} "
+        "(or into the Hugging Face cache); likeness never downloads models"
+    )
+    if folder.is_dir():
+        return ModelRow(entry, folder, "present", None, None, "folder in the data home", how)
+    snapshot = hf_cache_snapshot(generation.repo_id)
+    if snapshot is not None:
+        return ModelRow(entry, snapshot, "present", None, None, "in the Hugging Face cache", how)
+    detail = "not in the data home nor the Hugging Face cache"
+    return ModelRow(entry, folder, MISSING, None, None, detail, how)
+
+
 def _rows(home: Home, names: Iterable[str] | None, *, record: bool, rerecord: bool) -> list[ModelRow]:
     store = ModelStore(home.models_dir)
     rows = []
     for entry in select(names):
         if entry.dlib is not None:
             rows.append(_dlib_row(entry, home))
+        elif entry.generation is not None:
+            rows.append(_generation_row(entry, home))
         else:
             assert entry.onnx is not None
             status = store.check(entry.onnx, record=record, rerecord=rerecord)
@@ -486,6 +525,15 @@ def fetch(
     package: nothing is downloaded; they are reported, or :class:`ModelMissing` says how to install them.
     """
     entries = select([name])
+    generation = [entry for entry in entries if entry.generation is not None]
+    if generation:
+        row = _generation_row(generation[0], home)
+        if not row.present:
+            raise ModelMissing(
+                f"generation model {row.entry.name} is not here; likeness does not download models",
+                hint=row.how_to_get,
+            )
+        return [row]
     if any(entry.dlib is not None for entry in entries):
         rows = [_dlib_row(entry, home) for entry in entries if entry.dlib is not None]
         bad = [row for row in rows if not row.usable]

@@ -12,7 +12,15 @@ from pathlib import Path
 import click
 
 from likeness import __version__
-from likeness.cli import audit_cmds, calibrate_cmd, demo_cmd, job_cmds, models_cmds, registry_cmds
+from likeness.cli import (
+    audit_cmds,
+    calibrate_cmd,
+    demo_cmd,
+    generate_cmds,
+    job_cmds,
+    models_cmds,
+    registry_cmds,
+)
 from likeness.webapp import cli as webapp_cli
 
 
@@ -38,6 +46,8 @@ main.add_command(registry_cmds.consent)
 main.add_command(job_cmds.faces)
 main.add_command(job_cmds.swap)
 main.add_command(job_cmds.verify)
+main.add_command(generate_cmds.generate)
+main.add_command(generate_cmds.edit)
 main.add_command(audit_cmds.audit)
 main.add_command(registry_cmds.keys)
 main.add_command(calibrate_cmd.calibrate)

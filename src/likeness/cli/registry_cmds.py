@@ -210,7 +210,8 @@ def consent() -> None:
     "roles",
     multiple=True,
     required=True,
-    help="source: their likeness may be put on others; target: their face may be replaced (repeat for both)",
+    help="source: their likeness may be put on others; target: their face may be replaced; "
+    "generate: new images of them may be generated (repeat for several; each is granted separately)",
 )
 @click.option("--media", "media", multiple=True, help="media kinds covered: image, video (default: image)")
 @click.option("--until", "until", required=True, help="last day the consent is valid (YYYY-MM-DD)")

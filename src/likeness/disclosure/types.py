@@ -11,7 +11,8 @@ from typing import Literal
 
 import numpy as np
 
-ResultKind = Literal["swap", "generated"]
+ResultKind = Literal["swap", "generated", "edit"]
+"""swap: faces replaced; generated: made by a model; edit: a photo's face(s) re-made by a model."""
 
 
 @dataclass(frozen=True)

@@ -159,3 +159,90 @@ class SwapOutcome:
 
 VideoSwapOutcome = SwapOutcome
 """Footage outcomes are :class:`SwapOutcome` with ``tracks`` and ``video`` set."""
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """Make a new image with a local diffusers model (see :mod:`likeness.jobs.generation`).
+
+    ``identity`` (a name or id): condition on that enrolled person's face with IP-Adapter FaceID; they
+    must hold an in-force consent with role ``generate``. Without it the people in the image are
+    synthetic, and the output gate checks that none of them is an enrolled person without consent.
+    """
+
+    model: str
+    """A local diffusers folder, a table name (``likeness models list``) or a cached repo id."""
+    prompt: str
+    purpose: str
+    out: Path
+    identity: str | None = None
+    negative: str | None = None
+    steps: int = 30
+    guidance: float = 7.0
+    seed: int | None = None
+    size: tuple[int, int] = (512, 512)
+    """(width, height)."""
+    ip_adapter: Path | None = None
+    """The IP-Adapter FaceID weight file (default: the data home, then the Hugging Face cache)."""
+    record_prompt: bool = False
+    """Put the prompt text itself in the manifest (its sha256 is always there)."""
+    backend: str = "dlib"
+    """The face backend that gates (identity, named people, the faces in the output)."""
+    operator: str = field(default_factory=default_operator)
+    label_corner: str = "bottom-right"
+    label_language: str = "en"
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """Re-make face(s) of a photo with an inpainting model; each edited face is gated as in a swap
+    (role ``target``) and the faces the model made are checked like a generated output."""
+
+    model: str
+    target: Path
+    prompt: str
+    purpose: str
+    out: Path
+    face_index: int | None = None
+    """Which face to edit, counted from 0 left to right; ``None`` edits every face."""
+    negative: str | None = None
+    steps: int = 30
+    guidance: float = 7.0
+    seed: int | None = None
+    strength: float = 1.0
+    work_size: int = 512
+    """Side of the square each face region is inpainted at (the model's working size)."""
+    record_prompt: bool = False
+    backend: str = "dlib"
+    operator: str = field(default_factory=default_operator)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    label_corner: str = "bottom-right"
+    label_language: str = "en"
+
+
+@dataclass(frozen=True)
+class GenerateOutcome:
+    """What a generation or edit job wrote, and every face in it with what the gate made of it."""
+
+    output: Path
+    output_id: str
+    sha256: str
+    kind: str
+    consents: list[str]
+    decision: GateDecision
+    faces: list[dict[str, Any]]
+    timings: dict[str, float]
+    diffusers_watermark: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "output": str(self.output),
+            "output_id": self.output_id,
+            "sha256": self.sha256,
+            "kind": self.kind,
+            "consents": list(self.consents),
+            "faces": [dict(face) for face in self.faces],
+            "matches": [m.to_dict() for m in self.decision.matches],
+            "diffusers_watermark": self.diffusers_watermark,
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+        }

@@ -38,7 +38,15 @@ from likeness.faces.types import Face
 from likeness.fsutil import sha256_file
 from likeness.home import Home
 from likeness.jobs.engines import Engines, engines_for
-from likeness.jobs.requests import FACES_MODES, SwapOutcome, SwapRequest, VideoSwapRequest
+from likeness.jobs.requests import (
+    FACES_MODES,
+    EditRequest,
+    GenerateOutcome,
+    GenerateRequest,
+    SwapOutcome,
+    SwapRequest,
+    VideoSwapRequest,
+)
 from likeness.jobs.selection import SwapTransform, chosen_targets, one_face
 from likeness.jobs.tracks import FootageFrames, resume_key
 from likeness.licences import check_model_licences, manifest_entries
@@ -96,20 +104,28 @@ def check_options(request: SwapRequest, home: Home) -> EncodeSettings | None:
 
 
 def run_job(
-    request: SwapRequest,
+    request: SwapRequest | GenerateRequest | EditRequest,
     *,
     home: Home,
     progress: Progress = no_progress,
     cancel: CancelToken | Any = None,
     engines: Engines | None = None,
-) -> SwapOutcome:
+) -> SwapOutcome | GenerateOutcome:
     """Run one gated, disclosed job; see the module docstring.
+
+    Generation and face edits (:class:`GenerateRequest`, :class:`EditRequest`) walk the same steps in
+    :func:`likeness.jobs.generation.run_generation`: their gate also runs on the output.
 
     ``cancel``: a :class:`CancelToken` or ``threading.Event``; once set, the job stops at the next
     step or frame with :class:`~likeness.errors.Cancelled` (exit 130) and writes nothing under the
     output name (footage keeps its finished segments, so the same request resumes).
     ``engines``: already-loaded models to reuse (used when their backend is ``request.backend``).
     """
+    if isinstance(request, (GenerateRequest, EditRequest)):
+        from likeness.jobs.generation import run_generation
+
+        analyzer = engines.analyzer if engines is not None and engines.backend == request.backend else None
+        return run_generation(request, home=home, progress=progress, cancel=cancel, analyzer=analyzer)
     timer = StageTimer()
     token = CancelToken.of(cancel)
 
