@@ -208,6 +208,41 @@ def test_a_generated_face_that_matches_no_one_is_recorded_as_synthetic(
     assert check["faces"] == 1 and check["synthetic"] == 1 and check["identities_compared"] == 4
 
 
+def test_likeness_marks_on_top_of_the_sdxl_watermark_and_keeps_it(
+    models: SimpleNamespace, cast: SimpleNamespace, dlib, faces_dir: Path, tmp_path: Path
+) -> None:
+    """SDXL pipelines add invisible-watermark's dwtDct mark (48 fixed bits) when that package is
+    installed. likeness keeps it (it is what others look for) and its own mark reads on top of it."""
+    from diffusers.pipelines.stable_diffusion_xl.watermark import WATERMARK_BITS
+    from imwatermark import WatermarkDecoder, WatermarkEncoder
+
+    encoder = WatermarkEncoder()
+    encoder.set_watermark("bits", WATERMARK_BITS)
+    import cv2
+
+    photo = cv2.resize(
+        load_image(faces_dir / "John_Savage" / "1.jpg").pixels, (384, 384), interpolation=cv2.INTER_CUBIC
+    )
+    marked = encoder.encode(np.ascontiguousarray(photo[..., ::-1]), "dwtDct")[..., ::-1]  # as diffusers does
+    decoder = WatermarkDecoder("bits", len(WATERMARK_BITS))
+
+    def sdxl_bits(pixels: np.ndarray) -> float:
+        found = decoder.decode(np.ascontiguousarray(pixels[..., ::-1]), "dwtDct")
+        return float(np.mean(np.asarray(found) == np.asarray(WATERMARK_BITS)))
+
+    assert sdxl_bits(marked) >= 0.9  # the stand-in's output carries the SDXL mark
+    generator = load_generator(cast.home, str(models.sd))
+    generator.pipe = PhotoPipe(np.clip(marked, 0, 255).astype(np.uint8))
+    generator.diffusers_watermark = True
+    out = tmp_path / "sdxl.png"
+    outcome = run_generation(generate(models, out), home=cast.home, analyzer=dlib, generator=generator)
+    assert outcome.diffusers_watermark is True
+    report = verify_file(out, home=cast.home)
+    assert report.disclosure.watermark.output_id == outcome.output_id  # likeness's mark reads on top
+    kept = sdxl_bits(load_image(out).pixels)
+    assert kept >= 0.85, f"only {kept:.0%} of the SDXL mark's bits survived likeness's disclosure"
+
+
 def test_a_generated_face_of_a_person_who_consented_to_generation_passes(
     models: SimpleNamespace, cast: SimpleNamespace, dlib, faces_dir: Path, tmp_path: Path
 ) -> None:
