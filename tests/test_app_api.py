@@ -965,3 +965,31 @@ def test_the_start_line_gives_the_local_address_and_no_share_hint(tmp_path, monk
         assert gradio_line not in out + err
     wide = start_line("http://localhost:7860/", "0.0.0.0", auth_required=True)
     assert "reachable from other machines" in wide and "sign-in required" in wide
+
+
+def test_generate_through_the_api_is_disclosed_and_a_likeness_without_consent_is_refused(
+    studio_app, operator, tmp_path_factory
+) -> None:
+    """The Generate tab's endpoint: a tiny random-weight pipeline built here (nothing downloaded)."""
+    pytest.importorskip("diffusers")
+    from gradio_client import handle_file
+
+    from tiny_diffusers import build_sd_pipeline
+
+    _, home, ids = studio_app
+    model = build_sd_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd", licence="creativeml-openrail-m")
+    banner, image, result = operator.predict(
+        str(model), "a lighthouse at dusk", "education", "", "", 2, 1, "192x192", api_name="/generate"
+    )
+    assert result["status"] == "done", result
+    assert "Generated and disclosed" in banner and result["output_id"] in banner
+    _, report = operator.predict(handle_file(image), api_name="/verify")
+    assert report["status"] == "synthetic" and report["watermark"]["output_id"] == result["output_id"]
+    assert report["c2pa"]["digital_source_type"].endswith("/trainedAlgorithmicMedia")
+
+    darwin = ids["darwin"][0]  # consented to swaps, not to new images of him
+    banner, image, result = operator.predict(
+        str(model), "a portrait", "education", darwin, "", 2, 1, "192x192", api_name="/generate"
+    )
+    assert result["status"] == "refused" and result["exit_code"] == 3, result
+    assert image is None and "generate" in result["reason"]

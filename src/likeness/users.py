@@ -45,6 +45,7 @@ _SCRYPT_MAXMEM = 128 * 1024 * 1024
 PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
     {
         "swap": frozenset({"admin", "operator"}),
+        "generate": frozenset({"admin", "operator"}),
         "verify": frozenset({"admin", "operator"}),
         "view": frozenset({"admin", "operator"}),
         "audit": frozenset({"admin", "operator"}),
@@ -61,6 +62,7 @@ PERMISSIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
 ACTION_WORDS: MappingProxyType[str, str] = MappingProxyType(
     {
         "swap": "run swaps",
+        "generate": "generate images",
         "verify": "verify files",
         "view": "see the registry",
         "audit": "read the audit ledger",

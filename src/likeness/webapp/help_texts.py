@@ -34,6 +34,15 @@ HELP = {
         "Erasure deletes the person's reference faces and embeddings and revokes all their consents. The "
         "identity remains as a tombstone and the ledger keeps its entries (no images). It cannot be undone."
     ),
+    "generate": (
+        "**Generate** a new image with a local diffusers model (a folder on this server, or a name "
+        "from `likeness models list`; nothing is ever downloaded). With *Nobody*, the people in it "
+        "are synthetic: every face in the output is checked against the registry, and an enrolled "
+        "person without a consent to new images of them stops the job. A person's likeness needs "
+        "their consent with the role *generate* (a swap consent is not enough), an ArcFace "
+        "reference and the IP-Adapter FaceID weights. Every output is labelled, watermarked, "
+        "signed and recorded."
+    ),
     "verify": (
         "Drop any image or video to see whether it is a disclosed likeness output: its C2PA content "
         "credentials (and whether they still hold), its invisible watermark, the visible label and this "

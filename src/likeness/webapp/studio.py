@@ -143,6 +143,21 @@ class SwapJob:
 
 
 @dataclass(frozen=True)
+class GenerateJob:
+    """One generation as asked for in the app (see ``likeness generate``)."""
+
+    model: str
+    prompt: str
+    purpose: str
+    identity: str | None = None
+    negative: str | None = None
+    steps: int = 30
+    guidance: float = 7.0
+    seed: int | None = None
+    size: tuple[int, int] = (512, 512)
+
+
+@dataclass(frozen=True)
 class SwapResult:
     outcome: SwapOutcome
     target: Path
@@ -403,11 +418,58 @@ class Studio:
         with Registry.open(self.home) as registry:
             return registry.list_identities()
 
+    def generate(
+        self,
+        user: AppUser | None,
+        session: str | None,
+        job: GenerateJob,
+        *,
+        progress: StageReport,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Any:
+        """Generate one image on the one road (``likeness generate``), gated and disclosed, into this
+        session's outputs folder. The model is a local diffusers folder or a table name; nothing is
+        ever downloaded."""
+        user = require(user, "generate")
+        if not job.model.strip():
+            raise UsageError("give the model: a local diffusers folder or a name from `likeness models list`")
+        if not job.prompt.strip():
+            raise UsageError("write a prompt")
+        if not job.purpose:
+            raise UsageError("choose the purpose of this output", hint="it must be covered by every consent")
+        self.policy().require_known("purposes", [job.purpose])
+        from likeness.jobs.requests import GenerateRequest
+        from likeness.jobs.road import run_job
+
+        out = self.session_dir(user, session) / f"likeness-{_stamp()}-{secrets.token_hex(3)}.png"
+
+        def report(stage: str, fraction: float) -> None:
+            if fraction < 1.0 and cancelled():
+                raise Cancelled("the generation was cancelled; nothing was written or recorded")
+            progress(stage, fraction)
+
+        request = GenerateRequest(
+            model=job.model.strip(),
+            prompt=job.prompt,
+            purpose=job.purpose,
+            out=out,
+            identity=job.identity or None,
+            negative=job.negative or None,
+            steps=job.steps,
+            guidance=job.guidance,
+            seed=job.seed,
+            size=job.size,
+            backend=self.backend,
+            operator=user.name,
+        )
+        return run_job(request, home=self.home, progress=report)
+
     def source_candidates(
-        self, user: AppUser | None, purpose: str | None, media_kind: str = "image"
+        self, user: AppUser | None, purpose: str | None, media_kind: str = "image", role: str = "source"
     ) -> tuple[list[Identity], list[tuple[Identity, str]]]:
-        """Who may be chosen as the likeness source for ``purpose``: people with a consent that could
-        cover it (role source, this media kind, in force), and everyone else with the reason."""
+        """Who may be chosen as the likeness for ``purpose``: people with a consent that could cover
+        it (``role``: ``source`` for a swap, ``generate`` for new images; this media kind; in force),
+        and everyone else with the reason."""
         require(user, "view")
         from likeness.consent.registry import Registry
         from likeness.jobs.who import consent_fit
@@ -423,7 +485,7 @@ class Studio:
                     not_offered.append((person, "choose a purpose first"))
                     continue
                 fits = [
-                    consent_fit(record, purpose=purpose, role="source", media_kind=media_kind, today=today)
+                    consent_fit(record, purpose=purpose, role=role, media_kind=media_kind, today=today)
                     for record in registry.list_consents(person.id)
                 ]
                 if any(fit.covers for fit in fits):

@@ -13,6 +13,7 @@ import gradio as gr
 from likeness.errors import LikenessError
 from likeness.webapp import views
 from likeness.webapp.tabs.audit import AuditTab
+from likeness.webapp.tabs.generate import GenerateTab
 from likeness.webapp.tabs.handling import PRIVATE, TabBase, TabParts, labelled, table
 from likeness.webapp.tabs.people import PEOPLE_HEADERS, PeopleTab
 from likeness.webapp.tabs.swap import SwapTab
@@ -75,6 +76,7 @@ class StudioPage(TabBase):
             whoami_json = gr.JSON(visible=False, label="whoami")
             with gr.Tabs():
                 parts = SwapTab(self.studio, **limits).build(labelled(policy.purposes))
+                parts += GenerateTab(self.studio, **limits).build(labelled(policy.purposes))
                 parts += PeopleTab(self.studio, **limits).build(policy)
                 parts += VerifyTab(self.studio, **limits).build()
                 parts += AuditTab(self.studio, **limits).build()
