@@ -976,7 +976,7 @@ def test_generate_through_the_api_is_disclosed_and_a_likeness_without_consent_is
 
     from tiny_diffusers import build_sd_pipeline
 
-    _, home, ids = studio_app
+    ids = studio_app[2]
     model = build_sd_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd", licence="creativeml-openrail-m")
     banner, image, result = operator.predict(
         str(model), "a lighthouse at dusk", "education", "", "", 2, 1, "192x192", api_name="/generate"
