@@ -179,7 +179,7 @@ def outputs_on_disk(home: Home) -> list[Path]:
 def test_api_lists_every_documented_endpoint(admin) -> None:
     names = set(admin.view_api(print_info=False, return_format="dict")["named_endpoints"])
     expected = {"/whoami", "/faces", "/swap", "/people", "/person", "/check_photos", "/enrol", "/grant"}
-    expected |= {"/revoke", "/erase", "/verify", "/audit_check", "/ledger", "/export_ledger"}
+    expected |= {"/revoke", "/erase", "/verify", "/audit_check", "/ledger", "/export_ledger", "/generate"}
     assert expected <= names
 
 

@@ -48,7 +48,7 @@ def outcome_banner(outcome: Any) -> str:
 class GenerateTab(TabBase):
     """Handlers and layout of the Generate tab."""
 
-    def people(self, purpose: str | None, current: str | None, request: gr.Request):
+    def offered_people(self, purpose: str | None, current: str | None, request: gr.Request):
         """Only people with a consent to new images of them (role ``generate``) for this purpose."""
         try:
             offered, not_offered = self.studio.source_candidates(
@@ -141,7 +141,7 @@ class GenerateTab(TabBase):
             with gr.Accordion("Details (JSON)", open=False):
                 result = gr.JSON(label="generate result", elem_id="generate-json")
         for changed in (purpose.change, identity.focus):
-            changed(self.people, [purpose, identity], [identity, identity_note], **PRIVATE)
+            changed(self.offered_people, [purpose, identity], [identity, identity_note], **PRIVATE)
         run.click(
             self.generate,
             [model, prompt, purpose, identity, negative, steps, seed, size],
