@@ -123,8 +123,8 @@ class LoginThrottle:
             await self.app(scope, receive, send)
             return
         body, messages = await _read_body(receive)
-        fields = parse_qs(body.decode("utf-8", "replace"))
-        name = (fields.get("username") or [""])[0].strip()
+        headers = dict(scope.get("headers") or [])
+        name = _username(headers.get(b"content-type", b""), body)
         client = (scope.get("client") or ("unknown", 0))[0]
         wait = self.throttle.wait_seconds(client, name)
         if wait > 0:
@@ -178,6 +178,23 @@ def _with_script(send: Send) -> Send:
         await send({"type": "http.response.body", "body": page})
 
     return wrapped
+
+
+def _username(content_type: bytes, body: bytes) -> str:
+    """The ``username`` field of a login form, URL-encoded (API clients) or multipart (the page)."""
+    if content_type.lower().startswith(b"multipart/form-data"):
+        import email.parser
+        import email.policy
+
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type + b"\r\n\r\n" + body
+        )
+        for part in message.iter_parts():
+            if part.get_param("name", header="content-disposition") == "username":
+                return str(part.get_content()).strip()
+        return ""
+    fields = parse_qs(body.decode("utf-8", "replace"))
+    return (fields.get("username") or [""])[0].strip()
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, list[Message]]:
