@@ -206,8 +206,19 @@ class ConsentsMixin(IdentitiesMixin):
             records = self._consents(conn, identity_id)
             return list(zip(records, self._attest(conn, records), strict=True))
 
+    def audited_consents(self, identity_id: str) -> list[tuple[ConsentRecord, str | None]]:
+        """Like ``attested_consents`` but for reports: never raises on a tampered ledger, compares
+        with the revoke / erasure entries as stored (``likeness audit verify`` judges the chain)."""
+        with self._read() as conn:
+            records = self._consents(conn, identity_id)
+            problems = integrity.consent_problems(conn, records, self.keys.verify_keys())
+            return list(zip(records, problems, strict=True))
+
     def _attest(self, conn: Connection, records: Sequence[ConsentRecord]) -> list[str | None]:
-        return integrity.consent_problems(conn, records, self.keys.verify_keys())
+        """Per record, why it differs from the signed ledger (None if it does not). Revocations come
+        from the verified ledger (RegistryTampered if a revocation was deleted, edited or cut off)."""
+        trusted, _ = self._trusted_ledger(conn)
+        return integrity.consent_problems(conn, records, self.keys.verify_keys(), revoked=trusted.revoked)
 
     def log_refusal(self, refusal: ConsentRefused, details: Mapping[str, Any], *, operator: str) -> None:
         """Commit a ledger entry for a refusal (the job fails, the record of it stays)."""
