@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,8 +74,11 @@ class TrustedLedger:
     """Seq of the newest entry that added or removed references (galleries built before it are stale)."""
     broken: str | None = None
 
+    by_identity: dict[str, set[str]] = field(default_factory=dict)
+    """Identity id → ids of its bound references (an index into ``references``)."""
+
     def references_of(self, identity_id: str) -> dict[str, BoundReference]:
-        return {rid: ref for rid, ref in self.references.items() if ref.identity_id == identity_id}
+        return {rid: self.references[rid] for rid in self.by_identity.get(identity_id, ())}
 
     # -- applying one verified entry -------------------------------------------------------------
     def apply(self, seq: int, kind: str, payload: Mapping[str, Any]) -> None:
@@ -83,12 +86,14 @@ class TrustedLedger:
         if kind == "binding_upgrade":  # a snapshot of every current identity and reference row
             self.identities = {}
             self.references = {}
+            self.by_identity = {}
         for row_id, digest in (rows.get("identities") or {}).items():
             self.identities[row_id] = Bound(digest, seq)
         owners = payload.get("reference_of") or {}
         for row_id, digest in (rows.get("face_references") or {}).items():
             identity_id, space = owners.get(row_id, [None, None])
             self.references[row_id] = BoundReference(digest, seq, str(identity_id), str(space))
+            self.by_identity.setdefault(str(identity_id), set()).add(row_id)
         if kind in ("enrol", "references_added", "binding_upgrade", "erasure"):
             self.references_changed_at = seq
         if kind == "grant" and payload.get("consent_id"):
@@ -100,8 +105,8 @@ class TrustedLedger:
             self.erased.setdefault(identity_id, seq)
             for consent_id in payload.get("consents_revoked") or []:
                 self.revoked.setdefault(str(consent_id), seq)
-            for row_id in list(self.references_of(identity_id)):
-                del self.references[row_id]
+            for row_id in self.by_identity.pop(identity_id, set()):
+                self.references.pop(row_id, None)
         elif kind == "calibration" and payload.get("id"):
             calibration_id = str(payload["id"])
             self.calibrations[calibration_id] = Bound(calibration_hash(payload), seq)
@@ -153,23 +158,32 @@ def _fail(trusted: TrustedLedger, reason: str) -> RegistryTampered:
 def advance(
     trusted: TrustedLedger,
     conn: Connection,
-    verify_keys: Mapping[str, Ed25519PublicKey],
+    verify_keys: Callable[[], Mapping[str, Ed25519PublicKey]],
     head_file: HeadFile,
+    committed_hash_at: Callable[[int], str | None],
 ) -> Head:
     """Bring ``trusted`` up to the database's newest entry, or raise RegistryTampered (and stay so).
 
-    Returns the head the database's chain ends at (verified).
+    ``committed_hash_at(seq)`` reads an entry's hash in a new transaction: the head file is written
+    just after a commit, so a file ahead of ``conn``'s snapshot is checked against the database as
+    it is now before it counts as truncation.
+
+    Returns the head the database's chain ends at (verified). When nothing was appended since the
+    last call, this is one indexed read and the head file's: the newest entry's signature was
+    verified when it was walked, and the facts taken from it are kept here.
     """
     if trusted.broken is not None:
         raise RegistryTampered(trusted.broken)
+    kept = head_file.read()  # before the database: what it names was committed before this read
     table = ledger.ledger_table
     newest = conn.execute(select(table).order_by(table.c.seq.desc()).limit(1)).first()
     head = Head(0, ledger.GENESIS_HASH) if newest is None else Head(int(newest.seq), str(newest.hash))
-    if newest is not None:
-        problem = ledger.entry_problem(newest, verify_keys)
+    unchanged = head == Head(trusted.seq, trusted.hash)
+    if newest is not None and not unchanged:
+        problem = ledger.entry_problem(newest, verify_keys())
         if problem is not None:
             raise _fail(trusted, f"the newest ledger entry is not authentic: {problem}")
-    _check_head_file(trusted, conn, head, head_file)
+    _check_head_file(trusted, conn, head, kept, head_file, committed_hash_at)
     if head.seq < trusted.seq or (head.seq == trusted.seq and head.hash != trusted.hash):
         raise _fail(
             trusted,
@@ -189,7 +203,7 @@ def advance(
         if not _hash_matches(row):
             raise _fail(trusted, f"{where} was edited: its content does not match its hash")
         if row.kind in ("revoke", "erasure"):
-            problem = ledger.entry_problem(row, verify_keys)
+            problem = ledger.entry_problem(row, verify_keys())
             if problem is not None:
                 raise _fail(trusted, problem)
         if row.kind in _NEEDS_PAYLOAD:
@@ -201,11 +215,21 @@ def advance(
     return head
 
 
-def _check_head_file(trusted: TrustedLedger, conn: Connection, head: Head, head_file: HeadFile) -> None:
-    kept = head_file.read()
+def _check_head_file(
+    trusted: TrustedLedger,
+    conn: Connection,
+    head: Head,
+    kept: Head | None,
+    head_file: HeadFile,
+    committed_hash_at: Callable[[int], str | None],
+) -> None:
     if kept is None or kept.seq == 0:
         return
+    if kept == Head(trusted.seq, trusted.hash) and head.seq >= kept.seq:
+        return  # the entry the file names was walked by this process; ``advance`` checks it is still there
     if kept.seq > head.seq:
+        if committed_hash_at(kept.seq) == kept.hash:
+            return  # committed after this transaction's snapshot began: not a truncation
         raise _fail(
             trusted,
             f"the ledger ends at entry {head.seq}, but the head file {head_file.path} records entry "

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, select
 
+from likeness import ledger
 from likeness.consent import schema
 from likeness.consent.bindings import calibration_hash, identity_hash, reference_hash
 from likeness.consent.gallery_index import GalleryIndex
@@ -42,10 +43,19 @@ class TrustMixin(RegistryCore):
     # -- the verified ledger ---------------------------------------------------------------------
     def _trusted_ledger(self, conn: Connection) -> tuple[TrustedLedger, Head]:
         with self._trust_lock:
-            head = advance(self._trusted, conn, self.keys.verify_keys(), self.head_file)
+            head = advance(
+                self._trusted, conn, self.keys.verify_keys, self.head_file, self._committed_hash_at
+            )
             if head.seq and self.head_file.read() is None:
                 self.head_file.advance(head)  # first use on this machine: trust the verified chain
             return self._trusted, head
+
+    def _committed_hash_at(self, seq: int) -> str | None:
+        """The hash of entry ``seq`` as committed now (a new connection, so a new snapshot)."""
+        table = ledger.ledger_table
+        with self._engine.connect() as conn:
+            found = conn.execute(select(table.c.hash).where(table.c.seq == seq)).scalar()
+        return None if found is None else str(found)
 
     def ledger_head(self) -> Head:
         """The verified head of the ledger now (newest entry authentic, chain walked, head file held)."""
@@ -176,33 +186,34 @@ class TrustMixin(RegistryCore):
         self, conn: Connection, trusted: TrustedLedger, embedding_space: str, identity_ids: Sequence[str]
     ) -> None:
         refs, ids = schema.face_references, schema.identities
+        rows = {row.id: row for row in conn.execute(select(ids).where(ids.c.id.in_(identity_ids)))}
+        bound = {
+            rid: ref
+            for identity_id in identity_ids
+            for rid, ref in trusted.references_of(identity_id).items()
+            if ref.embedding_space == embedding_space
+        }
+        stored = conn.execute(
+            select(refs).where(
+                refs.c.identity_id.in_(identity_ids) | refs.c.id.in_(list(bound)),
+                refs.c.embedding_space == embedding_space,
+            )
+        ).all()
         for identity_id in identity_ids:
-            row = conn.execute(select(ids).where(ids.c.id == identity_id)).first()
+            row = rows.get(identity_id)
             if row is None:
                 raise RegistryTampered(f"identities row {identity_id} is missing from the database")
             _check_identity(trusted, row.id, row.name, row.erased_at)
-            bound = {
-                rid: ref
-                for rid, ref in trusted.references_of(identity_id).items()
-                if ref.embedding_space == embedding_space
-            }
-            stored = conn.execute(
-                select(refs).where(
-                    (refs.c.identity_id == identity_id) | refs.c.id.in_(list(bound)),
-                    refs.c.embedding_space == embedding_space,
-                )
-            ).all()
-            cipher = self.keys.cipher()
-            for ref in stored:
-                _check_reference(trusted, ref, cipher.decrypt(ref.embedding))
-            missing = set(bound) - {ref.id for ref in stored}
-            if missing:
-                first = sorted(missing)[0]
-                raise RegistryTampered(
-                    f"face_references row {first} of identity {identity_id} (ledger entry "
-                    f"{bound[first].seq}) is missing from the database"
-                )
-
+        cipher = self.keys.cipher()
+        for ref in stored:
+            _check_reference(trusted, ref, cipher.decrypt(ref.embedding))
+        missing = sorted(set(bound) - {ref.id for ref in stored})
+        if missing:
+            first = bound[missing[0]]
+            raise RegistryTampered(
+                f"face_references row {missing[0]} of identity {first.identity_id} (ledger entry "
+                f"{first.seq}) is missing from the database"
+            )
 
 
 def _check_identity(trusted: TrustedLedger, identity_id: str, name: str, erased_at: Any) -> None:
