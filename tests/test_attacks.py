@@ -294,3 +294,27 @@ def test_truncation_with_the_head_file_rolled_back_is_caught_by_a_witness(
     assert not witnessed["ok"]
     (witness,) = witnessed["witnesses"]
     assert witness["ledger_head"]["seq"] == seq + 1 and "cut off" in witness["problem"]
+
+
+def test_the_signing_key_can_be_kept_encrypted_at_rest(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LIKENESS_KEY_PASSPHRASE: a stolen database plus keys/ folder does not hand over the signing key."""
+    from likeness.consent.keys import InstallationKeys
+    from likeness.errors import RegistryError
+
+    with Registry.open(home) as registry:  # written before the passphrase was set
+        key_id = registry.keys.signer().key_id
+    pem = InstallationKeys(home.keys_dir).signing_key_path
+    assert b"ENCRYPTED" not in pem.read_bytes()
+    monkeypatch.setenv("LIKENESS_KEY_PASSPHRASE", "correct horse")
+    with Registry.open(home) as registry:
+        assert registry.keys.signer().key_id == key_id, "the same key, now encrypted"
+        registry.store_calibration(
+            SPACE, metric="euclidean", threshold=0.5, margin=0.05, same_person_max=0.6, operator="studio"
+        )
+    assert pem.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    monkeypatch.delenv("LIKENESS_KEY_PASSPHRASE")
+    with pytest.raises(RegistryError, match="signing key is encrypted"), Registry.open(home):
+        pass
+    monkeypatch.setenv("LIKENESS_KEY_PASSPHRASE", "wrong")
+    with pytest.raises(RegistryError, match="cannot be opened"), Registry.open(home):
+        pass

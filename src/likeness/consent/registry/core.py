@@ -19,7 +19,7 @@ from likeness.consent import schema
 from likeness.consent.bindings import identity_hash, reference_hash
 from likeness.consent.gallery_index import GalleryIndex
 from likeness.consent.head_file import Head, HeadFile
-from likeness.consent.keys import InstallationKeys
+from likeness.consent.keys import InstallationKeys, passphrase_from_env
 from likeness.consent.policy import Policy
 from likeness.consent.store import describe, make_engine, write_transaction
 from likeness.consent.trust import TrustedLedger
@@ -53,7 +53,10 @@ class RegistryCore:
         engine = make_engine(home.db_url)
         try:
             registry = cls(
-                engine, home=home, policy=policy or Policy.load(home), keys=InstallationKeys(home.keys_dir)
+                engine,
+                home=home,
+                policy=policy or Policy.load(home),
+                keys=InstallationKeys(home.keys_dir, passphrase_from_env()),
             )
             registry._create_schema()
             yield registry

@@ -193,12 +193,14 @@ class TrustMixin(RegistryCore):
             for rid, ref in trusted.references_of(identity_id).items()
             if ref.embedding_space == embedding_space
         }
-        stored = conn.execute(
-            select(refs).where(
-                refs.c.identity_id.in_(identity_ids) | refs.c.id.in_(list(bound)),
-                refs.c.embedding_space == embedding_space,
-            )
-        ).all()
+        columns = (refs.c.id, refs.c.identity_id, refs.c.position, refs.c.embedding_space)
+        wanted = (*columns, refs.c.photo_sha256, refs.c.embedding)
+        found = {  # two indexed lookups (an OR of both would scan the table)
+            row.id: row
+            for where in (refs.c.identity_id.in_(identity_ids), refs.c.id.in_(list(bound)))
+            for row in conn.execute(select(*wanted).where(where))
+        }
+        stored = [row for row in found.values() if row.embedding_space == embedding_space]
         for identity_id in identity_ids:
             row = rows.get(identity_id)
             if row is None:
