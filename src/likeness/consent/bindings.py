@@ -52,6 +52,18 @@ def reference_hash(
     )
 
 
+def reference_row_hash(row: Any, plain_embedding: bytes) -> str:
+    """``reference_hash`` of a ``face_references`` row, given its decrypted embedding."""
+    return reference_hash(
+        ref_id=row.id,
+        identity_id=row.identity_id,
+        position=row.position,
+        embedding_space=row.embedding_space,
+        photo_sha256=row.photo_sha256,
+        embedding=plain_embedding,
+    )
+
+
 def calibration_hash(values: Mapping[str, Any]) -> str:
     """Of a calibrations row or of a calibration entry's payload (the same fields)."""
     return _digest(

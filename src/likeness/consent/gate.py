@@ -152,9 +152,7 @@ def check_consent(
     )
 
 
-def _log_refusal(
-    registry: Registry, refusal: ConsentRefused, details: dict[str, Any], operator: str
-) -> None:
+def _log_refusal(registry: Registry, refusal: ConsentRefused, details: dict[str, Any], operator: str) -> None:
     """Commit the refusal's ledger entry. On a tampered registry this may fail too; the refusal stands."""
     try:
         registry.log_refusal(refusal, details, operator=operator)

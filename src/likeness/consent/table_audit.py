@@ -18,7 +18,7 @@ from sqlalchemy import Connection, select
 
 from likeness import ledger
 from likeness.consent import integrity, schema
-from likeness.consent.bindings import calibration_hash, identity_hash, reference_hash
+from likeness.consent.bindings import calibration_hash, identity_hash, reference_row_hash
 from likeness.consent.head_file import Head, HeadFile
 from likeness.consent.store import consent_from_row
 from likeness.consent.trust import TrustedLedger
@@ -185,14 +185,7 @@ def _references(conn: Connection, cipher: MultiFernet, facts: TrustedLedger, che
         if bound is None:
             check.problems.append(f"row {row.id} (identity {row.identity_id}) has no signed entry")
             continue
-        digest = reference_hash(
-            ref_id=row.id,
-            identity_id=row.identity_id,
-            position=row.position,
-            embedding_space=row.embedding_space,
-            photo_sha256=row.photo_sha256,
-            embedding=cipher.decrypt(row.embedding),
-        )
+        digest = reference_row_hash(row, cipher.decrypt(row.embedding))
         if digest != bound.digest:
             check.problems.append(
                 f"row {row.id} (identity {row.identity_id}) differs from ledger entry {bound.seq} "

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from likeness import ledger
 from likeness.consent import schema
-from likeness.consent.bindings import identity_hash, reference_hash
+from likeness.consent.bindings import identity_hash, reference_row_hash
 from likeness.consent.gallery_index import GalleryIndex
 from likeness.consent.head_file import Head, HeadFile
 from likeness.consent.keys import InstallationKeys, passphrase_from_env
@@ -170,14 +170,7 @@ class RegistryCore:
             rows["identities"][row.id] = identity_hash(row.id, row.name)
         cipher = self.keys.cipher()
         for ref in conn.execute(select(schema.face_references)):
-            rows["face_references"][ref.id] = reference_hash(
-                ref_id=ref.id,
-                identity_id=ref.identity_id,
-                position=ref.position,
-                embedding_space=ref.embedding_space,
-                photo_sha256=ref.photo_sha256,
-                embedding=cipher.decrypt(ref.embedding),
-            )
+            rows["face_references"][ref.id] = reference_row_hash(ref, cipher.decrypt(ref.embedding))
             owners[ref.id] = [ref.identity_id, ref.embedding_space]
         if rows["identities"] or rows["face_references"]:
             self._log(conn, "binding_upgrade", "likeness", {"rows": rows, "reference_of": owners})

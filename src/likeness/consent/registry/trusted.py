@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 
 from likeness import ledger
 from likeness.consent import schema
-from likeness.consent.bindings import calibration_hash, identity_hash, reference_hash
+from likeness.consent.bindings import calibration_hash, identity_hash, reference_row_hash
 from likeness.consent.gallery_index import GalleryIndex
 from likeness.consent.head_file import Head
 from likeness.consent.records import OperatingPoint
@@ -241,14 +241,7 @@ def _check_reference(trusted: TrustedLedger, row: Any, plain_embedding: bytes) -
             f"face_references row {row.id} (identity {row.identity_id}, {row.embedding_space}) has no signed "
             "entry in the ledger"
         )
-    digest = reference_hash(
-        ref_id=row.id,
-        identity_id=row.identity_id,
-        position=row.position,
-        embedding_space=row.embedding_space,
-        photo_sha256=row.photo_sha256,
-        embedding=plain_embedding,
-    )
+    digest = reference_row_hash(row, plain_embedding)
     if digest != bound.digest:
         raise RegistryTampered(
             f"face_references row {row.id} (now identity {row.identity_id}) differs from the reference "
