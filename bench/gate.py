@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import statistics
 import sys
 import tempfile
@@ -72,15 +73,12 @@ def face_of(vector: np.ndarray) -> Face:
     return Face((0, 0, 100, 100), empty, empty, vector.astype(np.float32), 1.0, SPACE)
 
 
-def measure(size: int, decisions: int, workdir: Path) -> dict[str, float]:
-    rng = np.random.default_rng(size)
-    home = Home(workdir / f"home-{size}").ensure()
-    vectors = unit_vectors(rng, size)
+def enrol(home: Home, vectors: np.ndarray, chosen: int) -> tuple[list[str], float]:
+    """Enrol every vector (timed) and grant the ``chosen`` one a research consent."""
     with Registry.open(home) as registry:
         started = time.perf_counter()
         ids = enrol_bulk(registry, vectors)
         enrol_s = time.perf_counter() - started
-        chosen = size // 2
         registry.grant(
             ids[chosen],
             purposes=["research"],
@@ -89,6 +87,20 @@ def measure(size: int, decisions: int, workdir: Path) -> dict[str, float]:
             uses="benchmark of the consent gate's decision time on synthetic identities",
             operator="bench",
         )
+    return ids, enrol_s
+
+
+def measure(size: int, decisions: int, workdir: Path) -> dict[str, float]:
+    rng = np.random.default_rng(size)
+    home = Home(workdir / f"home-{size}")
+    vectors = unit_vectors(rng, size)
+    chosen = size // 2
+    saved = home.root / "bench-ids.json"
+    if saved.is_file():  # a --workdir kept from an earlier run: reuse its registry
+        ids, enrol_s = json.loads(saved.read_text()), float("nan")
+    else:
+        ids, enrol_s = enrol(home.ensure(), vectors, chosen)
+        saved.write_text(json.dumps(ids))
     probe = vectors[chosen] + 0.01 * unit_vectors(rng, 1)[0]
     involved = [Involvement(face=face_of(probe), role="source", label="probe")]
     analyzer = StandInAnalyzer()

@@ -84,11 +84,12 @@ class GalleryIndex:
         # einsum's own loop, not BLAS: a threaded sgemv costs ~6 ms of thread start-up here at any size
         dots = np.einsum("ij,j->i", self.matrix, vector, optimize=False)
         if point.metric == "euclidean":
-            approx = self.squared_norms - 2.0 * dots + float(vector @ vector)
+            approx = self.squared_norms - 2.0 * dots  # + |probe|², the same for every row: ranks alike
         else:
             norms = np.sqrt(np.maximum(self.squared_norms, 1e-24)) * max(float(np.linalg.norm(vector)), 1e-12)
             approx = 1.0 - dots / norms
-        nearest = np.minimum.reduceat(approx, self.starts)
+        single = len(self.starts) == len(approx)  # one reference per identity: nothing to reduce
+        nearest = approx if single else np.minimum.reduceat(approx, self.starts)
         count = min(TOP, len(nearest))
         candidates = np.argpartition(nearest, count - 1)[:count] if count < len(nearest) else range(count)
         ranked = []

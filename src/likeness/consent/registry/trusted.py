@@ -75,9 +75,9 @@ class TrustMixin(RegistryCore):
         wanted = [i for i in dict.fromkeys(identity_ids) if i]
         if not wanted:
             return
-        with self._read() as conn:
-            trusted, _ = self._trusted_ledger(conn)
-            self._check_rows(conn, trusted, embedding_space, wanted)
+        with self._read() as conn, self._trust_lock:
+            # against the facts ``gate_snapshot`` verified for this decision (no second ledger check)
+            self._check_rows(conn, self._trusted, embedding_space, wanted)
 
     # -- the operating point ---------------------------------------------------------------------
     def _signed_operating_point(
