@@ -318,3 +318,32 @@ def test_the_signing_key_can_be_kept_encrypted_at_rest(home: Home, monkeypatch: 
     monkeypatch.setenv("LIKENESS_KEY_PASSPHRASE", "wrong")
     with pytest.raises(RegistryError, match="cannot be opened"), Registry.open(home):
         pass
+
+
+def test_an_edited_or_planted_licence_record_is_refused(home: Home, tmp_path: Path) -> None:
+    """The licence records live in a file beside the registry; each one is bound to a signed
+    ``licence`` entry, so editing a record (or writing one by hand) does not unlock a model."""
+    from likeness.errors import RegistryTampered
+    from likeness.licences import check_model_licences, licences_file, record_licence
+    from likeness.models import locate_verified
+
+    uses = [locate_verified(name).use() for name in ("dlib_landmarks_68", "dlib_resnet_v1")]
+    evidence = tmp_path / "agreement.txt"
+    evidence.write_text("Licence agreement for the 300-W models, ends 2020.\n")
+    record_licence(
+        home, "dlib_landmarks_68", holder="Studio X", evidence=evidence, note="300W-17", operator="studio"
+    )
+    assert {u.basis for u in check_model_licences("film", uses, home)} >= {"licence recorded"}
+    path = licences_file(home)
+    data = json.loads(path.read_text())
+    data["licences"]["dlib_landmarks_68"]["holder"] = "Someone Else"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RegistryTampered, match="differs from the record signed in the ledger") as caught:
+        check_model_licences("film", uses, home)
+    assert caught.value.exit_code == 3
+    report = audit(home)
+    assert "dlib_landmarks_68 differs" in table_problems(report, "licences")
+    data["licences"]["dlib_landmarks_68"]["holder"] = "Studio X"
+    path.write_text(json.dumps(data))  # put back: the signed record is accepted again
+    assert {u.basis for u in check_model_licences("film", uses, home)} >= {"licence recorded"}
+    assert audit(home)["tables"]["licences"]["ok"]

@@ -41,14 +41,16 @@ def audit_verify(
     home: Path | None,
     as_json: bool,
 ) -> None:
-    """Check the ledger's chain and signatures, the head file, every registry table against the ledger
-    (per table: rows without an entry, entries without a row, changed rows) and any witnesses.
+    """Check the ledger's chain and signatures, the head file, every registry table (and the licence
+    records file) against the ledger (per table: rows without an entry, entries without a row, changed
+    rows) and any witnesses.
 
     Exits 0 when intact; otherwise says what is wrong and exits 1.
     """
     from likeness.consent.head_file import Head
     from likeness.consent.registry import Registry
     from likeness.disclosure.credentials import read_credentials
+    from likeness.licences import recorded_licences
 
     resolved = resolve_cli_home(ctx, home)
     read: list[tuple[str, Head | None, str]] = []
@@ -57,8 +59,11 @@ def audit_verify(
         stated = credentials.ledger_head or {}
         head = Head(int(stated["seq"]), str(stated["hash"])) if {"seq", "hash"} <= set(stated) else None
         read.append((str(path), head, credentials.state))
+    licences = {model: record.to_dict() for model, record in recorded_licences(resolved).items()}
     with Registry.open(resolved) as registry:
-        report = registry.audit_registry(witnesses=read, expected_head=expected_head)
+        report = registry.audit_registry(
+            witnesses=read, expected_head=expected_head, licence_records=licences
+        )
     if as_json:
         emit_json(report.to_dict())
     else:

@@ -72,3 +72,8 @@ def calibration_hash(values: Mapping[str, Any]) -> str:
             for name in CALIBRATION_FIELDS
         }
     )
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """Of a plain-JSON record kept outside the database (a licence record's ``to_dict()``)."""
+    return _digest(record)

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, select
 
 from likeness import ledger
 from likeness.consent import integrity, schema
-from likeness.consent.bindings import calibration_hash, identity_hash, reference_row_hash
+from likeness.consent.bindings import calibration_hash, identity_hash, record_hash, reference_row_hash
 from likeness.consent.head_file import Head, HeadFile
 from likeness.consent.store import consent_from_row
 from likeness.consent.trust import TrustedLedger
@@ -229,6 +229,19 @@ def _calibrations(conn: Connection, facts: TrustedLedger, check: TableCheck) -> 
     for row_id, bound in facts.calibrations.items():
         if row_id not in seen:
             check.problems.append(f"ledger entry {bound.seq} stored calibration {row_id}, which has no row")
+
+
+def licence_check(conn: Connection, records: Mapping[str, Mapping[str, Any]]) -> TableCheck:
+    """The licence records file (model → record dict) against the signed ``licence`` entries."""
+    signed = ledger_facts(conn).records.get("licences", {})
+    check = TableCheck(rows=len(records))
+    for model, record in sorted(records.items()):
+        bound = signed.get(model)
+        if bound is None:
+            check.problems.append(f"record {model} has no signed licence entry")
+        elif record_hash(record) != bound.digest:
+            check.problems.append(f"record {model} differs from ledger entry {bound.seq}")
+    return check
 
 
 def _outputs(conn: Connection, check: TableCheck) -> None:

@@ -70,6 +70,8 @@ class TrustedLedger:
     newest_calibration: dict[str, SignedCalibration] = field(default_factory=dict)
     revoked: dict[str, int] = field(default_factory=dict)
     erased: dict[str, int] = field(default_factory=dict)
+    records: dict[str, dict[str, Bound]] = field(default_factory=dict)
+    """Other bound records by table, e.g. ``licences`` (model name → hash of its licence record)."""
     references_changed_at: int = 0
     """Seq of the newest entry that added or removed references (galleries built before it are stale)."""
     broken: str | None = None
@@ -89,6 +91,10 @@ class TrustedLedger:
             self.by_identity = {}
         for row_id, digest in (rows.get("identities") or {}).items():
             self.identities[row_id] = Bound(digest, seq)
+        for table, bound in rows.items():
+            if table not in ("identities", "face_references"):
+                for row_id, digest in (bound or {}).items():
+                    self.records.setdefault(table, {})[row_id] = Bound(str(digest), seq)
         owners = payload.get("reference_of") or {}
         for row_id, digest in (rows.get("face_references") or {}).items():
             identity_id, space = owners.get(row_id, [None, None])
@@ -116,7 +122,7 @@ class TrustedLedger:
 
 
 _NEEDS_PAYLOAD = frozenset(
-    ("enrol", "references_added", "binding_upgrade", "grant", "revoke", "erasure", "calibration")
+    ("enrol", "references_added", "binding_upgrade", "grant", "revoke", "erasure", "calibration", "licence")
 )
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -45,12 +46,15 @@ class LedgerKeysMixin(ConsentsMixin):
         *,
         witnesses: Sequence[tuple[str, Head | None, str]] = (),
         expected_head: str | None = None,
+        licence_records: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> table_audit.RegistryAudit:
         """The full check behind ``likeness audit verify``: chain and signatures, head file, every
         table against the ledger, and ``witnesses`` ((file, head its manifest states, manifest state))."""
         with self._read() as conn:
             chain = ledger.verify_chain(conn, self.keys.verify_keys())
             tables = table_audit.audit_tables(conn, self.keys.cipher(), self.keys.verify_keys())
+            if licence_records is not None:
+                tables["licences"] = table_audit.licence_check(conn, licence_records)
             head_problem = table_audit.head_file_problem(conn, self.head_file)
             if head_problem is not None and head_problem.startswith("absent"):
                 head_problem = None if chain.entries == 0 else head_problem

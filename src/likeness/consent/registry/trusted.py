@@ -79,6 +79,18 @@ class TrustMixin(RegistryCore):
             # against the facts ``gate_snapshot`` verified for this decision (no second ledger check)
             self._check_rows(conn, self._trusted, embedding_space, wanted)
 
+    # -- records kept outside the database (licences) ----------------------------------------------
+    def bind_records(self, kind: str, table: str, digests: dict[str, str], *, operator: str) -> None:
+        """One signed entry binding records kept elsewhere (record id → content hash)."""
+        with self._write() as conn:
+            self._log(conn, kind, operator, {"rows": {table: dict(digests)}})
+
+    def signed_records(self, table: str) -> dict[str, str]:
+        """Record id → content hash, as the newest verified entry binding each one says."""
+        with self._read() as conn:
+            trusted, _ = self._trusted_ledger(conn)
+            return {row_id: bound.digest for row_id, bound in trusted.records.get(table, {}).items()}
+
     # -- the operating point ---------------------------------------------------------------------
     def _signed_operating_point(
         self, conn: Connection, trusted: TrustedLedger, embedding_space: str
