@@ -23,34 +23,13 @@ from likeness.consent.policy import add_years
 from likeness.consent.records import Involvement
 from likeness.consent.registry import Reference, Registry
 from likeness.errors import ConsentRefused
-from likeness.faces.backends import load_analyzer
 from likeness.home import Home
 from likeness.jobs.requests import SwapRequest
 from likeness.jobs.road import run_job
-from likeness.media.image import load_image
 
 TODAY = dt.datetime.now(dt.UTC).date()
 USES = "replace the lead actor's face with the stunt double's likeness in scenes 3-5 of 'Harbour'"
 SPACE = "dlib_resnet_v1"
-
-
-@pytest.fixture(scope="module")
-def analyzer(tmp_path_factory: pytest.TempPathFactory):
-    return load_analyzer("dlib", Home(tmp_path_factory.mktemp("models")))
-
-
-@pytest.fixture(scope="module")
-def face(faces_dir: Path, analyzer):
-    cache: dict = {}
-
-    def analyse(name: str):
-        if name not in cache:
-            picture = load_image(faces_dir / name)
-            (found,) = analyzer.analyze(picture.pixels)
-            cache[name] = (picture, found)
-        return cache[name]
-
-    return analyse
 
 
 @pytest.fixture()
@@ -66,15 +45,20 @@ def cast(home: Home, face) -> dict[str, str]:
             refs = [Reference.from_face(face(p)[1], face(p)[0]) for p in photos]
             ids[key] = registry.add_identity(name, refs, operator="studio").id
         for key in ("obama", "biden"):
-            ids[f"{key}_consent"] = registry.grant(
-                ids[key],
-                purposes=["research"],
-                roles=["source", "target"],
-                valid_until=add_years(TODAY, 1),
-                uses=USES,
-                operator="studio",
-            ).id
+            ids[f"{key}_consent"] = grant(registry, ids[key], USES, roles=["source", "target"])
     return ids
+
+
+def grant(registry: Registry, identity_id: str, uses: str, roles: list[str]) -> str:
+    """A research consent for a year, recorded by the studio."""
+    return registry.grant(
+        identity_id,
+        purposes=["research"],
+        roles=roles,
+        valid_until=add_years(TODAY, 1),
+        uses=uses,
+        operator="studio",
+    ).id
 
 
 def attacker_sql(home: Home, *statements: tuple[str, tuple]) -> None:
@@ -184,14 +168,7 @@ def revoke_biden(home: Home, cast, *, then_more: bool) -> int:
         registry.revoke(cast["biden_consent"], reason="withdrawn by e-mail", operator="studio")
         seq = registry.ledger_entries("revoke")[-1].seq
         if then_more:  # the revocation is no longer the newest entry
-            registry.grant(
-                cast["obama"],
-                purposes=["research"],
-                roles=["target"],
-                valid_until=add_years(TODAY, 1),
-                uses=USES + " (take 2)",
-                operator="studio",
-            )
+            grant(registry, cast["obama"], USES + " (take 2)", roles=["target"])
     return seq
 
 
@@ -254,14 +231,7 @@ def test_truncation_with_the_head_file_rolled_back_is_caught_by_a_witness(
     old_head = home.ledger_head_path.read_bytes()
     seq = revoke_biden(home, cast, then_more=False)  # e.g. a second, film consent would do as well
     with Registry.open(home) as registry:  # a new research consent for Biden, then a released output
-        registry.grant(
-            cast["biden"],
-            purposes=["research"],
-            roles=["target"],
-            valid_until=add_years(TODAY, 1),
-            uses=USES + " (renewed)",
-            operator="studio",
-        )
+        grant(registry, cast["biden"], USES + " (renewed)", roles=["target"])
     out = tmp_path / "released.jpg"
     outcome = run_job(
         SwapRequest(

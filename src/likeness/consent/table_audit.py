@@ -21,7 +21,7 @@ from likeness.consent import integrity, schema
 from likeness.consent.bindings import calibration_hash, identity_hash, record_hash, reference_row_hash
 from likeness.consent.head_file import Head, HeadFile
 from likeness.consent.store import consent_from_row
-from likeness.consent.trust import TrustedLedger
+from likeness.consent.trust import Bound, TrustedLedger
 from likeness.errors import RegistryError
 
 TABLES = ("identities", "face_references", "consents", "calibrations", "outputs")
@@ -162,18 +162,17 @@ def _identities(conn: Connection, facts: TrustedLedger, check: TableCheck) -> No
     for row in conn.execute(select(schema.identities).order_by(schema.identities.c.id)):
         check.rows += 1
         seen.add(row.id)
-        bound = facts.identities.get(row.id)
-        if bound is None:
-            check.problems.append(f"row {row.id} ({row.name!r}) has no signed entry")
-        elif identity_hash(row.id, row.name) != bound.digest:
-            check.problems.append(f"row {row.id} ({row.name!r}) differs from ledger entry {bound.seq}")
+        _compare(
+            check,
+            f"row {row.id} ({row.name!r})",
+            facts.identities.get(row.id),
+            identity_hash(row.id, row.name),
+        )
         if row.id in facts.erased and row.erased_at is None:
             check.problems.append(
                 f"row {row.id} is not marked erased; ledger entry {facts.erased[row.id]} erased it"
             )
-    for row_id, bound in facts.identities.items():
-        if row_id not in seen:
-            check.problems.append(f"ledger entry {bound.seq} enrolled {row_id}, which has no row")
+    _gone(check, facts.identities, seen, "enrolled")
 
 
 def _references(conn: Connection, cipher: MultiFernet, facts: TrustedLedger, check: TableCheck) -> None:
@@ -209,9 +208,7 @@ def _consents(
     for record in records:
         if record.revoked_at is not None and record.id not in facts.revoked:
             check.problems.append(f"consent {record.id} is marked revoked but no ledger entry revoked it")
-    for consent_id, bound in facts.consents.items():
-        if consent_id not in seen:
-            check.problems.append(f"ledger entry {bound.seq} granted {consent_id}, which has no row")
+    _gone(check, facts.consents, seen, "granted")
 
 
 def _calibrations(conn: Connection, facts: TrustedLedger, check: TableCheck) -> None:
@@ -219,16 +216,9 @@ def _calibrations(conn: Connection, facts: TrustedLedger, check: TableCheck) -> 
     for row in conn.execute(select(schema.calibrations).order_by(schema.calibrations.c.id)):
         check.rows += 1
         seen.add(row.id)
-        bound = facts.calibrations.get(row.id)
-        if bound is None:
-            check.problems.append(
-                f"row {row.id} ({row.embedding_space}, threshold {row.threshold}) has no signed entry"
-            )
-        elif calibration_hash(row._mapping) != bound.digest:
-            check.problems.append(f"row {row.id} differs from ledger entry {bound.seq}")
-    for row_id, bound in facts.calibrations.items():
-        if row_id not in seen:
-            check.problems.append(f"ledger entry {bound.seq} stored calibration {row_id}, which has no row")
+        what = f"row {row.id} ({row.embedding_space}, threshold {row.threshold})"
+        _compare(check, what, facts.calibrations.get(row.id), calibration_hash(row._mapping))
+    _gone(check, facts.calibrations, seen, "stored calibration")
 
 
 def licence_check(conn: Connection, records: Mapping[str, Mapping[str, Any]]) -> TableCheck:
@@ -236,12 +226,23 @@ def licence_check(conn: Connection, records: Mapping[str, Mapping[str, Any]]) ->
     signed = ledger_facts(conn).records.get("licences", {})
     check = TableCheck(rows=len(records))
     for model, record in sorted(records.items()):
-        bound = signed.get(model)
-        if bound is None:
-            check.problems.append(f"record {model} has no signed licence entry")
-        elif record_hash(record) != bound.digest:
-            check.problems.append(f"record {model} differs from ledger entry {bound.seq}")
+        _compare(check, f"record {model}", signed.get(model), record_hash(record))
     return check
+
+
+def _compare(check: TableCheck, what: str, bound: Bound | None, digest: str) -> None:
+    """One row (or record) against the hash its signed entry bound."""
+    if bound is None:
+        check.problems.append(f"{what} has no signed entry")
+    elif digest != bound.digest:
+        check.problems.append(f"{what} differs from ledger entry {bound.seq}")
+
+
+def _gone(check: TableCheck, bound: Mapping[str, Bound], seen: set[str], verb: str) -> None:
+    """Entries whose row is missing."""
+    for row_id, entry in bound.items():
+        if row_id not in seen:
+            check.problems.append(f"ledger entry {entry.seq} {verb} {row_id}, which has no row")
 
 
 def _outputs(conn: Connection, check: TableCheck) -> None:
