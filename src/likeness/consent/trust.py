@@ -65,6 +65,8 @@ class TrustedLedger:
     hash: str = ledger.GENESIS_HASH
     identities: dict[str, Bound] = field(default_factory=dict)
     references: dict[str, BoundReference] = field(default_factory=dict)
+    by_identity: dict[str, set[str]] = field(default_factory=dict)
+    """Identity id → ids of its bound references (an index into ``references``)."""
     consents: dict[str, Bound] = field(default_factory=dict)
     calibrations: dict[str, Bound] = field(default_factory=dict)
     newest_calibration: dict[str, SignedCalibration] = field(default_factory=dict)
@@ -75,9 +77,6 @@ class TrustedLedger:
     references_changed_at: int = 0
     """Seq of the newest entry that added or removed references (galleries built before it are stale)."""
     broken: str | None = None
-
-    by_identity: dict[str, set[str]] = field(default_factory=dict)
-    """Identity id → ids of its bound references (an index into ``references``)."""
 
     def references_of(self, identity_id: str) -> dict[str, BoundReference]:
         return {rid: self.references[rid] for rid in self.by_identity.get(identity_id, ())}
