@@ -27,6 +27,32 @@ def home(tmp_path: Path):
     return Home(root=tmp_path / "home").ensure()
 
 
+@pytest.fixture(scope="module")
+def analyzer(tmp_path_factory: pytest.TempPathFactory):
+    """The dlib analyzer (its models are found in the installed packages)."""
+    from likeness.faces.backends import load_analyzer
+    from likeness.home import Home
+
+    return load_analyzer("dlib", Home(tmp_path_factory.mktemp("models")))
+
+
+@pytest.fixture(scope="module")
+def face(faces_dir: Path, analyzer):
+    """face('obama/3.jpg') → (Picture, Face), analysed once per photo (one face per photo)."""
+    from likeness.media.image import load_image
+
+    cache: dict = {}
+
+    def analyse(name: str):
+        if name not in cache:
+            picture = load_image(faces_dir / name)
+            (found,) = analyzer.analyze(picture.pixels)
+            cache[name] = (picture, found)
+        return cache[name]
+
+    return analyse
+
+
 # -- test tiers (tests/README.md) ---------------------------------------------------------------
 # `pytest -m "not slow"` is the fast tier; plain `pytest` (CI, scripts/test.sh) runs everything.
 # Tests are marked here by what they use, so a new test that uses a browser, a PostgreSQL server

@@ -324,7 +324,10 @@ def test_audit_verify_with_a_kept_head_detects_truncation(cli, home: Home, refer
     with sqlite3.connect(home.db_path) as conn:  # remove the newest entry and its consent row
         conn.execute("DELETE FROM consents WHERE ledger_seq = ?", (rows[-1]["seq"],))
         conn.execute("DELETE FROM ledger WHERE seq = ?", (rows[-1]["seq"],))
-    assert cli("audit", "verify").exit_code == 0, "the shortened chain is intact by itself"
+    cut = cli("audit", "verify")
+    assert cut.exit_code == 1 and "entries were cut off" in cut.stdout, "the head file shows it"
+    home.ledger_head_path.unlink()  # an attacker who can also delete the head file
+    assert cli("audit", "verify").exit_code == 1, "with the head file gone, audit says it is absent"
     kept = cli("audit", "verify", "--head", head)
     assert kept.exit_code == 1 and "no longer contains the head" in kept.stdout
 

@@ -19,11 +19,8 @@ from likeness.consent.records import GateDecision, Involvement
 from likeness.consent.registry import Reference, Registry
 from likeness.disclosure.types import SealedOutput
 from likeness.errors import ConsentRefused, UsageError
-from likeness.faces.backends import load_analyzer
 from likeness.faces.dlib_backend import DlibAnalyzer
-from likeness.faces.types import Face
 from likeness.home import Home
-from likeness.media.image import Picture, load_image
 from postgres import postgres_home, postgres_server  # noqa: F401
 
 NOW = dt.datetime.now(dt.UTC)
@@ -32,26 +29,6 @@ DLIB = Policy.load().match_rule("dlib_resnet_v1")
 assert DLIB is not None
 THRESHOLD = DLIB.threshold
 USES = "replace the lead actor's face with the stunt double's likeness in scenes 3-5 of 'Harbour'"
-
-
-@pytest.fixture(scope="module")
-def analyzer(tmp_path_factory: pytest.TempPathFactory):
-    return load_analyzer("dlib", Home(tmp_path_factory.mktemp("models")))
-
-
-@pytest.fixture(scope="module")
-def face(faces_dir: Path, analyzer):
-    """face('obama/3.jpg') → (Picture, Face), analysed once per photo."""
-    cache: dict[str, tuple[Picture, Face]] = {}
-
-    def analyse(name: str) -> tuple[Picture, Face]:
-        if name not in cache:
-            picture = load_image(faces_dir / name)
-            (found,) = analyzer.analyze(picture.pixels)
-            cache[name] = (picture, found)
-        return cache[name]
-
-    return analyse
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -58,6 +58,25 @@ class ConsentRefused(LikenessError):
         return data
 
 
+class RegistryTampered(ConsentRefused):
+    """A registry row or ledger entry the gate would rely on is not what the signed ledger says.
+
+    A fail-closed refusal (exit 3, rule ``tampered``): the reason starts with "registry tampered:"
+    and names the row and the ledger entry.
+    """
+
+    kind = "tampered"
+
+    def __init__(self, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            reason if reason.startswith("registry tampered") else f"registry tampered: {reason}",
+            hint=hint
+            or "the database was changed outside likeness: run `likeness audit verify` and restore the "
+            "registry from a backup",
+            rule="tampered",
+        )
+
+
 class BadInput(LikenessError):
     """Input media that cannot be used: unreadable, truncated, too large, no face."""
 

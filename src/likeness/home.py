@@ -1,7 +1,8 @@
 """The data home: where the registry database, keys, ledger and model files live.
 
 Chosen by ``--home DIR``, else ``LIKENESS_HOME``, else a per-user data directory.
-A studio can point the registry at PostgreSQL with ``LIKENESS_DB_URL``.
+A studio can point the registry at PostgreSQL with ``LIKENESS_DB_URL``, and keep the ledger head
+file (``likeness.consent.head_file``) elsewhere with ``LIKENESS_LEDGER_HEAD``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from pathlib import Path
 
 HOME_ENV = "LIKENESS_HOME"
 DB_URL_ENV = "LIKENESS_DB_URL"
+LEDGER_HEAD_ENV = "LIKENESS_LEDGER_HEAD"
 
 
 @dataclass(frozen=True)
 class Home:
     root: Path
     db_url_override: str | None = None
+    ledger_head_override: Path | None = None
 
     @property
     def db_path(self) -> Path:
@@ -30,6 +33,11 @@ class Home:
     @property
     def keys_dir(self) -> Path:
         return self.root / "keys"
+
+    @property
+    def ledger_head_path(self) -> Path:
+        """Where the ledger head is kept outside the database (see ``consent.head_file``)."""
+        return self.ledger_head_override or self.keys_dir / "ledger-head.json"
 
     @property
     def models_dir(self) -> Path:
@@ -51,4 +59,9 @@ def resolve_home(explicit: str | os.PathLike[str] | None = None) -> Home:
         from platformdirs import user_data_dir
 
         root = Path(user_data_dir("likeness", appauthor=False))
-    return Home(root=root.expanduser().resolve(), db_url_override=os.environ.get(DB_URL_ENV) or None)
+    head = os.environ.get(LEDGER_HEAD_ENV)
+    return Home(
+        root=root.expanduser().resolve(),
+        db_url_override=os.environ.get(DB_URL_ENV) or None,
+        ledger_head_override=Path(head).expanduser().resolve() if head else None,
+    )

@@ -12,8 +12,9 @@ breaks its hash; re-hashing it breaks the signature (without the key) and the ne
 deleting, reordering or inserting entries breaks the sequence or a link. ``verify_chain`` names
 the first entry where any of that happens.
 
-What the chain alone cannot show is the removal of the newest entries: keep the head hash that
-``verify_chain`` reports somewhere else (a ticket, an e-mail) to detect that.
+What the chain alone cannot show is the removal of the newest entries: the registry keeps the head
+in a file outside the database (``likeness.consent.head_file``), every output's signed manifest
+states the head when it was made, and a head hash kept elsewhere (a ticket, an e-mail) works too.
 
 Appends must run inside the caller's write transaction (the registry serialises writers), so an
 entry commits together with the change it records, or not at all.
@@ -194,6 +195,8 @@ class ChainReport:
                 f"ledger OK: {self.entries} entries, chain and signatures intact\n"
                 f"head: entry {self.head_seq} {self.head_hash} (keep this elsewhere to detect truncation)"
             )
+        if self.first_bad_seq is None:
+            return f"audit FAILED: {self.reason}"
         return f"audit FAILED at ledger entry {self.first_bad_seq}: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:

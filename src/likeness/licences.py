@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from likeness.errors import BadInput, LicenceRefused, RegistryError, UsageError
+from likeness.errors import BadInput, LicenceRefused, RegistryError, RegistryTampered, UsageError
 from likeness.home import Home
 from likeness.models import ModelUse, entries_for_licence, unique_uses
 
@@ -241,7 +241,7 @@ def record_licence(
         raise UsageError(f"--until {valid_until.isoformat()} is in the past")
     digest, relative = _keep_evidence(home, evidence)
     records = recorded_licences(home)
-    added = []
+    added: list[LicenceRecord] = []
     for entry in entries:
         record = LicenceRecord(
             model=entry.name,
@@ -256,9 +256,41 @@ def record_licence(
         )
         records[entry.name] = record
         added.append(record)
+    _sign_licences(home, added, operator)
     payload = {"version": 1, "licences": {k: v.to_dict() for k, v in sorted(records.items())}}
     _write_atomically(licences_file(home), (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
     return added
+
+
+def _sign_licences(home: Home, records: Sequence[LicenceRecord], operator: str) -> None:
+    """A signed ``licence`` ledger entry binding each record's content hash (see docs/trust.md)."""
+    from likeness.consent.bindings import record_hash
+    from likeness.consent.registry import Registry
+
+    with Registry.open(home) as registry:
+        digests = {record.model: record_hash(record.to_dict()) for record in records}
+        registry.bind_records("licence", "licences", digests, operator=operator)
+
+
+def _check_signed(home: Home, record: LicenceRecord) -> None:
+    """RegistryTampered unless ``record`` is the one the newest signed licence entry for its model bound."""
+    from likeness.consent.bindings import record_hash
+    from likeness.consent.registry import Registry
+
+    with Registry.open(home) as registry:
+        signed = registry.signed_records("licences").get(record.model)
+    if signed is None:
+        raise RegistryTampered(
+            f"registry tampered: the licence record of {record.model} in {licences_file(home)} has no signed "
+            "licence entry in the ledger",
+            hint="record the licence again with `likeness models licence` (it is then signed)",
+        )
+    if signed != record_hash(record.to_dict()):
+        raise RegistryTampered(
+            f"registry tampered: the licence record of {record.model} in {licences_file(home)} differs from "
+            "the record signed in the ledger",
+            hint="restore the file from a backup, or record the licence again",
+        )
 
 
 # ------------------------------------------------------------------------------------------------ jobs
@@ -326,6 +358,7 @@ def check_model_licences(
         elif not commercial:
             result.append(LicenceUse(use, purpose, commercial, "non-commercial purpose"))
         elif (record := records.get(use.name)) is not None and record.active(day):
+            _check_signed(home, record)
             result.append(LicenceUse(use, purpose, commercial, "licence recorded", record))
         else:
             ended = f"; the licence recorded for it ended {record.valid_until}" if record is not None else ""

@@ -23,32 +23,49 @@ def audit() -> None:
     default=None,
     help="a head hash kept from an earlier check: also fail if the chain no longer passes through it",
 )
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="a released output (repeatable): fail if the chain lacks the ledger head its signed manifest states",
+)
 @home_option
 @json_option
 @click.pass_context
 @handle_errors
-def audit_verify(ctx: click.Context, expected_head: str | None, home: Path | None, as_json: bool) -> None:
-    """Check every entry's hash link and signature, and every consent and output against its entry.
+def audit_verify(
+    ctx: click.Context,
+    expected_head: str | None,
+    witnesses: tuple[Path, ...],
+    home: Path | None,
+    as_json: bool,
+) -> None:
+    """Check the ledger's chain and signatures, the head file, every registry table (and the licence
+    records file) against the ledger (per table: rows without an entry, entries without a row, changed
+    rows) and any witnesses.
 
-    Exits 0 when intact; otherwise names the first bad entry and exits 1.
+    Exits 0 when intact; otherwise says what is wrong and exits 1.
     """
-    from dataclasses import replace
-
+    from likeness.consent.head_file import Head
     from likeness.consent.registry import Registry
+    from likeness.disclosure.credentials import read_credentials
+    from likeness.licences import recorded_licences
 
-    with Registry.open(resolve_cli_home(ctx, home)) as registry:
-        report = registry.verify_ledger()
-        if report.ok and expected_head:
-            known = {entry.hash for entry in registry.ledger_entries()}
-            if expected_head.strip().lower() not in known:
-                report = replace(
-                    report,
-                    ok=False,
-                    reason=f"the ledger no longer contains the head {expected_head} kept earlier: "
-                    "entries were removed or the ledger was replaced",
-                )
+    resolved = resolve_cli_home(ctx, home)
+    read: list[tuple[str, Head | None, str]] = []
+    for path in witnesses:
+        credentials = read_credentials(path, resolved)
+        stated = credentials.ledger_head or {}
+        head = Head(int(stated["seq"]), str(stated["hash"])) if {"seq", "hash"} <= set(stated) else None
+        read.append((str(path), head, credentials.state))
+    licences = {model: record.to_dict() for model, record in recorded_licences(resolved).items()}
+    with Registry.open(resolved) as registry:
+        report = registry.audit_registry(
+            witnesses=read, expected_head=expected_head, licence_records=licences
+        )
     if as_json:
-        emit_json(report)
+        emit_json(report.to_dict())
     else:
         click.echo(report.describe())
     if not report.ok:

@@ -262,7 +262,7 @@ def build_audit_report(registry: Registry, *, identity: str | None = None, opera
     chain = registry.verify_ledger()
     audits: list[IdentityAudit] = []
     for person in people:
-        consents = registry.attested_consents(person.id)
+        consents = registry.audited_consents(person.id)
         mine = [entry for entry in entries if _involves(entry, person.id)]
         audits.append(
             IdentityAudit(

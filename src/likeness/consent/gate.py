@@ -9,8 +9,14 @@ the identity and the rule:
     not_enrolled · ambiguous · no_consent · wrong_purpose · wrong_media · wrong_role
     · revoked · not_yet_valid · expired · tampered
 
-``tampered`` means a consent row no longer matches the terms its signed grant entry in the
-ledger attests (the database was edited outside likeness); the gate trusts nothing then.
+``tampered`` means a fact the decision uses is not what the signed ledger says (the database was
+edited outside likeness): the operating point, a reference or identity row of the matched
+identity or the runner-up, a consent's terms, a revocation (deleted, edited or cut off the end of
+the ledger, which the walk and the head file show), or the chain itself. The gate reads only
+signed facts: the operating point and the gallery come from ``Registry.gate_snapshot`` (built
+from rows checked against their entries), and the rows of the identities it picked are re-read
+and checked again at the moment it decides (``Registry.check_identities_used``). The refusal's
+reason starts with "registry tampered:" and names the row and the entry.
 
 When an identity has consents but none fits, the rule reported is that of the consent that came
 closest (checks run in the order purpose, media, role, revoked, not yet valid, expired), so a
@@ -24,11 +30,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from likeness.consent.gallery_index import GalleryIndex
 from likeness.consent.records import (
     ConsentRecord,
     GalleryIdentity,
@@ -39,7 +46,7 @@ from likeness.consent.records import (
     OperatingPoint,
 )
 from likeness.consent.registry import Registry
-from likeness.errors import ConsentRefused, UsageError
+from likeness.errors import ConsentRefused, RegistryTampered, UsageError
 from likeness.faces.types import Analyzer
 
 __all__ = [
@@ -96,9 +103,14 @@ def check_consent(
     policy.require_known("roles", [inv.role for inv in involved])
     checked_at = at or dt.datetime.now(dt.UTC)
     space = analyzer.embedding_space
-    point = registry.operating_point(space)
-    gallery = registry.gallery(space)
     model = dict(analyzer.describe())
+    try:
+        snapshot = registry.gate_snapshot(space)
+    except RegistryTampered as refusal:
+        refusal.face = involved[0].label
+        _log_refusal(registry, refusal, {"purpose": purpose, "embedding_space": space}, operator)
+        raise
+    point, gallery = snapshot.point, snapshot.gallery
     context = {
         "purpose": purpose,
         "media_kind": media_kind,
@@ -115,11 +127,14 @@ def check_consent(
             raise UsageError(
                 f"{inv.label}: its embedding is in {inv.face.embedding_space!r}, the analyzer's in {space!r}"
             )
-        verdict = _check_one(registry, inv, gallery, point, purpose, media_kind, policy.today(checked_at))
+        try:
+            verdict = _check_one(registry, inv, gallery, point, purpose, media_kind, policy.today(checked_at))
+        except RegistryTampered as refusal:
+            refusal.face = inv.label
+            verdict = _Verdict(refusal=refusal)
         if verdict.refusal is not None:
-            registry.log_refusal(
-                verdict.refusal, {**context, "role": inv.role, **verdict.details}, operator=operator
-            )
+            details = {**context, "role": inv.role, **verdict.details}
+            _log_refusal(registry, verdict.refusal, details, operator)
             raise verdict.refusal
         assert verdict.match is not None
         matches.append(verdict.match)
@@ -135,6 +150,15 @@ def check_consent(
         threshold_source=point.source,
         metric=point.metric,
     )
+
+
+def _log_refusal(registry: Registry, refusal: ConsentRefused, details: dict[str, Any], operator: str) -> None:
+    """Commit the refusal's ledger entry. On a tampered registry this may fail too; the refusal stands."""
+    try:
+        registry.log_refusal(refusal, details, operator=operator)
+    except RegistryTampered:
+        if refusal.rule != "tampered":
+            raise
 
 
 def rank_gallery(
@@ -173,14 +197,20 @@ def identify(
 
 
 def _identify(
-    registry: Registry, inv: Involvement, gallery: list[GalleryIdentity], point: OperatingPoint
+    registry: Registry, inv: Involvement, gallery: GalleryIndex, point: OperatingPoint
 ) -> tuple[GalleryIdentity, float, float | None] | _Verdict:
-    """The one identity this face matches (with its distance and the runner-up's), or a refusal."""
-    found = identify(inv.face.embedding, gallery, point)
+    """The one identity this face matches (with its distance and the runner-up's), or a refusal.
+
+    A match is confirmed against the database at this moment: the matched identity's and the
+    runner-up's rows must still be the ones their signed entries bind (else RegistryTampered).
+    """
+    found = replace(decide(gallery.rank_top(inv.face.embedding, point), point), compared=len(gallery))
     if found.outcome == "not_enrolled":
         return _not_enrolled(registry, inv, found, point)
     assert found.best is not None and found.distance is not None
     if found.outcome == "match":
+        runner_up = found.runner_up.identity_id if found.runner_up is not None else None
+        registry.check_identities_used(point.embedding_space, [found.best.identity_id, runner_up])
         return found.best, found.distance, found.runner_up_distance
     best, distance = found.best, found.distance
     other, runner_up = found.runner_up, found.runner_up_distance
@@ -205,7 +235,7 @@ def _identify(
 def _check_one(
     registry: Registry,
     inv: Involvement,
-    gallery: list[GalleryIdentity],
+    gallery: GalleryIndex,
     point: OperatingPoint,
     purpose: str,
     media_kind: str,

@@ -9,7 +9,7 @@ These checks compare each row with the signed entry that recorded it, so the gat
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, select
@@ -19,19 +19,38 @@ from likeness.consent import schema
 from likeness.consent.records import ConsentRecord
 
 
-def consent_problems(
-    conn: Connection, records: Sequence[ConsentRecord], verify_keys: Mapping[str, Ed25519PublicKey]
-) -> list[str | None]:
-    """Per record: None if it matches its signed grant entry (and any revocation), else what differs."""
+def revoked_in_ledger(conn: Connection) -> set[str]:
+    """Consent ids of every revoke and erasure entry, as stored (unverified: for reports)."""
     table = ledger.ledger_table
-    seqs = [record.ledger_seq for record in records if record.ledger_seq is not None]
-    grants = {row.seq: row for row in conn.execute(select(table).where(table.c.seq.in_(seqs)))}
     revoked: set[str] = set()
     for kind, payload in conn.execute(
         select(table.c.kind, table.c.payload).where(table.c.kind.in_(("revoke", "erasure")))
     ):
-        data = json.loads(payload)
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            continue
         revoked.update([data.get("consent_id")] if kind == "revoke" else data.get("consents_revoked", []))
+    return revoked
+
+
+def consent_problems(
+    conn: Connection,
+    records: Sequence[ConsentRecord],
+    verify_keys: Mapping[str, Ed25519PublicKey],
+    *,
+    revoked: Collection[str] | None = None,
+) -> list[str | None]:
+    """Per record: None if it matches its signed grant entry (and any revocation), else what differs.
+
+    ``revoked``: the consent ids the verified ledger revoked (``trust.TrustedLedger.revoked``);
+    by default those of every stored revoke / erasure entry.
+    """
+    table = ledger.ledger_table
+    seqs = [record.ledger_seq for record in records if record.ledger_seq is not None]
+    grants = {row.seq: row for row in conn.execute(select(table).where(table.c.seq.in_(seqs)))}
+    if revoked is None:
+        revoked = revoked_in_ledger(conn)
     problems: list[str | None] = []
     for record in records:
         row = grants.get(record.ledger_seq)

@@ -4,7 +4,11 @@
   photos (face crops), embeddings and consent evidence are encrypted with the newest key; every
   key listed can decrypt. Rotation (``Registry.rotate_data_key``): a new key is put first,
   every stored blob is re-encrypted with it in one transaction, then the old keys are dropped.
-- ``ledger-signing.pem``: the Ed25519 key that signs ledger entries (PKCS#8, unencrypted).
+- ``ledger-signing.pem``: the Ed25519 key that signs ledger entries (PKCS#8). Unencrypted by
+  default; with ``LIKENESS_KEY_PASSPHRASE`` set it is encrypted at rest (``BestAvailableEncryption``)
+  — a new key is written encrypted, an existing unencrypted one is re-written encrypted on first
+  use — and every process that signs (enrols, grants, revokes, records outputs, logs refusals)
+  needs the passphrase. Verifying needs only the public keys.
   ``ledger-<key_id>.pub``: the public half of every signing key this installation has used, so
   entries signed before a rotation still verify. To verify on another machine copy the ``.pub``
   files; to share a PostgreSQL registry between hosts copy the whole folder.
@@ -25,13 +29,15 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
     Encoding,
+    KeySerializationEncryption,
     NoEncryption,
     PrivateFormat,
     PublicFormat,
@@ -44,6 +50,13 @@ from likeness.ledger import Signer, key_id_of
 
 DATA_KEYS_FILE = "data.keys"
 SIGNING_KEY_FILE = "ledger-signing.pem"
+PASSPHRASE_ENV = "LIKENESS_KEY_PASSPHRASE"
+
+
+def passphrase_from_env() -> bytes | None:
+    """``LIKENESS_KEY_PASSPHRASE`` as bytes, or None when unset or empty."""
+    value = os.environ.get(PASSPHRASE_ENV)
+    return value.encode("utf-8") if value else None
 
 
 def _write_private(path: Path, data: bytes, *, replace: bool) -> None:
@@ -78,6 +91,8 @@ def _read(path: Path) -> bytes:
 @dataclass(frozen=True)
 class InstallationKeys:
     keys_dir: Path
+    passphrase: bytes | None = field(default=None, repr=False)
+    """Encrypts the ledger signing key at rest (see the module docstring)."""
 
     # -- data encryption -------------------------------------------------------------------
     @property
@@ -129,18 +144,43 @@ class InstallationKeys:
             pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
             _write_private(path, pem, replace=False)
 
+    def _encryption(self) -> KeySerializationEncryption:
+        return BestAvailableEncryption(self.passphrase) if self.passphrase else NoEncryption()
+
     def _new_signing_pem(self) -> bytes:
-        return Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        return Ed25519PrivateKey.generate().private_bytes(
+            Encoding.PEM, PrivateFormat.PKCS8, self._encryption()
+        )
+
+    def _load_signing_key(self) -> Ed25519PrivateKey:
+        data = _read(self.signing_key_path)
+        encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
+        if encrypted and not self.passphrase:
+            raise RegistryError(
+                f"{self.signing_key_path}: the ledger signing key is encrypted",
+                hint=f"set {PASSPHRASE_ENV} to its passphrase",
+            )
+        try:
+            key = load_pem_private_key(data, password=self.passphrase if encrypted else None)
+        except (ValueError, TypeError) as exc:
+            raise RegistryError(
+                f"{self.signing_key_path}: the ledger signing key cannot be opened ({exc})",
+                hint=f"check {PASSPHRASE_ENV}, or restore the key from a backup",
+            ) from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise RegistryError(
+                f"{self.signing_key_path}: not an Ed25519 key", hint="restore it from a backup"
+            )
+        if self.passphrase and not encrypted:  # protect a key written before the passphrase was set
+            pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, self._encryption())
+            _write_private(self.signing_key_path, pem, replace=True)
+        return key
 
     def signer(self) -> Signer:
         self.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.signing_key_path.exists():
             _write_private(self.signing_key_path, self._new_signing_pem(), replace=False)
-        key = load_pem_private_key(_read(self.signing_key_path), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise RegistryError(
-                f"{self.signing_key_path}: not an Ed25519 key", hint="restore it from a backup"
-            )
+        key = self._load_signing_key()
         self._write_public(key.public_key())
         return Signer(key)
 

@@ -112,6 +112,9 @@ class CredentialFacts:
     """Tool role → its description (names, versions, model files and licences)."""
     consent_hashes: Mapping[str, str] = field(default_factory=dict)
     """Consent id → sha256 of its recorded terms (optional)."""
+    ledger_head: Mapping[str, object] | None = None
+    """The registry ledger's head ({seq, hash}) when the output was sealed (optional): a released
+    output witnesses that the ledger held this entry (``likeness audit verify --witness``)."""
 
     def __post_init__(self) -> None:
         if self.kind not in DIGITAL_SOURCE_TYPES:
@@ -164,6 +167,8 @@ class CredentialReport:
     signer: dict[str, str] = field(default_factory=dict)
     claim_generator: str | None = None
     manifest_label: str | None = None
+    ledger_head: dict[str, Any] | None = None
+    """The registry ledger head ({seq, hash}) the manifest states, if any."""
 
     @property
     def present(self) -> bool:
@@ -212,6 +217,7 @@ class CredentialReport:
             "signer": dict(self.signer),
             "claim_generator": self.claim_generator,
             "manifest_label": self.manifest_label,
+            "ledger_head": dict(self.ledger_head) if self.ledger_head else None,
         }
 
 
@@ -317,6 +323,7 @@ def build_manifest(facts: CredentialFacts) -> tuple[dict[str, Any], list[dict[st
         "purpose": facts.purpose,
         "consent_ids": list(dict.fromkeys(facts.consent_ids)),
         "consent_terms_sha256": {str(k): str(v) for k, v in facts.consent_hashes.items()},
+        **({"ledger_head": dict(facts.ledger_head)} if facts.ledger_head else {}),
         "ingredients": [
             {"role": item.role, "sha256": item.sha256, "format": ingredient_media_type(item)}
             for item in facts.ingredients
@@ -550,6 +557,7 @@ def _report_from(manifest_store: Mapping[str, Any]) -> CredentialReport:
         },
         claim_generator=generator,
         manifest_label=label,
+        ledger_head=dict(consent["ledger_head"]) if isinstance(consent.get("ledger_head"), Mapping) else None,
     )
 
 

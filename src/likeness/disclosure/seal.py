@@ -61,6 +61,8 @@ class SealJob:
     adds the consent of each face it gated on the way)."""
     consent_hashes: Callable[[Sequence[str]], Mapping[str, str]] = lambda ids: {}
     """Consent id → sha256 of its recorded terms, for the manifest."""
+    ledger_head: Callable[[], Mapping[str, object] | None] = lambda: None
+    """The registry ledger's head ({seq, hash}), read just before signing, for the manifest."""
     label_corner: str = "bottom-right"
     label_language: str = "en"
     faces: Callable[[], Sequence[tuple[int, int, int, int]]] = lambda: ()
@@ -155,6 +157,7 @@ def credential_facts(
         ingredients=list(job.ingredients),
         tools=dict(job.tools),
         consent_hashes=dict(consent_hashes),
+        ledger_head=dict(sealed.ledger_head) if sealed.ledger_head else None,
     )
 
 
@@ -310,6 +313,8 @@ def _seal_once(
         notes=(LABEL_COVERS_FACE,) if marker.covers_face else (),
         ingredient_sha256={item.role: item.sha256 for item in job.ingredients},
     )
+    head = job.ledger_head()
+    sealed = dataclasses.replace(sealed, ledger_head=dict(head) if head else None)
     progress("signing content credentials", 0.97)
     with timed(timer, "sign"):
         credentials = sign_content_credentials(

@@ -57,3 +57,6 @@ class SealedOutput:
     ingredient_sha256: dict[str, str] = field(default_factory=dict)
     """Role → sha256 of each unmodified input (``Unsealed.ingredients``); the registry records them
     with the output so ``likeness verify`` can tell an input from an output. Optional."""
+    ledger_head: dict[str, object] | None = None
+    """The registry ledger's head ({seq, hash}) just before the manifest was signed; stated in the
+    manifest and the output's ledger entry, so released outputs witness the chain. Optional."""

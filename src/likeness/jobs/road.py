@@ -224,6 +224,7 @@ def run_job(
             operator=request.operator,
             consent_ids=lambda: _final(decision, tracked).consent_ids,
             consent_hashes=lambda ids: {cid: registry.get_consent(cid).terms_sha256() for cid in ids},
+            ledger_head=lambda: registry.ledger_head().to_dict(),
             label_corner=request.label_corner,
             label_language=request.label_language,
             faces=(lambda: [f.box for f in still_faces]) if tracked is None else tracked.first_faces,

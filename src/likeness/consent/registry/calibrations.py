@@ -1,6 +1,7 @@
 """Operating points (threshold, margin, same-person bound) per embedding space, and calibrations.
 
-The newest stored calibration of a space wins over the policy's default for it.
+The newest *signed* calibration of a space wins over the policy's default for it; its row must
+match the entry, and no newer unsigned row may exist (``trusted._signed_operating_point``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from likeness.consent import schema
+from likeness.consent.bindings import calibration_hash
 from likeness.consent.records import OperatingPoint
-from likeness.consent.registry.core import RegistryCore
+from likeness.consent.registry.trusted import TrustMixin
 from likeness.consent.store import as_utc, new_id, now_utc
 from likeness.errors import UsageError
 
 
-class CalibrationsMixin(RegistryCore):
+class CalibrationsMixin(TrustMixin):
     """Operating points and stored calibrations."""
 
     def operating_point(self, embedding_space: str) -> OperatingPoint:
@@ -27,30 +29,7 @@ class CalibrationsMixin(RegistryCore):
             return self._operating_point(conn, embedding_space)
 
     def _operating_point(self, conn: Connection, embedding_space: str) -> OperatingPoint:
-        table = schema.calibrations
-        row = conn.execute(
-            select(table)
-            .where(table.c.embedding_space == embedding_space)
-            .order_by(table.c.created_at.desc(), table.c.id.desc())
-            .limit(1)
-        ).first()
-        if row is not None:
-            return OperatingPoint(
-                embedding_space,
-                row.metric,
-                row.threshold,
-                row.margin,
-                row.same_person_max,
-                source=f"calibration {row.id}",
-            )
-        point = self.policy.operating_point(embedding_space)
-        if point is None:
-            raise UsageError(
-                f"no match threshold is known for embedding space {embedding_space!r}",
-                hint="add a [match] rule for it (or a space_prefix rule) to the consent policy "
-                f"({self.policy.source}), then run `likeness calibrate --faces DIR` for this backend",
-            )
-        return point
+        return self._signed_operating_point(conn, self._trusted_ledger(conn)[0], embedding_space)
 
     def policy_operating_point(self, embedding_space: str) -> OperatingPoint | None:
         """The policy's default for ``embedding_space`` (ignoring calibrations), if it has one."""
@@ -112,7 +91,14 @@ class CalibrationsMixin(RegistryCore):
                 insert(schema.calibrations).values(**values, created_at=now_utc(), created_by=operator)
             )
             self._log(
-                conn, "calibration", operator, {**values, **({"evidence": evidence} if evidence else {})}
+                conn,
+                "calibration",
+                operator,
+                {
+                    **values,
+                    "rows": {"calibrations": {calibration_id: calibration_hash(values)}},
+                    **({"evidence": evidence} if evidence else {}),
+                },
             )
         return OperatingPoint(
             embedding_space,

@@ -16,6 +16,7 @@ from likeness.consent.policy import check_grant
 from likeness.consent.records import ConsentRecord
 from likeness.consent.registry.identities import IdentitiesMixin
 from likeness.consent.store import as_utc, consent_from_row, new_id, now_utc, unique_names
+from likeness.consent.trust import TrustedLedger
 from likeness.errors import ConsentRefused, UsageError
 from likeness.fsutil import sha256_bytes
 
@@ -206,8 +207,19 @@ class ConsentsMixin(IdentitiesMixin):
             records = self._consents(conn, identity_id)
             return list(zip(records, self._attest(conn, records), strict=True))
 
+    def audited_consents(self, identity_id: str) -> list[tuple[ConsentRecord, str | None]]:
+        """Like ``attested_consents`` but for reports: never raises on a tampered ledger, compares
+        with the revoke / erasure entries as stored (``likeness audit verify`` judges the chain)."""
+        with self._read() as conn:
+            records = self._consents(conn, identity_id)
+            problems = integrity.consent_problems(conn, records, self.keys.verify_keys())
+            return list(zip(records, problems, strict=True))
+
     def _attest(self, conn: Connection, records: Sequence[ConsentRecord]) -> list[str | None]:
-        return integrity.consent_problems(conn, records, self.keys.verify_keys())
+        """Per record, why it differs from the signed ledger (None if it does not). Revocations come
+        from the verified ledger (RegistryTampered if a revocation was deleted, edited or cut off)."""
+        trusted, _ = self._trusted_ledger(conn)
+        return [_attest_one(trusted, record) for record in records]
 
     def log_refusal(self, refusal: ConsentRefused, details: Mapping[str, Any], *, operator: str) -> None:
         """Commit a ledger entry for a refusal (the job fails, the record of it stays)."""
@@ -223,6 +235,21 @@ class ConsentsMixin(IdentitiesMixin):
                     **details,
                 },
             )
+
+
+def _attest_one(trusted: TrustedLedger, record: ConsentRecord) -> str | None:
+    """Why ``record`` differs from the verified ledger (its grant's signed terms, any revocation)."""
+    bound = trusted.consents.get(record.id)
+    if bound is None:
+        return f"consent {record.id} has no grant entry in the ledger"
+    if bound.seq != record.ledger_seq or bound.digest != record.terms_sha256():
+        return f"consent {record.id} differs from the terms signed in ledger entry {bound.seq}"
+    if record.id in trusted.revoked and record.revoked_at is None:
+        return (
+            f"consent {record.id} was revoked in the ledger (entry {trusted.revoked[record.id]}) "
+            "but is not marked revoked"
+        )
+    return None
 
 
 def _read_evidence(path: Path) -> tuple[str, str, bytes]:

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import Connection, delete, insert, select, update
 
 from likeness.consent import schema
+from likeness.consent.bindings import identity_hash, reference_hash
 from likeness.consent.records import GalleryIdentity, Identity, OperatingPoint, Reference
 from likeness.consent.registry.calibrations import CalibrationsMixin
 from likeness.consent.store import as_utc, new_id, now_utc
@@ -25,9 +26,9 @@ class IdentitiesMixin(CalibrationsMixin):
     """Enrolled identities and their encrypted reference faces."""
 
     def gallery(self, embedding_space: str) -> list[GalleryIdentity]:
-        """Every enrolled (not erased) identity with references in ``embedding_space``, decrypted."""
-        with self._read() as conn:
-            return self._gallery(conn, embedding_space)
+        """Every enrolled (not erased) identity with references in ``embedding_space``, decrypted,
+        each row checked against its signed ledger entry (RegistryTampered if one is not)."""
+        return self.gate_snapshot(embedding_space).gallery.identities()
 
     def _gallery(self, conn: Connection, embedding_space: str) -> list[GalleryIdentity]:
         refs, ids = schema.face_references, schema.identities
@@ -143,7 +144,7 @@ class IdentitiesMixin(CalibrationsMixin):
                 id=identity_id, name=name, name_key=name.casefold(), created_at=now, created_by=operator
             )
         )
-        self._insert_references(conn, identity_id, references, start=1, now=now)
+        bound, owners = self._insert_references(conn, identity_id, references, start=1, now=now)
         spaces = tuple(sorted({ref.embedding_space for ref in references}))
         self._log(
             conn,
@@ -154,6 +155,11 @@ class IdentitiesMixin(CalibrationsMixin):
                 "references": len(references),
                 "embedding_spaces": list(spaces),
                 "photo_sha256": list(dict.fromkeys(ref.photo_sha256 for ref in references)),
+                "rows": {
+                    "identities": {identity_id: identity_hash(identity_id, name)},
+                    "face_references": bound,
+                },
+                "reference_of": owners,
             },
         )
         return self._identity(conn, self._identity_row(conn, identity_id))
@@ -195,7 +201,7 @@ class IdentitiesMixin(CalibrationsMixin):
                 )
             else:
                 start = len(existing) + 1
-                self._insert_references(conn, row.id, references, start=start, now=now_utc())
+                bound, owners = self._insert_references(conn, row.id, references, start=start, now=now_utc())
                 self._log(
                     conn,
                     "references_added",
@@ -205,6 +211,8 @@ class IdentitiesMixin(CalibrationsMixin):
                         "references": len(references),
                         "embedding_spaces": sorted({ref.embedding_space for ref in references}),
                         "photo_sha256": list(dict.fromkeys(ref.photo_sha256 for ref in references)),
+                        "rows": {"face_references": bound},
+                        "reference_of": owners,
                     },
                 )
                 identity = self._identity(conn, row)
@@ -220,13 +228,26 @@ class IdentitiesMixin(CalibrationsMixin):
         *,
         start: int,
         now: dt.datetime,
-    ) -> None:
+    ) -> tuple[dict[str, str], dict[str, list[str]]]:
+        """Insert the rows; return (row id → content hash, row id → [identity id, space]) for the entry."""
         cipher = self.keys.cipher()
+        bound: dict[str, str] = {}
+        owners: dict[str, list[str]] = {}
         for position, ref in enumerate(references, start=start):
             vector = np.asarray(ref.embedding, dtype="<f4").ravel()
+            ref_id = new_id("ref")
+            bound[ref_id] = reference_hash(
+                ref_id=ref_id,
+                identity_id=identity_id,
+                position=position,
+                embedding_space=ref.embedding_space,
+                photo_sha256=ref.photo_sha256,
+                embedding=vector.tobytes(),
+            )
+            owners[ref_id] = [identity_id, ref.embedding_space]
             conn.execute(
                 insert(schema.face_references).values(
-                    id=new_id("ref"),
+                    id=ref_id,
                     identity_id=identity_id,
                     position=position,
                     embedding_space=ref.embedding_space,
@@ -236,6 +257,7 @@ class IdentitiesMixin(CalibrationsMixin):
                     created_at=now,
                 )
             )
+        return bound, owners
 
     def _references(self, conn: Connection, identity_id: str) -> list[Reference]:
         """An identity's stored references, decrypted (every space, in order)."""

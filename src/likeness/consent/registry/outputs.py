@@ -81,6 +81,7 @@ class OutputsMixin(ConsentsMixin):
                 "purpose": sealed.purpose,
                 "consent_ids": consent_ids,
                 "ingredient_sha256": ingredients,
+                **({"ledger_head": dict(sealed.ledger_head)} if sealed.ledger_head else {}),
                 **decision.ledger_dict(),
             },
         )
