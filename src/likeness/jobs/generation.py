@@ -386,8 +386,10 @@ def run_generation(
             operator=request.operator,
             consent_ids=lambda: decision.consent_ids,
             consent_hashes=lambda ids: {cid: registry.get_consent(cid).terms_sha256() for cid in ids},
+            ledger_head=lambda: registry.ledger_head().to_dict(),
             label_corner=request.label_corner,
             label_language=request.label_language,
+            faces=lambda: [face.box for face in found],
         )
 
         def record(sealed: SealedOutput) -> None:
