@@ -1,0 +1,268 @@
+"""Quality of the classical swapper, the committed version ("old") against the working tree ("new").
+
+    PYTHONPATH=src python bench/swap_quality.py [--pairs 60] [--seed 7] [--old-ref HEAD]
+
+The same random (source photo, target photo) pairs of different test identities go through both; each
+output is analysed again with dlib and measured (one row per swapper):
+
+- **ID top-1**: the output's nearest identity is the source (gallery: mean embedding per identity,
+  leaving out the source and target photos of the pair).
+- **closer to src**: the output is nearer the source photo's embedding than the target photo's.
+- **landmarks**: mean distance of the output's 68 landmarks from the target's, % of inter-ocular distance.
+- **ΔE cheeks–neck**: CIELAB ΔE76 between the median colour of the output's cheeks and of the target's
+  neck (a box below the chin). The target's own cheeks against its own neck are printed for scale.
+- **seam**: gradient energy of the slightly blurred lightness in a band around the edge of the changed
+  region, output over target (1.0: the swap adds no edge there; a hard paste measures several times that).
+- **worse ID**: pairs where the new output is farther from the source than the old one by > --margin.
+
+Outputs are never written: the people in the test photos did not consent to being swapped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import cv2
+import numpy as np
+
+from likeness.errors import BadInput
+from likeness.faces.dlib_backend import DlibAnalyzer
+from likeness.faces.types import Face
+from likeness.media.image import load_image
+from likeness.swap.classical import SKIN_OUTLINE, ClassicalSwapper
+
+REPO = Path(__file__).resolve().parents[1]
+FACES = Path(os.environ.get("LIKENESS_SHARED", REPO.parent / "shared")) / "testdata" / "faces"
+CACHE = Path(tempfile.gettempdir()) / "likeness_swap_quality_faces.pkl"
+
+
+@dataclass(frozen=True)
+class Photo:
+    identity: str
+    path: Path
+
+
+@dataclass
+class Scores:
+    top1: list[bool] = field(default_factory=list)
+    closer: list[bool] = field(default_factory=list)
+    landmark_error: list[float] = field(default_factory=list)
+    delta_e: list[float] = field(default_factory=list)
+    seam: list[float] = field(default_factory=list)
+    to_source: list[float] = field(default_factory=list)
+    lost: int = 0
+    seconds: float = 0.0
+
+
+def photos() -> list[Photo]:
+    found = []
+    for folder in sorted(p for p in FACES.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() in (".jpg", ".jpeg", ".png"):
+                found.append(Photo(folder.name, path))
+    return found
+
+
+def analysed(analyzer: DlibAnalyzer, every: list[Photo]) -> dict[Path, Face]:
+    """The largest face of every photo (cached in the temp folder: analysing takes a while)."""
+    cache: dict[Path, Face] = {}
+    if CACHE.exists():
+        cache = pickle.loads(CACHE.read_bytes())
+    for photo in every:
+        if photo.path not in cache:
+            faces = analyzer.analyze(load_image(photo.path).pixels)
+            if faces:
+                cache[photo.path] = max(faces, key=lambda f: f.size)
+    CACHE.write_bytes(pickle.dumps(cache))
+    return cache
+
+
+def old_module(ref: str) -> ModuleType:
+    """``likeness.swap.classical`` as committed at ``ref``, imported from a temporary copy."""
+    text = subprocess.run(
+        ["git", "show", f"{ref}:src/likeness/swap/classical.py"], cwd=REPO, check=True, capture_output=True
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix="classical_old_"))
+    (folder / "classical_old.py").write_bytes(text)
+    spec = importlib.util.spec_from_file_location("classical_old", folder / "classical_old.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["classical_old"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def inter_ocular(points: np.ndarray) -> float:
+    return float(np.hypot(*(points[42:48].mean(axis=0) - points[36:42].mean(axis=0))))
+
+
+def median_lab(pixels: np.ndarray, region: np.ndarray) -> np.ndarray | None:
+    if region.sum() < 50:
+        return None
+    lab = cv2.cvtColor(pixels.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    return np.median(lab[region], axis=0)
+
+
+def cheeks(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    mask = np.zeros(shape[:2], dtype=np.uint8)
+    cv2.fillPoly(mask, [np.round(points[SKIN_OUTLINE]).astype(np.int32)], 255)
+    for eye in (points[36:42], points[42:48]):  # the outline runs along the lower eyelids
+        cv2.fillPoly(mask, [np.round(eye).astype(np.int32)], 0)
+    return mask > 0
+
+
+def neck(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A box below the chin, between the jaw points under the mouth corners."""
+    height = points[8, 1] - points[17:27, 1].mean()
+    x0, x1 = sorted((points[6, 0], points[10, 0]))
+    y0, y1 = points[8, 1] + 0.15 * height, points[8, 1] + 0.45 * height
+    mask = np.zeros(shape[:2], dtype=bool)
+    rows = slice(max(0, int(y0)), max(0, min(shape[0], int(y1))))
+    cols = slice(max(0, int(x0)), max(0, min(shape[1], int(x1))))
+    mask[rows, cols] = True
+    return mask
+
+
+def seam_score(out: np.ndarray, target: np.ndarray, face_size: float) -> float | None:
+    """How much the swap changes at the edge of what it changed, relative to inside.
+
+    The change ``out - target`` (lightness, blurred by 1.5 % of the face to ignore pixel texture) varies
+    inside the face with the features; a seam is where it steps along the edge of the changed region.
+    Score: mean gradient magnitude of the change in a band around that edge over its mean in the rest
+    of the changed region (a hard paste measures several times what a feathered, tone-matched one does).
+    """
+    changed = np.any(out != target, axis=2).astype(np.uint8)
+    if changed.sum() < 100:
+        return None
+    width = max(3.0, 0.05 * face_size)
+    inside = cv2.distanceTransform(changed, cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform(1 - changed, cv2.DIST_L2, 5)
+    band = ((changed > 0) & (inside < width)) | ((changed == 0) & (outside < width))
+    core = (changed > 0) & (inside >= width)
+    if core.sum() < 50:
+        return None
+
+    def lightness(pixels: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(pixels.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[..., 0]
+
+    change = cv2.GaussianBlur(lightness(out) - lightness(target), (0, 0), max(1.0, 0.015 * face_size))
+    gx, gy = cv2.Sobel(change, cv2.CV_32F, 1, 0), cv2.Sobel(change, cv2.CV_32F, 0, 1)
+    magnitude = np.hypot(gx, gy)
+    return float(magnitude[band].mean() / max(float(magnitude[core].mean()), 1e-6))
+
+
+def nearest(analyzer: DlibAnalyzer, pixels: np.ndarray, where: Face) -> Face | None:
+    faces = [f for f in analyzer.analyze(pixels) if abs(f.center_x - where.center_x) < where.size / 2]
+    return faces[0] if faces else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--old-ref", default="HEAD", help="git revision of the 'old' classical.py")
+    parser.add_argument("--margin", type=float, default=0.02, help="distance margin for 'worse ID'")
+    parser.add_argument("--verbose", action="store_true", help="one line per pair")
+    args = parser.parse_args()
+
+    analyzer = DlibAnalyzer()
+    every = photos()
+    faces = analysed(analyzer, every)
+    every = [p for p in every if p.path in faces]
+    identities = sorted({p.identity for p in every})
+    rng = np.random.default_rng(args.seed)
+    pairs: list[tuple[Photo, Photo]] = []
+    while len(pairs) < args.pairs:
+        source, target = (every[i] for i in rng.choice(len(every), size=2, replace=False))
+        if source.identity != target.identity:
+            pairs.append((source, target))
+
+    swappers = {"old": old_module(args.old_ref).ClassicalSwapper(), "new": ClassicalSwapper()}
+    scores = {name: Scores() for name in swappers}
+    own_delta_e: list[float] = []
+    pixels_of: dict[Path, np.ndarray] = {}
+    for number, (source, target) in enumerate(pairs):
+        for photo in (source, target):
+            if photo.path not in pixels_of:
+                pixels_of[photo.path] = load_image(photo.path).pixels
+        src_px, dst_px = pixels_of[source.path], pixels_of[target.path]
+        src_face, dst_face = faces[source.path], faces[target.path]
+        gallery = {
+            name: np.mean(
+                [faces[p.path].embedding for p in every if p.identity == name and p not in (source, target)],
+                axis=0,
+            )
+            for name in identities
+        }
+        neck_lab = median_lab(dst_px, neck(dst_face.landmarks, dst_px.shape))
+        own = median_lab(dst_px, cheeks(dst_face.landmarks, dst_px.shape))
+        if neck_lab is not None and own is not None:
+            own_delta_e.append(float(np.linalg.norm(own - neck_lab)))
+        line = [f"{number:2d} {source.identity}/{source.path.name} → {target.identity}/{target.path.name}"]
+        for name, swapper in swappers.items():
+            score = scores[name]
+            start = time.perf_counter()
+            try:
+                out = swapper.swap(dst_px, dst_face, src_px, src_face)
+            except BadInput:
+                score.lost += 1
+                line.append(f"{name}: refused")
+                continue
+            score.seconds += time.perf_counter() - start
+            seam = seam_score(out, dst_px, float(dst_face.size))
+            if seam is not None:
+                score.seam.append(seam)
+            found = nearest(analyzer, out, dst_face)
+            if found is None:
+                score.lost += 1
+                score.to_source.append(np.nan)
+                line.append(f"{name}: no face")
+                continue
+            dists = {n: analyzer.distance(found.embedding, e) for n, e in gallery.items()}
+            score.top1.append(min(dists, key=dists.__getitem__) == source.identity)
+            d_src = analyzer.distance(found.embedding, src_face.embedding)
+            d_dst = analyzer.distance(found.embedding, dst_face.embedding)
+            score.closer.append(d_src < d_dst)
+            score.to_source.append(d_src)
+            error = np.linalg.norm(found.landmarks - dst_face.landmarks, axis=1).mean()
+            score.landmark_error.append(100.0 * error / inter_ocular(dst_face.landmarks))
+            cheek_lab = median_lab(out, cheeks(dst_face.landmarks, out.shape))
+            if neck_lab is not None and cheek_lab is not None:
+                score.delta_e.append(float(np.linalg.norm(cheek_lab - neck_lab)))
+            line.append(f"{name}: d_src {d_src:.3f} seam {seam or 0:.2f}")
+        if args.verbose:
+            print(" | ".join(line), flush=True)
+
+    old, new = scores["old"].to_source, scores["new"].to_source
+    worse = sum(
+        1 for a, b in zip(old, new, strict=True) if np.isfinite(a) and np.isfinite(b) and b > a + args.margin
+    )
+    print(f"\n{args.pairs} pairs of {len(identities)} identities, seed {args.seed}; old = {args.old_ref}")
+    print(f"target's own cheeks vs neck: median ΔE {np.median(own_delta_e):.1f}\n")
+    header = ("", "ID top-1", "closer to src", "landmarks %IOD", "ΔE cheeks–neck", "seam", "lost", "s/swap")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for name, score in scores.items():
+        done = max(1, args.pairs - score.lost)
+        print(
+            f"| {name} | {100 * np.mean(score.top1):.1f} % | {100 * np.mean(score.closer):.1f} % "
+            f"| {np.mean(score.landmark_error):.2f} | {np.median(score.delta_e):.1f} "
+            f"(mean {np.mean(score.delta_e):.1f}) | {np.median(score.seam):.2f} "
+            f"(mean {np.mean(score.seam):.2f}) "
+            f"| {score.lost} | {score.seconds / done:.2f} |"
+        )
+    print(f"\npairs where new is farther from the source than old by > {args.margin}: {worse}")
+
+
+if __name__ == "__main__":
+    main()
