@@ -49,6 +49,7 @@ from likeness.swap.classical_masks import (
     FacialHair,
     facial_hair,
     inner_outline,
+    keeps_target_mouth,
     mouth_interior,
     mouth_is_open,
     mouth_opening,
@@ -118,7 +119,9 @@ class SwapReport:
     facial hair (a source's beard alone does not switch: on the bench that cost identity, dlib distance
     to the source +0.02–0.05, and the full mask's jaw edge already cuts the source's beard off).
     ``mouth_kept``: the target's mouth was open and its interior (teeth, tongue) was kept;
-    ``mouth_opening`` is the inner lips' gap as a share of the mouth's width.
+    ``mouth_opening`` (target) and ``source_mouth_opening`` are the inner lips' gap as a share of the
+    mouth's width; an open source mouth is warped into an open target mouth instead (see
+    :func:`likeness.swap.classical_masks.keeps_target_mouth`).
     """
 
     mask: Literal["full", "inner"]
@@ -126,6 +129,7 @@ class SwapReport:
     target_facial_hair: FacialHair
     mouth_kept: bool
     mouth_opening: float
+    source_mouth_opening: float
 
     @property
     def source_beard(self) -> bool:
@@ -198,11 +202,12 @@ class ClassicalSwapper:
             source_hair = facial_hair(source, source_points)
             target_hair = facial_hair(target, target_points)
             report = SwapReport(
-                mask="inner" if target_hair.any else "full",
+                mask="inner" if target_hair.full_beard else "full",
                 source_facial_hair=source_hair,
                 target_facial_hair=target_hair,
-                mouth_kept=mouth_is_open(target_points),
+                mouth_kept=keeps_target_mouth(target_points, source_points),
                 mouth_opening=mouth_opening(target_points),
+                source_mouth_opening=mouth_opening(source_points),
             )
             source, source_points = _pose_matched(source, source_points, target_points)
             region = _region_around(target_points)

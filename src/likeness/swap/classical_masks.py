@@ -24,6 +24,8 @@ CHEEKS = np.array([1, 2, 3, 31, 32, 33, 34, 35, 13, 14, 15, 45, 46, 47, 42, 28, 
 MOUTH_OPEN_RATIO = 0.06
 """The mouth counts as open when its inner lips are apart by more than this share of the mouth's width
 (closed mouths measure 0.00–0.05 on the test photos; a smile showing teeth 0.15–0.35)."""
+SOURCE_MOUTH_SHARE = 0.8
+"""See :func:`keeps_target_mouth`."""
 HAIR_TEXTURE = 1.5
 """A region counts as facial hair when its fine texture (local L* spread) is this many times the
 cheeks' (on the test photos no clean-shaven chin reaches 1.5; beards measure 1.5–3.5) …"""
@@ -35,6 +37,11 @@ up to 14 darker at 0.9–1.2 times the texture."""
 INNER_SIDES = 0.9
 """The inner mask's sides lie this far from the nose tip towards the jaw points 0–3 and 13–16: the
 cheeks carry much of a face's identity (at 0.72 the dlib distance to the source rose by about 0.05)."""
+FULL_BEARD_DARKER = 25.0
+"""A chin beard this much darker than the cheeks (median L*) is a full beard: only then does the swap
+keep the target's jaw with the inner mask. Stubble and short beards (Kit Harington: 15–22 darker) are
+replaced by the source's chin with the full mask: on the bench the inner mask cost those pairs dlib
+distance 0.02–0.12 to the source, and a short beard ends at the jaw line, where the full mask's edge is."""
 MOUSTACHE_DARKER = 12.0
 MOUSTACHE_TEXTURE = 1.2
 """A moustache: the upper lip's median L* this much below the cheeks' and this much more textured
@@ -55,6 +62,11 @@ class FacialHair:
     @property
     def any(self) -> bool:
         return self.chin or self.moustache
+
+    @property
+    def full_beard(self) -> bool:
+        """A dark chin beard (see :data:`FULL_BEARD_DARKER`): the swap keeps it with the inner mask."""
+        return self.chin and self.chin_contrast < -FULL_BEARD_DARKER
 
 
 def polygon_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -96,6 +108,17 @@ def mouth_opening(points: np.ndarray) -> float:
 
 def mouth_is_open(points: np.ndarray) -> bool:
     return mouth_opening(points) > MOUTH_OPEN_RATIO
+
+
+def keeps_target_mouth(target_points: np.ndarray, source_points: np.ndarray) -> bool:
+    """Keep the target's open mouth (teeth, tongue) when the source has too little mouth to fill it.
+
+    An open source mouth at least :data:`SOURCE_MOUTH_SHARE` as wide open as the target's brings its own
+    teeth, which carry its identity (keeping the target's cost dlib distance 0.08-0.2 to the source on
+    the bench's pairs of smiles); a closed one has nothing to show inside the target's lips.
+    """
+    opening = mouth_opening(target_points)
+    return opening > MOUTH_OPEN_RATIO and mouth_opening(source_points) < SOURCE_MOUTH_SHARE * opening
 
 
 def mouth_interior(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
