@@ -12,8 +12,9 @@ output is analysed again with dlib and measured (one row per swapper):
 - **ΔE cheeks–neck**: CIELAB ΔE76 between the median colour of the output's cheeks and of the target's
   neck skin (pixels below the chin that look like this face's skin, see :func:`neck`; pairs with too
   little neck skin showing are left out). The target's own cheeks against its neck are printed for scale.
-- **seam**: gradient energy of the slightly blurred lightness in a band around the edge of the changed
-  region, output over target (1.0: the swap adds no edge there; a hard paste measures several times that).
+- **seam**: gradient energy of the slightly blurred change of lightness in a band around the outer edge
+  of the changed region over its mean inside (1.0: the swap adds no edge there; a hard paste measures
+  several times that). A kept open mouth's edge is scored apart ("mouth edge", with its pair count).
 - **worse ID**: pairs where the new output is farther from the source than the old one by > --margin.
 
 Outputs are never written: the people in the test photos did not consent to being swapped.
@@ -60,9 +61,11 @@ class Scores:
     landmark_error: list[float] = field(default_factory=list)
     delta_e: list[float] = field(default_factory=list)
     seam: list[float] = field(default_factory=list)
+    mouth_edge: list[float] = field(default_factory=list)
     to_source: list[float] = field(default_factory=list)
     lost: int = 0
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 def photos() -> list[Photo]:
@@ -153,21 +156,50 @@ def neck(points: np.ndarray, pixels: np.ndarray) -> np.ndarray:
 
 
 def seam_score(out: np.ndarray, target: np.ndarray, face_size: float) -> float | None:
-    """How much the swap changes at the edge of what it changed, relative to inside.
+    """How much the swap changes at the outer edge of what it changed, relative to inside.
 
     The change ``out - target`` (lightness, blurred by 1.5 % of the face to ignore pixel texture) varies
     inside the face with the features; a seam is where it steps along the edge of the changed region.
-    Score: mean gradient magnitude of the change in a band around that edge over its mean in the rest
-    of the changed region (a hard paste measures several times what a feathered, tone-matched one does).
+    Score: mean gradient magnitude of the change in a band around that region's outer edge over its mean
+    in the rest of the changed region (a hard paste measures several times what a feathered, tone-matched
+    one does). Holes in the changed region (a kept open mouth: the source's lips meet the target's teeth
+    along a real edge of both photos) are left out of both means; :func:`hole_edge_score` scores them.
     """
-    changed = np.any(out != target, axis=2).astype(np.uint8)
+    regions = _seam_regions(out, target, face_size)
+    if regions is None:
+        return None
+    magnitude, band, core, _ = regions
+    return float(magnitude[band].mean() / max(float(magnitude[core].mean()), 1e-6))
+
+
+def hole_edge_score(out: np.ndarray, target: np.ndarray, face_size: float) -> float | None:
+    """:func:`seam_score` along the edges of holes in the changed region (a kept mouth); None if none."""
+    regions = _seam_regions(out, target, face_size)
+    if regions is None or not regions[3].any():
+        return None
+    magnitude, _, core, hole_band = regions
+    return float(magnitude[hole_band].mean() / max(float(magnitude[core].mean()), 1e-6))
+
+
+def _seam_regions(
+    out: np.ndarray, target: np.ndarray, face_size: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(change gradient magnitude, outer band, core, band round holes) for the scores above."""
+    from scipy.ndimage import binary_fill_holes
+
+    changed = np.any(out != target, axis=2)
     if changed.sum() < 100:
         return None
+    filled = binary_fill_holes(changed)
+    holes = (filled & ~changed).astype(np.uint8)
+    holes = cv2.morphologyEx(holes, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))  # not single unchanged pixels
     width = max(3.0, 0.05 * face_size)
-    inside = cv2.distanceTransform(changed, cv2.DIST_L2, 5)
-    outside = cv2.distanceTransform(1 - changed, cv2.DIST_L2, 5)
-    band = ((changed > 0) & (inside < width)) | ((changed == 0) & (outside < width))
-    core = (changed > 0) & (inside >= width)
+    inside = cv2.distanceTransform(filled.astype(np.uint8), cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform(1 - filled.astype(np.uint8), cv2.DIST_L2, 5)
+    near_hole = cv2.distanceTransform(1 - holes, cv2.DIST_L2, 5) < width
+    band = (filled & (inside < width)) | (~filled & (outside < width))
+    band &= ~near_hole
+    core = changed & (inside >= width) & ~near_hole
     if core.sum() < 50:
         return None
 
@@ -176,8 +208,7 @@ def seam_score(out: np.ndarray, target: np.ndarray, face_size: float) -> float |
 
     change = cv2.GaussianBlur(lightness(out) - lightness(target), (0, 0), max(1.0, 0.015 * face_size))
     gx, gy = cv2.Sobel(change, cv2.CV_32F, 1, 0), cv2.Sobel(change, cv2.CV_32F, 0, 1)
-    magnitude = np.hypot(gx, gy)
-    return float(magnitude[band].mean() / max(float(magnitude[core].mean()), 1e-6))
+    return np.hypot(gx, gy), band, core, near_hole
 
 
 def nearest(analyzer: DlibAnalyzer, pixels: np.ndarray, where: Face) -> Face | None:
@@ -232,7 +263,7 @@ def main() -> None:
             score = scores[name]
             start = time.perf_counter()
             try:
-                out = swapper.swap(dst_px, dst_face, src_px, src_face)
+                out = swapper.swap(dst_px, dst_face, src_px, src_face, timings=score.stages)
             except BadInput:
                 score.lost += 1
                 line.append(f"{name}: refused")
@@ -241,6 +272,9 @@ def main() -> None:
             seam = seam_score(out, dst_px, float(dst_face.size))
             if seam is not None:
                 score.seam.append(seam)
+            hole_edge = hole_edge_score(out, dst_px, float(dst_face.size))
+            if hole_edge is not None:
+                score.mouth_edge.append(hole_edge)
             found = nearest(analyzer, out, dst_face)
             if found is None:
                 score.lost += 1
@@ -263,12 +297,15 @@ def main() -> None:
             print(" | ".join(line), flush=True)
 
     old, new = scores["old"].to_source, scores["new"].to_source
-    worse = sum(
-        1 for a, b in zip(old, new, strict=True) if np.isfinite(a) and np.isfinite(b) and b > a + args.margin
-    )
+    worse = [
+        number
+        for number, (a, b) in enumerate(zip(old, new, strict=True))
+        if np.isfinite(a) and np.isfinite(b) and b > a + args.margin
+    ]
     print(f"\n{args.pairs} pairs of {len(identities)} identities, seed {args.seed}; old = {args.old_ref}")
     print(f"target's own cheeks vs neck: median ΔE {np.median(own_delta_e):.1f}\n")
-    header = ("", "ID top-1", "closer to src", "landmarks %IOD", "ΔE cheeks–neck", "seam", "lost", "s/swap")
+    header = ("", "ID top-1", "closer to src", "landmarks %IOD", "ΔE cheeks–neck", "seam", "mouth edge")
+    header += ("lost", "s/swap")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, score in scores.items():
@@ -278,9 +315,18 @@ def main() -> None:
             f"| {np.mean(score.landmark_error):.2f} | {np.median(score.delta_e):.1f} "
             f"(mean {np.mean(score.delta_e):.1f}) | {np.median(score.seam):.2f} "
             f"(mean {np.mean(score.seam):.2f}) "
+            f"| {np.median(score.mouth_edge or [np.nan]):.2f} ({len(score.mouth_edge)}) "
             f"| {score.lost} | {score.seconds / done:.2f} |"
         )
-    print(f"\npairs where new is farther from the source than old by > {args.margin}: {worse}")
+    print(f"\npairs where new is farther from the source than old by > {args.margin}: {len(worse)}")
+    for number in worse:
+        source, target = pairs[number]
+        print(f"  {number:2d} {source.identity}/{source.path.name} → {target.identity}/{target.path.name}: "
+              f"{old[number]:.3f} → {new[number]:.3f}")
+    for name, score in scores.items():
+        done = max(1, args.pairs - score.lost)
+        stages = ", ".join(f"{stage} {1000 * seconds / done:.0f}" for stage, seconds in score.stages.items())
+        print(f"{name}: ms per swap by stage: {stages}")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,6 @@ from likeness.swap.classical_masks import (
     inner_outline,
     keeps_target_mouth,
     mouth_interior,
-    mouth_is_open,
     mouth_opening,
 )
 from likeness.swap.skin_tone import match_colour, match_surroundings
