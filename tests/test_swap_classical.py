@@ -327,11 +327,30 @@ def test_a_closed_target_mouth_is_swapped_whole(photo) -> None:
     assert not report.mouth_kept
 
 
+def test_an_open_source_mouth_fills_an_open_target_mouth(photo) -> None:
+    # Both smile showing teeth: the source's own teeth (its identity) go in, the target's are not kept.
+    source, (source_face,) = photo("John_Salley/3.jpg")
+    target, (target_face,) = photo("obama/1.jpg")
+    _, report = ClassicalSwapper().swap_with_report(target, target_face, source, source_face)
+    assert report.mouth_opening > classical_masks.MOUTH_OPEN_RATIO
+    assert report.source_mouth_opening >= classical_masks.SOURCE_MOUTH_SHARE * report.mouth_opening
+    assert not report.mouth_kept
+
+
+def test_stubble_takes_the_full_mask(photo) -> None:
+    # Kit Harington's short beard is detected but is no full beard: the source's chin replaces it.
+    source, (source_face,) = photo("deepface_person_01/2.jpg")
+    target, (target_face,) = photo("kit_harington/1.jpg")
+    _, report = ClassicalSwapper().swap_with_report(target, target_face, source, source_face)
+    assert report.target_facial_hair.chin and not report.target_facial_hair.full_beard
+    assert report.mask == "full"
+
+
 def test_a_bearded_target_keeps_its_jaw_and_beard(analyzer: DlibAnalyzer, photo) -> None:
     source, (source_face,) = photo("demo/darwin_1.jpg")
     target, (target_face,) = photo("demo/lincoln_1.jpg")
     out, report = ClassicalSwapper().swap_with_report(target, target_face, source, source_face)
-    assert report.mask == "inner" and report.target_beard and report.target_facial_hair.chin
+    assert report.mask == "inner" and report.target_beard and report.target_facial_hair.full_beard
     # Only the inner face (brows, eyes, nose, mouth and a margin of cheek) changed: jaw and beard did not.
     inner = classical_masks.hull_mask(classical_masks.inner_outline(target_face.landmarks), target.shape[:2])
     changed = np.any(out != target, axis=2)

@@ -114,9 +114,10 @@ class SwapReport:
     """How one face was swapped.
 
     ``mask`` is ``"full"`` (jaw and forehead: the source's whole face) or ``"inner"`` (brows, eyes, nose
-    and mouth: the target keeps its jaw, chin and beard), chosen ``"inner"`` when the target shows
-    facial hair (a source's beard alone does not switch: on the bench that cost identity, dlib distance
-    to the source +0.02–0.05, and the full mask's jaw edge already cuts the source's beard off).
+    and mouth: the target keeps its jaw, chin and beard), chosen ``"inner"`` only when the target has a
+    full, dark chin beard (:attr:`FacialHair.full_beard`): stubble, short beards and moustaches are
+    replaced by the source's skin (on the bench the inner mask cost those pairs dlib distance 0.02–0.12
+    to the source), and a source's beard alone does not switch either.
     ``mouth_kept``: the target's mouth was open and its interior (teeth, tongue) was kept;
     ``mouth_opening`` (target) and ``source_mouth_opening`` are the inner lips' gap as a share of the
     mouth's width; an open source mouth is warped into an open target mouth instead (see
