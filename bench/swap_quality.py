@@ -12,9 +12,12 @@ output is analysed again with dlib and measured (one row per swapper):
 - **ΔE cheeks–neck**: CIELAB ΔE76 between the median colour of the output's cheeks and of the target's
   neck skin (pixels below the chin that look like this face's skin, see :func:`neck`; pairs with too
   little neck skin showing are left out). The target's own cheeks against its neck are printed for scale.
-- **seam**: gradient energy of the slightly blurred change of lightness in a band around the outer edge
-  of the changed region over its mean inside (1.0: the swap adds no edge there; a hard paste measures
-  several times that). A kept open mouth's edge is scored apart ("mouth edge", with its pair count).
+- **edge step**: how steeply the (slightly blurred) change of lightness rises across the outer edge of
+  the changed region, in L* per 1 % of the face size (0: no step). A kept open mouth's edge is scored
+  apart ("mouth edge", with its pair count): there the source's lips meet the target's teeth.
+- **seam (first score)**: the same gradient along the whole edge of the changed region over its mean
+  inside, as first defined; kept as it was, but a kept mouth's hole moves both its numerator and its
+  denominator, so it no longer compares swappers that keep different things.
 - **worse ID**: pairs where the new output is farther from the source than the old one by > --margin.
 
 Outputs are never written: the people in the test photos did not consent to being swapped.
@@ -61,6 +64,7 @@ class Scores:
     landmark_error: list[float] = field(default_factory=list)
     delta_e: list[float] = field(default_factory=list)
     seam: list[float] = field(default_factory=list)
+    edge: list[float] = field(default_factory=list)
     mouth_edge: list[float] = field(default_factory=list)
     to_source: list[float] = field(default_factory=list)
     lost: int = 0
@@ -156,59 +160,61 @@ def neck(points: np.ndarray, pixels: np.ndarray) -> np.ndarray:
 
 
 def seam_score(out: np.ndarray, target: np.ndarray, face_size: float) -> float | None:
-    """How much the swap changes at the outer edge of what it changed, relative to inside.
+    """How much the swap's change steps at the outer edge of what it changed, relative to inside.
 
     The change ``out - target`` (lightness, blurred by 1.5 % of the face to ignore pixel texture) varies
     inside the face with the features; a seam is where it steps along the edge of the changed region.
-    Score: mean gradient magnitude of the change in a band around that region's outer edge over its mean
-    in the rest of the changed region (a hard paste measures several times what a feathered, tone-matched
-    one does). Holes in the changed region (a kept open mouth: the source's lips meet the target's teeth
-    along a real edge of both photos) are left out of both means; :func:`hole_edge_score` scores them.
+    Score: mean gradient magnitude of the change in a band around that region's edge over its mean in
+    the rest of the changed region (a hard paste measures several times what a feathered, tone-matched
+    one does). This is the score as first defined; its denominator depends on what the swap keeps (a
+    kept open mouth leaves a hole whose edge counts as seam and whose inside lowers the mean), so
+    :func:`edge_step` is the one compared.
     """
-    regions = _seam_regions(out, target, face_size)
-    if regions is None:
+    changed = np.any(out != target, axis=2).astype(np.uint8)
+    if changed.sum() < 100:
         return None
-    magnitude, band, core, _ = regions
+    width = max(3.0, 0.05 * face_size)
+    inside = cv2.distanceTransform(changed, cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform(1 - changed, cv2.DIST_L2, 5)
+    band = ((changed > 0) & (inside < width)) | ((changed == 0) & (outside < width))
+    core = (changed > 0) & (inside >= width)
+    if core.sum() < 50:
+        return None
+    magnitude = change_gradient(out, target, face_size)
     return float(magnitude[band].mean() / max(float(magnitude[core].mean()), 1e-6))
 
 
-def hole_edge_score(out: np.ndarray, target: np.ndarray, face_size: float) -> float | None:
-    """:func:`seam_score` along the edges of holes in the changed region (a kept mouth); None if none."""
-    regions = _seam_regions(out, target, face_size)
-    if regions is None or not regions[3].any():
-        return None
-    magnitude, _, core, hole_band = regions
-    return float(magnitude[hole_band].mean() / max(float(magnitude[core].mean()), 1e-6))
-
-
-def _seam_regions(
-    out: np.ndarray, target: np.ndarray, face_size: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """(change gradient magnitude, outer band, core, band round holes) for the scores above."""
+def edge_step(out: np.ndarray, target: np.ndarray, face_size: float) -> tuple[float | None, float | None]:
+    """(outer edge, hole edges): how steeply the change of lightness rises across the outer edge of the
+    changed region, and across the edges of holes in it (a kept open mouth), in L* per 1 % of the face
+    size (0: no step; the same absolute unit for every swapper, so nothing depends on what it kept).
+    The hole value is None when there is no hole.
+    """
     from scipy.ndimage import binary_fill_holes
 
     changed = np.any(out != target, axis=2)
     if changed.sum() < 100:
-        return None
+        return None, None
     filled = binary_fill_holes(changed)
-    holes = (filled & ~changed).astype(np.uint8)
-    holes = cv2.morphologyEx(holes, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))  # not single unchanged pixels
+    holes = cv2.morphologyEx((filled & ~changed).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     width = max(3.0, 0.05 * face_size)
     inside = cv2.distanceTransform(filled.astype(np.uint8), cv2.DIST_L2, 5)
     outside = cv2.distanceTransform(1 - filled.astype(np.uint8), cv2.DIST_L2, 5)
     near_hole = cv2.distanceTransform(1 - holes, cv2.DIST_L2, 5) < width
-    band = (filled & (inside < width)) | (~filled & (outside < width))
-    band &= ~near_hole
-    core = changed & (inside >= width) & ~near_hole
-    if core.sum() < 50:
-        return None
+    band = ((filled & (inside < width)) | (~filled & (outside < width))) & ~near_hole
+    per_percent = change_gradient(out, target, face_size) * (0.01 * face_size)
+    outer = float(per_percent[band].mean()) if band.any() else None
+    return outer, float(per_percent[near_hole].mean()) if holes.any() else None
+
+
+def change_gradient(out: np.ndarray, target: np.ndarray, face_size: float) -> np.ndarray:
+    """Gradient magnitude (L* per pixel) of the change of lightness, blurred by 1.5 % of the face."""
 
     def lightness(pixels: np.ndarray) -> np.ndarray:
         return cv2.cvtColor(pixels.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[..., 0]
 
     change = cv2.GaussianBlur(lightness(out) - lightness(target), (0, 0), max(1.0, 0.015 * face_size))
-    gx, gy = cv2.Sobel(change, cv2.CV_32F, 1, 0), cv2.Sobel(change, cv2.CV_32F, 0, 1)
-    return np.hypot(gx, gy), band, core, near_hole
+    return np.hypot(cv2.Sobel(change, cv2.CV_32F, 1, 0), cv2.Sobel(change, cv2.CV_32F, 0, 1)) / 8.0
 
 
 def nearest(analyzer: DlibAnalyzer, pixels: np.ndarray, where: Face) -> Face | None:
@@ -272,9 +278,11 @@ def main() -> None:
             seam = seam_score(out, dst_px, float(dst_face.size))
             if seam is not None:
                 score.seam.append(seam)
-            hole_edge = hole_edge_score(out, dst_px, float(dst_face.size))
-            if hole_edge is not None:
-                score.mouth_edge.append(hole_edge)
+            outer_step, hole_step = edge_step(out, dst_px, float(dst_face.size))
+            if outer_step is not None:
+                score.edge.append(outer_step)
+            if hole_step is not None:
+                score.mouth_edge.append(hole_step)
             found = nearest(analyzer, out, dst_face)
             if found is None:
                 score.lost += 1
@@ -304,7 +312,8 @@ def main() -> None:
     ]
     print(f"\n{args.pairs} pairs of {len(identities)} identities, seed {args.seed}; old = {args.old_ref}")
     print(f"target's own cheeks vs neck: median ΔE {np.median(own_delta_e):.1f}\n")
-    header = ("", "ID top-1", "closer to src", "landmarks %IOD", "ΔE cheeks–neck", "seam", "mouth edge")
+    header = ("", "ID top-1", "closer to src", "landmarks %IOD", "ΔE cheeks–neck", "edge step", "mouth edge")
+    header += ("seam (first score)",)
     header += ("lost", "s/swap")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -313,9 +322,10 @@ def main() -> None:
         print(
             f"| {name} | {100 * np.mean(score.top1):.1f} % | {100 * np.mean(score.closer):.1f} % "
             f"| {np.mean(score.landmark_error):.2f} | {np.median(score.delta_e):.1f} "
-            f"(mean {np.mean(score.delta_e):.1f}) | {np.median(score.seam):.2f} "
-            f"(mean {np.mean(score.seam):.2f}) "
-            f"| {np.median(score.mouth_edge or [np.nan]):.2f} ({len(score.mouth_edge)}) "
+            f"(mean {np.mean(score.delta_e):.1f}) "
+            f"| {np.median(score.edge):.3f} (mean {np.mean(score.edge):.3f}) "
+            f"| {np.median(score.mouth_edge or [np.nan]):.3f} ({len(score.mouth_edge)}) "
+            f"| {np.median(score.seam):.2f} (mean {np.mean(score.seam):.2f}) "
             f"| {score.lost} | {score.seconds / done:.2f} |"
         )
     print(f"\npairs where new is farther from the source than old by > {args.margin}: {len(worse)}")

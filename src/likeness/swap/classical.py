@@ -227,7 +227,7 @@ class ClassicalSwapper:
             )
         with timer("mask"):
             outline = _mask_outline(dst, report.mask)
-            alpha, core = _face_mask(outline, target_patch.shape[:2], _face_size(dst))
+            alpha, core = _face_mask(outline, target_patch.shape[:2], _face_size(_with_forehead(dst)))
             face = _hull_mask(_outline(_with_forehead(dst)), target_patch.shape[:2]) > 0
             alpha[~face], core = 0.0, core & face  # the inner mask never reaches beyond the full one
             keep = mouth_interior(dst, target_patch.shape[:2]) if report.mouth_kept else None
