@@ -186,6 +186,24 @@ def _lowpass(lab: np.ndarray, weights: np.ndarray, sigma: float) -> tuple[np.nda
     return total / np.maximum(density, 1e-4)[..., None], density
 
 
+def _local_shift(
+    src_lab: np.ndarray,
+    src_w: np.ndarray,
+    dst_lab: np.ndarray,
+    dst_w: np.ndarray,
+    inside: np.ndarray,
+    sigma: float,
+) -> np.ndarray:
+    """Low-frequency difference target − source of the weighted skin colours; where either side has
+    little skin nearby, the mean difference over the face."""
+    src_low, src_density = _lowpass(src_lab, src_w, sigma)
+    dst_low, dst_density = _lowpass(dst_lab, dst_w, sigma)
+    confidence = np.clip(np.minimum(src_density, dst_density) / 0.15, 0.0, 1.0)[..., None]
+    mean_shift = (dst_low - src_low)[inside & (confidence[..., 0] > 0.99)]
+    fallback = mean_shift.mean(axis=0) if len(mean_shift) else np.zeros(3, np.float32)
+    return (confidence * (dst_low - src_low) + (1.0 - confidence) * fallback).astype(np.float32)
+
+
 def _rim_weight(inside: np.ndarray, size: float) -> np.ndarray:
     """1 at the face outline, falling to :data:`CENTRE_SHARE` at :data:`RIM_DEPTH` face sizes inside it."""
     import cv2
@@ -219,28 +237,23 @@ def match_surroundings(
     src_lab, dst_lab = to_lab(shrink(matched)), to_lab(shrink(target))
     inside = cv2.resize(face.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
     reach = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 5) < SURROUNDING * size * scale
-    # Both sides over the same skin; the source's chin and upper lip never count (stubble and light
-    # beards escape detection and darkened the source's lower face, which the shift then lightened:
-    # measured on the bench, 2 of 7 identity-losing pairs fewer).
-    not_skin_src = feature_mask(pts, inside.shape, source_hair) | feature_mask(pts, inside.shape, _ANY_HAIR)
-    not_skin_dst = feature_mask(pts, inside.shape, target_hair) | not_skin_src
-    not_skin_src |= not_skin_dst
+    kept = np.zeros(inside.shape, dtype=bool)
     if keep is not None:
         kept = cv2.resize(keep.astype(np.float32), small, interpolation=cv2.INTER_LINEAR) > 0.1
-        not_skin_src |= kept
-        not_skin_dst |= kept
-    src_w = skin_weights(src_lab, pts, inside & ~not_skin_src, inside)
-    dst_w = skin_weights(dst_lab, pts, (inside | reach) & ~not_skin_dst, inside)
-    if src_w.sum() < 10 or dst_w.sum() < 10:
-        return matched
+    features = feature_mask(pts, inside.shape, source_hair) | feature_mask(pts, inside.shape, target_hair)
+    # Lightness: both sides over the same skin, never the source's chin and upper lip (stubble and light
+    # beards escape detection and darken the source's lower face, which the shift then lightened, away
+    # from the source: 2 of 7 identity-losing pairs on the bench). Colour: the chin and upper lip do
+    # count, so that a bluish shaved chin takes the target's skin colour.
+    lower_face = feature_mask(pts, inside.shape, _ANY_HAIR)
     sigma = LOCAL_SIGMA * size * scale
-    src_low, src_density = _lowpass(src_lab, src_w, sigma)
-    dst_low, dst_density = _lowpass(dst_lab, dst_w, sigma)
-    # Where either side has little skin nearby, fall back to the mean correction over the face.
-    confidence = np.clip(np.minimum(src_density, dst_density) / 0.15, 0.0, 1.0)[..., None]
-    mean_shift = (dst_low - src_low)[inside & (confidence[..., 0] > 0.99)]
-    fallback = mean_shift.mean(axis=0) if len(mean_shift) else np.zeros(3, np.float32)
-    shift = confidence * (dst_low - src_low) + (1.0 - confidence) * fallback
+    shift = np.zeros(src_lab.shape, dtype=np.float32)
+    for channels, not_skin in ((slice(0, 1), features | lower_face | kept), (slice(1, 3), features | kept)):
+        src_w = skin_weights(src_lab, pts, inside & ~not_skin, inside)
+        dst_w = skin_weights(dst_lab, pts, (inside | reach) & ~not_skin, inside)
+        if src_w.sum() < 10 or dst_w.sum() < 10:
+            continue
+        shift[..., channels] = _local_shift(src_lab, src_w, dst_lab, dst_w, inside, sigma)[..., channels]
     shift = cv2.GaussianBlur(shift.astype(np.float32), (0, 0), 0.5 * sigma)
     shift *= _rim_weight(inside, size * scale)[..., None]
     full = cv2.resize(shift, (target.shape[1], target.shape[0]), interpolation=cv2.INTER_CUBIC)
