@@ -66,6 +66,8 @@ class Scores:
     seam: list[float] = field(default_factory=list)
     edge: list[float] = field(default_factory=list)
     mouth_edge: list[float] = field(default_factory=list)
+    seam_by_pair: dict[int, tuple[float, bool]] = field(default_factory=dict)
+    """Pair number → (first seam score, whether the changed region has a hole)."""
     to_source: list[float] = field(default_factory=list)
     lost: int = 0
     seconds: float = 0.0
@@ -283,6 +285,8 @@ def main() -> None:
                 score.edge.append(outer_step)
             if hole_step is not None:
                 score.mouth_edge.append(hole_step)
+            if seam is not None:
+                score.seam_by_pair[number] = (seam, hole_step is not None)
             found = nearest(analyzer, out, dst_face)
             if found is None:
                 score.lost += 1
@@ -333,6 +337,16 @@ def main() -> None:
         source, target = pairs[number]
         print(f"  {number:2d} {source.identity}/{source.path.name} → {target.identity}/{target.path.name}: "
               f"{old[number]:.3f} → {new[number]:.3f}")
+    no_hole = [
+        number
+        for number in scores["new"].seam_by_pair
+        if number in scores["old"].seam_by_pair
+        and not scores["new"].seam_by_pair[number][1]
+        and not scores["old"].seam_by_pair[number][1]
+    ]
+    firsts = {n: np.median([scores[n].seam_by_pair[k][0] for k in no_hole] or [np.nan]) for n in scores}
+    print(f"seam (first score) on the {len(no_hole)} pairs where neither output has a hole (kept mouth): "
+          + ", ".join(f"{name} {value:.3f}" for name, value in firsts.items()))
     for name, score in scores.items():
         done = max(1, args.pairs - score.lost)
         stages = ", ".join(f"{stage} {1000 * seconds / done:.0f}" for stage, seconds in score.stages.items())
