@@ -15,7 +15,7 @@ from likeness.errors import BadInput, UsageError
 from likeness.faces.dlib_backend import DlibAnalyzer
 from likeness.faces.types import Face
 from likeness.media.image import load_image
-from likeness.swap import classical
+from likeness.swap import classical, classical_masks, skin_tone
 from likeness.swap.backends import load_swapper
 from likeness.swap.classical import ClassicalSwapper
 from likeness.swap.types import Swapper
@@ -289,3 +289,160 @@ def test_stage_timings_are_reported(photo) -> None:
     ClassicalSwapper().swap(target, target_face, source, source_face, timings=timings)
     assert list(timings) == ["regions", "warp", "mask", "colour", "blend", "compose"]
     assert all(seconds >= 0 for seconds in timings.values())
+
+
+# -- mouth, facial hair, skin tone, seams ------------------------------------------------------------
+
+
+def inner_lips_interior(face: Face, shape: tuple[int, ...], shrink: int = 2) -> np.ndarray:
+    """The open mouth inside the target's inner-lip landmarks, a few pixels in from them."""
+    from scipy.ndimage import binary_erosion
+
+    inside = classical_masks.polygon_mask(face.landmarks[classical_masks.INNER_LIPS], shape[:2])
+    return binary_erosion(inside, iterations=shrink)
+
+
+def test_an_open_mouth_keeps_its_teeth(analyzer: DlibAnalyzer, photo) -> None:
+    # obama/1.jpg smiles showing his upper teeth; biden/2.jpg's mouth is nearly closed.
+    source, (source_face,) = photo("biden/2.jpg")
+    target, (target_face,) = photo("obama/1.jpg")
+    assert classical_masks.mouth_opening(target_face.landmarks) > 0.15
+    out, report = ClassicalSwapper().swap_with_report(target, target_face, source, source_face)
+    assert report.mouth_kept and report.mouth_opening > classical_masks.MOUTH_OPEN_RATIO
+    interior = inner_lips_interior(target_face, target.shape)
+    assert interior.sum() > 500  # a real mouth, not a slit
+    grey = lambda pixels: pixels.astype(np.float32).mean(axis=2)  # noqa: E731
+    assert np.abs(grey(out) - grey(target))[interior].mean() <= 2.0
+    # The lips around it are the source's (changed), and the swap is still a swap.
+    lips = classical_masks.polygon_mask(target_face.landmarks[48:60], target.shape[:2]) & ~(
+        classical_masks.polygon_mask(target_face.landmarks[60:68], target.shape[:2])
+    )
+    assert np.abs(out.astype(np.int16) - target)[lips].mean() > 5
+    check_identity_moved(analyzer, out, target_face, source_face, by=0.2)
+
+
+def test_a_closed_target_mouth_is_swapped_whole(photo) -> None:
+    source, (source_face,) = photo("obama/1.jpg")
+    target, (target_face,) = photo("deepface_person_04/1.jpg")
+    _, report = ClassicalSwapper().swap_with_report(target, target_face, source, source_face)
+    assert not report.mouth_kept
+
+
+def test_an_open_source_mouth_fills_an_open_target_mouth(photo) -> None:
+    # Both smile showing teeth: the source's own teeth (its identity) go in, the target's are not kept.
+    source, (source_face,) = photo("John_Salley/3.jpg")
+    target, (target_face,) = photo("obama/1.jpg")
+    _, report = ClassicalSwapper().swap_with_report(target, target_face, source, source_face)
+    assert report.mouth_opening > classical_masks.MOUTH_OPEN_RATIO
+    assert report.source_mouth_opening >= classical_masks.SOURCE_MOUTH_SHARE * report.mouth_opening
+    assert not report.mouth_kept
+
+
+def test_stubble_takes_the_full_mask(photo) -> None:
+    # Kit Harington's short beard is detected but is no full beard: the source's chin replaces it.
+    source, (source_face,) = photo("deepface_person_01/2.jpg")
+    target, (target_face,) = photo("kit_harington/1.jpg")
+    _, report = ClassicalSwapper().swap_with_report(target, target_face, source, source_face)
+    assert report.target_facial_hair.chin and not report.target_facial_hair.full_beard
+    assert report.mask == "full"
+
+
+def test_a_bearded_target_keeps_its_jaw_and_beard(analyzer: DlibAnalyzer, photo) -> None:
+    source, (source_face,) = photo("demo/darwin_1.jpg")
+    target, (target_face,) = photo("demo/lincoln_1.jpg")
+    out, report = ClassicalSwapper().swap_with_report(target, target_face, source, source_face)
+    assert report.mask == "inner" and report.target_beard and report.target_facial_hair.full_beard
+    # Only the inner face (brows, eyes, nose, mouth and a margin of cheek) changed: jaw and beard did not.
+    inner = classical_masks.hull_mask(classical_masks.inner_outline(target_face.landmarks), target.shape[:2])
+    changed = np.any(out != target, axis=2)
+    assert changed.any() and not (changed & ~inner).any(), "pixels outside the inner-face mask changed"
+    chin = classical_masks.polygon_mask(target_face.landmarks[classical_masks.CHIN], target.shape[:2])
+    assert not (changed & chin & ~inner).any()
+    assert (chin & ~inner).sum() > 0.5 * chin.sum()  # most of the beard lies outside the mask
+    check_identity_moved(analyzer, out, target_face, source_face, by=0.05)
+
+
+def test_clean_shaven_faces_get_the_full_mask(photo) -> None:
+    source, (source_face,) = photo("obama/1.jpg")
+    target, (target_face,) = photo("biden/2.jpg")
+    _, report = ClassicalSwapper().swap_with_report(target, target_face, source, source_face)
+    assert report.mask == "full" and not report.source_beard and not report.target_beard
+
+
+def test_swap_returns_what_swap_with_report_returns(photo) -> None:
+    source, (source_face,) = photo("obama/1.jpg")
+    target, (target_face,) = photo("biden/2.jpg")
+    swapper = ClassicalSwapper()
+    out, _ = swapper.swap_with_report(target, target_face, source, source_face)
+    assert np.array_equal(out, swapper.swap(target, target_face, source, source_face))
+
+
+def seam_score(out: np.ndarray, target: np.ndarray, face: Face) -> float:
+    """Gradient of the (blurred) change along the edge of the changed region over its mean inside
+    (the definition bench/swap_quality.py uses)."""
+    import cv2
+
+    changed = np.any(out != target, axis=2).astype(np.uint8)
+    width = max(3.0, 0.05 * face.size)
+    inside = cv2.distanceTransform(changed, cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform(1 - changed, cv2.DIST_L2, 5)
+    band = ((changed > 0) & (inside < width)) | ((changed == 0) & (outside < width))
+    core = (changed > 0) & (inside >= width)
+
+    def lightness(pixels: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(pixels.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[..., 0]
+
+    change = cv2.GaussianBlur(lightness(out) - lightness(target), (0, 0), max(1.0, 0.015 * face.size))
+    magnitude = np.hypot(cv2.Sobel(change, cv2.CV_32F, 1, 0), cv2.Sobel(change, cv2.CV_32F, 0, 1))
+    return float(magnitude[band].mean() / magnitude[core].mean())
+
+
+def naive_paste(target: np.ndarray, target_face: Face, source: np.ndarray, source_face: Face) -> np.ndarray:
+    """The same warped, globally colour-matched source face, pasted with a hard edge over the full mask."""
+    region = classical._region_around(target_face.landmarks.astype(np.float64))
+    assert region.x0 >= 0 and region.y0 >= 0 and region.x1 <= target.shape[1] and region.y1 <= target.shape[0]
+    patch = target[region.y0 : region.y1, region.x0 : region.x1]
+    dst = target_face.landmarks.astype(np.float64) - (region.x0, region.y0)
+    src_patch, src, _ = classical._source_patch(source, source_face.landmarks.astype(np.float64), dst)
+    size = (patch.shape[1], patch.shape[0])
+    warped = classical._warp_piecewise_affine(
+        src_patch, classical._with_forehead(src), classical._with_forehead(dst), size
+    )
+    hull = classical._hull_mask(classical._outline(classical._with_forehead(dst)), patch.shape[:2]) > 0
+    matched = skin_tone.match_colour(warped, patch, hull, dst)
+    out = target.copy()
+    out[region.y0 : region.y1, region.x0 : region.x1][hull] = matched[hull]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("source_name", "target_name"),
+    [("deepface_person_01/1.jpg", "obama/2.jpg"), ("obama/1.jpg", "biden/2.jpg")],
+)
+def test_the_seam_is_softer_than_a_naive_paste(photo, source_name: str, target_name: str) -> None:
+    source, (source_face,) = photo(source_name)
+    target, (target_face,) = photo(target_name)
+    out = ClassicalSwapper().swap(target, target_face, source, source_face)
+    naive = naive_paste(target, target_face, source, source_face)
+    assert seam_score(out, target, target_face) < 0.6 * seam_score(naive, target, target_face)
+
+
+def test_light_skin_onto_dark_skin_takes_the_tone_around_the_face(photo) -> None:
+    """The face's edge (where it meets ears, neck, temples) is near the target's own tone there."""
+    import cv2
+
+    source, (source_face,) = photo("deepface_person_01/1.jpg")
+    target, (target_face,) = photo("obama/2.jpg")
+    out = ClassicalSwapper().swap(target, target_face, source, source_face)
+    naive = naive_paste(target, target_face, source, source_face)
+    hull = hull_mask(target_face, target.shape).astype(np.uint8)
+    depth = cv2.distanceTransform(hull, cv2.DIST_L2, 5)
+    rim = (depth > 0.06 * target_face.size) & (depth < 0.14 * target_face.size)
+
+    def rim_lightness_error(pixels: np.ndarray) -> float:
+        lab = cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB).astype(np.float32)[..., 0] * (100 / 255)
+        lab_t = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).astype(np.float32)[..., 0] * (100 / 255)
+        blur = lambda x: cv2.GaussianBlur(x, (0, 0), 0.05 * target_face.size)  # noqa: E731
+        return float(np.abs(blur(lab) - blur(lab_t))[rim].mean())
+
+    assert rim_lightness_error(out) < 0.7 * rim_lightness_error(naive)

@@ -33,15 +33,27 @@ No learned model beyond the 68-point landmarks the analyzer already found. The s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from likeness.errors import BadInput, UsageError
 from likeness.faces.types import Face
 from likeness.models import ModelUse
+from likeness.swap.classical_masks import (
+    CHEEKS,
+    INNER_LIPS,
+    FacialHair,
+    facial_hair,
+    inner_outline,
+    keeps_target_mouth,
+    mouth_interior,
+    mouth_opening,
+)
+from likeness.swap.skin_tone import match_colour, match_surroundings
 
 BLENDS = ("pyramid", "poisson")
 
@@ -60,7 +72,7 @@ MIRROR_68 = np.array([
 ])
 # fmt: on
 """Index of each landmark's mirror image in the 68-point scheme (left eye ↔ right eye …)."""
-SKIN_OUTLINE = np.array([1, 2, 3, 31, 32, 33, 34, 35, 13, 14, 15, 45, 46, 47, 42, 28, 39, 40, 41, 36])
+SKIN_OUTLINE = CHEEKS
 """Cheeks and nose between the lower eyelids and the nostrils: skin in nearly every face (beards and
 moustaches start lower, fringes higher), so colour statistics taken there compare like with like."""
 
@@ -78,9 +90,6 @@ FOREHEAD_LIFT = 0.12
 """Forehead points: the brows moved up by this fraction of the chin-to-brow vector."""
 MERGE_PX = 1.0
 """Warp points closer than this (in the target) are merged before triangulating."""
-GREY_CHROMA_STD = 3.0
-"""Below this standard deviation of a*/b* inside the face, the source counts as greyscale or sepia."""
-
 
 @dataclass(frozen=True)
 class _Box:
@@ -98,6 +107,37 @@ class _Box:
     @property
     def height(self) -> int:
         return self.y1 - self.y0
+
+
+@dataclass(frozen=True)
+class SwapReport:
+    """How one face was swapped.
+
+    ``mask`` is ``"full"`` (jaw and forehead: the source's whole face) or ``"inner"`` (brows, eyes, nose
+    and mouth: the target keeps its jaw, chin and beard), chosen ``"inner"`` only when the target has a
+    full, dark chin beard (:attr:`FacialHair.full_beard`): stubble, short beards and moustaches are
+    replaced by the source's skin (on the bench the inner mask cost those pairs dlib distance 0.02–0.12
+    to the source), and a source's beard alone does not switch either.
+    ``mouth_kept``: the target's mouth was open and its interior (teeth, tongue) was kept;
+    ``mouth_opening`` (target) and ``source_mouth_opening`` are the inner lips' gap as a share of the
+    mouth's width; an open source mouth is warped into an open target mouth instead (see
+    :func:`likeness.swap.classical_masks.keeps_target_mouth`).
+    """
+
+    mask: Literal["full", "inner"]
+    source_facial_hair: FacialHair
+    target_facial_hair: FacialHair
+    mouth_kept: bool
+    mouth_opening: float
+    source_mouth_opening: float
+
+    @property
+    def source_beard(self) -> bool:
+        return self.source_facial_hair.any
+
+    @property
+    def target_beard(self) -> bool:
+        return self.target_facial_hair.any
 
 
 class ClassicalSwapper:
@@ -137,6 +177,19 @@ class ClassicalSwapper:
         Neither input is modified; pixels outside the target face's mask are returned unchanged.
         ``timings``, when given, receives the seconds spent per stage.
         """
+        pixels, _ = self.swap_with_report(target, target_face, source, source_face, timings=timings)
+        return pixels
+
+    def swap_with_report(
+        self,
+        target: np.ndarray,
+        target_face: Face,
+        source: np.ndarray,
+        source_face: Face,
+        *,
+        timings: dict[str, float] | None = None,
+    ) -> tuple[np.ndarray, SwapReport]:
+        """Like :meth:`swap`, and also say how the face was put in (:class:`SwapReport`)."""
         timer = _Timer(timings)
         _check_image(target, "target")
         _check_image(source, "source")
@@ -146,6 +199,16 @@ class ClassicalSwapper:
         _check_pose(source_points, source_face, "source")
 
         with timer("regions"):
+            source_hair = facial_hair(source, source_points)
+            target_hair = facial_hair(target, target_points)
+            report = SwapReport(
+                mask="inner" if target_hair.full_beard else "full",
+                source_facial_hair=source_hair,
+                target_facial_hair=target_hair,
+                mouth_kept=keeps_target_mouth(target_points, source_points),
+                mouth_opening=mouth_opening(target_points),
+                source_mouth_opening=mouth_opening(source_points),
+            )
             source, source_points = _pose_matched(source, source_points, target_points)
             region = _region_around(target_points)
             scale = min(1.0, MAX_WORK_SIDE / max(region.width, region.height))
@@ -154,24 +217,41 @@ class ClassicalSwapper:
             src_patch, src, enlarge = _source_patch(source, source_points, dst)
         with timer("warp"):
             dst_all, src_all = _with_forehead(dst), _with_forehead(src)
+            if report.mouth_kept:  # warp the lips' inner outline too: the lips go round the open mouth
+                dst_all = np.vstack([dst_all, dst[INNER_LIPS]])
+                src_all = np.vstack([src_all, src[INNER_LIPS]])
             size = (target_patch.shape[1], target_patch.shape[0])
-            warped = _warp_piecewise_affine(src_patch, src_all, dst_all, size, smooth=enlarge > 1.25)
+            loose = len(INNER_LIPS) if report.mouth_kept else 0
+            warped = _warp_piecewise_affine(
+                src_patch, src_all, dst_all, size, smooth=enlarge > 1.25, loose=loose
+            )
         with timer("mask"):
-            alpha, core = _face_mask(dst_all, target_patch.shape[:2])
+            outline = _mask_outline(dst, report.mask)
+            alpha, core = _face_mask(outline, target_patch.shape[:2], _face_size(_with_forehead(dst)))
+            face = _hull_mask(_outline(_with_forehead(dst)), target_patch.shape[:2]) > 0
+            alpha[~face], core = 0.0, core & face  # the inner mask never reaches beyond the full one
+            keep = mouth_interior(dst, target_patch.shape[:2]) if report.mouth_kept else None
+            if keep is not None:
+                alpha *= 1.0 - keep
+                core &= keep == 0
         if not core.any():
             # Too small to leave anything after erosion (the analyzer skips faces under 40 px).
-            return target.copy()
+            return target.copy(), report
         with timer("colour"):
-            matched = _match_colour(warped, target_patch, core, dst)
+            matched = match_colour(warped, target_patch, core, dst)
+            matched = match_surroundings(
+                matched, target_patch, dst, face, source_hair=source_hair, target_hair=target_hair, keep=keep
+            )
         with timer("blend"):
             if self.blend == "poisson":
                 blended = _poisson_blend(matched, target_patch, core)
             else:
                 blended = _pyramid_blend(matched, target_patch, alpha)
         with timer("compose"):
-            outline = _outline(_with_forehead(target_points - (region.x0, region.y0)))
-            result = _compose(target, blended, alpha, region, outline)
-        return result
+            local = target_points - (region.x0, region.y0)
+            outlines = [_outline(_with_forehead(local)), _mask_outline(local, report.mask)]
+            result = _compose(target, blended, alpha, region, outlines)
+        return result, report
 
 
 # -- checks -----------------------------------------------------------------------------------------
@@ -359,13 +439,14 @@ def _outline(warp_points: np.ndarray) -> np.ndarray:
     return np.vstack([warp_points[JAW], warp_points[60:70]])
 
 
-def _merge_close(dst: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop target points within MERGE_PX of an earlier one, with their source partners."""
+def _merge_close(dst: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop target points within MERGE_PX of an earlier one, with their source partners; also return the
+    indices kept."""
     keep: list[int] = []
     for index, point in enumerate(dst):
         if all(np.hypot(*(point - dst[k])) >= MERGE_PX for k in keep):
             keep.append(index)
-    return dst[keep], src[keep]
+    return dst[keep], src[keep], np.array(keep)
 
 
 def _border_points(width: int, height: int, per_side: int = 4) -> np.ndarray:
@@ -384,15 +465,23 @@ def _signed_areas(points: np.ndarray, simplices: np.ndarray) -> np.ndarray:
 
 
 def _unfold(
-    src: np.ndarray, dst: np.ndarray, simplices: np.ndarray, predicted: np.ndarray, fixed: int
+    src: np.ndarray,
+    dst: np.ndarray,
+    simplices: np.ndarray,
+    predicted: np.ndarray,
+    fixed: int,
+    unchecked: np.ndarray | None = None,
 ) -> np.ndarray:
     """Source points such that every triangle keeps the target's orientation (no fold-over).
 
     Vertices of a folded or collapsed triangle fall back to where the global similarity transform puts
     them (``predicted``), repeated until nothing folds. The last ``fixed`` points are never moved.
+    Triangles flagged in ``unchecked`` (inside a kept open mouth: never shown) may collapse.
     """
     src = src.copy()
     dst_area = _signed_areas(dst, simplices)
+    if unchecked is not None:
+        dst_area[unchecked] = 0.0
     movable = np.arange(len(src)) < len(src) - fixed
     for _ in range(8):
         src_area = _signed_areas(src, simplices)
@@ -407,18 +496,27 @@ def _unfold(
 
 
 def _warp_piecewise_affine(
-    src_image: np.ndarray, src: np.ndarray, dst: np.ndarray, size: tuple[int, int], *, smooth: bool = False
+    src_image: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    size: tuple[int, int],
+    *,
+    smooth: bool = False,
+    loose: int = 0,
 ) -> np.ndarray:
     """Warp ``src_image`` so that points ``src`` land on ``dst``; the output is ``size`` = (width, height).
 
     Beyond the landmarks the warp follows the best similarity transform (border points are mapped through
     it), so every output pixel is covered. ``smooth`` samples bicubically (for an enlarged source).
+    Triangles between the last ``loose`` points only (the inner lips round a kept open mouth) may
+    collapse in the source: a closed source mouth has nothing to show there.
     """
     import cv2
     from scipy.spatial import Delaunay
 
     width, height = size
-    dst, src = _merge_close(dst, src)
+    count = len(dst)
+    dst, src, kept = _merge_close(dst, src)
     similarity, _ = cv2.estimateAffinePartial2D(dst.astype(np.float32), src.astype(np.float32))
     if similarity is None:
         raise BadInput("the face landmarks are degenerate (all in one place); cannot warp")
@@ -427,7 +525,9 @@ def _warp_piecewise_affine(
     predicted = dst_all @ similarity[:, :2].T + similarity[:, 2]
     src_all = np.vstack([src, predicted[len(dst) :]])
     simplices = Delaunay(dst_all).simplices
-    src_all = _unfold(src_all, dst_all, simplices, predicted, fixed=len(border))
+    is_loose = np.concatenate([kept >= count - loose, np.zeros(len(border), dtype=bool)])
+    unchecked = is_loose[simplices].all(axis=1) if loose else None
+    src_all = _unfold(src_all, dst_all, simplices, predicted, fixed=len(border), unchecked=unchecked)
 
     # Which triangle owns each pixel (-1: none), and each triangle's affine map target → source.
     owner = np.full((height, width), -1, dtype=np.int32)
@@ -458,105 +558,26 @@ def _hull_mask(outline: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def _face_mask(warp_points: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _mask_outline(points: np.ndarray, kind: str) -> np.ndarray:
+    """The outline of the mask of ``kind`` for the 68 landmarks ``points``."""
+    return inner_outline(points) if kind == "inner" else _outline(_with_forehead(points))
+
+
+def _face_mask(outline: np.ndarray, shape: tuple[int, int], size: float) -> tuple[np.ndarray, np.ndarray]:
     """(alpha, core): the feathered mask and its inner part, from the distance to the hull's edge.
 
-    ``core`` is the hull eroded by 6 % of the face size; ``alpha`` rises smoothly from exactly 0 on the
-    hull's edge (and outside it) to 0.5 at the core's edge and 1 at twice that depth.
+    ``core`` is the hull of ``outline`` eroded by 6 % of the face ``size``; ``alpha`` rises smoothly from
+    exactly 0 on the hull's edge (and outside it) to 0.5 at the core's edge and 1 at twice that depth.
     """
     import cv2
 
-    mask = _hull_mask(_outline(warp_points), shape)
-    radius = max(2.0, 0.06 * _face_size(warp_points))
+    mask = _hull_mask(outline, shape)
+    radius = max(2.0, 0.06 * size)
     depth = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
     ramp = np.clip(depth / (2.0 * radius), 0.0, 1.0)
     alpha = ramp * ramp * (3.0 - 2.0 * ramp)
     alpha[mask == 0] = 0.0
     return alpha.astype(np.float32), depth > radius
-
-
-# -- colour -----------------------------------------------------------------------------------------
-
-
-def _to_lab(rgb: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
-
-
-def _from_lab(lab: np.ndarray) -> np.ndarray:
-    import cv2
-
-    rgb = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_LAB2RGB)
-    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def _skin_mask(points: np.ndarray, core: np.ndarray) -> np.ndarray:
-    import cv2
-
-    mask = np.zeros(core.shape, dtype=np.uint8)
-    cv2.fillPoly(mask, [np.round(points[SKIN_OUTLINE] * 16).astype(np.int32)], 255, cv2.LINE_8, 4)
-    skin = (mask > 0) & core
-    return skin if skin.sum() >= 50 else core
-
-
-def _match_colour(warped: np.ndarray, target: np.ndarray, core: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """The warped source with its CIELAB colour moved to the target's, measured on the skin of both.
-
-    Lightness: a tone curve (:func:`_lightness_curve`). Chroma: scaled to the target skin's mean; a
-    greyscale source takes the target's own smoothed chroma; a greyscale target makes the face greyscale.
-    """
-    import cv2
-
-    src_lab, dst_lab = _to_lab(warped), _to_lab(target)
-    skin = _skin_mask(points, core)
-    src_skin, dst_skin = src_lab[skin], dst_lab[skin]
-    out = np.empty_like(src_lab)
-    out[..., 0] = _lightness_curve(src_skin[:, 0], dst_skin[:, 0])(src_lab[..., 0])
-    if src_lab[core][:, 1:].std(axis=0).max() < GREY_CHROMA_STD:
-        # No colour to transfer: use the target's own chroma, smoothed so its texture does not show.
-        sigma = max(1.0, 0.03 * _face_size(points))
-        out[..., 1] = cv2.GaussianBlur(dst_lab[..., 1], (0, 0), sigma)
-        out[..., 2] = cv2.GaussianBlur(dst_lab[..., 2], (0, 0), sigma)
-    else:
-        src_mean, dst_mean = src_skin.mean(axis=0), dst_skin.mean(axis=0)
-        for channel in (1, 2):
-            if src_mean[channel] > 3.0 and dst_mean[channel] >= 0.0:
-                # Scale, do not shift: neutral whites (teeth, eyes) stay neutral instead of turning cyan.
-                gain = np.clip(dst_mean[channel] / src_mean[channel], 0.0, 2.5)
-                out[..., channel] = src_lab[..., channel] * gain
-            else:
-                out[..., channel] = src_lab[..., channel] - src_mean[channel] + dst_mean[channel]
-    return _from_lab(out)
-
-
-def _lightness_curve(source: np.ndarray, target: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """A monotone tone curve taking the source skin's 5th/50th/95th L* percentiles to the target's.
-
-    Two linear pieces (shadows, highlights), each slope kept within 0.5–2, extended beyond the
-    percentiles and rolled off softly at both ends. A photo exposed much darker than the other is mapped
-    as a whole (its highlights compress) instead of shifted until its highlights burn out to flat white.
-    """
-    src_q = np.percentile(source, [5, 50, 95])
-    dst_q = np.percentile(target, [5, 50, 95])
-    low_slope = np.clip((dst_q[1] - dst_q[0]) / max(src_q[1] - src_q[0], 1e-3), 0.5, 2.0)
-    high_slope = np.clip((dst_q[2] - dst_q[1]) / max(src_q[2] - src_q[1], 1e-3), 0.5, 2.0)
-
-    def curve(lightness: np.ndarray) -> np.ndarray:
-        offset = lightness - src_q[1]
-        mapped = dst_q[1] + np.where(offset < 0, offset * low_slope, offset * high_slope)
-        return _soft_limit(mapped.astype(np.float32))
-
-    return curve
-
-
-def _soft_limit(lightness: np.ndarray, low: float = 10.0, high: float = 90.0) -> np.ndarray:
-    """Squeeze L* values beyond ``low``/``high`` smoothly into 0..100 instead of clipping them."""
-    out = lightness.copy()
-    above, below = lightness > high, lightness < low
-    out[above] = high + (100.0 - high) * np.tanh((lightness[above] - high) / (100.0 - high))
-    out[below] = low - low * np.tanh((low - lightness[below]) / low)
-    return out
 
 
 # -- blending ---------------------------------------------------------------------------------------
@@ -600,13 +621,13 @@ def _pyramid_blend(face: np.ndarray, target: np.ndarray, alpha: np.ndarray, leve
 
 
 def _compose(
-    target: np.ndarray, blended: np.ndarray, alpha: np.ndarray, region: _Box, outline: np.ndarray
+    target: np.ndarray, blended: np.ndarray, alpha: np.ndarray, region: _Box, outlines: list[np.ndarray]
 ) -> np.ndarray:
     """A copy of ``target`` with ``blended`` feathered in by ``alpha`` over the in-image part of ``region``.
 
     ``blended`` and ``alpha`` may be at a reduced working size; they are brought to the region's size and
-    ``alpha`` is cut to the full-resolution hull of ``outline`` (region coordinates), so pixels outside the
-    hull stay exactly as they were.
+    ``alpha`` is cut to the full-resolution hulls of ``outlines`` (region coordinates), so pixels outside
+    them stay exactly as they were.
     """
     import cv2
 
@@ -614,7 +635,8 @@ def _compose(
         size = (region.width, region.height)
         blended = cv2.resize(blended, size, interpolation=cv2.INTER_CUBIC)
         alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_LINEAR)
-        alpha[_hull_mask(outline, alpha.shape) == 0] = 0.0
+        for outline in outlines:
+            alpha[_hull_mask(outline, alpha.shape) == 0] = 0.0
     height, width = target.shape[:2]
     result = target.copy()
     # Only the part of the region where alpha > 0 and inside the image changes.

@@ -1,0 +1,224 @@
+"""Where the classical swap may paint: the open mouth it keeps, the facial hair it detects, the inner face.
+
+Everything here works on 68-point landmarks in the coordinates of the image it is given; nothing is
+learned. Polygons are rasterised with 4 bits of sub-pixel precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+INNER_LIPS = np.arange(60, 68)
+OUTER_LIPS = np.arange(48, 60)
+CHIN = np.array([4, 5, 6, 7, 8, 9, 10, 11, 12, 54, 55, 56, 57, 58, 59, 48])
+"""Jaw below the mouth corners, closed along the lower lip: where a chin beard grows."""
+NOSE_BOTTOM = np.array([31, 32, 33, 34, 35])
+UPPER_LIP_TOP = np.array([54, 53, 52, 51, 50, 49, 48])
+"""The moustache region runs from the upper lip up to 40 % of the way to the nostrils (whose shadow
+would otherwise read as a dark moustache)."""
+CHEEKS = np.array([1, 2, 3, 31, 32, 33, 34, 35, 13, 14, 15, 45, 46, 47, 42, 28, 39, 40, 41, 36])
+"""Cheeks and nose between the lower eyelids and the nostrils: skin in nearly every face."""
+
+MOUTH_OPEN_RATIO = 0.06
+"""The mouth counts as open when its inner lips are apart by more than this share of the mouth's width
+(closed mouths measure 0.00–0.05 on the test photos; a smile showing teeth 0.15–0.35)."""
+SOURCE_MOUTH_SHARE = 0.8
+"""See :func:`keeps_target_mouth`."""
+HAIR_TEXTURE = 1.5
+"""A region counts as facial hair when its fine texture (local L* spread) is this many times the
+cheeks' (on the test photos no clean-shaven chin reaches 1.5; beards measure 1.5–3.5) …"""
+HAIR_DARKER = 20.0
+"""… or when its median L* is this much below the cheeks' (a dark, smooth-looking full beard) …"""
+HAIR_TEXTURED_DARKER = (10.0, 1.25)
+"""… or when it is both this much darker and this much more textured. A chin shadow alone measured
+up to 14 darker at 0.9–1.2 times the texture."""
+INNER_SIDES = 0.9
+"""The inner mask's sides lie this far from the nose tip towards the jaw points 0–3 and 13–16: the
+cheeks carry much of a face's identity (at 0.72 the dlib distance to the source rose by about 0.05)."""
+FULL_BEARD_DARKER = 25.0
+"""A chin beard this much darker than the cheeks (median L*) is a full beard: only then does the swap
+keep the target's jaw with the inner mask. Stubble and short beards (Kit Harington: 15–22 darker) are
+replaced by the source's chin with the full mask: on the bench the inner mask cost those pairs dlib
+distance 0.02–0.12 to the source, and a short beard ends at the jaw line, where the full mask's edge is."""
+MOUSTACHE_DARKER = 12.0
+MOUSTACHE_TEXTURE = 1.2
+"""A moustache: the upper lip's median L* this much below the cheeks' and this much more textured
+(a shaved upper lip in shadow measured at most 11 darker; white moustaches are not detected)."""
+
+
+@dataclass(frozen=True)
+class FacialHair:
+    """What :func:`facial_hair` found under the lower landmarks of one face."""
+
+    chin: bool
+    moustache: bool
+    chin_contrast: float
+    moustache_contrast: float
+    chin_texture: float
+    moustache_texture: float
+
+    @property
+    def any(self) -> bool:
+        return self.chin or self.moustache
+
+    @property
+    def full_beard(self) -> bool:
+        """A dark chin beard (see :data:`FULL_BEARD_DARKER`): the swap keeps it with the inner mask."""
+        return self.chin and self.chin_contrast < -FULL_BEARD_DARKER
+
+
+def polygon_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A boolean mask of the polygon ``points`` (in order) over an array of ``shape``."""
+    import cv2
+
+    mask = np.zeros(shape, dtype=np.uint8)
+    cv2.fillPoly(mask, [np.round(points * 16).astype(np.int32)], 255, cv2.LINE_8, 4)
+    return mask > 0
+
+
+def hull_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A boolean mask of the convex hull of ``points`` over an array of ``shape``."""
+    import cv2
+
+    hull = cv2.convexHull(np.round(points * 16).astype(np.int32))
+    mask = np.zeros(shape, dtype=np.uint8)
+    cv2.fillConvexPoly(mask, hull, 255, cv2.LINE_8, 4)
+    return mask > 0
+
+
+def face_size(points: np.ndarray) -> float:
+    """A pose-robust size: the square root of the area of the points' convex hull."""
+    import cv2
+
+    hull = cv2.convexHull(points.astype(np.float32))
+    return float(np.sqrt(max(cv2.contourArea(hull), 1.0)))
+
+
+# -- mouth ------------------------------------------------------------------------------------------
+
+
+def mouth_opening(points: np.ndarray) -> float:
+    """How far the inner lips are apart, as a share of the mouth's width (0 for a closed mouth)."""
+    width = float(np.hypot(*(points[54] - points[48])))
+    gaps = np.hypot(*(points[[61, 62, 63]] - points[[67, 66, 65]]).T)
+    return float(gaps.mean()) / max(width, 1e-6)
+
+
+def mouth_is_open(points: np.ndarray) -> bool:
+    return mouth_opening(points) > MOUTH_OPEN_RATIO
+
+
+def keeps_target_mouth(target_points: np.ndarray, source_points: np.ndarray) -> bool:
+    """Keep the target's open mouth (teeth, tongue) when the source has too little mouth to fill it.
+
+    An open source mouth at least :data:`SOURCE_MOUTH_SHARE` as wide open as the target's brings its own
+    teeth, which carry its identity (keeping the target's cost dlib distance 0.08-0.2 to the source on
+    the bench's pairs of smiles); a closed one has nothing to show inside the target's lips.
+    """
+    opening = mouth_opening(target_points)
+    return opening > MOUTH_OPEN_RATIO and mouth_opening(source_points) < SOURCE_MOUTH_SHARE * opening
+
+
+def mouth_interior(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Weight 1 over the open mouth (teeth, tongue, the inside of the lips), falling to 0 across a narrow
+    band outside the inner-lip outline, as float32 over ``shape``."""
+    import cv2
+
+    inside = polygon_mask(points[INNER_LIPS], shape).astype(np.uint8)
+    reach = max(1.5, 0.02 * face_size(points))
+    outside = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5)
+    ramp = np.clip(1.0 - (outside - 0.3 * reach) / reach, 0.0, 1.0)
+    return (ramp * ramp * (3.0 - 2.0 * ramp)).astype(np.float32)
+
+
+# -- facial hair ------------------------------------------------------------------------------------
+
+
+def _lightness_and_texture(rgb: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """L* (0–100) and its local spread at the scale of single hairs (about 1 % of the face size)."""
+    import cv2
+
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    lightness = lab[..., 0]
+    sigma = max(0.8, 0.012 * face_size(points))
+    fine = lightness - cv2.GaussianBlur(lightness, (0, 0), sigma)
+    spread = np.sqrt(cv2.GaussianBlur(fine * fine, (0, 0), 2 * sigma))
+    return lightness, spread
+
+
+def facial_hair(rgb: np.ndarray, points: np.ndarray) -> FacialHair:
+    """Look for a beard on the chin and a moustache over the upper lip of the face at ``points``.
+
+    Compares each region with the same face's cheeks: facial hair is much lighter or darker than skin
+    (white or dark beard), or darker and much more textured (stubble, a thin beard). Only the crop
+    around the face is converted.
+    """
+    x0, y0 = np.floor(points.min(axis=0)).astype(int) - 4
+    x1, y1 = np.ceil(points.max(axis=0)).astype(int) + 4
+    x0, y0 = max(x0, 0), max(y0, 0)
+    crop = rgb[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)]
+    local = points - (x0, y0)
+    lightness, spread = _lightness_and_texture(crop, local)
+    shape = crop.shape[:2]
+    cheeks = polygon_mask(local[CHEEKS], shape)
+    for eye in (local[36:42], local[42:48]):
+        cheeks &= ~polygon_mask(eye, shape)
+    if cheeks.sum() < 20:
+        return FacialHair(False, False, 0.0, 0.0, 1.0, 1.0)
+    skin_l = float(np.median(lightness[cheeks]))
+    skin_t = max(float(np.median(spread[cheeks])), 0.5)
+
+    def measure_moustache(region: np.ndarray) -> tuple[bool, float, float]:
+        # The lip's edge makes every upper lip look textured: only a clearly darker one counts.
+        _, contrast, texture = measure(region)
+        return contrast < -MOUSTACHE_DARKER and texture > MOUSTACHE_TEXTURE, contrast, texture
+
+    def measure(region: np.ndarray) -> tuple[bool, float, float]:
+        if region.sum() < 20:
+            return False, 0.0, 1.0
+        contrast = float(np.median(lightness[region])) - skin_l
+        texture = float(np.median(spread[region])) / skin_t
+        darker, textured = HAIR_TEXTURED_DARKER
+        hairy = (
+            texture > HAIR_TEXTURE
+            or contrast < -HAIR_DARKER
+            or (contrast < -darker and texture > textured)
+        )
+        return hairy, contrast, texture
+
+    lips = polygon_mask(local[OUTER_LIPS], shape)
+    chin, chin_c, chin_t = measure(polygon_mask(local[CHIN], shape) & ~lips)
+    moustache_region = polygon_mask(moustache_outline(local), shape) & ~lips
+    moustache, must_c, must_t = measure_moustache(moustache_region)
+    return FacialHair(chin, moustache, chin_c, must_c, chin_t, must_t)
+
+
+def moustache_outline(points: np.ndarray) -> np.ndarray:
+    """The upper lip's top edge and, above it, 40 % of the way to the nostrils."""
+    nose, lip = points[NOSE_BOTTOM], points[UPPER_LIP_TOP]
+    top = lip[1:6] + 0.4 * (nose[::-1] - lip[1:6])
+    return np.vstack([lip, top])
+
+
+# -- inner face -------------------------------------------------------------------------------------
+
+
+def inner_outline(points: np.ndarray) -> np.ndarray:
+    """The inner face's outline: brows (lifted a little), eyes, nose and mouth, pushed outwards from the
+    nose tip so that the feathered edge runs over cheek and forehead skin, only a little below the lower
+    lip (where a chin beard starts)."""
+    size = face_size(points)
+    centre = points[30]
+    up = points[17:27].mean(axis=0) - points[8]
+    brows = points[17:27] + 0.06 * up
+    sides = points[[0, 1, 2, 3, 13, 14, 15, 16]]
+    sides = centre + INNER_SIDES * (sides - centre)  # most of the cheeks, not the jaw line
+    upper = np.vstack([brows, points[36:48], sides, points[27:36], points[48:55]])
+    lower = points[55:60]
+    direction = upper - centre
+    upper = upper + 0.05 * size * direction / np.maximum(np.hypot(*direction.T), 1e-6)[:, None]
+    down = lower - centre
+    lower = lower + 0.025 * size * down / np.maximum(np.hypot(*down.T), 1e-6)[:, None]
+    return np.vstack([upper, lower])
