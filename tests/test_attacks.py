@@ -317,3 +317,31 @@ def test_an_edited_or_planted_licence_record_is_refused(home: Home, tmp_path: Pa
     path.write_text(json.dumps(data))  # put back: the signed record is accepted again
     assert {u.basis for u in check_model_licences("film", uses, home)} >= {"licence recorded"}
     assert audit(home)["tables"]["licences"]["ok"]
+
+
+def test_a_model_file_swapped_with_its_recorded_hash_edited_is_refused(tmp_path: Path) -> None:
+    """Model files trusted on first verified use (insightface packs, inswapper) keep their sha256 in
+    a plain file; the first job binds it to a signed ledger entry, so replacing the file and editing
+    that record to match is refused, while pinned models (in likeness's own code) need no entry."""
+    from likeness.errors import RegistryTampered
+    from likeness.models import ModelUse
+
+    home = Home(root=tmp_path / "home").ensure()
+
+    def use(sha256: str, state: str = "recorded") -> ModelUse:
+        return ModelUse("buffalo_l", "w600k_r50.onnx", sha256, "non-commercial", False, state)
+
+    with Registry.open(home) as registry:
+        registry.check_model_hashes([use("a" * 64)], operator="t")  # first use: bound and signed
+        entries = [e for e in registry.ledger_entries() if e.kind == "model_hash"]
+        assert len(entries) == 1 and entries[0].payload["rows"]["model_hashes"] == {
+            "buffalo_l/w600k_r50.onnx": "a" * 64
+        }
+        registry.check_model_hashes([use("a" * 64)], operator="t")  # the same file: nothing new
+        assert len([e for e in registry.ledger_entries() if e.kind == "model_hash"]) == 1
+        registry.check_model_hashes([use("b" * 64, state="verified")], operator="t")  # pinned: no entry
+    with (
+        Registry.open(home) as registry,
+        pytest.raises(RegistryTampered, match="registry tampered: model file"),
+    ):
+        registry.check_model_hashes([use("c" * 64)], operator="t")

@@ -376,3 +376,10 @@ def test_installed_script(home: Home, faces_dir: Path) -> None:
     assert "likeness: refused (rule already_enrolled):" in refused.stderr
     verified = run_likeness(home, "audit", "verify", "--json")
     assert verified.returncode == 0 and json.loads(verified.stdout)["entries"] == 3
+
+
+@pytest.mark.parametrize("head", ["xyz", "12", "g" * 64, "a" * 63])
+def test_a_malformed_head_is_a_usage_error_not_a_verdict_on_the_ledger(cli, head: str) -> None:
+    result = cli("audit", "verify", "--head", head)
+    assert result.exit_code == 2 and "is not a ledger head hash" in result.stderr, result.output
+    assert "no longer contains" not in result.output

@@ -200,6 +200,17 @@ def test_out_of_scope_consent_names_the_rule(
         assert consent_id in refused.reason
 
 
+def test_a_refusal_names_every_consent_considered_and_why(registry, analyzer, face, cast) -> None:
+    """A target consent for education and a source consent for film, used as source for education:
+    the refusal names both consents and why neither covers the job (not only the closest one)."""
+    as_target = grant(registry, cast["obama"], purposes=["education"], roles=["target"])
+    as_source = grant(registry, cast["obama"], purposes=["film"], roles=["source"])
+    refused = refusal(registry, analyzer, involve(face, ("obama/3.jpg", "source")), purpose="education")
+    assert refused.rule == "wrong_role"
+    assert f"{as_target}: allows their face only as target, not as source" in refused.reason
+    assert f"{as_source}: purpose education not covered (only film)" in refused.reason
+
+
 def test_revoked(registry: Registry, analyzer, face, cast) -> None:
     consent = grant(registry, cast["obama"])
     check(registry, analyzer, involve(face, ("obama/3.jpg", "source")))

@@ -9,6 +9,7 @@ import click
 
 from likeness.cli.common import home_option, json_option, resolve_cli_home
 from likeness.cli.support import emit_json, handle_errors
+from likeness.errors import UsageError
 
 
 @click.group()
@@ -52,6 +53,14 @@ def audit_verify(
     from likeness.disclosure.credentials import read_credentials
     from likeness.licences import recorded_licences
 
+    if expected_head is not None:
+        expected_head = expected_head.strip().lower()
+        if len(expected_head) != 64 or any(c not in "0123456789abcdef" for c in expected_head):
+            raise UsageError(
+                f"--head {expected_head!r} is not a ledger head hash",
+                hint="give the 64 hexadecimal characters that `likeness audit verify` printed after "
+                "'head: entry N'",
+            )
     resolved = resolve_cli_home(ctx, home)
     read: list[tuple[str, Head | None, str]] = []
     for path in witnesses:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from likeness.consent.coverage import consent_fit
 from likeness.consent.gallery_index import GalleryIndex
 from likeness.consent.records import (
     ConsentRecord,
@@ -295,6 +296,12 @@ def _check_one(
         return _Verdict(match=match, details=details)
     rule = _CONSENT_CHECKS[passed]
     reason, hint = _explain(rule, who, closest, consents, purpose, media_kind, inv.role, today)
+    if len(consents) > 1:  # name every consent considered, and why each does not cover the job
+        fits = [
+            consent_fit(record, purpose=purpose, role=inv.role, media_kind=media_kind, today=today)
+            for record in consents
+        ]
+        reason += "; every consent considered: " + "; ".join(f"{fit.consent_id}: {fit.why}" for fit in fits)
     refusal = ConsentRefused(reason, hint=hint, face=inv.label, identity_id=best.identity_id, rule=rule)
     return _Verdict(refusal=refusal, details={**details, "consent_id": closest.id})
 

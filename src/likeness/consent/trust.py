@@ -121,7 +121,17 @@ class TrustedLedger:
 
 
 _NEEDS_PAYLOAD = frozenset(
-    ("enrol", "references_added", "binding_upgrade", "grant", "revoke", "erasure", "calibration", "licence")
+    (
+        "enrol",
+        "references_added",
+        "binding_upgrade",
+        "grant",
+        "revoke",
+        "erasure",
+        "calibration",
+        "licence",
+        "model_hash",
+    )
 )
 
 

@@ -262,6 +262,7 @@ def run_generation(
     token.check("before the inputs were read")
 
     with Registry.open(home) as registry:
+        registry.check_model_hashes(face_engine.model_files(), operator=request.operator)
         # 3. Inputs: the photo to edit, or the identity to condition on.
         picture: Picture | None = None
         pixels_in: np.ndarray | None = None

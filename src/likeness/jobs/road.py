@@ -166,6 +166,9 @@ def run_job(
     with Registry.open(home) as registry:
         # 5. Gate: the source likeness, then the target faces (a still's all at once; footage's per
         #    person as they appear, in step 6).
+        registry.check_model_hashes(  # the model files' recorded hashes are signed facts too
+            [*analyzer.model_files(), *swapper.model_files()], operator=request.operator
+        )
         involved = [Involvement(face=source_face, role="source", label=f"source photo {source.path.name}")]
         if target.still is not None:
             involved += [

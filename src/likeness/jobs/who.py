@@ -13,22 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from likeness.consent.coverage import ConsentFit, consent_fit
 from likeness.consent.gate import identify
-from likeness.consent.records import ConsentRecord
 from likeness.consent.registry import Registry
 from likeness.faces.types import Analyzer, Face
-
-
-@dataclass(frozen=True)
-class ConsentFit:
-    """One consent of the person, and why it does or does not cover the job."""
-
-    consent_id: str
-    covers: bool
-    why: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"consent_id": self.consent_id, "covers": self.covers, "why": self.why}
 
 
 @dataclass(frozen=True)
@@ -63,32 +51,6 @@ class FaceWho:
             "covered": self.covered,
             "consents": [c.to_dict() for c in self.consents],
         }
-
-
-def consent_fit(
-    record: ConsentRecord, *, purpose: str, role: str, media_kind: str, today: dt.date
-) -> ConsentFit:
-    """Whether ``record`` covers this use, and in words why not."""
-    status = record.status(today)
-    problems = []
-    if status != "active":
-        problems.append(
-            {
-                "revoked": f"withdrawn on {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "withdrawn",
-                "expired": f"expired on {record.valid_until.isoformat()}",
-                "not_yet_valid": f"valid only from {record.valid_from.isoformat()}",
-            }.get(status, status)
-        )
-    if purpose not in record.purposes:
-        problems.append(f"purpose {purpose} not covered (only {', '.join(record.purposes)})")
-    if role not in record.roles:
-        problems.append(f"allows their face only as {' or '.join(record.roles)}, not as {role}")
-    if media_kind not in record.media:
-        problems.append(f"covers {', '.join(record.media)} only, not {media_kind}")
-    if problems:
-        return ConsentFit(record.id, False, "; ".join(problems))
-    until = record.valid_until.isoformat()
-    return ConsentFit(record.id, True, f"covers {role} for {purpose} ({media_kind}) until {until}")
 
 
 def who_is(

@@ -27,6 +27,9 @@ from likeness.consent.registry.core import RegistryCore
 from likeness.consent.trust import TrustedLedger, advance
 from likeness.errors import RegistryTampered, UsageError
 
+MODEL_HASHES = "model_hashes"
+"""The bound records of model files trusted on first verified use (``name/file`` → sha256)."""
+
 
 @dataclass(frozen=True)
 class GateSnapshot:
@@ -90,6 +93,34 @@ class TrustMixin(RegistryCore):
         with self._read() as conn:
             trusted, _ = self._trusted_ledger(conn)
             return {row_id: bound.digest for row_id, bound in trusted.records.get(table, {}).items()}
+
+    # -- model files recorded on first verified use ------------------------------------------------
+    def check_model_hashes(self, uses: Iterable[Any], *, operator: str) -> None:
+        """Bind the hash of each model file a job runs to a signed ledger entry, and refuse a file
+        whose hash differs from the one signed before.
+
+        Pinned models (``state == "verified"``: their hash is in likeness's own code) need no entry.
+        Files trusted on first verified use (insightface packs, inswapper: the model store records
+        their sha256 in a plain file) are bound here the first time a job runs them, and checked
+        every time after: replacing a model file and editing its recorded hash to match is a
+        "registry tampered" refusal."""
+        wanted = {
+            f"{use.name}/{use.file}": str(use.sha256)
+            for use in uses
+            if getattr(use, "sha256", None) and getattr(use, "state", "verified") != "verified"
+        }
+        if not wanted:
+            return
+        signed = self.signed_records(MODEL_HASHES)
+        for key, sha256 in wanted.items():
+            if key in signed and signed[key] != sha256:
+                raise RegistryTampered(
+                    f"model file {key} has sha256 {sha256[:16]}…, but the hash signed in the ledger is "
+                    f"{signed[key][:16]}…: the file was replaced and its recorded hash edited to match"
+                )
+        new = {key: sha256 for key, sha256 in wanted.items() if key not in signed}
+        if new:
+            self.bind_records("model_hash", MODEL_HASHES, new, operator=operator)
 
     # -- the operating point ---------------------------------------------------------------------
     def _signed_operating_point(
