@@ -100,10 +100,8 @@ def test_every_output_is_signed_and_reads_back_trusted(
     assert report.consent_ids == ("consent-aaa", "consent-bbb")
     assert report.consent_hashes == {"consent-aaa": "ab" * 32}
     assert report.kind == "swap" and report.digital_source_type == COMPOSITE and report.ai_generated
-    assert report.actions == ("c2pa.placed", "c2pa.opened", "c2pa.edited") or report.actions == (
-        "c2pa.opened",
-        "c2pa.placed",
-        "c2pa.edited",
+    assert report.actions == ("c2pa.placed", "c2pa.opened", "c2pa.edited", "c2pa.watermarked") or (
+        report.actions == ("c2pa.opened", "c2pa.placed", "c2pa.edited", "c2pa.watermarked")
     )
     ingredients = _by_role(report)
     assert ingredients["target"]["relationship"] == "parentOf"
@@ -152,7 +150,7 @@ def test_generated_media_is_declared_created_by_a_trained_algorithm(
     report = read_credentials(out, home)
     assert report.state == "trusted" and report.output_id == sealed.output_id
     assert report.digital_source_type == TRAINED == DIGITAL_SOURCE_TYPES["generated"]
-    assert report.actions == ("c2pa.created", "c2pa.placed")
+    assert report.actions == ("c2pa.created", "c2pa.placed", "c2pa.watermarked")
     assert [item["relationship"] for item in report.ingredients] == ["componentOf"]
 
 

@@ -123,6 +123,23 @@ def test_an_output_reads_as_made_here_in_words_and_json(made: dict) -> None:
     assert "by verifier for research" in words.stdout
 
 
+def test_the_manifest_soft_binds_the_watermark_and_verify_cross_checks_it(made: dict) -> None:
+    """C2PA 2.x: a c2pa.soft-binding assertion names likeness's watermark algorithm and the id, with a
+    c2pa.watermarked action; verify checks the id read from the pixels against it."""
+    from likeness.disclosure.credentials import WATERMARK_ALG
+
+    report = verify_file(made["out"], home=made["home"])
+    c2pa = report.disclosure.c2pa
+    assert "c2pa.watermarked" in c2pa.actions
+    assert c2pa.soft_binding == {"alg": WATERMARK_ALG, "values": [made["outcome"].output_id]}
+    assert report.to_dict()["soft_binding"] == {
+        "alg": WATERMARK_ALG,
+        "output_ids": [made["outcome"].output_id],
+        "watermark_agrees": True,
+    }
+    assert "the watermark reads the same id" in report.describe()
+
+
 def test_a_flipped_byte_reads_tampered(made: dict) -> None:
     path = _copy(made, "tampered.jpg")
     data = bytearray(path.read_bytes())

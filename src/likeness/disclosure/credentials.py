@@ -169,6 +169,8 @@ class CredentialReport:
     manifest_label: str | None = None
     ledger_head: dict[str, Any] | None = None
     """The registry ledger head ({seq, hash}) the manifest states, if any."""
+    soft_binding: dict[str, Any] | None = None
+    """The ``c2pa.soft-binding`` assertion: ``{"alg": …, "values": [output ids]}``, if any."""
 
     @property
     def present(self) -> bool:
@@ -218,6 +220,7 @@ class CredentialReport:
             "claim_generator": self.claim_generator,
             "manifest_label": self.manifest_label,
             "ledger_head": dict(self.ledger_head) if self.ledger_head else None,
+            "soft_binding": dict(self.soft_binding) if self.soft_binding else None,
         }
 
 
@@ -281,6 +284,21 @@ def _jsonable_tools(tools: Mapping[str, Any]) -> dict[str, Any]:
     return clean(tools)
 
 
+WATERMARK_ALG = "io.github.likeness.spread-spectrum-id.v1"
+"""The soft-binding algorithm name: likeness's tiled luma-spectrum watermark carrying the 50-bit output
+id with a CRC-24 and convolutional code (``likeness.disclosure.watermark``); versioned."""
+WATERMARKED_ACTION = {
+    "action": "c2pa.watermarked",
+    "parameters": {"description": "invisible watermark carrying the output id"},
+}
+
+
+def soft_binding(output_id: str) -> dict[str, Any]:
+    """The ``c2pa.soft-binding`` assertion tying the watermark (its id, over the whole picture or every
+    frame) to this manifest."""
+    return {"alg": WATERMARK_ALG, "blocks": [{"scope": {}, "value": output_id}]}
+
+
 def build_manifest(facts: CredentialFacts) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The manifest definition and the ingredient definitions (same order as ``facts.ingredients``)."""
     source_type = DIGITAL_SOURCE_TYPES[facts.kind]
@@ -334,8 +352,9 @@ def build_manifest(facts: CredentialFacts) -> tuple[dict[str, Any], list[dict[st
         "title": f"likeness output {facts.output_id}",
         "format": facts.media_type,
         "assertions": [
-            {"label": "c2pa.actions.v2", "data": {"actions": actions}},
+            {"label": "c2pa.actions.v2", "data": {"actions": [*actions, WATERMARKED_ACTION]}},
             {"label": LIKENESS_ASSERTION, "data": consent},
+            {"label": "c2pa.soft-binding", "data": soft_binding(facts.output_id)},
         ],
     }
     return manifest, ingredient_defs
@@ -500,6 +519,7 @@ def _report_from(manifest_store: Mapping[str, Any]) -> CredentialReport:
     source_type: str | None = None
     tools: dict[str, Any] = {}
     consent: dict[str, Any] = {}
+    soft: dict[str, Any] | None = None
     for assertion in manifest.get("assertions") or []:
         data = assertion.get("data") or {}
         if str(assertion.get("label", "")).startswith("c2pa.actions"):
@@ -514,6 +534,9 @@ def _report_from(manifest_store: Mapping[str, Any]) -> CredentialReport:
                     tools = dict(found)
         elif assertion.get("label") == LIKENESS_ASSERTION:
             consent = dict(data)
+        elif str(assertion.get("label", "")).startswith("c2pa.soft-binding"):
+            blocks = [b for b in data.get("blocks") or [] if isinstance(b, Mapping)]
+            soft = {"alg": data.get("alg"), "values": [str(b.get("value")) for b in blocks]}
     hashes = {
         str(item.get("role")): item.get("sha256")
         for item in consent.get("ingredients") or []
@@ -558,6 +581,7 @@ def _report_from(manifest_store: Mapping[str, Any]) -> CredentialReport:
         claim_generator=generator,
         manifest_label=label,
         ledger_head=dict(consent["ledger_head"]) if isinstance(consent.get("ledger_head"), Mapping) else None,
+        soft_binding=soft,
     )
 
 

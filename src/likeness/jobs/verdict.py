@@ -130,9 +130,22 @@ class VerifyReport:
             )
         return "no likeness disclosure found (this does not prove the file is authentic)"
 
+    @property
+    def soft_binding(self) -> dict[str, object] | None:
+        """The manifest's soft binding checked against the watermark read from the pixels."""
+        c2pa = self.disclosure.c2pa
+        bound = c2pa.soft_binding if c2pa is not None else None
+        if not bound:
+            return None
+        wm = self.disclosure.watermark
+        ids = list(bound.get("values") or [])
+        agrees = None if not wm.found else wm.output_id in ids
+        return {"alg": bound.get("alg"), "output_ids": ids, "watermark_agrees": agrees}
+
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {"file": str(self.file), "verdict": self.verdict, "status": self.status}
         data.update(self.disclosure.to_dict())
+        data["soft_binding"] = self.soft_binding
         data["ledger"] = self.ledger
         return data
 
@@ -146,6 +159,15 @@ class VerifyReport:
                 f"source type {(c2pa.digital_source_type or 'not stated').rsplit('/', 1)[-1]}; "
                 f"{len(c2pa.ingredients)} ingredient(s)"
             )
+        soft = self.soft_binding
+        if soft is not None:
+            agree = {
+                True: "the watermark reads the same id",
+                False: "the watermark reads ANOTHER id",
+                None: "no watermark read to compare",
+            }[soft["watermark_agrees"]]  # type: ignore[index]
+            names = ", ".join(soft["output_ids"])  # type: ignore[arg-type]
+            lines.append(f"  soft binding (c2pa.soft-binding, {soft['alg']}): names {names}; {agree}")
         if wm.found:
             lines.append(f"  watermark: output id {wm.output_id} (confidence {wm.confidence:.2f})")
         else:
