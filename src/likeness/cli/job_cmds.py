@@ -42,13 +42,13 @@ def faces(
     """List the faces in an image, numbered left to right (for --face-index), who each one is and,
     with --purpose, whether a consent covers it, so you learn before a swap which face is refused."""
     from likeness.consent.registry import Registry
-    from likeness.jobs.engines import load_engines
+    from likeness.faces.backends import load_analyzer
     from likeness.jobs.who import who_is
     from likeness.media.image import load_image
 
     data_home = resolve_cli_home(ctx, home)
     picture = load_image(target_image)
-    analyzer = load_engines(backend, data_home).analyzer
+    analyzer = load_analyzer(backend, data_home)  # faces only: no swapper to load
     found = analyzer.analyze(picture.pixels)
     with Registry.open(data_home) as registry:
         if purpose is not None:

@@ -203,7 +203,7 @@ class StillSink:
         _remove_partial(self.folder)
 
     def abandon(self, *, resumable: bool) -> None:
-        if self._lock is not None or not self.folder.exists():
+        if self._lock is not None:  # ours (another job's folder is left alone); a still never resumes
             _remove_partial(self.folder)
 
     def stopped(self, exc: Exception) -> DisclosureError:

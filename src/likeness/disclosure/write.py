@@ -21,6 +21,11 @@ from likeness.media.video import EncodeSettings, VideoInfo
 from likeness.progress import CancelToken, Progress, StageTimer, no_progress
 
 
+def _known_hashes(known: Mapping[str, str]) -> Callable[[Sequence[str]], dict[str, str]]:
+    """The ``SealJob.consent_hashes`` of a caller that already knows the terms hashes."""
+    return lambda ids: {cid: known[cid] for cid in ids if cid in known}
+
+
 def seal(
     unsealed: Unsealed,
     out_path: Path,
@@ -37,9 +42,7 @@ def seal(
         tools=dict(unsealed.tools),
         operator=unsealed.operator,
         consent_ids=lambda: list(unsealed.consent_ids),
-        consent_hashes=lambda ids: {
-            cid: unsealed.consent_hashes[cid] for cid in ids if cid in unsealed.consent_hashes
-        },
+        consent_hashes=_known_hashes(unsealed.consent_hashes),
         label_corner=unsealed.label_corner,
         label_language=unsealed.label_language,
     )
@@ -90,9 +93,6 @@ def seal_video(
 ) -> SealedVideo:
     """Render, label, watermark, encode, self-check, sign, record and atomically write footage."""
 
-    def hashes(ids: Sequence[str]) -> dict[str, str]:
-        return {cid: unsealed.consent_hashes[cid] for cid in ids if cid in unsealed.consent_hashes}
-
     job = SealJob(
         kind=unsealed.kind,
         purpose=unsealed.purpose,
@@ -100,7 +100,7 @@ def seal_video(
         tools=dict(unsealed.tools),
         operator=unsealed.operator,
         consent_ids=unsealed.renderer.consent_ids,
-        consent_hashes=hashes,
+        consent_hashes=_known_hashes(unsealed.consent_hashes),
         label_corner=unsealed.label_corner,
         label_language=unsealed.label_language,
     )

@@ -1,4 +1,5 @@
-"""The one road every job walks, stills and footage alike (generation will be one more transform).
+"""The one road every job walks, stills and footage alike (generation is one more transform, in
+:mod:`likeness.jobs.generation`).
 
     inputs → frame source → analyze → gate → transform → seal into a frame sink → record
 
@@ -80,9 +81,9 @@ def as_footage(request: SwapRequest) -> VideoSwapRequest | None:
     return VideoSwapRequest(**fields)
 
 
-def check_options(request: SwapRequest, home: Home) -> EncodeSettings | None:
+def check_options(request: SwapRequest, policy: Policy) -> EncodeSettings | None:
     """Step 1: every option is checked before any work; the footage encoder settings, if footage."""
-    Policy.load(home).require_known("purposes", [request.purpose])  # names the known purposes
+    policy.require_known("purposes", [request.purpose])  # names the known purposes
     check_label_options(request.label_corner, request.label_language)
     if request.max_pixels <= 0:
         raise UsageError(f"--max-pixels must be a positive number of pixels, not {request.max_pixels}")
@@ -130,7 +131,8 @@ def run_job(
     token = CancelToken.of(cancel)
 
     # 1. Check every option before any work.
-    settings = check_options(request, home)
+    policy = Policy.load(home)
+    settings = check_options(request, policy)
     footage = as_footage(request)
     progress("decode", 0.0)
 
@@ -163,7 +165,7 @@ def run_job(
     token.check("before the consent gate")
 
     progress("consent", 0.4 if footage is None else 0.01)
-    with Registry.open(home) as registry:
+    with Registry.open(home, policy=policy) as registry:
         # 5. Gate: the source likeness, then the target faces (a still's all at once; footage's per
         #    person as they appear, in step 6).
         registry.check_model_hashes(  # the model files' recorded hashes are signed facts too
