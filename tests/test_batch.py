@@ -255,9 +255,10 @@ def make_cast(home: Home, faces_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Path:
-    """320×240, 40 frames at 25 fps: Obama from the first frame (Biden walks in at frame 30)."""
+    """400×300, 50 frames at 25 fps: Obama from the first frame, Biden walks in at frame 20 (the
+    clip tests/test_video_swap.py resumes)."""
     a, b = vf.scene_photos(faces_dir)
-    scene = vf.Scene(a, b, size=(320, 240), face_px=90, b_enters=30, count=40)
+    scene = vf.Scene(a, b, size=(400, 300), face_px=100, b_enters=20, count=50)
     return vf.write_clip(tmp_path_factory.mktemp("clip") / "shot.mp4", scene.frames(), fps=25)
 
 
@@ -364,7 +365,7 @@ def footage_jobs(clip: Path, faces_dir: Path) -> list[dict]:
     kit, obama = (str(faces_dir / p) for p in ("kit_harington/3.jpg", "obama/1.jpg"))
     base = {"source": kit, "purpose": PURPOSE}
     return [
-        {**base, "kind": "footage", "target": str(clip), "out": "shot.mp4", "segment_seconds": 0.2,
+        {**base, "kind": "footage", "target": str(clip), "out": "shot.mp4", "segment_seconds": 0.4,
          "preset": "veryfast"},
         {**base, "kind": "swap", "target": obama, "out": "still.jpg"},
     ]  # fmt: skip
@@ -375,7 +376,7 @@ def check_footage_rerun(report: BatchReport | dict, home: Home, folder: Path, cl
     jobs = report["jobs"] if isinstance(report, dict) else [r.to_dict() for r in report.results]
     shot = next(job for job in jobs if job["out"].endswith("shot.mp4"))
     assert shot["status"] == "done", shot
-    assert shot["outcome"]["video"]["reused_segments"] >= 1 and shot["outcome"]["video"]["frames"] == 40
+    assert shot["outcome"]["video"]["reused_segments"] >= 1 and shot["outcome"]["video"]["frames"] == 50
     assert not job_folder(folder / "shot.mp4").exists()
     with Registry.open(home) as registry:
         recorded = registry.list_outputs()
