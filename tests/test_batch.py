@@ -333,6 +333,36 @@ def test_mixed_outcomes_on_two_workers_then_a_rerun_skips_what_is_done(
     assert (tmp_path / "done.jpg").read_bytes() == (faces_dir / "obama/1.jpg").read_bytes()
 
 
+@pytest.mark.slow
+def test_a_generate_job_from_a_toml_file_with_a_model_folder_beside_it(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("diffusers")
+    from tiny_diffusers import build_sd_pipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the job's process inherits it: nothing is looked up
+    build_sd_pipeline(tmp_path / "tiny-sd", licence="creativeml-openrail-m")
+    jobs_file = write(
+        tmp_path / "posters.toml",
+        """[[job]]
+kind = "generate"
+model = "tiny-sd"
+prompt = "a quiet harbour at dawn"
+purpose = "research"
+out = "harbour.png"
+steps = 2
+guidance = 2
+seed = 0
+size = "192x192"
+""",
+    )
+    code, out, err = cli(home.root, "batch", str(jobs_file), "--json")
+    assert code == 0, err
+    (job,) = json.loads(out)["jobs"]
+    assert job["status"] == "done" and job["outcome"]["kind"] == "generated"
+    assert (tmp_path / "harbour.png").is_file() and outputs(home) == [job["output_id"]]
+
+
 def holders(folder: Path, exclude: int) -> list[int]:
     """Processes with a file inside ``folder`` open (the one writing its segments)."""
     found = []

@@ -261,7 +261,9 @@ class _Field:
                 raise UsageError(f"{where}: {self.name} must be a string, not {value!r}")
             if choices and value not in choices:
                 raise UsageError(f"{where}: {self.name} {value!r} is not one of {', '.join(choices)}")
-            return _resolve(folder, value) if self.name == "model" and _is_local(folder, value) else value
+            return (
+                str(_resolve(folder, value)) if self.name == "model" and _is_local(folder, value) else value
+            )
         wanted = " or ".join(k.__name__ for k in kinds if k is not type(None))
         raise UsageError(f"{where}: {self.name} must be {wanted or 'a value'}, not {value!r}")
 
