@@ -401,7 +401,7 @@ def footage_jobs(clip: Path, faces_dir: Path) -> list[dict]:
     ]  # fmt: skip
 
 
-def check_footage_rerun(report: BatchReport | dict, home: Home, folder: Path, clip: Path) -> None:
+def check_footage_rerun(report: BatchReport | dict, home: Home, folder: Path) -> None:
     """After the rerun of a killed footage job: each output once, complete, and recorded once."""
     jobs = report["jobs"] if isinstance(report, dict) else [r.to_dict() for r in report.results]
     shot = next(job for job in jobs if job["out"].endswith("shot.mp4"))
@@ -437,7 +437,7 @@ def test_a_worker_killed_mid_footage_loses_nothing_and_the_rerun_finishes_it_onc
     assert rerun.returncode == 0, rerun.stderr
     second = json.loads(rerun.stdout)
     assert [job["status"] for job in second["jobs"]] == ["done", "skipped"]
-    check_footage_rerun(second, home, tmp_path, clip)
+    check_footage_rerun(second, home, tmp_path)
 
     entries = ledger_length(home)
     third = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
@@ -445,6 +445,34 @@ def test_a_worker_killed_mid_footage_loses_nothing_and_the_rerun_finishes_it_onc
         third.returncode == 0 and [j["status"] for j in json.loads(third.stdout)["jobs"]] == ["skipped"] * 2
     )
     assert ledger_length(home) == entries, "a rerun of a finished batch writes nothing"
+
+
+@pytest.mark.kill
+def test_ctrl_c_stops_the_batch_and_the_rerun_resumes_it(
+    home: Home, faces_dir: Path, clip: Path, tmp_path: Path
+) -> None:
+    make_cast(home, faces_dir)
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", *footage_jobs(clip, faces_dir))
+    entry = "import sys; from likeness.cli import main; sys.exit(main())"
+    command = [sys.executable, "-c", entry, "--home", str(home.root), "batch", str(jobs_file), "--json"]
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    batch = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    job = job_folder(tmp_path / "shot.mp4")
+    deadline = time.monotonic() + 120
+    while not (job / "seg_00001.mkv").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(batch.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the batch and its jobs
+    stdout, stderr = batch.communicate(timeout=120)
+    assert batch.returncode == 130, stderr
+    shot, still = json.loads(stdout)["jobs"]
+    assert (shot["exit_code"], shot["error"], still["status"]) == (130, "cancelled", "not_run")
+    assert not (tmp_path / "shot.mp4").exists() and (job / "seg_00001.mkv").exists()
+
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert rerun.returncode == 0, rerun.stderr
+    check_footage_rerun(json.loads(rerun.stdout), home, tmp_path)
 
 
 # -- Ray and PostgreSQL ---------------------------------------------------------------------------------
@@ -491,7 +519,7 @@ def test_ray_with_postgres_mixed_outcomes_a_killed_worker_and_a_resume(
 
     second = run_batch(jobs_file, home=home, runner=ray_runner("auto"), operator="tester")
     assert [r.status for r in second.results][:2] == ["done", "skipped"]
-    check_footage_rerun(second, home, tmp_path, clip)
+    check_footage_rerun(second, home, tmp_path)
     assert ledger_length(home) > 0  # one chain on PostgreSQL, every output and refusal in it
 
 

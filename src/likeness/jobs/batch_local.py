@@ -18,6 +18,7 @@ the jobs still running (which leaves nothing under their output names either).
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -63,10 +64,27 @@ def _run(todo: list[Pending], home: Home, operator: str, events: BatchEvents, wo
     context = multiprocessing.get_context("spawn")
     queue = deque(todo)
     running: dict[int, _Running] = {}  # by process sentinel
-    interrupts = 0
-    while queue or running:
-        try:
-            while queue and len(running) < workers and interrupts == 0:
+    interrupts = [0]
+
+    def interrupt(signum: int, frame: object) -> None:
+        # Counted here, acted on in the loop: an exception raised at an arbitrary point could lose a
+        # result that was received but not yet written to the results file.
+        interrupts[0] += 1
+        if interrupts[0] > 1:
+            for job in list(running.values()):
+                job.process.kill()
+
+    try:
+        previous = signal.signal(signal.SIGINT, interrupt)
+    except ValueError:  # not the main thread: Ctrl-C is not ours to handle
+        previous = None
+    told = False
+    try:
+        while queue or running:
+            if interrupts[0] and not told:
+                events.note("stopping: running jobs stop at their next step; Ctrl-C again stops them at once")
+                told = True
+            while queue and len(running) < workers and not interrupts[0]:
                 pending = queue.popleft()
                 receive, send = context.Pipe(duplex=False)
                 process = context.Process(
@@ -81,14 +99,10 @@ def _run(todo: list[Pending], home: Home, operator: str, events: BatchEvents, wo
             if not running:
                 break
             _collect(running, events)
-        except KeyboardInterrupt:
-            interrupts += 1
-            if interrupts == 1:
-                events.note("stopping: running jobs stop at their next step; Ctrl-C again stops them at once")
-            else:
-                for job in running.values():
-                    job.process.kill()
-    return interrupts > 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return interrupts[0] > 0
 
 
 def _collect(running: dict[int, _Running], events: BatchEvents) -> None:
