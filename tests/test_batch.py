@@ -213,6 +213,19 @@ def test_not_a_jobs_file(tmp_path: Path) -> None:
         read_jobs(tmp_path / "missing.toml")
 
 
+def test_one_place_to_run_and_one_batch_per_jobs_file_at_a_time(tmp_path: Path, home: Home) -> None:
+    from likeness.jobs.batch import ResultsFile, results_path
+    from likeness.jobs.batch_local import local_runner
+
+    job = {"kind": "swap", "source": "a.jpg", "target": "b.jpg", "purpose": "film", "out": "x.jpg"}
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", job)
+    code, _, err = cli(home.root, "batch", str(jobs_file), "--workers", "2", "--ray", "auto")
+    assert code == 2 and "give one of them" in err
+    with ResultsFile(results_path(jobs_file, home)):  # a batch of this file is running
+        with pytest.raises(UsageError, match="another likeness batch is running these jobs"):
+            run_batch(jobs_file, home=home, runner=local_runner(1), operator="t")
+
+
 def test_the_batch_exit_code() -> None:
     def result(status: str, code: int) -> JobResult:
         return JobResult(1, 1, "swap", "o.jpg", "k", status, code)
