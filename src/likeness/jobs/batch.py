@@ -346,8 +346,10 @@ def died(job: BatchJob, key: str, how: str, seconds: float) -> JobResult:
         FAILED,
         1,
         error="worker_died",
-        reason=f"the worker running it died ({how}); nothing was written under the output name",
-        hint="run the batch again: the job is run again (footage resumes from its finished segments)",
+        reason=f"the worker running it died ({how}) before it reported back; an output appears under "
+        "its name only once it is signed and recorded",
+        hint="run the batch again: it skips the job if its output was finished and recorded, else runs "
+        "it again (footage resumes from its finished segments)",
         seconds=round(seconds, 3),
     )
 
