@@ -558,3 +558,15 @@ def test_the_batch_command_imports_no_ray_and_no_torch() -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_the_cli_runs_a_batch_on_ray_with_sqlite_on_a_one_machine_cluster(
+    ray_cluster, home: Home, faces_dir: Path, tmp_path: Path
+) -> None:
+    jobs = mixed_jobs(tmp_path, faces_dir)[2:]  # bad input, a missing file: no model work
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", *jobs)
+    code, out, err = cli(home.root, "batch", str(jobs_file), "--ray", "auto", "--json")
+    assert code == 4, err  # both bad input
+    assert [job["exit_code"] for job in json.loads(out)["jobs"]] == [4, 4]
+    assert "submitted to the Ray cluster (2 CPU(s))" in err

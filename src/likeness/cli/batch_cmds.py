@@ -42,7 +42,7 @@ STATUS_WORDS = {3: "refused", 4: "bad input", 2: "usage", 130: "cancelled"}
     "results_file",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="the results file (default: JOBS.results.jsonl next to the jobs file)",
+    help="the results file (default: next to JOBS, named like shots.toml.results.jsonl)",
 )
 @home_option
 @json_option

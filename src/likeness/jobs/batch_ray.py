@@ -105,7 +105,11 @@ def _run(
             pending.job, pending.key, home, operator
         )
         refs[ref] = (pending, time.monotonic())
-        events.started(pending.job)
+    gpu_note = f", {cluster_gpus:g} GPU(s)" if cluster_gpus else ""
+    cpus = float(ray.cluster_resources().get("CPU", 0.0))
+    events.note(
+        f"{len(refs)} task(s) submitted to the Ray cluster ({cpus:g} CPU(s){gpu_note}); Ray starts them"
+    )
     interrupts = 0
     while refs:
         try:
