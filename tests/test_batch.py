@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -337,6 +338,16 @@ def test_mixed_outcomes_on_two_workers_then_a_rerun_skips_what_is_done(
     (again,) = json.loads(out)["jobs"]
     assert code == 0 and again["status"] == "skipped" and "registry" in again["note"]
     assert ledger_length(home) == entries and outputs(home) == [done["output_id"]]
+
+    # An output whose ledger entry was edited is not taken as finished (nor overwritten).
+    with Registry.open(home) as registry:
+        seq = registry.get_output(done["output_id"]).ledger_seq
+    with sqlite3.connect(home.db_path) as db:
+        db.execute("UPDATE ledger SET payload = replace(payload, 'research', 'film') WHERE seq = ?", (seq,))
+    code, out, _ = cli(home.root, "batch", str(jobs_file), "--json")
+    (again,) = json.loads(out)["jobs"]
+    assert code == 2 and "no signed record" in again["reason"]
+    assert outputs(home) == [done["output_id"]] and (tmp_path / "done.jpg").is_file()
 
     # Another file under the output name is never overwritten.
     (tmp_path / "done.jpg").write_bytes((faces_dir / "obama/1.jpg").read_bytes())

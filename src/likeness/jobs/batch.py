@@ -10,12 +10,13 @@
   is not writable): one JSON line per finished attempt, appended and fsynced by the batch process
   alone (workers hand their results back). A torn last line (a kill) is ignored.
 * **Resume**: a job is finished, and skipped, when its output file exists, its sha256 is the one a
-  registry output record holds, and that record is this job's: the output id the results file
-  recorded for the job's key, or — for a job killed after its output was recorded and renamed but
-  before the results line was written — a record of that path, made from the same input files
-  for the same purpose. A job with no output file runs (footage resumes from its finished
-  segments). An output file that is not this job's recorded output is never overwritten: the job
-  fails with a usage error (exit 2) that says to move it away.
+  registry output record holds (a record whose signed ledger entry states that id and sha256),
+  and that record is this job's: the output id the results file recorded for the job's key, or —
+  for a job killed after its output was recorded and renamed but before the results line was
+  written — a record of that path, made from the same input files for the same purpose. A job
+  with no output file runs (footage resumes from its finished segments). An output file that is
+  not this job's recorded output is never overwritten: the job fails with a usage error (exit 2)
+  that says to move it away.
 * **Never twice**: every output is written by the one sealing path (atomic rename after the
   registry record); a job killed before the rename leaves nothing under the output name and runs
   again; one killed after it is recognised as above.
@@ -254,18 +255,19 @@ def finished_before(
         return None
     sha = sha256_file(out)
     if record is not None and record.get("output_id"):
-        found = registry.get_output(record["output_id"])
+        found = registry.get_signed_output(record["output_id"])
         if found is not None and found.sha256 == sha == record.get("sha256"):
             return _skipped(job, key, found, "finished in an earlier run")
-    for found in registry.find_outputs_by_sha256(sha):
-        if _is_jobs_output(job, out, found):
+    for candidate in registry.find_outputs_by_sha256(sha):
+        found = registry.get_signed_output(candidate.output_id)
+        if found is not None and _is_jobs_output(job, out, found):
             return _skipped(job, key, found, "finished in an earlier run (recognised from the registry)")
     return JobResult.failure(
         job,
         key,
         UsageError(
-            f"{out}: exists and is not an output this job made (no registry record of this file made "
-            "from these inputs); refusing to overwrite it",
+            f"{out}: exists and is not an output this job made (the registry holds no signed record of "
+            "this file made from these inputs); refusing to overwrite it",
             hint="move it away or delete it to make the output again, or change the job's out",
         ),
     )
