@@ -353,6 +353,10 @@ def test_a_bearded_target_keeps_its_jaw_and_beard(analyzer: DlibAnalyzer, photo)
     target, (target_face,) = photo("demo/lincoln_1.jpg")
     out, report = ClassicalSwapper().swap_with_report(target, target_face, source, source_face)
     assert report.mask == "inner" and report.target_beard and report.target_facial_hair.full_beard
+    # Darwin's white beard is as light as his skin in a soft photo: found by its disorder, not darkness.
+    assert report.source_facial_hair.chin and not report.source_facial_hair.full_beard
+    assert report.source_facial_hair.chin_coherence < classical_masks.HAIR_COHERENCE
+    assert abs(report.source_facial_hair.chin_contrast) < classical_masks.HAIR_DARKER
     shape = target.shape[:2]
     points = target_face.landmarks.astype(np.float64)
     beard = classical_masks.beard_weight(target, points)
