@@ -1,0 +1,145 @@
+"""The watermark for footage: :func:`likeness.disclosure.watermark.embed`'s mark, with what does not
+change from frame to frame built once per output.
+
+Every frame of one output carries the same id at the same frame size, so the coded bits, the
+working size, the tile and its repetition over the working image are fixed: a :class:`FrameMarker`
+builds them once. Per frame it only does what depends on the picture, at the working scale
+(``watermark.WORK`` = 256 px on the shorter side) wherever it can:
+
+1. the luma at the working scale: ``cv2.cvtColor`` to grey (uint8), an area shrink by a whole
+   factor (the fast path of ``INTER_AREA``), then an area resize of that small picture to the
+   working size (the same area average as ``embed``'s, to within the uint8 rounding of the grey);
+2. the visual mask, ``watermark._amplitude``, exactly as ``embed`` computes it;
+3. the fixed pattern times the mask; the RMS cap (``strength``) is applied to the working residual,
+   whose RMS bounds that of its bilinear enlargement (each enlarged pixel is a convex combination
+   of working pixels);
+4. the residual enlarged to the frame (``watermark._resize``, bilinear, as ``embed``) and added to
+   R, G and B with saturating uint8 arithmetic: ``clip(pixel + rint(residual))``, as ``embed``'s
+   float path gives (a value exactly halfway between two grey levels may round the other way).
+
+Host-interference cancellation (``watermark._cancelling_gains``: every coded bit gets the gain
+that leaves all bits the same margin against what the picture alone pushes them to) reads the
+picture with the decoder twice, which costs more than the rest of the frame. A shot changes slowly
+next to a 2 s reading window, so the gains are computed on the first frame and again every
+``GAINS_EVERY`` frames, and the gained pattern is kept in between (bench/frame_mark.py measures
+what this costs the windows read back).
+
+Stills keep :func:`likeness.disclosure.watermark.embed_id` (one frame: nothing to reuse).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from likeness.disclosure import watermark
+from likeness.disclosure.ecc import conv_encode
+
+GAINS_EVERY = 12
+"""Frames between two computations of the host-interference cancellation gains (about 0.5 s at
+25 fps): frame 0, 12, 24, ..."""
+
+
+class FrameMarker:
+    """Marks frames of ``height``×``width`` with ``output_id`` at ``strength`` (grey levels RMS,
+    default ``watermark.STRENGTH``), as :func:`watermark.embed_id` would, reusing its fixed parts."""
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        output_id: str,
+        *,
+        strength: float | None = None,
+        gains_every: int = GAINS_EVERY,
+    ) -> None:
+        if min(height, width) < watermark.MIN_SIDE:
+            raise ValueError(
+                f"a {width}×{height} frame is too small to watermark "
+                f"(at least {watermark.MIN_SIDE} px a side)"
+            )
+        if gains_every < 1:
+            raise ValueError(f"gains_every must be at least 1, not {gains_every}")
+        self.height, self.width = height, width
+        self.output_id = output_id
+        self.target = watermark.STRENGTH if strength is None else float(strength)
+        self.gains_every = gains_every
+        self._signs = conv_encode(watermark.payload_bits(output_id)).astype(np.float64) * 2.0 - 1.0
+        self._work_h, self._work_w = watermark._working_size(height, width)
+        shrink = min(height / self._work_h, width / self._work_w)
+        self._halvings = max(0, int(np.floor(np.log2(shrink))) - 1)
+        """Area halvings of the grey frame (the fast path of INTER_AREA) before the last area resize,
+        which is left a factor of 2 to 4: nearer 1 its uneven cells blur the working image."""
+        self._root_size = float(np.sqrt(height * width))
+        self._reps = (-(-self._work_h // watermark.TILE), -(-self._work_w // watermark.TILE))
+        self._unit_rms = float(np.sqrt(np.mean(watermark._tile(self._signs) ** 2)))
+        self._plain = self._pattern(np.ones_like(self._signs))
+        self._gained = self._plain
+        """The pattern with the latest cancellation gains (the plain one until they are computed)."""
+        self._cancel = min(self._work_h, self._work_w) >= watermark.TILE
+        self.frames = 0
+        """Frames marked so far."""
+
+    def _pattern(self, gains: np.ndarray) -> np.ndarray:
+        """The tile for these per-bit gains, normalised to unit RMS at gain 1, over the working image."""
+        tile = (watermark._tile(self._signs * gains) / self._unit_rms).astype(np.float32)
+        return np.ascontiguousarray(np.tile(tile, self._reps)[: self._work_h, : self._work_w])
+
+    def work(self, pixels: np.ndarray) -> np.ndarray:
+        """The frame's luma at the working size (float32)."""
+        import cv2
+
+        grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+        for _ in range(self._halvings):
+            rows, cols = grey.shape[0] // 2, grey.shape[1] // 2
+            grey = cv2.resize(grey[: 2 * rows, : 2 * cols], (cols, rows), interpolation=cv2.INTER_AREA)
+        return watermark._resize(grey.astype(np.float32), self._work_h, self._work_w)
+
+    def _residual(self, pixels: np.ndarray) -> np.ndarray:
+        """The mark for this frame at the working size (the RMS cap is applied at full size)."""
+        work = self.work(pixels)
+        amplitude = watermark._amplitude(work, self.target / watermark.STRENGTH)
+        if self._cancel and self.frames % self.gains_every == 0:
+            residual = self._plain * amplitude
+            scale = np.float32(min(1.0, self.target / (self._full_rms(residual) + 1e-12)))
+            host = watermark._soft_at_origin(work)
+            unit = watermark._soft_at_origin(work + residual * scale) - host
+            self._gained = self._pattern(watermark._cancelling_gains(host, unit, self._signs))
+        return self._gained * amplitude
+
+    def mark(self, pixels: np.ndarray) -> np.ndarray:
+        """A marked copy of ``pixels`` (``height``×``width``×3 uint8 RGB)."""
+        if pixels.shape != (self.height, self.width, 3) or pixels.dtype != np.uint8:
+            raise ValueError(
+                f"this marker marks {self.width}×{self.height}×3 uint8 frames, got shape {pixels.shape} "
+                f"{pixels.dtype}"
+            )
+        full = watermark._resize(self._residual(pixels), self.height, self.width)
+        self.frames += 1
+        flat = full.reshape(-1)
+        rms = float(np.sqrt(np.dot(flat, flat))) / self._root_size
+        return add_to_rgb(pixels, full, scale=min(1.0, self.target / (rms + 1e-12)))
+
+    def _full_rms(self, residual: np.ndarray) -> float:
+        """The RMS of a working residual once enlarged to the frame."""
+        flat = watermark._resize(residual, self.height, self.width).reshape(-1)
+        return float(np.sqrt(np.dot(flat, flat))) / self._root_size
+
+
+def add_to_rgb(pixels: np.ndarray, change: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
+    """``clip(pixels + rint(scale · change), 0, 255)``, ``change`` (H×W float32) added to R, G and B alike.
+
+    Saturating 8-bit arithmetic in four cv2 passes: the rounded change as int8 (at most ±127 grey
+    levels; the visual mask keeps it far below), the pixels moved to the signed range by flipping
+    their top bit (``p ^ 0x80`` read as int8 is ``p - 128``), a saturating int8 add, and the flip back.
+    """
+    import cv2
+
+    delta = cv2.multiply(change, (scale, scale, scale, scale), dtype=cv2.CV_8S)  # rounds half to even
+    spread = cv2.cvtColor(delta.view(np.uint8), cv2.COLOR_GRAY2RGB).view(np.int8)
+    out = cv2.bitwise_xor(pixels, _TOP_BIT)
+    signed = out.view(np.int8)
+    cv2.add(signed, spread, dst=signed)
+    return cv2.bitwise_xor(out, _TOP_BIT, dst=out)
+
+
+_TOP_BIT = (128, 128, 128, 0)
