@@ -5,8 +5,9 @@
                                [--gains-every 12,1,0] [--no-readback]
 
 Frames: a pan that zooms in slowly over a photo (default: the public-domain demo portrait
-``lincoln_1.jpg``; ``--photo`` any picture), as the video tests make them, so every frame's
-picture, and so its visual mask, differs. For each size, three tables:
+``lincoln_1.jpg``; ``--photo`` any picture), made, encoded and re-encoded with the video tests'
+helpers (tests/video_fixtures.py, tests/test_video_verify.py), so every frame's picture, and so
+its visual mask, differs. For each size, three tables:
 
 * **speed**: milliseconds per frame (CPU time of the one thread, and wall time), mean and worst over
   ``--frames`` frames, for ``embed_id`` and for ``FrameMarker`` (including its refresh of the
@@ -36,8 +37,7 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from fractions import Fraction  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
@@ -53,28 +53,16 @@ from likeness.disclosure.frame_mark import GAINS_EVERY, FrameMarker  # noqa: E40
 from likeness.disclosure.output_id import new_output_id  # noqa: E402
 from likeness.media import load_image  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(BENCH.parent / "tests"))  # the clip helpers
+import video_fixtures as vf  # noqa: E402
+from test_video_verify import reencode  # noqa: E402
 from watermark_visibility import measure  # noqa: E402
 
 SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
 FPS = 25
 Mark = Callable[[np.ndarray], np.ndarray]
-
-
-def pan_frames(photo: np.ndarray, size: tuple[int, int], count: int) -> Iterator[np.ndarray]:
-    """A window panning left→right and zooming in slightly over ``photo`` (tests/video_fixtures.py's)."""
-    width, height = size
-    ph, pw = photo.shape[:2]
-    aspect = width / height
-    for i in range(count):
-        t = i / max(1, count - 1)
-        win_w = int(min(pw, ph * aspect) * (0.95 - 0.15 * t))
-        win_h = int(win_w / aspect)
-        x0 = int((pw - win_w) * (0.35 + 0.3 * t))
-        y0 = int((ph - win_h) * 0.3)
-        crop = photo[y0 : y0 + win_h, x0 : x0 + win_w]
-        shrink = win_w > width
-        yield cv2.resize(crop, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
 def markers(output_id: str, size: tuple[int, int], gains_every: list[int]) -> dict[str, Callable[[], Mark]]:
@@ -117,46 +105,11 @@ def luma_change(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
     return change, 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf")
 
 
-def write_clip(path: Path, frames: list[np.ndarray], *, crf: int) -> Path:
-    import av
-
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
-        for i, pixels in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
-
-
-def reencode(source: Path, target: Path, *, crf: int, height: int | None = None) -> Path:
-    """What a platform does: decode, optionally downscale (area), encode H.264 at ``crf``."""
-    import av
-
-    with av.open(str(source)) as src, av.open(str(target), "w") as dst:
-        stream = src.streams.video[0]
-        width, tall = stream.codec_context.width, stream.codec_context.height
-        if height is not None:
-            width, tall = round(width * height / tall / 2) * 2, height
-        out = dst.add_stream("libx264", rate=stream.average_rate)
-        out.width, out.height, out.pix_fmt = width, tall, "yuv420p"
-        out.options = {"crf": str(crf), "preset": "veryfast"}
-        out.codec_context.time_base = stream.time_base
-        for frame in src.decode(stream):
-            scaled = frame.reformat(width=width, height=tall, format="yuv420p", interpolation="AREA")
-            scaled.pts, scaled.time_base = frame.pts, frame.time_base
-            dst.mux(out.encode(scaled))
-        dst.mux(out.encode(None))
-    return target
-
-
 def readback(marked: list[np.ndarray], output_id: str, folder: Path, name: str) -> list[str]:
     """Per attack: 'right/windows (wrong) confidence'."""
-    clip = write_clip(folder / f"{name}.mp4", marked, crf=18)
+    clip = vf.write_clip(
+        folder / f"{name}.mp4", marked, fps=FPS, audio=None, options={"preset": "veryfast", "crf": "18"}
+    )
     attacks = {
         "CRF 18": clip,
         "CRF 28": reencode(clip, folder / f"{name}-28.mp4", crf=28),
@@ -211,7 +164,7 @@ def main() -> None:
         size = SIZES[size_name.strip()]
         output_id = new_output_id()
         count = max(args.frames, round(args.seconds * FPS)) if not args.no_readback else args.frames
-        frames = list(pan_frames(photo, size, count))
+        frames = list(vf.pan_frames(photo, size=size, count=count))
         timed = frames[: args.frames]
         speed, looks, reads = [], [], []
         baseline_cpu = 0.0
