@@ -9,10 +9,10 @@ Frames: a pan that zooms in slowly over a photo (default: the public-domain demo
 helpers (tests/video_fixtures.py, tests/test_video_verify.py), so every frame's picture, and so
 its visual mask, differs. For each size, three tables:
 
-* **speed**: milliseconds per frame (CPU time of the one thread, and wall time), mean and worst over
-  ``--frames`` frames, for ``embed_id`` and for ``FrameMarker`` (including its refresh of the
-  host-interference gains every ``GAINS_EVERY`` frames); OMP/BLAS threads and cv2's are set to 1
-  before anything is imported;
+* **speed**: milliseconds per frame (CPU time of the one thread: mean, median, best and worst over
+  ``--frames`` frames; and the mean wall time) for ``embed_id`` and for ``FrameMarker`` (including
+  its refresh of the host-interference gains every ``GAINS_EVERY`` frames), the methods taking
+  turns on every frame; OMP/BLAS threads and cv2's are set to 1 before anything is imported;
 * **visibility** over the same frames (median frame): RMS of the luma change and PSNR of the whole
   frame, and bench/watermark_visibility.py's flat-area numbers (RMS of the change on the flattest
   20 % of 32×32 blocks, and its masking ratio);
@@ -22,7 +22,7 @@ its visual mask, differs. For each size, three tables:
   read the right id / all windows, wrong ids, and the mean window confidence. ``--gains-every``
   adds rows for other refresh intervals (0: only on the first frame).
 
-Numbers from a shared machine are noisy: compare the two columns of one run, not runs.
+Numbers from a shared machine are noisy: compare the rows of one run, not runs.
 """
 
 from __future__ import annotations
@@ -86,14 +86,20 @@ def markers(output_id: str, size: tuple[int, int], gains_every: list[int]) -> di
     return made
 
 
-def timing(mark: Mark, frames: list[np.ndarray]) -> tuple[list[float], list[float], list[np.ndarray]]:
-    cpu, wall, out = [], [], []
+def timing(
+    marks: dict[str, Mark], frames: list[np.ndarray]
+) -> dict[str, tuple[list[float], list[float], list]]:
+    """Per method: CPU ms, wall ms and the marked frame, for every frame; the methods take turns on
+    each frame, so a busy moment of the machine falls on all of them alike."""
+    timed: dict[str, tuple[list[float], list[float], list]] = {name: ([], [], []) for name in marks}
     for frame in frames:
-        start_cpu, start_wall = time.thread_time(), time.perf_counter()
-        out.append(mark(frame))
-        cpu.append((time.thread_time() - start_cpu) * 1000)
-        wall.append((time.perf_counter() - start_wall) * 1000)
-    return cpu, wall, out
+        for name, mark in marks.items():
+            cpu, wall, out = timed[name]
+            start_cpu, start_wall = time.thread_time(), time.perf_counter()
+            out.append(mark(frame))
+            cpu.append((time.thread_time() - start_cpu) * 1000)
+            wall.append((time.perf_counter() - start_wall) * 1000)
+    return timed
 
 
 def luma_change(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
@@ -167,17 +173,18 @@ def main() -> None:
         frames = list(vf.pan_frames(photo, size=size, count=count))
         timed = frames[: args.frames]
         speed, looks, reads = [], [], []
-        baseline_cpu = 0.0
         with tempfile.TemporaryDirectory(prefix="likeness-frame-mark-") as tmp:
-            for name, make in markers(output_id, size, gains_every).items():
-                cpu, wall, out = timing(make(), timed)
+            made = markers(output_id, size, gains_every)
+            results = timing({name: make() for name, make in made.items()}, timed)
+            baseline_cpu = statistics.fmean(results["embed_id"][0])
+            for name, (cpu, wall, out) in results.items():
                 mean_cpu = statistics.fmean(cpu)
-                baseline_cpu = baseline_cpu or mean_cpu
                 speed.append(
                     [
                         name,
                         f"{mean_cpu:.1f}",
                         f"{statistics.median(cpu):.1f}",
+                        f"{min(cpu):.1f}",
                         f"{max(cpu):.1f}",
                         f"{statistics.fmean(wall):.1f}",
                         f"{baseline_cpu / mean_cpu:.1f}×",
@@ -194,12 +201,13 @@ def main() -> None:
                         f"{statistics.median(v.masking for v in flat):.2f}",
                     ]
                 )
-                if not args.no_readback:
+            if not args.no_readback:
+                for name, make in made.items():
                     mark = make()
                     marked = [mark(f) for f in frames]
                     reads.append([name, *readback(marked, output_id, Path(tmp), f"{size_name}-{len(reads)}")])
         print(f"## {size_name} ({size[0]}×{size[1]})\n")
-        table(["method", "CPU ms/frame", "median", "worst", "wall ms", "speed-up"], speed)
+        table(["method", "CPU ms/frame", "median", "best", "worst", "wall ms", "speed-up"], speed)
         table(["method", "luma RMS change", "PSNR dB", "flat RMS", "masking"], looks)
         if reads:
             print(
