@@ -41,6 +41,10 @@ GAINS_EVERY = 12
 25 fps): frame 0, 12, 24, ..."""
 
 
+_TOP_BIT = (128, 128, 128, 0)
+"""A cv2 scalar: XOR with it flips the top bit of each of three channels."""
+
+
 class FrameMarker:
     """Marks frames of ``height``×``width`` with ``output_id`` at ``strength`` (grey levels RMS,
     default ``watermark.STRENGTH``), as :func:`watermark.embed_id` would, reusing its fixed parts."""
@@ -86,7 +90,7 @@ class FrameMarker:
         tile = (watermark._tile(self._signs * gains) / self._unit_rms).astype(np.float32)
         return np.ascontiguousarray(np.tile(tile, self._reps)[: self._work_h, : self._work_w])
 
-    def work(self, pixels: np.ndarray) -> np.ndarray:
+    def _work(self, pixels: np.ndarray) -> np.ndarray:
         """The frame's luma at the working size (float32)."""
         import cv2
 
@@ -98,11 +102,11 @@ class FrameMarker:
 
     def _residual(self, pixels: np.ndarray) -> np.ndarray:
         """The mark for this frame at the working size (the RMS cap is applied at full size)."""
-        work = self.work(pixels)
+        work = self._work(pixels)
         amplitude = watermark._amplitude(work, self.target / watermark.STRENGTH)
         if self._cancel and self.frames % self.gains_every == 0:
             residual = self._plain * amplitude
-            scale = np.float32(min(1.0, self.target / (self._full_rms(residual) + 1e-12)))
+            scale = np.float32(min(1.0, self.target / (self._rms(self._enlarge(residual)) + 1e-12)))
             host = watermark._soft_at_origin(work)
             unit = watermark._soft_at_origin(work + residual * scale) - host
             self._gained = self._pattern(watermark._cancelling_gains(host, unit, self._signs))
@@ -115,15 +119,15 @@ class FrameMarker:
                 f"this marker marks {self.width}×{self.height}×3 uint8 frames, got shape {pixels.shape} "
                 f"{pixels.dtype}"
             )
-        full = watermark._resize(self._residual(pixels), self.height, self.width)
+        full = self._enlarge(self._residual(pixels))
         self.frames += 1
-        flat = full.reshape(-1)
-        rms = float(np.sqrt(np.dot(flat, flat))) / self._root_size
-        return add_to_rgb(pixels, full, scale=min(1.0, self.target / (rms + 1e-12)))
+        return add_to_rgb(pixels, full, scale=min(1.0, self.target / (self._rms(full) + 1e-12)))
 
-    def _full_rms(self, residual: np.ndarray) -> float:
-        """The RMS of a working residual once enlarged to the frame."""
-        flat = watermark._resize(residual, self.height, self.width).reshape(-1)
+    def _enlarge(self, residual: np.ndarray) -> np.ndarray:
+        return watermark._resize(residual, self.height, self.width)
+
+    def _rms(self, full: np.ndarray) -> float:
+        flat = full.reshape(-1)
         return float(np.sqrt(np.dot(flat, flat))) / self._root_size
 
 
@@ -142,6 +146,3 @@ def add_to_rgb(pixels: np.ndarray, change: np.ndarray, *, scale: float = 1.0) ->
     signed = out.view(np.int8)
     cv2.add(signed, spread, dst=signed)
     return cv2.bitwise_xor(out, _TOP_BIT, dst=out)
-
-
-_TOP_BIT = (128, 128, 128, 0)
