@@ -18,7 +18,7 @@ import video_fixtures as vf
 from likeness.disclosure import watermark
 from likeness.disclosure.footage_read import read_video_disclosure
 from likeness.disclosure.footage_sink import VIDEO_WATERMARK_STRENGTH, FootageSink
-from likeness.disclosure.frame_mark import FrameMarker, add_to_rgb
+from likeness.disclosure.frame_mark import MAX_CHANGE, FrameMarker, add_to_rgb
 from likeness.disclosure.output_id import ID_BITS, format_output_id, is_balanced, new_output_id
 from likeness.disclosure.seal import Marker, SealJob
 from likeness.disclosure.still_sink import StillSink
@@ -77,11 +77,16 @@ def test_add_to_rgb_is_the_rounded_saturating_sum() -> None:
     pixels = rng.integers(0, 256, (97, 131, 3), dtype=np.uint8)
     pixels[:10] = 0
     pixels[10:20] = 255
-    delta = (rng.standard_normal((97, 131)) * 20).astype(np.float32)
-    for scale in (1.0, 0.37):
-        expected = np.clip(np.rint(pixels + np.float64(scale) * delta[..., None]), 0, 255)
-        got = add_to_rgb(pixels, delta, scale=scale)
-        assert got.dtype == np.uint8 and np.array_equal(got, expected)
+    delta = np.clip(rng.standard_normal((97, 131)) * 40, -MAX_CHANGE, MAX_CHANGE).astype(np.float32)
+    fixed = np.rint(delta * 64).astype(np.int16)  # as FrameMarker enlarges it; many halves to round
+    for change, scale in ((delta, 1.0), (delta, 0.37), (fixed, 1 / 64), (fixed, 0.37 / 64)):
+        exact = change.astype(np.float64) * scale
+        expected = np.clip(pixels + np.rint(exact)[..., None], 0, 255)
+        got = add_to_rgb(pixels, change, scale=scale)
+        clear = np.abs(exact - np.floor(exact) - 0.5) > 1e-3  # within float32 error of a half: either way
+        assert got.dtype == np.uint8 and clear.mean() > 0.9
+        assert np.array_equal(got[clear], expected[clear])
+        assert (np.abs(got.astype(np.int16) - expected)[~clear] <= 1).all()
     assert np.array_equal(add_to_rgb(pixels, np.zeros((97, 131), np.float32)), pixels)
 
 
