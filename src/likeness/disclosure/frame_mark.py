@@ -17,8 +17,11 @@ builds them once. Per frame it only does what depends on the picture, at the wor
    as ``embed``'s float path gives (a value within float32 error of halfway between two grey
    levels may round the other way): see :func:`add_to_rgb`.
 
-1080p on one core: about 6 to 7 ms a frame where ``embed_id`` takes about 60 (more on a busy
-machine; the ratio is what bench/frame_mark.py shows best).
+1080p on one core (bench/frame_mark.py, CPU time of the thread): about 6 to 7 ms a frame where
+``embed_id`` takes about 60 when the machine is quiet; 9 to 13 ms against 57 to 107 when other
+processes load it heavily: most of what is left is passes over the full frame in memory (grey,
+enlarge, RMS, the three-channel add), which a busy memory bus slows more than ``embed_id``'s
+arithmetic.
 
 Host-interference cancellation (``watermark._cancelling_gains``: every coded bit gets the gain
 that leaves all bits the same margin against what the picture alone pushes them to) reads the
