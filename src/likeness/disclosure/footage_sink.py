@@ -195,6 +195,7 @@ class FootageSink:
     """Segments in the job folder, then one signed MP4/MOV; see the module docstring."""
 
     watermark_strength = VIDEO_WATERMARK_STRENGTH
+    watermark_per_output = True  # one id, one frame size: the pattern is built once (frame_mark)
 
     def __init__(
         self,

@@ -6,7 +6,8 @@ Order, for every kind of output:
 2. the sink opens its job folder next to the output and says which output id the frames carry (a
    new one, or the id of a killed or cancelled footage job it resumes);
 3. every frame: visible label → invisible watermark carrying the id → the sink (encoder);
-   there is no switch that skips either, and ``cancel`` is checked before each frame;
+   there is no switch that skips either, and ``cancel`` is checked before each frame (footage
+   builds the watermark's fixed pattern once, :mod:`likeness.disclosure.frame_mark`);
 4. the sink finishes the file inside its job folder, and a **self-check** reads the encoded file
    back: the id must read back (and no other id may);
 5. C2PA content credentials are signed into it, built by :func:`credential_facts` (the same facts
@@ -33,6 +34,7 @@ import numpy as np
 
 from likeness.disclosure import watermark
 from likeness.disclosure.credentials import CredentialFacts, CredentialResult, sign_content_credentials
+from likeness.disclosure.frame_mark import FrameMarker
 from likeness.disclosure.label import CORNERS, LABEL_TEXT, apply_label
 from likeness.disclosure.types import Ingredient, ResultKind, SealedOutput
 from likeness.errors import Cancelled, DisclosureError, LikenessError, UsageError
@@ -92,6 +94,10 @@ class FrameSink(Protocol, Generic[Result]):
     out_path: Path
     media_type: str
     watermark_strength: float
+    watermark_per_output: bool
+    """True: the frames are many, of one size, so the watermark pattern is built once per output
+    (:class:`~likeness.disclosure.frame_mark.FrameMarker`); False: each frame is marked on its own
+    (:func:`~likeness.disclosure.watermark.embed_id`, for a still)."""
 
     def check(self, ingredients: list[Ingredient]) -> None:
         """Refuse an unusable destination (:class:`UsageError`) before any work."""
@@ -167,10 +173,15 @@ class Marker:
     The label plate is opaque, so it is the same pixels on every frame: it is drawn once with
     :func:`apply_label` and pasted after that, provided pasting reproduces ``apply_label`` exactly
     on the first frame (else every frame is drawn).
+
+    The watermark: with ``per_output`` (footage) a :class:`FrameMarker` built for the frame size
+    marks every frame (a new one if the size changes); else :func:`watermark.embed_id`.
     """
 
-    def __init__(self, output_id: str, job: SealJob, strength: float) -> None:
+    def __init__(self, output_id: str, job: SealJob, strength: float, *, per_output: bool = False) -> None:
         self.output_id = output_id
+        self.per_output = per_output
+        self._frame_marker: FrameMarker | None = None
         self.corner, self.language = job.label_corner, job.label_language
         self.faces = job.faces
         self.strength = strength
@@ -197,8 +208,14 @@ class Marker:
             self._paste = bool(np.array_equal(pasted, labelled))
         return labelled
 
-    def mark(self, labelled: np.ndarray, *, strength: float | None = None) -> np.ndarray:
-        return watermark.embed_id(labelled, self.output_id, strength=strength or self.strength)
+    def mark(self, labelled: np.ndarray) -> np.ndarray:
+        if not self.per_output:
+            return watermark.embed_id(labelled, self.output_id, strength=self.strength)
+        height, width = labelled.shape[:2]
+        marker = self._frame_marker
+        if marker is None or (marker.height, marker.width) != (height, width):
+            marker = self._frame_marker = FrameMarker(height, width, self.output_id, strength=self.strength)
+        return marker.mark(labelled)
 
 
 def _check_pixels(pixels: np.ndarray) -> None:
@@ -281,7 +298,7 @@ def _seal_once(
     begun = sink.begin(source.checkpoint)
     if recorded_sha256(begun.output_id) is not None:
         return sink.adopt(recorded_sha256)
-    marker = Marker(begun.output_id, job, sink.watermark_strength)
+    marker = Marker(begun.output_id, job, sink.watermark_strength, per_output=sink.watermark_per_output)
     for frame in _frames(source, begun.start):
         cancel.check(
             f"at frame {frame.index} ({frame.time:.2f} s)",
