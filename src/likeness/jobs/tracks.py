@@ -12,7 +12,8 @@ Who is replaced (``faces``):
   likeness on them, and the outcome lists each such face with the reason it was left. This is what
   a film user needs (replace the double, not the crowd), and it keeps the image rule that every
   *replaced* face is consented. A face is tried again at each detection until it is identified
-  (an actor walking in from the frame edge is often unidentifiable on the first frames).
+  (an actor walking in from the frame edge is often unidentifiable on the first frames); after
+  ``IDENTIFY_ROUNDS`` tries, and for a bystander, on the re-check schedule below.
 * ``"all"``: the image rule (every face replaced): a face that is not identified as a consenting
   target within ``IDENTIFY_ROUNDS`` detections, or is identified as someone whose consent does not
   cover this use, stops the job (:class:`~likeness.errors.ConsentRefused` naming the face, the
@@ -376,26 +377,26 @@ class FootageFrames:
         detection = tracked.detection
         if detection is None:
             return
-        if state.state == "keep" and not self._due(state, tracked, frame)[0]:
-            return
+        settled = state.state == "keep" or state.rounds >= IDENTIFY_ROUNDS
+        if settled and not self._due(state, tracked, frame)[0]:
+            return  # a bystander, or a face tried often enough: looked at again on the schedule
         detection = self._embedded(frame.pixels, detection)
         state.last_detection = detection
         found = identify(detection.embedding, self.gallery, self.point)
+        self._checked(state, tracked, frame)
         if state.state == "keep":
-            self._checked(state, tracked, frame)
             if found.outcome != "match" or self._same_person(state, found, detection.embedding):
                 return
             state.state, state.rounds = "pending", 0
         self._decide(state, detection, found)
         if state.state == "swap":
             state.gated_embedding = np.asarray(detection.embedding)
-        if state.state != "pending":
-            self._checked(state, tracked, frame)
 
     # -- re-verification of swapped tracks -------------------------------------------------------------
 
     def _checked(self, state: _TrackState, tracked: TrackedFace, frame: Frame) -> None:
-        """The track's identity was confirmed on this frame (by its embedding)."""
+        """The track's identity was looked at on this frame (its embedding identified); for a swapped
+        track, confirmed."""
         state.verified_frame = frame.index
         state.patch = _patch(frame.pixels, tracked.face.box)
 
