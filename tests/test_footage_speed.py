@@ -204,7 +204,6 @@ def test_lazy_detection_embeds_exactly_like_a_full_analysis(analyzer, faces_dir:
 
     # In a 1080p frame, scanning at the scale that keeps the face ~100 px finds the same face.
     pixels = load_image(faces_dir / "obama/1.jpg").pixels
-    (face,) = analyzer.analyze(pixels)
     frame = np.full((1080, 1920, 3), 90, np.uint8)
     big = vf.resize(pixels, pixels.shape[1] * 2, pixels.shape[0] * 2)[:1080, :1920]
     frame[: big.shape[0], : big.shape[1]] = big
@@ -226,7 +225,7 @@ def test_detection_scale_follows_the_smallest_face_with_full_scans_when_needed()
     assert misses([(0, 0, 100, 100), (300, 0, 400, 100)], [(5, 5, 105, 105)]) is True
 
 
-# -- the pipelined footage source ------------------------------------------------------------------------------
+# -- the pipelined footage source ----------------------------------------------------------------------
 
 
 class CountingAnalyzer:
