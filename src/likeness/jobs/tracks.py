@@ -82,10 +82,14 @@ IDENTIFY_ROUNDS = 3
 REVERIFY_EVERY_S = 0.5
 """A swapped track's identity is confirmed again at least this often (seconds), whatever
 ``detect_every`` says: between detections the face is re-identified from a crop around it."""
-DRIFT_NCC = 0.95
+DRIFT_NCC = 0.97
 """Between confirmations, a swapped face whose 32×32 grey patch correlates less than this with the
 patch at its last confirmation has drifted in appearance (a crossfade, another person stepping
-into the same place) and is re-identified at once."""
+into the same place) and is re-identified at once. The patch is a square of the confirmed size
+around the landmarks' centre (:func:`_square`), not the box, whose size jumps at detections: on
+bench/swap_video.py's drifting portrait the same face then stays ≥ 0.98 (box patches dipped to
+0.945, each dip an embedding), so the threshold could rise from 0.95 and the crossfade in
+tests/test_video_swap.py still splits before the frame is 60 % the other person."""
 PATCH = 32
 DECODE_AHEAD = 4
 """Frames the decoder thread may have ready ahead of the face work."""
@@ -114,6 +118,8 @@ class _TrackState:
     """The frame where the track's identity was last confirmed (a detection or a re-identification)."""
     patch: np.ndarray | None = field(default=None, repr=False)
     """The face's normalised grey patch at that frame (see :data:`DRIFT_NCC`)."""
+    patch_side: int = 0
+    """The side of the square the patch was cut from; later patches are cut at the same size."""
     gated_embedding: np.ndarray | None = field(default=None, repr=False)
     """The embedding the consent gate decided on; a confirmation must stay within the gate's
     threshold of it (a gradual change of person cannot creep past the gate)."""
@@ -398,13 +404,14 @@ class FootageFrames:
         """The track's identity was looked at on this frame (its embedding identified); for a swapped
         track, confirmed."""
         state.verified_frame = frame.index
-        state.patch = _patch(frame.pixels, tracked.face.box)
+        state.patch_side = max(8, tracked.face.size)
+        state.patch = _patch(frame.pixels, _square(tracked.face, state.patch_side))
 
     def _due(self, state: _TrackState, tracked: TrackedFace, frame: Frame) -> tuple[bool, bool]:
         """(due, drifted): whether the track's identity must be checked on this frame, and whether
         that is because its appearance drifted since the last check."""
         every = max(1, round(REVERIFY_EVERY_S * max(self.info.fps or 25.0, 1.0)))
-        patch = _patch(frame.pixels, tracked.face.box)
+        patch = _patch(frame.pixels, _square(tracked.face, state.patch_side)) if state.patch_side else None
         drifted = state.patch is not None and patch is not None and _ncc(state.patch, patch) < DRIFT_NCC
         return drifted or frame.index - state.verified_frame >= every, drifted
 
@@ -608,6 +615,18 @@ def _patch(pixels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray | N
     small = cv2.resize(grey, (PATCH, PATCH), interpolation=cv2.INTER_AREA).astype(np.float32)
     small -= small.mean()
     return small / (float(small.std()) + 1e-6)
+
+
+def _square(face: Face, side: int) -> tuple[int, int, int, int]:
+    """A square of ``side`` px centred on the face's landmarks (steadier than its box, whose size
+    jumps a little at each detection: the drift check compares like with like)."""
+    points = np.asarray(face.landmarks if np.size(face.landmarks) else face.landmarks5, np.float64)
+    if points.size:
+        cx, cy = points.reshape(-1, 2).mean(axis=0)
+    else:
+        cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+    left, top = round(cx - side / 2), round(cy - side / 2)
+    return (left, top, left + side, top + side)
 
 
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
