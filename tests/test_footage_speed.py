@@ -321,3 +321,39 @@ def test_pipelined_footage_frames_are_the_serial_ones_and_embed_only_when_needed
     # Obama: gated once, re-checked every 0.5 s; Biden (not enrolled): 3 tries, then every 0.5 s.
     # Embedding every detection (every 5 frames) would take 10 + 6 = 16.
     assert 4 <= piped[2] <= 12, piped[2]
+
+
+# -- model load (stills and footage) ---------------------------------------------------------------------
+
+
+def test_the_saved_hog_detector_finds_what_the_built_in_one_finds_and_a_changed_copy_is_replaced(
+    home: Home, faces_dir: Path
+) -> None:
+    import dlib
+
+    from likeness.faces.dlib_backend import FRONTAL_DETECTOR_SHA256, frontal_face_detector
+    from likeness.fsutil import sha256_file
+
+    expected = FRONTAL_DETECTOR_SHA256.get(str(dlib.__version__))
+    if expected is None:
+        pytest.skip(f"no pinned detector hash for dlib {dlib.__version__}")
+    built_in = dlib.get_frontal_face_detector()
+    first = frontal_face_detector(home)  # builds it and saves the copy
+    (saved,) = (home.root / "cache").glob("*frontal_face_detector.svm")
+    assert sha256_file(saved) == expected
+    loaded = frontal_face_detector(home)  # from the copy
+    for detector in (first, loaded):
+        for name in ("obama/1.jpg", "biden/2.jpg", "kit_harington/1.jpg"):
+            pixels = load_image(faces_dir / name).pixels
+            rects, scores, kinds = detector.run(pixels, 1, 0.0)
+            want_rects, want_scores, want_kinds = built_in.run(pixels, 1, 0.0)
+            assert [(r.left(), r.top(), r.right(), r.bottom()) for r in rects] == [
+                (r.left(), r.top(), r.right(), r.bottom()) for r in want_rects
+            ]
+            assert list(scores) == list(want_scores) and list(kinds) == list(want_kinds)
+
+    saved.write_bytes(saved.read_bytes()[:-64] + b"\0" * 64)  # a changed copy is not loaded
+    detector = frontal_face_detector(home)
+    assert sha256_file(saved) == expected  # written again from the built-in one
+    rects, _, _ = detector.run(load_image(faces_dir / "obama/1.jpg").pixels, 1, 0.0)
+    assert len(rects) == 1
