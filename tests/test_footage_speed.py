@@ -357,3 +357,17 @@ def test_the_saved_hog_detector_finds_what_the_built_in_one_finds_and_a_changed_
     assert sha256_file(saved) == expected  # written again from the built-in one
     rects, _, _ = detector.run(load_image(faces_dir / "obama/1.jpg").pixels, 1, 0.0)
     assert len(rects) == 1
+
+
+def test_the_small_assignment_solver_agrees_with_scipy() -> None:
+    from scipy.optimize import linear_sum_assignment
+
+    from likeness.faces.tracking import assign
+
+    rng = np.random.default_rng(14)
+    for _ in range(200):
+        rows, cols = (int(v) for v in rng.integers(1, 9, 2))
+        cost = rng.random((rows, cols))
+        want_rows, want_cols = linear_sum_assignment(cost)
+        assert assign(cost) == ([int(r) for r in want_rows], [int(c) for c in want_cols])
+    assert assign(np.zeros((0, 3))) == ([], [])
