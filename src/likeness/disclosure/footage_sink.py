@@ -6,7 +6,9 @@
 * The :class:`~likeness.media.video.VideoEncoder` opens the job folder ``.<out name>.likeness-job``
   (same filesystem as the output, so the final rename is atomic). A new job gets a new output id;
   a job that was killed or cancelled keeps its id (every frame already written carries it), its
-  finished segments and the source's checkpoint, and carries on after them.
+  finished segments and the source's checkpoint, and carries on after them. It converts and
+  encodes in its own thread, at most ``ENCODE_QUEUE_FRAMES`` frames behind (``background``), so the
+  next frame is made on the other core meanwhile.
 * ``finish`` joins the segments and copies the audio; the **self-check** reads the keyframes of the
   encoded file back (:func:`likeness.disclosure.read.read_video_disclosure`): the id must read back
   and no other id may.
