@@ -202,7 +202,8 @@ class FootageFrames:
         self._next_track_id = 1
         self._first_faces: list[tuple[int, int, int, int]] = []
         self.pipeline = pipeline
-        """Decode, swap and (in the sink) encode on other threads; ``False``: all in the caller's."""
+        """Decode and swap on other threads (the footage sink encodes on its own); ``False``: decode
+        and swap in the caller's thread (the same frames, for tests and comparisons)."""
         self.detect_scale = DetectScale()
         self._followed: list[Face] = []
         """The faces followed on the previous frame (their sizes set the detection scale)."""
