@@ -52,11 +52,11 @@ import heapq
 import io
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from time import perf_counter as timer
 from types import TracebackType
 from typing import Any, Literal
 
@@ -532,13 +532,13 @@ class VideoEncoder:
                 f"pts must increase: {pts} after {self._last_pts} "
                 "(a resumed job takes only frames after resume_after_pts)"
             )
-        time = pts * self._time_base
-        starts = self._segment_start is None or time - self._segment_start >= Fraction(
+        shown = pts * self._time_base
+        starts = self._segment_start is None or shown - self._segment_start >= Fraction(
             self.settings.segment_seconds
         )
         state = self._checkpoint() if starts and self._segment_start is not None else None
         if starts:
-            self._segment_start = time
+            self._segment_start = shown
         self._last_pts = pts
         if self._worker is None:
             self._encode(self._rgb_frame(pixels), pts, starts, state)
@@ -550,7 +550,7 @@ class VideoEncoder:
 
     def _encode(self, rgb: Any, pts: int, starts: bool, state: dict[str, Any] | None) -> None:
         """Encode one frame (in the worker thread with ``background``); a segment ``starts`` with it."""
-        started = timer()
+        started = time.perf_counter()
         if starts:
             self._close_segment(state)
             self._segment = self._open_segment(pts)
@@ -560,7 +560,7 @@ class VideoEncoder:
             self._mux_segment_packet(segment, packet)
         segment.frames += 1
         segment.last_pts = pts
-        self.busy_seconds += timer() - started
+        self.busy_seconds += time.perf_counter() - started
 
     def _open_segment(self, pts: int) -> _Segment:
         import av
