@@ -222,6 +222,12 @@ def test_one_place_to_run_and_one_batch_per_jobs_file_at_a_time(tmp_path: Path, 
     jobs_file = jsonl(tmp_path / "jobs.jsonl", job)
     code, _, err = cli(home.root, "batch", str(jobs_file), "--workers", "2", "--ray", "auto")
     assert code == 2 and "give one of them" in err
+    code, _, err = cli(home.root, "batch", str(jobs_file), "--jobs-per-worker", "5", "--ray", "auto")
+    assert code == 2 and "every job is one task" in err
+    code, _, err = cli(home.root, "batch", str(jobs_file), "--jobs-per-worker", "0")
+    assert code == 2 and "--jobs-per-worker" in err
+    with pytest.raises(UsageError, match="at least 1"):
+        local_runner(2, jobs_per_worker=0)
     with ResultsFile(results_path(jobs_file, home)):  # a batch of this file is running
         with pytest.raises(UsageError, match="another likeness batch is running these jobs"):
             run_batch(jobs_file, home=home, runner=local_runner(1), operator="t")
