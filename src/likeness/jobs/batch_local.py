@@ -55,8 +55,8 @@ if TYPE_CHECKING:
 DEFAULT_JOBS_PER_WORKER = 50
 """Jobs a worker runs before it is replaced by a fresh one (see the module docstring)."""
 DEFAULT_MAX_RSS_BYTES = 2 * 1024**3
-"""A worker whose resident memory is above this after a job is replaced: a dlib worker holds about
-0.3-0.5 GB after 1080p stills; a generate job's torch leaves several GB."""
+"""A worker whose resident memory is above this after a job is replaced: a dlib worker peaked at
+0.4 GB over six 1080p stills; a generate job's torch leaves several GB."""
 
 
 def local_runner(
