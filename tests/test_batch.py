@@ -28,7 +28,7 @@ from likeness.consent.registry import Registry
 from likeness.disclosure.footage_sink import job_folder
 from likeness.errors import UsageError
 from likeness.home import Home
-from likeness.jobs.batch import BatchReport, JobResult, job_key, run_batch
+from likeness.jobs.batch import BatchEvents, BatchReport, JobResult, job_key, run_batch
 from likeness.jobs.batch_file import read_jobs
 from likeness.jobs.enrol import enrol_identity
 from likeness.jobs.requests import EnrolRequest, VideoSwapRequest
@@ -222,6 +222,12 @@ def test_one_place_to_run_and_one_batch_per_jobs_file_at_a_time(tmp_path: Path, 
     jobs_file = jsonl(tmp_path / "jobs.jsonl", job)
     code, _, err = cli(home.root, "batch", str(jobs_file), "--workers", "2", "--ray", "auto")
     assert code == 2 and "give one of them" in err
+    code, _, err = cli(home.root, "batch", str(jobs_file), "--jobs-per-worker", "5", "--ray", "auto")
+    assert code == 2 and "every job is one task" in err
+    code, _, err = cli(home.root, "batch", str(jobs_file), "--jobs-per-worker", "0")
+    assert code == 2 and "--jobs-per-worker" in err
+    with pytest.raises(UsageError, match="at least 1"):
+        local_runner(2, jobs_per_worker=0)
     with ResultsFile(results_path(jobs_file, home)):  # a batch of this file is running
         with pytest.raises(UsageError, match="another likeness batch is running these jobs"):
             run_batch(jobs_file, home=home, runner=local_runner(1), operator="t")
@@ -497,6 +503,94 @@ def test_ctrl_c_stops_the_batch_and_the_rerun_resumes_it(
     rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
     assert rerun.returncode == 0, rerun.stderr
     check_footage_rerun(json.loads(rerun.stdout), home, tmp_path)
+
+
+# -- long-lived local workers --------------------------------------------------------------------------------
+
+
+def still_jobs(folder: Path, faces_dir: Path, count: int) -> list[dict]:
+    """``count`` consented still swaps (Kit onto Obama's photos, in turn), each with its own output."""
+    kit = str(faces_dir / "kit_harington/3.jpg")
+    targets = [faces_dir / "obama" / name for name in ("1.jpg", "2.jpg", "3.jpg")]
+    return [
+        {"kind": "swap", "source": kit, "target": str(targets[i % 3]), "purpose": PURPOSE, "out": f"s{i}.jpg"}
+        for i in range(count)
+    ]
+
+
+@pytest.mark.slow
+def test_one_worker_loads_its_models_once_for_several_jobs(
+    home: Home, faces_dir: Path, tmp_path: Path
+) -> None:
+    from likeness.jobs.batch_local import local_runner
+
+    make_cast(home, faces_dir)
+    jobs = [*still_jobs(tmp_path, faces_dir, 2), mixed_jobs(tmp_path, faces_dir)[2]]  # 2 swaps, bad input
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", *jobs)
+    report = run_batch(jobs_file, home=home, runner=local_runner(1), operator="tester")
+    first, second, bad = report.results
+    assert [r.status for r in (first, second)] == ["done", "done"] and bad.exit_code == 4
+    assert first.worker == second.worker == bad.worker and first.worker != os.getpid(), "one worker"
+    assert [r.engines for r in report.results] == ["loaded", "reused", "reused"]
+    assert first.outcome is not None and second.outcome is not None
+    assert first.outcome["faces_swapped"] == second.outcome["faces_swapped"] == 1
+    recorded = {json.loads(line)["worker"] for line in report.results_file.read_text().splitlines()}
+    assert recorded == {first.worker}, "the results file says which worker ran each job"
+
+
+@pytest.mark.slow
+def test_a_worker_is_replaced_after_jobs_per_worker_jobs(home: Home, faces_dir: Path, tmp_path: Path) -> None:
+    from likeness.jobs.batch_local import local_runner
+
+    make_cast(home, faces_dir)
+    jobs = [*still_jobs(tmp_path, faces_dir, 2), *mixed_jobs(tmp_path, faces_dir)[2:]]  # + 2 bad inputs
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", *jobs)
+    report = run_batch(jobs_file, home=home, runner=local_runner(1, jobs_per_worker=2), operator="t")
+    assert [r.exit_code for r in report.results] == [0, 0, 4, 4]
+    pids = [r.worker for r in report.results]
+    assert pids[0] == pids[1] and pids[2] == pids[3] and pids[0] != pids[2], pids
+    assert [r.engines for r in report.results] == ["loaded", "reused", "loaded", "reused"]
+    # A resident-memory bound below what any worker holds replaces it after every job.
+    notes: list[str] = []
+    for result in ("s0.jpg", "s1.jpg"):
+        (tmp_path / result).unlink()
+    again = run_batch(
+        jobs_file,
+        home=home,
+        runner=local_runner(1, max_rss_bytes=1),
+        operator="t",
+        events=BatchEvents(note=notes.append),
+    )
+    assert [r.exit_code for r in again.results] == [0, 0, 4, 4]
+    assert len({r.worker for r in again.results}) == 4 and {r.engines for r in again.results} == {"loaded"}
+    assert sum("replacing it" in note for note in notes) == 4, notes
+
+
+@pytest.mark.kill
+def test_a_killed_worker_loses_only_its_job_and_a_new_worker_runs_the_queue(
+    home: Home, faces_dir: Path, clip: Path, tmp_path: Path
+) -> None:
+    from likeness.jobs.batch_local import local_runner
+
+    make_cast(home, faces_dir)
+    jobs = [*footage_jobs(clip, faces_dir), *still_jobs(tmp_path, faces_dir, 2)]
+    jobs = [jobs[0], *jobs[2:]]  # the footage job first, then two stills queued behind it
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", *jobs)
+    job = job_folder(tmp_path / "shot.mp4")
+    killed: list[int] = []
+    killer = threading.Thread(
+        target=lambda: killed.append(kill_when(job, "seg_00002.mkv", exclude=os.getpid()))
+    )
+    killer.start()
+    report = run_batch(jobs_file, home=home, runner=local_runner(1), operator="tester")
+    killer.join()
+    shot, *stills = report.results
+    assert shot.error == "worker_died" and "signal 9" in (shot.reason or ""), shot
+    assert [r.status for r in stills] == ["done", "done"], "the queue carried on"
+    assert stills[0].worker == stills[1].worker and stills[0].worker not in killed, "a new worker"
+    assert [r.engines for r in stills] == ["loaded", "reused"]
+    assert not (tmp_path / "shot.mp4").exists() and (job / "seg_00002.mkv").exists()
+    assert report.exit_code == 1
 
 
 # -- Ray and PostgreSQL ---------------------------------------------------------------------------------

@@ -21,7 +21,16 @@ STATUS_WORDS = {3: "refused", 4: "bad input", 2: "usage", 130: "cancelled"}
     "--workers",
     type=click.IntRange(1, 256),
     default=None,
-    help="run this many jobs at once on this machine, one process each (default 1)",
+    help="run this many jobs at once on this machine, in as many worker processes that keep their "
+    "loaded models from job to job (default 1)",
+)
+@click.option(
+    "--jobs-per-worker",
+    type=click.IntRange(1, 1_000_000),
+    default=None,
+    metavar="N",
+    help="replace a local worker with a fresh one after N jobs, so memory goes back (default 50; a "
+    "worker above 2 GiB resident after a job is replaced at once)",
 )
 @click.option(
     "--ray",
@@ -52,6 +61,7 @@ def batch(
     ctx: click.Context,
     jobs_file: Path,
     workers: int | None,
+    jobs_per_worker: int | None,
     ray_address: str | None,
     gpus_per_job: float,
     results_file: Path | None,
@@ -73,14 +83,16 @@ def batch(
 
     if workers is not None and ray_address is not None:
         raise UsageError("--workers and --ray are two places to run jobs; give one of them")
+    if jobs_per_worker is not None and ray_address is not None:
+        raise UsageError("--jobs-per-worker is for local workers; on Ray every job is one task")
     if ray_address is not None:
         from likeness.jobs.batch_ray import ray_runner
 
         runner = ray_runner(ray_address, gpus_per_job=gpus_per_job)
     else:
-        from likeness.jobs.batch_local import local_runner
+        from likeness.jobs.batch_local import DEFAULT_JOBS_PER_WORKER, local_runner
 
-        runner = local_runner(workers or 1)
+        runner = local_runner(workers or 1, jobs_per_worker=jobs_per_worker or DEFAULT_JOBS_PER_WORKER)
     report = run_batch(
         jobs_file,
         home=resolve_cli_home(ctx, home),

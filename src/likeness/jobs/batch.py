@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from likeness.consent.records import OutputRecord
 from likeness.errors import LikenessError, UsageError
@@ -46,6 +46,9 @@ from likeness.fsutil import sha256_file, try_lock, unwritable_reason
 from likeness.home import Home
 from likeness.jobs.batch_file import BatchJob, read_jobs
 from likeness.ledger import canonical_json
+
+if TYPE_CHECKING:
+    from likeness.jobs.engines import Engines
 
 RESULTS_SUFFIX = ".results.jsonl"
 DONE, SKIPPED, FAILED, NOT_RUN = "done", "skipped", "failed", "not_run"
@@ -73,6 +76,11 @@ class JobResult:
     note: str | None = None
     outcome: dict[str, Any] | None = None
     """The job's own result (what ``--json`` of its command prints), when it ran and finished."""
+    worker: int | None = None
+    """The process id of the local worker that ran it (``--workers``; several jobs share one)."""
+    engines: str | None = None
+    """Local workers: ``loaded`` when this job loaded its face models, ``reused`` when its worker
+    had them loaded from an earlier job."""
 
     @property
     def finished(self) -> bool:
@@ -293,14 +301,24 @@ def _skipped(job: BatchJob, key: str, found: OutputRecord, note: str) -> JobResu
 
 
 def execute(
-    job: BatchJob, key: str, home: Home, operator: str, cancel: threading.Event | None = None
+    job: BatchJob,
+    key: str,
+    home: Home,
+    operator: str,
+    cancel: threading.Event | None = None,
+    engines: Callable[[str], Engines] | None = None,
 ) -> JobResult:
-    """Run one job on the one road in this process; every outcome becomes a :class:`JobResult`."""
+    """Run one job on the one road in this process; every outcome becomes a :class:`JobResult`.
+
+    ``engines``: backend → loaded models, for a process that runs several jobs and keeps them
+    (a failure to load is this job's failure); without it the job loads its own."""
     from likeness.jobs.road import run_job
 
     started = time.monotonic()
     try:
-        outcome = run_job(job.request(operator), home=home, cancel=cancel)
+        request = job.request(operator)
+        loaded = engines(request.backend) if engines is not None else None
+        outcome = run_job(request, home=home, cancel=cancel, engines=loaded)
     except LikenessError as error:
         return JobResult.failure(job, key, error, time.monotonic() - started)
     except Exception as exc:  # noqa: BLE001 - one job's bug must not end the batch
