@@ -511,7 +511,7 @@ def _log_polar_candidates(spectrum: _Spectrum) -> list[tuple[float, float, float
     ]
 
 
-def _refine(spectrum: _Spectrum, start: np.ndarray, *, polish: bool = True) -> tuple[float, np.ndarray]:
+def _refine(spectrum: _Spectrum, start: np.ndarray) -> tuple[float, np.ndarray]:
     """Polish a candidate map on the fine spectrum: scale and rotation on a fine grid, then any
     affine map near it (a keystone shows locally as unequal scales and a shear); the best map."""
     steps = np.arange(-4, 5)
@@ -522,7 +522,7 @@ def _refine(spectrum: _Spectrum, start: np.ndarray, *, polish: bool = True) -> t
     ]
     scores = _lattice_scores(spectrum, np.stack(grid))
     best, best_map = float(scores.max()), grid[int(np.argmax(scores))]
-    for step in AFFINE_STEPS if polish else AFFINE_STEPS[1:]:
+    for step in AFFINE_STEPS:
         for _ in range(2):
             for entry in ((0, 0), (0, 1), (1, 0), (1, 1)):
                 tries = []
