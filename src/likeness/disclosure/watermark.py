@@ -454,6 +454,31 @@ def _similarity(period: float, degrees: float) -> np.ndarray:
     return (period / TILE) * np.array([[c, -s], [s, c]])
 
 
+def _log_polar_template_fft() -> np.ndarray:
+    """The conjugate spectrum of the lattice's own log-polar template (the frequencies splatted
+    bilinearly at their angle and log radius), for ``_log_polar_candidates``."""
+    lo_r = np.log(BAND[0] / PERIOD_RANGE[1])
+    n_rho = int(np.ceil((np.log(BAND[1] / PERIOD_RANGE[0]) - lo_r) / LP_LOG_STEP)) + 1
+    n_phi = round(180.0 / LP_ANGLE_STEP)
+    template = np.zeros((n_phi, n_rho), np.float32)
+    kx, ky = _LATTICE_XY
+    a = (np.rad2deg(np.arctan2(ky, kx)) + 90.0) / LP_ANGLE_STEP
+    r = (np.log(np.hypot(kx, ky)) - lo_r) / LP_LOG_STEP
+    a0, r0 = np.floor(a).astype(np.int64), np.floor(r).astype(np.int64)
+    wa, wr = a - a0, r - r0
+    for da, dr, weight in (
+        (0, 0, (1 - wa) * (1 - wr)),
+        (1, 0, wa * (1 - wr)),
+        (0, 1, (1 - wa) * wr),
+        (1, 1, wa * wr),
+    ):
+        np.add.at(template, ((a0 + da) % n_phi, np.minimum(r0 + dr, n_rho - 1)), weight)
+    return np.conj(np.fft.rfft2(template, s=(n_phi, 2 * n_rho)))
+
+
+_LP_TEMPLATE_FFT = _log_polar_template_fft()  # derived from constants only; never mutated
+
+
 def _log_polar_candidates(spectrum: _Spectrum) -> list[tuple[float, float, float]]:
     """(peak, period, degrees) where the spectrum holds the mark's lattice, rotated and scaled.
 
@@ -476,22 +501,8 @@ def _log_polar_candidates(spectrum: _Spectrum) -> list[tuple[float, float, float
     )
     polar -= np.float32(polar.mean())
 
-    template = np.zeros((n_phi, n_rho), np.float32)
-    kx, ky = _LATTICE_XY
-    a = (np.rad2deg(np.arctan2(ky, kx)) + 90.0) / LP_ANGLE_STEP
-    r = (np.log(np.hypot(kx, ky)) - lo_r) / LP_LOG_STEP
-    a0, r0 = np.floor(a).astype(np.int64), np.floor(r).astype(np.int64)
-    wa, wr = a - a0, r - r0
-    for da, dr, weight in (
-        (0, 0, (1 - wa) * (1 - wr)),
-        (1, 0, wa * (1 - wr)),
-        (0, 1, (1 - wa) * wr),
-        (1, 1, wa * wr),
-    ):
-        np.add.at(template, ((a0 + da) % n_phi, np.minimum(r0 + dr, n_rho - 1)), weight)
-
     size = (n_phi, 2 * n_rho)
-    corr = np.fft.irfft2(np.conj(np.fft.rfft2(template, s=size)) * np.fft.rfft2(polar, s=size), s=size)
+    corr = np.fft.irfft2(_LP_TEMPLATE_FFT * np.fft.rfft2(polar, s=size), s=size)
     max_a = int(ANGLE_RANGE / LP_ANGLE_STEP)
     lags_r = np.arange(
         -int(np.log(PERIOD_RANGE[1]) / LP_LOG_STEP), int(-np.log(PERIOD_RANGE[0]) / LP_LOG_STEP)
@@ -589,11 +600,11 @@ def _best_shift(folded: np.ndarray, period: float, degrees: float, mirrored: boo
     return _Hypothesis(float(score[dy, dx]), period, degrees, mirrored, (int(dy), int(dx)), corr[:, dy, dx])
 
 
-def _working_white(pixels: np.ndarray, zoom: float) -> np.ndarray:
-    height, width = pixels.shape[:2]
+def _working_white(luma: np.ndarray, zoom: float) -> np.ndarray:
+    height, width = luma.shape
     work_h, work_w = _working_size(height, width)
     size = max(1, round(work_h * zoom)), max(1, round(work_w * zoom))
-    return _whiten(_resize(_luma(pixels), *size, enlarge="cubic"))
+    return _whiten(_resize(luma, *size, enlarge="cubic"))
 
 
 def _keystone(white: np.ndarray, side: int, amount: float) -> np.ndarray:
@@ -644,8 +655,9 @@ def _hypotheses(pixels: np.ndarray) -> Iterator[_Hypothesis]:
         return
     work_h, work_w = _working_size(height, width)
     larger = min(ZOOM, height / work_h, width / work_w)
+    luma = _luma(pixels)
     for zoom in (1.0, larger) if larger >= MIN_ZOOM else (1.0,):
-        white = _working_white(pixels, zoom)
+        white = _working_white(luma, zoom)
         if zoom == 1.0:
             corr, _ = _correlations(_fold(white))
             yield _Hypothesis(0.0, float(TILE), 0.0, False, (0, 0), corr[:, 0, 0])
