@@ -13,6 +13,10 @@ Suites of attacks (``--suites``, all by default):
 - ``augly``: every AugLy image operation with its defaults (those that need a second picture get
   another test photo).
 
+Cost: every photo is decoded after every attack (about 240 with all suites); imagecorruptions'
+glass_blur is a pure-Python loop over the pixels. The suites can run as separate processes
+(``--suites geometric`` …); on a shared 2-core machine one imagecorruptions photo took minutes.
+
 Tables list exact / missing / wrong ids per attack (wrong: an id was reported that is not the
 embedded one). dwtDctSvd (slow) only with ``--svd``. imagecorruptions 1.1.2 and AugLy 1.0.0 were
 written for numpy 1 and Pillow < 10: the shims for that live in ``_shim_third_party`` below, in
