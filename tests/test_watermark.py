@@ -30,6 +30,7 @@ ROUNDTRIP_PHOTOS = [
     "kit_harington/2.jpg",
 ]
 ATTACK_PHOTOS = ["obama/4.jpg", "deepface_person_05/2.jpg", "rose_leslie/2.jpg", "_multi/two_people.jpg"]
+GEOMETRY_PHOTOS = ["obama/4.jpg", "deepface_person_05/2.jpg", "_multi/two_people.jpg"]
 PLAIN_BACKDROP_PHOTOS = [
     "alex_lacamoire/3.jpg",  # mid-grey studio wall
     "deepface_person_09/3.jpg",  # light grey wall, white shirt, gold statue
@@ -59,6 +60,40 @@ def _screenshot(pixels: np.ndarray) -> np.ndarray:
     canvas = np.full((h + 80, w + 60, 3), 240, np.uint8)
     canvas[50 : 50 + h, 30 : 30 + w] = shown
     return _jpeg(canvas, 80)
+
+
+def _rotate(pixels: np.ndarray, degrees: float) -> np.ndarray:
+    import cv2
+
+    h, w = pixels.shape[:2]
+    return cv2.warpAffine(pixels, cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0), (w, h))
+
+
+def _keystone(pixels: np.ndarray, amount: float, side: int) -> np.ndarray:
+    """One edge (0 top, 1 right, 2 bottom, 3 left) narrowed by ``amount`` of the picture."""
+    import cv2
+
+    h, w = pixels.shape[:2]
+    box = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    trapezoid = box.copy()
+    axis, inward = (0 if side in (0, 2) else 1), (1.0 if side in (0, 1) else -1.0)
+    inset = amount / 2 * (w if side in (0, 2) else h)
+    trapezoid[side, axis] += inset * inward
+    trapezoid[(side + 1) % 4, axis] -= inset * inward
+    return cv2.warpPerspective(pixels, cv2.getPerspectiveTransform(box, trapezoid), (w, h))
+
+
+def _ui_screenshot(pixels: np.ndarray, scale: float) -> np.ndarray:
+    """Shown at ``scale`` inside app chrome: a dark title bar, a sidebar with text lines."""
+    shown = _resize(pixels, scale)
+    h, w = shown.shape[:2]
+    canvas = np.full((h + 140, w + 260, 3), 245, np.uint8)
+    canvas[:60] = (40, 44, 52)
+    canvas[60:, :200] = (230, 232, 236)
+    for row in range(80, canvas.shape[0] - 12, 28):
+        canvas[row : row + 10, 20 : 20 + 60 + (row * 37) % 110] = 90
+    canvas[100 : 100 + h, 230 : 230 + w] = shown
+    return canvas
 
 
 def _luma(pixels: np.ndarray) -> np.ndarray:
@@ -114,6 +149,38 @@ def test_survives_jpeg50_resize_crop_blur_and_screenshots(faces_dir: Path, photo
     }
     got = {name: watermark.decode(image).output_id for name, image in attacked.items()}
     assert got == dict.fromkeys(attacked, output_id)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("photo", GEOMETRY_PHOTOS)
+def test_survives_rotation_mirror_keystone_and_ui_screenshots_also_after_jpeg70(
+    faces_dir: Path, photo: str
+) -> None:
+    pixels = load_image(faces_dir / photo).pixels
+    output_id = new_output_id()
+    marked = watermark.embed_id(pixels, output_id)
+    attacked = {
+        "rotate+10": _rotate(marked, 10.0),
+        "rotate-15": _rotate(marked, -15.0),
+        "mirror": np.ascontiguousarray(marked[:, ::-1]),
+        "keystone10 top": _keystone(marked, 0.10, 0),
+        "keystone10 left": _keystone(marked, 0.10, 3),
+        "screenshot50": _ui_screenshot(marked, 0.5),
+    }
+    attacked.update({f"{name} +q70": _jpeg(image, 70) for name, image in list(attacked.items())})
+    got = {name: watermark.decode(np.ascontiguousarray(image)).output_id for name, image in attacked.items()}
+    assert got == dict.fromkeys(attacked, output_id)
+
+
+def test_a_rotated_and_mirrored_picture_reports_its_geometry(faces_dir: Path) -> None:
+    pixels = load_image(faces_dir / "obama" / "4.jpg").pixels
+    output_id = new_output_id()
+    marked = watermark.embed_id(pixels, output_id)
+    reading = watermark.decode(_jpeg(np.ascontiguousarray(_rotate(marked, 12.0)[:, ::-1]), 70))
+    assert reading.output_id == output_id
+    assert reading.details["mirrored"] == 1.0
+    assert abs(abs(reading.details["degrees"]) - 12.0) < 0.5
+    assert abs(reading.period - watermark.TILE) < 0.01 * watermark.TILE
 
 
 @pytest.mark.parametrize("photo", PLAIN_BACKDROP_PHOTOS)
@@ -178,8 +245,20 @@ def test_degenerate_images_read_as_unmarked(shape: tuple[int, int, int]) -> None
 
 
 def test_analytic_false_positive_rate_is_stated() -> None:
+    assert watermark.MAX_HYPOTHESES == 15
     assert watermark.FALSE_POSITIVE_RATE == watermark.MAX_HYPOTHESES * 2.0**-24
     assert watermark.FALSE_POSITIVE_RATE < 1e-6
+
+
+def test_decode_never_reads_more_hypotheses_than_the_bound_counts(faces_dir: Path) -> None:
+    """The bound counts Viterbi decodes: an unmarked 1080p picture (both zooms, the keystone
+    search) must not get more than ``MAX_HYPOTHESES`` of them."""
+    import cv2
+
+    pixels = cv2.resize(load_image(faces_dir / "obama" / "4.jpg").pixels, (1920, 1080))
+    produced = list(watermark._hypotheses(pixels))
+    assert len(produced) == watermark.MAX_HYPOTHESES
+    assert not watermark.decode(pixels).found
 
 
 @pytest.mark.slow

@@ -32,9 +32,11 @@ amplitude on flat areas:
   total energy;
 - a **matched-filter decoder** that weights every working pixel by the mark amplitude it expects
   there (the same mask, computed from the received picture) over the local image variance;
-- **scale search on the spectrum**: the tile period after a crop or a screenshot is found where
-  the whitened picture's spectrum has energy on the mark's own frequency lattice (exact to about
-  0.1 %), not from the autocorrelation, which drowns at these amplitudes.
+- **geometry search on the spectrum**: the mark's energy sits on its own frequency lattice,
+  which turns with a rotation and shrinks or stretches with a scale, so the tile's period and
+  angle after a crop, a screenshot or a rotation are found where the whitened picture's spectrum
+  has energy on that lattice (exact to about 0.1 %), not from the autocorrelation, which drowns
+  at these amplitudes. The lattice is its own mirror image, so a mirrored picture is found too.
 
 Embedding
   1. Luma is resized to a working image whose shorter side is ``WORK`` (256) pixels, so the mark
@@ -52,17 +54,25 @@ Embedding
 Decoding
   1. The same working luma, whitened: detail (minus a Gaussian blur) times the expected mark
      amplitude over the local variance.
-  2. Tile periods: ``TILE`` (every attack but a crop or reframing keeps it), and the
-     ``PERIOD_CANDIDATES`` best periods of the spectral lattice search, each tried at
-     ``REFINE_STEPS``.
-  3. For each period the image is resampled so the period becomes ``TILE`` and folded (all tiles
-     summed); the cyclic shift of the tile grid (a crop moves it) comes from FFT
+  2. Tile maps (tile → picture, 2×2): the identity first (every attack but a crop, reframing or
+     geometric change keeps it); then the ``MAPS_PER_ZOOM`` best maps of the lattice search:
+     the spectrum resampled on log-polar axes, where rotation (±``ANGLE_RANGE``) and scale
+     (``PERIOD_RANGE``) are shifts, cross-correlated with the lattice's own log-polar template
+     (every angle and period at once), each peak polished on the fine spectrum and then let
+     become any affine map near it (unequal scales and shear).
+  3. For each map the whitened picture is resampled upright at period ``TILE`` and folded (all
+     tiles summed); the cyclic shift of the tile grid (a crop moves it) comes from FFT
      cross-correlation of the folded tile with every bit's pattern at all 4096 shifts at once:
-     the shift where the 160 soft bits, each normalised by its own spread, are strongest.
-  4. The unmoved grid (period ``TILE``, shift 0) and the strongest other hypotheses, at most
-     ``MAX_HYPOTHESES`` in all, are Viterbi-decoded; an id is reported only if its CRC-24
-     matches and its weight is balanced, so a clean image reports one with probability at most
-     ``FALSE_POSITIVE_RATE``.
+     the shift where the 160 soft bits, each normalised by its own spread, are strongest. The
+     folded tile is read as it is and flipped left-right (a mirrored picture).
+  4. A picture shown small inside a large screenshot would alias at the working size: steps 2–3
+     are repeated on a working image up to ``ZOOM`` × larger (never beyond the picture's size).
+  5. A keystone (perspective) spreads the lattice over a range of scales, so no single map fits:
+     the picture is straightened by each of ``KEYSTONES`` on each side in turn, and the
+     straightening whose spectrum holds the lattice most clearly is searched and read as in 2–3.
+  6. At most ``MAX_HYPOTHESES`` grid hypotheses are Viterbi-decoded; an id is reported only if
+     its CRC-24 matches and its weight is balanced, so a clean image reports one with
+     probability at most ``FALSE_POSITIVE_RATE``.
 
 The tile layout (``KEY``, ``TILE``, ``BAND``, slot assignment) is the one of the first version,
 so pictures marked by it still decode.
@@ -70,6 +80,7 @@ so pictures marked by it still decode.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,17 +129,35 @@ ISS_GAINS = (0.25, 3.0)
 # The decoder.
 DEC_NOISE = 1.0
 """Grey levels: the noise floor of the whitening (JPEG and sensor noise on flat areas)."""
-PERIOD_RANGE = (0.6, 1.7)
+PERIOD_RANGE = (0.45, 2.2)
 """Tile periods searched, relative to ``TILE`` (a crop enlarges it, a screenshot shrinks it)."""
-PERIOD_STEP = 0.002
-PERIOD_CANDIDATES = 3
-REFINE_STEPS = (-0.002, -0.001, 0.0, 0.001, 0.002)
-MAX_HYPOTHESES = 5
+ANGLE_RANGE = 17.0
+"""Rotations searched, degrees either way."""
+LP_ANGLE_STEP, LP_LOG_STEP = 0.5, 0.008
+"""The log-polar grid of the rotation and scale search: degrees, and natural log of the radius."""
+LP_CANDIDATES = 4
+AFFINE_STEPS = (0.01, 0.004)
+"""Steps of the affine polish of each candidate map (relative change of one matrix entry)."""
+SPECTRUM_CLIP = 12.0
+"""Flattened power is clipped here so one strong picture peak cannot outweigh the lattice."""
+ZOOM = 2.0
+"""A second, larger working image (up to ``ZOOM`` × and never beyond the picture's own size; tried
+when that is at least ``MIN_ZOOM`` ×) reads a picture shown small inside a large screenshot,
+whose mark would alias at the working size."""
+MIN_ZOOM = 1.25
+MAPS_PER_ZOOM = 3
+KEYSTONES = (0.06, 0.11)
+"""Keystones undone on the picture before a last search (one side this much of the picture's
+width or height narrower than the opposite one; each side in turn): the one whose spectrum holds
+the lattice most clearly is read. Up to about 3 % off, the affine polish of a map absorbs the rest."""
+MAX_HYPOTHESES = 1 + 2 * MAPS_PER_ZOOM * 2 + 2
 CLEAN_SNR, STRONG_SNR = 1.0, 3.0
 FALSE_POSITIVE_RATE = MAX_HYPOTHESES * 2.0**-CRC24.width
 """Upper bound on reporting an id from an unmarked image: each decoded hypothesis passes the
 CRC-24 by chance with probability 2**-24 (and must also have a balanced id weight, which only
-lowers it): at most 5 · 2**-24 ≈ 3.0e-7 per image."""
+lowers it). At most ``MAX_HYPOTHESES`` are decoded (15: the unmoved grid; 3 maps × upright and
+mirrored at each of 2 zooms; 1 keystone map × upright and mirrored), so the union bound is
+15 · 2**-24 ≈ 8.9e-7 per image (the first version decoded 5: 3.0e-7)."""
 
 
 @dataclass(frozen=True)
@@ -285,7 +314,7 @@ def _amplitude(work: np.ndarray, boost: float = 1.0) -> np.ndarray:
 
 def _soft_at_origin(work: np.ndarray) -> np.ndarray:
     """The decoder's soft coded bits for a working image whose tile grid is unmoved."""
-    folded, _ = _fold(_whiten(work), float(TILE))
+    folded = _fold(_whiten(work))
     return _PATTERN.bit_patterns @ folded.reshape(-1)
 
 
@@ -363,66 +392,186 @@ def _whiten(work: np.ndarray) -> np.ndarray:
     return (detail * _amplitude(work) / (variance + DEC_NOISE**2)).astype(np.float32)
 
 
-def _period_candidates(white: np.ndarray) -> list[float]:
-    """Tile periods at which the whitened picture's spectrum has energy on the mark's lattice.
+@dataclass(frozen=True)
+class _Spectrum:
+    """The whitened picture's power spectrum, flattened (over its local average, which removes the
+    picture's own 1/f shape) and clipped: the rfft half-plane of a zero-padded ``rows``×``cols`` DFT."""
 
-    The mark repeats with the tile, so its energy sits exactly on the frequencies
-    (fy, fx) / period of its slots. The power spectrum is flattened (divided by its local
-    average, which removes the picture's own 1/f shape), sampled on that lattice for every period
-    of a fine logarithmic grid, and the best local maxima are returned.
-    """
+    flat: np.ndarray
+    rows: int
+    cols: int
+
+
+def _spectrum(white: np.ndarray) -> _Spectrum:
+    """Zero-padded to twice the size: the lattice's peaks are sampled finely enough for the polish
+    (without it, a weak mark's keystone corrections cannot be told apart)."""
     import cv2
 
     height, width = white.shape
-    lo = TILE * PERIOD_RANGE[0]
-    hi = min(TILE * PERIOD_RANGE[1], min(height, width) / 1.5)
-    if hi <= lo:
-        return []
-    fh, fw = cv2.getOptimalDFTSize(2 * height), cv2.getOptimalDFTSize(2 * width)
-    power = (np.abs(np.fft.rfft2(white, s=(fh, fw))) ** 2).astype(np.float32)
+    rows, cols = cv2.getOptimalDFTSize(2 * height), cv2.getOptimalDFTSize(2 * width)
+    padded = np.zeros((rows, cols), np.float32)
+    padded[:height, :width] = white
+    half = cv2.dft(padded, flags=cv2.DFT_COMPLEX_OUTPUT)[:, : cols // 2 + 1]  # OpenCV's is ~1.7× numpy's
+    power = half[..., 0] ** 2 + half[..., 1] ** 2
     flat = power / (cv2.GaussianBlur(power, (0, 0), 2.0, borderType=cv2.BORDER_REFLECT) + 1e-30)
-    periods = np.exp(np.arange(np.log(lo), np.log(hi), PERIOD_STEP))
-    rows = _PATTERN.lattice[None, :, 0] / periods[:, None] * fh  # negative rows wrap around
-    cols = _PATTERN.lattice[None, :, 1] / periods[:, None] * fw
+    return _Spectrum(np.minimum(flat, np.float32(SPECTRUM_CLIP)), rows, cols)
+
+
+_LATTICE_XY = (_PATTERN.lattice[:, ::-1] / TILE).T.copy()
+"""The mark's frequencies (fx, fy) in cycles per tile pixel, as columns."""
+
+
+def _lattice_scores(spectrum: _Spectrum, maps: np.ndarray) -> np.ndarray:
+    """Mean flattened power on the mark's lattice for each tile→picture linear map (n, 2, 2).
+
+    A map A (x, y order: picture offset = A · tile offset) moves the mark's frequency k to
+    A⁻ᵀ k; the power there is read by bilinear interpolation (negative fx by point symmetry)."""
+    freqs = np.linalg.inv(maps).transpose(0, 2, 1) @ _LATTICE_XY  # (n, 2, points)
+    fx, fy = freqs[:, 0], freqs[:, 1]
+    flip = fx < 0
+    fx, fy = np.where(flip, -fx, fx), np.where(flip, -fy, fy)
+    flat = spectrum.flat
+    cols, rows = fx * spectrum.cols, fy * spectrum.rows  # negative rows wrap around
     r0, c0 = np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
     ar, ac = (rows - r0).astype(np.float32), (cols - c0).astype(np.float32)
     last = flat.shape[1] - 1
 
     def at(r: np.ndarray, c: np.ndarray) -> np.ndarray:
-        return flat[r % fh, np.minimum(c, last)]
+        return flat[r % spectrum.rows, np.minimum(c, last)]
 
-    score = (
+    return (
         at(r0, c0) * (1 - ar) * (1 - ac)
         + at(r0 + 1, c0) * ar * (1 - ac)
         + at(r0, c0 + 1) * (1 - ar) * ac
         + at(r0 + 1, c0 + 1) * ar * ac
     ).mean(axis=1)
-    found: list[tuple[float, float]] = []
-    for i in range(1, len(score) - 1):
-        if score[i] > score[i - 1] and score[i] >= score[i + 1]:
-            a, b, c = (float(v) for v in score[i - 1 : i + 2])
-            curvature = a - 2 * b + c
-            offset = 0.5 * (a - c) / curvature if curvature != 0 else 0.0
-            found.append((b, float(periods[i] * np.exp(offset * PERIOD_STEP))))
-    found.sort(reverse=True)
-    return [period for _, period in found[:PERIOD_CANDIDATES]]
 
 
-def _fold(white: np.ndarray, period: float) -> tuple[np.ndarray, int]:
-    """Resample so that the tile period becomes ``TILE`` and sum all tiles (a partial tile at the
-    right or bottom edge counts with the pixels it has)."""
+def _similarity(period: float, degrees: float) -> np.ndarray:
+    """The tile→picture map of a tile shown at ``period`` pixels, rotated by ``degrees``."""
+    angle = np.deg2rad(degrees)
+    c, s = np.cos(angle), np.sin(angle)
+    return (period / TILE) * np.array([[c, -s], [s, c]])
+
+
+def _log_polar_template_fft() -> np.ndarray:
+    """The conjugate spectrum of the lattice's own log-polar template (the frequencies splatted
+    bilinearly at their angle and log radius), for ``_log_polar_candidates``."""
+    lo_r = np.log(BAND[0] / PERIOD_RANGE[1])
+    n_rho = int(np.ceil((np.log(BAND[1] / PERIOD_RANGE[0]) - lo_r) / LP_LOG_STEP)) + 1
+    n_phi = round(180.0 / LP_ANGLE_STEP)
+    template = np.zeros((n_phi, n_rho), np.float32)
+    kx, ky = _LATTICE_XY
+    a = (np.rad2deg(np.arctan2(ky, kx)) + 90.0) / LP_ANGLE_STEP
+    r = (np.log(np.hypot(kx, ky)) - lo_r) / LP_LOG_STEP
+    a0, r0 = np.floor(a).astype(np.int64), np.floor(r).astype(np.int64)
+    wa, wr = a - a0, r - r0
+    for da, dr, weight in (
+        (0, 0, (1 - wa) * (1 - wr)),
+        (1, 0, wa * (1 - wr)),
+        (0, 1, (1 - wa) * wr),
+        (1, 1, wa * wr),
+    ):
+        np.add.at(template, ((a0 + da) % n_phi, np.minimum(r0 + dr, n_rho - 1)), weight)
+    return np.conj(np.fft.rfft2(template, s=(n_phi, 2 * n_rho)))
+
+
+_LP_TEMPLATE_FFT = _log_polar_template_fft()  # derived from constants only; never mutated
+
+
+def _log_polar_candidates(spectrum: _Spectrum) -> list[tuple[float, float, float]]:
+    """(peak, period, degrees) where the spectrum holds the mark's lattice, rotated and scaled.
+
+    A rotation turns the lattice and a scale shrinks or stretches its radii, so on log-polar axes
+    both are shifts: one cross-correlation of the log-polar spectrum with the lattice's own
+    log-polar template (by FFT) scores every rotation in ±``ANGLE_RANGE`` and every period in
+    ``PERIOD_RANGE`` at once. The best local maxima are returned, strongest first."""
     import cv2
 
-    scale = TILE / period
-    height, width = int(white.shape[0] * scale), int(white.shape[1] * scale)
-    if height < TILE // 2 or width < TILE // 2:
-        return np.zeros((TILE, TILE), np.float32), 0
-    if abs(scale - 1.0) > 1e-6:
-        white = cv2.resize(white, (width, height), interpolation=cv2.INTER_CUBIC)
+    lo_r = np.log(BAND[0] / PERIOD_RANGE[1])
+    n_rho = int(np.ceil((np.log(BAND[1] / PERIOD_RANGE[0]) - lo_r) / LP_LOG_STEP)) + 1
+    n_phi = round(180.0 / LP_ANGLE_STEP)
+    phi = np.deg2rad(-90.0 + LP_ANGLE_STEP * np.arange(n_phi))
+    radius = np.exp(lo_r + LP_LOG_STEP * np.arange(n_rho))
+    shifted = np.fft.fftshift(_blur(spectrum.flat, 1.0), axes=0)
+    map_x = (np.cos(phi)[:, None] * radius[None, :] * spectrum.cols).astype(np.float32)
+    map_y = (np.sin(phi)[:, None] * radius[None, :] * spectrum.rows + spectrum.rows // 2).astype(np.float32)
+    polar = cv2.remap(
+        shifted, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1.0
+    )
+    polar -= np.float32(polar.mean())
+
+    size = (n_phi, 2 * n_rho)
+    corr = np.fft.irfft2(_LP_TEMPLATE_FFT * np.fft.rfft2(polar, s=size), s=size)
+    max_a = int(ANGLE_RANGE / LP_ANGLE_STEP)
+    lags_r = np.arange(
+        -int(np.log(PERIOD_RANGE[1]) / LP_LOG_STEP), int(-np.log(PERIOD_RANGE[0]) / LP_LOG_STEP)
+    )
+    lags_a = np.arange(-max_a, max_a + 1)
+    window = corr[np.ix_(lags_a % n_phi, lags_r % size[1])]
+    peaks = window == cv2.dilate(window.astype(np.float32), np.ones((5, 5), np.uint8)).astype(window.dtype)
+    order = np.argsort(-window[peaks])[:LP_CANDIDATES]
+    ia, ir = np.nonzero(peaks)
+    return [
+        (
+            float(window[ia[k], ir[k]]),
+            float(TILE * np.exp(-lags_r[ir[k]] * LP_LOG_STEP)),
+            float(lags_a[ia[k]] * LP_ANGLE_STEP),
+        )
+        for k in order
+    ]
+
+
+def _refine(spectrum: _Spectrum, start: np.ndarray) -> tuple[float, np.ndarray]:
+    """Polish a candidate map on the fine spectrum: scale and rotation on a fine grid, then any
+    affine map near it (a keystone shows locally as unequal scales and a shear); the best map."""
+    steps = np.arange(-4, 5)
+    grid = [
+        start @ _similarity(TILE * np.exp(i * LP_LOG_STEP / 4), j * LP_ANGLE_STEP / 4)
+        for i in steps
+        for j in steps
+    ]
+    scores = _lattice_scores(spectrum, np.stack(grid))
+    best, best_map = float(scores.max()), grid[int(np.argmax(scores))]
+    for step in AFFINE_STEPS:
+        for _ in range(2):
+            for entry in ((0, 0), (0, 1), (1, 0), (1, 1)):
+                tries = []
+                for k in (-2, -1, 1, 2):
+                    bump = np.zeros((2, 2))
+                    bump[entry] = k * step
+                    tries.append(best_map @ (np.eye(2) + bump))
+                scores = _lattice_scores(spectrum, np.stack(tries))
+                if scores.max() > best:
+                    best, best_map = float(scores.max()), tries[int(np.argmax(scores))]
+    return best, best_map
+
+
+def _unwarp(white: np.ndarray, tile_map: np.ndarray) -> np.ndarray:
+    """Resample the picture into tile coordinates: the mark comes back to period ``TILE``, upright."""
+    import cv2
+
+    height, width = white.shape
+    inverse = np.linalg.inv(tile_map)
+    corners = inverse @ np.array([[0, width, 0, width], [0, 0, height, height]], dtype=np.float64)
+    low, high = corners.min(axis=1), corners.max(axis=1)
+    size = np.ceil(high - low).astype(int)
+    if size.min() < TILE // 2 or size.prod() > 16 * white.size:
+        return np.zeros((0, 0), np.float32)
+    matrix = np.hstack([tile_map, (tile_map @ low)[:, None]])
+    return cv2.warpAffine(
+        white, matrix, (int(size[0]), int(size[1])), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
+
+
+def _fold(canvas: np.ndarray) -> np.ndarray:
+    """Sum all ``TILE``×``TILE`` tiles (a partial tile at the right or bottom counts with the
+    pixels it has)."""
+    height, width = canvas.shape
     rows, cols = -(-height // TILE), -(-width // TILE)
     padded = np.zeros((rows * TILE, cols * TILE), np.float32)
-    padded[:height, :width] = white[:height, :width]
-    return padded.reshape(rows, TILE, cols, TILE).sum(axis=(0, 2)), rows * cols
+    padded[:height, :width] = canvas
+    return padded.reshape(rows, TILE, cols, TILE).sum(axis=(0, 2))
 
 
 def _correlations(folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -435,64 +584,121 @@ def _correlations(folded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return corr, score / (float(np.median(score)) + 1e-20)
 
 
-Hypothesis = tuple[float, float, tuple[int, int], np.ndarray]
-"""(peak, period, shift, soft coded bits)."""
+@dataclass(frozen=True)
+class _Hypothesis:
+    peak: float
+    period: float
+    degrees: float
+    mirrored: bool
+    shift: tuple[int, int]
+    soft: np.ndarray
 
 
-def _hypotheses(pixels: np.ndarray) -> list[Hypothesis]:
-    """The unmoved grid (period ``TILE``, shift 0) first, then the best shift of every period
-    tried, strongest first."""
+def _best_shift(folded: np.ndarray, period: float, degrees: float, mirrored: bool) -> _Hypothesis:
+    corr, score = _correlations(folded)
+    dy, dx = np.unravel_index(int(np.argmax(score)), score.shape)
+    return _Hypothesis(float(score[dy, dx]), period, degrees, mirrored, (int(dy), int(dx)), corr[:, dy, dx])
+
+
+def _working_white(luma: np.ndarray, zoom: float) -> np.ndarray:
+    height, width = luma.shape
+    work_h, work_w = _working_size(height, width)
+    size = max(1, round(work_h * zoom)), max(1, round(work_w * zoom))
+    return _whiten(_resize(luma, *size, enlarge="cubic"))
+
+
+def _keystone(white: np.ndarray, side: int, amount: float) -> np.ndarray:
+    """The picture with a keystone of ``amount`` undone: the edge ``side`` (0 top, 1 right,
+    2 bottom, 3 left) is taken as that much narrower than the opposite one and stretched back."""
+    import cv2
+
+    height, width = white.shape
+    box = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    trapezoid = box.copy()
+    inset = amount / 2 * (width if side in (0, 2) else height)
+    axis, inward = (0 if side in (0, 2) else 1), (1.0 if side in (0, 1) else -1.0)
+    trapezoid[side, axis] += inset * inward  # the edge's corners, in the order of ``box``
+    trapezoid[(side + 1) % 4, axis] -= inset * inward
+    matrix = cv2.getPerspectiveTransform(trapezoid, box)
+    return cv2.warpPerspective(white, matrix, (width, height), flags=cv2.INTER_LINEAR)
+
+
+def _maps(white: np.ndarray, count: int) -> list[np.ndarray]:
+    """The ``count`` best tile→picture maps found in ``white``'s spectrum, best first."""
+    spectrum = _spectrum(white)
+    candidates = _log_polar_candidates(spectrum)
+    refined = [_refine(spectrum, _similarity(period, degrees)) for _, period, degrees in candidates]
+    refined.sort(key=lambda item: -item[0])
+    return [tile_map for _, tile_map in refined[:count]]
+
+
+def _folds(white: np.ndarray, tile_map: np.ndarray, zoom: float) -> list[_Hypothesis]:
+    """The picture resampled upright by ``tile_map`` and folded; read upright and mirrored."""
+    canvas = _unwarp(white, tile_map)
+    if not canvas.size:
+        return []
+    period = float(np.sqrt(abs(np.linalg.det(tile_map)))) * TILE / zoom
+    degrees = float(np.rad2deg(np.arctan2(tile_map[1, 0] - tile_map[0, 1], tile_map[0, 0] + tile_map[1, 1])))
+    folded = _fold(canvas)
+    upright = _best_shift(folded, period, degrees, False)
+    flipped = _best_shift(np.ascontiguousarray(folded[:, ::-1]), period, degrees, True)
+    return sorted((upright, flipped), key=lambda h: -h.peak)
+
+
+def _hypotheses(pixels: np.ndarray) -> Iterator[_Hypothesis]:
+    """Grid hypotheses, most likely first: the unmoved grid (period ``TILE``, shift 0); then for
+    each zoom of the working image, the affine maps where the spectrum holds the mark's lattice,
+    each folded upright and mirrored, at the cyclic shift that fits best; after the first zoom,
+    the one keystone correction (of four) whose spectrum holds the lattice most clearly."""
     height, width = pixels.shape[:2]
     if min(height, width) < MIN_SIDE:
-        return []
+        return
     work_h, work_w = _working_size(height, width)
-    white = _whiten(_resize(_luma(pixels), work_h, work_w, enlarge="cubic"))
-
-    periods = [float(TILE)]
-    for candidate in _period_candidates(white):
-        for step in REFINE_STEPS:
-            period = candidate * (1.0 + step)
-            if all(abs(period - known) > 0.0005 * known for known in periods):
-                periods.append(period)
-    unmoved: list[Hypothesis] = []
-    found: list[Hypothesis] = []
-    for period in periods:
-        folded, count = _fold(white, period)
-        if not count:
-            continue
-        corr, score = _correlations(folded)
-        dy, dx = np.unravel_index(int(np.argmax(score)), score.shape)
-        found.append((float(score[dy, dx]), period, (int(dy), int(dx)), corr[:, dy, dx]))
-        if period == float(TILE):
-            unmoved = [(float(score[0, 0]), period, (0, 0), corr[:, 0, 0])]
-    found.sort(key=lambda h: -h[0])
-    return unmoved + found
+    larger = min(ZOOM, height / work_h, width / work_w)
+    luma = _luma(pixels)
+    for zoom in (1.0, larger) if larger >= MIN_ZOOM else (1.0,):
+        white = _working_white(luma, zoom)
+        if zoom == 1.0:
+            corr, _ = _correlations(_fold(white))
+            yield _Hypothesis(0.0, float(TILE), 0.0, False, (0, 0), corr[:, 0, 0])
+        for tile_map in _maps(white, MAPS_PER_ZOOM):
+            yield from _folds(white, tile_map, zoom)
+        if zoom == 1.0 and min(white.shape) >= 2 * TILE:
+            best: tuple[float, np.ndarray, _Spectrum, float, float] | None = None
+            for amount in KEYSTONES:
+                for side in range(4):
+                    straightened = _keystone(white, side, amount)
+                    spectrum = _spectrum(straightened)
+                    candidates = _log_polar_candidates(spectrum)
+                    if candidates and (best is None or candidates[0][0] > best[0]):
+                        best = (candidates[0][0], straightened, spectrum, *candidates[0][1:])
+            if best is not None:
+                _, straightened, spectrum, period, degrees = best
+                tile_map = _refine(spectrum, _similarity(period, degrees))[1]
+                yield from _folds(straightened, tile_map, zoom)
 
 
 def decode(pixels: np.ndarray) -> WatermarkReading:
     """Look for the watermark in ``pixels`` (H×W×3 uint8 RGB)."""
     best = WatermarkReading(found=False, output_id=None, confidence=0.0)
-    tried: set[tuple[float, tuple[int, int]]] = set()
-    for peak, period, shift, soft in _hypotheses(pixels):
-        if len(tried) == MAX_HYPOTHESES:
+    for count, hypothesis in enumerate(_hypotheses(pixels)):
+        if count == MAX_HYPOTHESES:
             break
-        if (period, shift) in tried:
-            continue
-        tried.add((period, shift))
-        output_id, confidence = read_payload(soft)
+        output_id, confidence = read_payload(hypothesis.soft)
+        details = {"degrees": round(hypothesis.degrees, 2), "mirrored": float(hypothesis.mirrored)}
+        reading = WatermarkReading(
+            found=output_id is not None,
+            output_id=output_id,
+            confidence=confidence,
+            strength=hypothesis.peak,
+            period=hypothesis.period,
+            shift=hypothesis.shift,
+            details=details,
+        )
         if output_id is not None:
-            return WatermarkReading(
-                found=True,
-                output_id=output_id,
-                confidence=confidence,
-                strength=peak,
-                period=period,
-                shift=shift,
-            )
+            return reading
         if confidence >= best.confidence:
-            best = WatermarkReading(
-                found=False, output_id=None, confidence=confidence, strength=peak, period=period, shift=shift
-            )
+            best = reading
     return best
 
 
