@@ -358,6 +358,41 @@ def test_footage_cn_carries_aigc_in_the_mp4_metadata_and_verify_reports_the_prof
     assert eu["name"] == "eu" and eu["meets"] is True and eu["aigc"]["in_file"] is None
 
 
+def test_resumed_footage_records_the_start_label_an_earlier_run_drew(faces_dir: Path) -> None:
+    """A footage job resumed after its first 2 s draws no start label itself; its manifest still
+    records the one its earlier run drew, in the same place."""
+    from likeness.disclosure.output_id import new_output_id
+    from likeness.disclosure.seal import Marker
+
+    pixels = vf.resize(load_image(faces_dir / PHOTO).pixels, 640, 360)
+    job = SealJob(
+        kind="swap",
+        purpose="test",
+        ingredients=[],
+        tools={},
+        operator="tester",
+        consent_ids=lambda: [],
+        faces=lambda: [(250, 40, 420, 230)],
+        disclosure_profile="cn",
+    )
+    output_id = new_output_id()
+    first = Marker(output_id, job, 4.5, footage=True)
+    drawn = first.label(pixels, 0.0)
+    resumed = Marker(output_id, job, 4.5, footage=True)
+    later = resumed.label(pixels, 2.5)
+    assert first.facts()["start_label"] == resumed.facts()["start_label"] is not None
+    start = _box(first.facts()["start_label"])
+    assert _is_plate(drawn, start) and not _is_plate(later, start)
+    assert not _overlaps(start, (250, 40, 420, 230))  # the start label avoids the face
+    still = Marker(output_id, job, 3.0)  # a still never gets a start label
+    still.label(pixels, 0.0)
+    assert still.facts()["start_label"] is None
+
+
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 # -- the CLI -----------------------------------------------------------------------------------------
 def _run(home: Path, *args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, ["--home", str(home), *args], catch_exceptions=False)

@@ -38,7 +38,14 @@ import numpy as np
 from likeness.disclosure import watermark
 from likeness.disclosure.credentials import CredentialFacts, CredentialResult, sign_content_credentials
 from likeness.disclosure.implicit import aigc_fields, embed_aigc
-from likeness.disclosure.label import CORNERS, LABEL_TEXT, LabelBox, apply_label, apply_start_label
+from likeness.disclosure.label import (
+    CORNERS,
+    LABEL_TEXT,
+    LabelBox,
+    apply_label,
+    apply_start_label,
+    start_label_box,
+)
 from likeness.disclosure.profiles import DisclosureProfile, get_profile
 from likeness.disclosure.types import Ingredient, ResultKind, SealedOutput
 from likeness.errors import Cancelled, DisclosureError, LikenessError, UsageError
@@ -252,11 +259,10 @@ class Marker:
         return labelled
 
     def _start_label(self, labelled: np.ndarray) -> np.ndarray:
-        if self._start is not None:
+        if self._start is not None:  # opaque, the same on every frame: pasted (``labelled`` is a copy)
             where, patch = self._start
-            out = labelled.copy()
-            out[where] = patch
-            return out
+            labelled[where] = patch
+            return labelled
         corner = self.box
         keep_clear = [(corner.left, corner.top, corner.right, corner.bottom)] if corner else []
         out, box = apply_start_label(
@@ -286,8 +292,14 @@ class Marker:
             "start_label": None,
             "implicit_label": "AIGC XMP (TC260)" if self.profile.implicit else None,
         }
-        if self.start_box is not None:
-            facts["start_label"] = {**self.start_box.facts(width, height), "seconds": self.start_seconds}
+        start = self.start_box
+        if start is None and self.start_seconds > 0 and self.box is not None:
+            # A footage job resumed after its first seconds drew the start label in an earlier run:
+            # the same frames and faces put it in the same place.
+            corner = (self.box.left, self.box.top, self.box.right, self.box.bottom)
+            start = start_label_box(width, height, self.text, self.font_language, self.faces(), [corner])[0]
+        if start is not None:
+            facts["start_label"] = {**start.facts(width, height), "seconds": self.start_seconds}
         return facts
 
     def mark(self, labelled: np.ndarray, *, strength: float | None = None) -> np.ndarray:
