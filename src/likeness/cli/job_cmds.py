@@ -121,9 +121,14 @@ def faces(
     default="bottom-right",
     show_default=True,
     type=click.Choice(["bottom-right", "bottom-left", "top-right", "top-left"]),
-    help="corner of the visible AI-GENERATED label",
+    help="corner of the visible label (the eu disclosure profile always uses top-right)",
 )
-@click.option("--label-language", default="en", show_default=True, help="language of the visible label")
+@click.option(
+    "--label-language",
+    default="en",
+    show_default=True,
+    help="language of the visible label (the default profile; eu and cn set their own wording)",
+)
 @disclosure_profile_option
 @click.option("--max-pixels", type=int, default=None, help="refuse images larger than this (default 100 MP)")
 @click.option(
