@@ -14,6 +14,7 @@ import html
 import json
 import re
 import struct
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -288,11 +289,21 @@ def footage(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> dict[str, A
     home = Home(tmp_path_factory.mktemp("profile-home") / "home")
     home.ensure()
     made = {"home": home}
+    # The same frames, shown from 1.0 s on (a stream that does not start at 0): the label's 2 s
+    # count from its first frame.
+    frames = [pixels for _, pixels in _frames(clip)]
+    late = vf.write_clip(
+        clip.parent / "late.mp4",
+        frames,
+        pts=[25 + i for i in range(75)],
+        time_base=Fraction(1, 25),
+        audio=None,
+    )
     with Registry.open(home) as registry:
-        for profile in ("cn", "eu"):
-            out = clip.parent / f"{profile}.mp4"
-            made[profile] = seal_video(
-                dataclasses.replace(unsealed(clip), disclosure_profile=profile),
+        for name, profile, source in (("cn", "cn", clip), ("eu", "eu", clip), ("late", "cn", late)):
+            out = clip.parent / f"{name}-sealed.mp4"
+            made[name] = seal_video(
+                dataclasses.replace(unsealed(source), disclosure_profile=profile),
                 out,
                 home=home,
                 record=record_into(registry),
@@ -327,6 +338,17 @@ def test_footage_start_label_shows_for_the_first_two_seconds_then_only_the_corne
     assert all(_is_plate(p, _box(start)) for p in early)
     assert not any(_is_plate(p, _box(start)) for p in late)
     assert all(_is_plate(p, _box(corner)) for p in early + late)  # the corner label stays throughout
+
+
+def test_footage_that_starts_after_zero_gets_the_start_label_for_its_own_first_two_seconds(
+    footage: dict[str, Any],
+) -> None:
+    video = footage["late"]
+    start = _box(read_credentials(video.output.path, footage["home"]).disclosure["start_label"])
+    frames = _frames(video.output.path)
+    assert frames[0][0] == pytest.approx(1.0)
+    assert all(_is_plate(p, start) for time, p in frames if time < 3.0)  # 1.00 … 2.96 s: 50 frames
+    assert not any(_is_plate(p, start) for time, p in frames if time >= 3.0)
 
 
 def test_footage_cn_carries_aigc_in_the_mp4_metadata_and_verify_reports_the_profile(

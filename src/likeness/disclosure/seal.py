@@ -123,6 +123,8 @@ class FrameSink(Protocol, Generic[Result]):
     out_path: Path
     media_type: str
     watermark_strength: float
+    start_time: float
+    """When the first frame is shown, in seconds (footage may start after 0): the start label's clock."""
 
     def check(self, ingredients: list[Ingredient]) -> None:
         """Refuse an unusable destination (:class:`UsageError`) before any work."""
@@ -210,7 +212,9 @@ class Marker:
     same way.
     """
 
-    def __init__(self, output_id: str, job: SealJob, strength: float, *, footage: bool = False) -> None:
+    def __init__(
+        self, output_id: str, job: SealJob, strength: float, *, footage: bool = False, start_time: float = 0.0
+    ) -> None:
         self.output_id = output_id
         self.corner, self.language = job.label_corner, job.label_language
         self.faces = job.faces
@@ -223,6 +227,7 @@ class Marker:
         self.profile = get_profile(job.disclosure_profile)
         self.text, self.font_language = self.profile.label_text(job.kind, job.label_language)
         self.start_seconds = self.profile.start_seconds if footage else 0.0
+        self.start_time = start_time
         self.box: LabelBox | None = None
         self.start_box: LabelBox | None = None
         self.size: tuple[int, int] = (0, 0)
@@ -230,7 +235,7 @@ class Marker:
 
     def label(self, pixels: np.ndarray, time: float = 0.0) -> np.ndarray:
         labelled = self._corner_label(pixels)
-        if time < self.start_seconds:
+        if time - self.start_time < self.start_seconds:
             labelled = self._start_label(labelled)
         return labelled
 
@@ -387,7 +392,11 @@ def _seal_once(
     if recorded_sha256(begun.output_id) is not None:
         return sink.adopt(recorded_sha256)
     marker = Marker(
-        begun.output_id, job, sink.watermark_strength, footage=sink.media_type.startswith("video/")
+        begun.output_id,
+        job,
+        sink.watermark_strength,
+        footage=sink.media_type.startswith("video/"),
+        start_time=sink.start_time,
     )
     for frame in _frames(source, begun.start):
         cancel.check(

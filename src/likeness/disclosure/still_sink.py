@@ -126,6 +126,7 @@ class StillSink:
     """Encodes one frame into ``sealed`` in the job folder; see the module docstring."""
 
     watermark_strength = watermark.STRENGTH
+    start_time = 0.0
 
     def __init__(self, out_path: Path) -> None:
         self.out_path = Path(out_path).expanduser().absolute()
