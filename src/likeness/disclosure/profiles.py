@@ -24,7 +24,9 @@ strictest rule applies to all of them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from likeness.disclosure.label import CORNERS, LABEL_TEXT
 from likeness.disclosure.types import ResultKind
@@ -43,7 +45,7 @@ class DisclosureProfile:
     """The rule the choices come from, in words (stated in the manifest)."""
     corners: tuple[str, ...] = CORNERS
     """Corners the label may go to: the asked one first if allowed, else the first allowed."""
-    wording: dict[str, str] | None = None
+    wording: Mapping[str, str] | None = None
     """Label text by output kind; ``None``: the label language's text (``label.LABEL_TEXT``)."""
     language: str | None = None
     """The language of ``wording`` (picks the font); ``None``: the request's label language."""
@@ -63,31 +65,36 @@ class DisclosureProfile:
         return asked if asked in self.corners else self.corners[0]
 
 
-PROFILES: dict[str, DisclosureProfile] = {
-    "default": DisclosureProfile(
-        name="default",
-        rules="likeness default: a labelled corner that avoids faces, text at least 5 % of the shorter side",
-    ),
-    "eu": DisclosureProfile(
-        name="eu",
-        rules="EU AI Act Art. 50 and its code of practice: top right at first exposure, "
-        "'AI GENERATED' / 'AI MODIFIED'; video labelled at the start",
-        corners=("top-right",),
-        wording={"generated": "AI GENERATED", "swap": "AI MODIFIED", "edit": "AI MODIFIED"},
-        language="en",
-        start_seconds=START_SECONDS,
-    ),
-    "cn": DisclosureProfile(
-        name="cn",
-        rules="GB 45438-2025: visible text at least 5 % of the shorter side, video labelled for at least "
-        "the first 2 s, implicit AIGC metadata",
-        # 生成 = generated, 合成 = synthesised: the standard's explicit label names AI and one of them.
-        wording={"generated": "AI生成", "swap": "AI合成", "edit": "AI合成"},
-        language="zh",
-        start_seconds=START_SECONDS,
-        implicit=True,
-    ),
-}
+PROFILES: Mapping[str, DisclosureProfile] = MappingProxyType(
+    {
+        "default": DisclosureProfile(
+            name="default",
+            rules="likeness default: a labelled corner that avoids faces, text at least 5 % of the "
+            "shorter side",
+        ),
+        "eu": DisclosureProfile(
+            name="eu",
+            rules="EU AI Act Art. 50 and its code of practice: top right at first exposure, "
+            "'AI GENERATED' / 'AI MODIFIED'; video labelled at the start",
+            corners=("top-right",),
+            wording=MappingProxyType(
+                {"generated": "AI GENERATED", "swap": "AI MODIFIED", "edit": "AI MODIFIED"}
+            ),
+            language="en",
+            start_seconds=START_SECONDS,
+        ),
+        "cn": DisclosureProfile(
+            name="cn",
+            rules="GB 45438-2025: visible text at least 5 % of the shorter side, video labelled for at least "
+            "the first 2 s, implicit AIGC metadata",
+            # 生成 = generated, 合成 = synthesised: the standard's explicit label names AI and one of them.
+            wording=MappingProxyType({"generated": "AI生成", "swap": "AI合成", "edit": "AI合成"}),
+            language="zh",
+            start_seconds=START_SECONDS,
+            implicit=True,
+        ),
+    }
+)
 PROFILE_NAMES = tuple(PROFILES)
 
 
