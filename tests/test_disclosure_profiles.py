@@ -406,6 +406,7 @@ def test_resumed_footage_records_the_start_label_an_earlier_run_drew(faces_dir: 
     start = _box(first.facts()["start_label"])
     assert _is_plate(drawn, start) and not _is_plate(later, start)
     assert not _overlaps(start, (250, 40, 420, 230))  # the start label avoids the face
+    assert first.facts()["start_label"]["covers_face"] is False and first.notes() == ()
     still = Marker(output_id, job, 3.0)  # a still never gets a start label
     still.label(pixels, 0.0)
     assert still.facts()["start_label"] is None

@@ -364,7 +364,42 @@ def _framed(bright: np.ndarray, top: int, left: int, h: int, w: int) -> bool:
 START_CAP_FRACTION = 0.08
 """Footage's start label: its text's height as a fraction of the shorter side (larger than the
 corner label's 5 %, never below it)."""
-START_PLACES = ("top-centre", "bottom-centre", "centre")
+START_ROWS = ("top", "bottom", "middle")
+START_COLUMNS = ("centre", "left", "right")
+
+
+@dataclass(frozen=True)
+class _StartPlate:
+    font: Any
+    cap: int
+    pad: int
+    outline: int
+    ink: tuple[int, int, int, int]
+    width: int
+    height: int
+
+
+def _start_plate(text: str, language: str, cap: int) -> _StartPlate:
+    path = CJK_FONT if language in CJK_LANGUAGES else LATIN_FONT
+    font = _font_for_cap(path, cap, _sample(text, language))
+    ink = font.getbbox(text)
+    pad, outline = max(2, round(0.6 * cap)), max(1, round(cap / 14))
+    width = (ink[2] - ink[0]) + 2 * pad + 2 * outline
+    height = (ink[3] - ink[1]) + 2 * pad + 2 * outline
+    return _StartPlate(font, cap, pad, outline, ink, width, height)
+
+
+def _start_places(width: int, height: int, plate: _StartPlate) -> list[tuple[str, Box]]:
+    """Candidate boxes: centred at the top, the bottom, the middle; then towards the sides."""
+    margin = max(2, round(0.6 * plate.cap))
+    ys = {"top": margin, "bottom": height - margin - plate.height, "middle": (height - plate.height) // 2}
+    xs = {"centre": (width - plate.width) // 2, "left": margin, "right": width - margin - plate.width}
+    return [
+        (f"{row}-{column}", (xs[column], ys[row], xs[column] + plate.width, ys[row] + plate.height))
+        for column in START_COLUMNS
+        for row in START_ROWS
+        if xs[column] >= 0 and ys[row] >= 0
+    ]
 
 
 def start_label_box(
@@ -375,42 +410,39 @@ def start_label_box(
     avoid: Sequence[Box] = (),
     keep_clear: Sequence[Box] = (),
 ) -> tuple[LabelBox, Any, tuple[int, int, int, int]]:
-    """Where footage's start label goes: a text-only plate, centred horizontally, at the top, the
-    bottom or the middle, whichever covers no face (``avoid``) and not the corner label
-    (``keep_clear``); its text ``START_CAP_FRACTION`` of the shorter side tall where that fits, down
-    to the 5 % floor. Returns the box, the font, and (pad, outline, text offset)."""
+    """Where footage's start label goes: a text-only plate, centred at the top, the bottom or the
+    middle (then towards a side), wherever it covers no face (``avoid``) and not the corner label
+    (``keep_clear``); its text ``START_CAP_FRACTION`` of the shorter side tall, smaller (never below
+    the 5 % floor) where that is what fits or what clears the faces. Only when no size and place
+    clears them does it cover one, at the top, centred (``covers_face``). Returns the box, the font,
+    and (pad, outline, text ink top, text ink left)."""
     short = min(width, height)
     least = max(MIN_LEGIBLE_CAP_PX, math.ceil(CAP_FRACTION * short))
-    path = CJK_FONT if language in CJK_LANGUAGES else LATIN_FONT
-    sample = _sample(text, language)
-    cap = max(least, math.ceil(START_CAP_FRACTION * short))
-    while True:
-        font = _font_for_cap(path, cap, sample)
-        left, top, right, bottom = font.getbbox(text)
-        pad, outline = max(2, round(0.6 * cap)), max(1, round(cap / 14))
-        plate_w = (right - left) + 2 * pad + 2 * outline
-        plate_h = (bottom - top) + 2 * pad + 2 * outline
-        if (plate_w <= width - 4 and plate_h <= height // 3) or cap <= least:
-            break
-        cap -= 1
-    if plate_w > width or plate_h > height:
+    blocked = [*avoid, *keep_clear]
+    fallback: tuple[_StartPlate, str, Box] | None = None
+    for cap in range(max(least, math.ceil(START_CAP_FRACTION * short)), least - 1, -1):
+        plate = _start_plate(text, language, cap)
+        if plate.width > width - 4 or plate.height > height // 3:
+            continue  # too large for the picture: a smaller size
+        places = _start_places(width, height, plate)
+        if fallback is None and places:
+            fallback = (plate, *places[0])
+        clear = next(
+            ((name, box) for name, box in places if not any(_overlaps(box, b) for b in blocked)), None
+        )
+        if clear is not None:
+            return _start_result(text, plate, *clear, covers=False)
+    if fallback is None:
         raise DisclosureError(f"the picture is only {width}×{height} pixels: too small for the start label")
-    x = (width - plate_w) // 2
-    margin = max(2, round(0.6 * cap))
-    tops = {
-        "top-centre": margin,
-        "bottom-centre": height - margin - plate_h,
-        "centre": (height - plate_h) // 2,
-    }
-    chosen, covers = START_PLACES[0], True
-    for name in START_PLACES:
-        box = (x, tops[name], x + plate_w, tops[name] + plate_h)
-        if not any(_overlaps(box, other) for other in [*avoid, *keep_clear]):
-            chosen, covers = name, False
-            break
-    y = tops[chosen]
-    where = LabelBox(x, y, x + plate_w, y + plate_h, cap, (text,), chosen, covers, text)
-    return where, font, (pad, outline, top, left)
+    return _start_result(text, *fallback, covers=True)
+
+
+def _start_result(
+    text: str, plate: _StartPlate, name: str, box: Box, *, covers: bool
+) -> tuple[LabelBox, Any, tuple[int, int, int, int]]:
+    left, top, right, bottom = box
+    where = LabelBox(left, top, right, bottom, plate.cap, (text,), name, covers, text)
+    return where, plate.font, (plate.pad, plate.outline, plate.ink[1], plate.ink[0])
 
 
 def apply_start_label(
