@@ -14,6 +14,7 @@ import click
 from likeness import __version__
 from likeness.cli import (
     audit_cmds,
+    batch_cmds,
     calibrate_cmd,
     demo_cmd,
     generate_cmds,
@@ -48,6 +49,7 @@ main.add_command(job_cmds.swap)
 main.add_command(job_cmds.verify)
 main.add_command(generate_cmds.generate)
 main.add_command(generate_cmds.edit)
+main.add_command(batch_cmds.batch)
 main.add_command(audit_cmds.audit)
 main.add_command(registry_cmds.keys)
 main.add_command(calibrate_cmd.calibrate)

@@ -4,12 +4,14 @@ by id, sha256, perceptual hash, consent or identity."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from likeness import ledger
 from likeness.consent import schema
 from likeness.consent.records import ConsentRecord, GateDecision, OutputRecord
 from likeness.consent.registry.consents import ConsentsMixin
@@ -117,6 +119,26 @@ class OutputsMixin(ConsentsMixin):
         with self._read() as conn:
             row = conn.execute(select(schema.outputs).where(schema.outputs.c.output_id == output_id)).first()
         return None if row is None else output_from_row(row)
+
+    def get_signed_output(self, output_id: str) -> OutputRecord | None:
+        """The output's record when its ledger entry is authentic (hash and signature) and states the
+        same id and sha256; ``None`` when it is not recorded or its row and entry disagree (a resumed
+        batch relies on this to skip a job; ``verify_ledger`` checks the whole chain)."""
+        table = ledger.ledger_table
+        with self._read() as conn:
+            row = conn.execute(select(schema.outputs).where(schema.outputs.c.output_id == output_id)).first()
+            if row is None:
+                return None
+            record = output_from_row(row)
+            entry = conn.execute(select(table).where(table.c.seq == record.ledger_seq)).first()
+        if entry is None or entry.kind != "output":
+            return None
+        if ledger.entry_problem(entry, self.keys.verify_keys()) is not None:
+            return None
+        payload = json.loads(entry.payload)
+        if payload.get("output_id") != output_id or payload.get("sha256") != record.sha256:
+            return None
+        return record
 
     def find_outputs_by_sha256(self, sha256: str) -> list[OutputRecord]:
         table = schema.outputs

@@ -1,0 +1,583 @@
+"""``likeness batch``: the jobs file check, mixed outcomes, resume, a worker killed mid-job — on local
+processes with SQLite and on a real local Ray cluster with a real PostgreSQL registry.
+
+Real photos (Kit Harington as the source, Obama as the consenting target, Biden never enrolled), a
+short generated clip for footage, the real dlib backend, real H.264. Every output stays in tmp.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import video_fixtures as vf
+from likeness.cli import main
+from likeness.consent.policy import add_years
+from likeness.consent.registry import Registry
+from likeness.disclosure.footage_sink import job_folder
+from likeness.errors import UsageError
+from likeness.home import Home
+from likeness.jobs.batch import BatchReport, JobResult, job_key, run_batch
+from likeness.jobs.batch_file import read_jobs
+from likeness.jobs.enrol import enrol_identity
+from likeness.jobs.requests import EnrolRequest, VideoSwapRequest
+from postgres import postgres_home, postgres_server  # noqa: F401
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PURPOSE = "research"
+USES = "replace the stunt double's face with the lead actor's likeness in scene 4 of 'Harbour'"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def jsonl(path: Path, *jobs: dict) -> Path:
+    return write(path, "".join(json.dumps(job) + "\n" for job in jobs))
+
+
+def cli(home: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["--home", str(home), *args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+# -- the jobs file ------------------------------------------------------------------------------------------
+
+
+def test_a_toml_jobs_file_resolves_paths_against_its_folder_and_picks_the_road(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    jobs_file = write(
+        tmp_path / "shots.toml",
+        """# two shots
+[[job]]
+kind = "swap"
+source = "a.jpg"
+target = "take3.mov"
+purpose = "film"
+out = "take3_swapped.mp4"
+detect-every = 3
+
+[[job]]
+kind = "generate"
+model = "sd15"
+prompt = "a harbour at dawn"
+purpose = "creative"
+out = "/abs/poster.png"
+size = "640x384"
+seed = 7
+""",
+    )
+    footage, generate = read_jobs(jobs_file)
+    assert (footage.number, footage.line, generate.number, generate.line) == (1, 2, 2, 10)
+    assert footage.options["source"] == tmp_path / "a.jpg" and footage.out == tmp_path / "take3_swapped.mp4"
+    request = footage.request("tester")
+    assert (
+        isinstance(request, VideoSwapRequest) and request.detect_every == 3 and request.operator == "tester"
+    )
+    made = generate.request("tester")
+    assert made.size == (640, 384) and made.seed == 7 and made.model == "sd15"
+    assert made.out == Path("/abs/poster.png")
+
+
+def test_a_job_key_follows_the_options_and_the_input_contents(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"one")
+    job = {"kind": "swap", "source": "a.jpg", "target": "b.jpg", "purpose": "film", "out": "o.jpg"}
+    first = job_key(read_jobs(jsonl(tmp_path / "j.jsonl", job))[0])
+    assert job_key(read_jobs(jsonl(tmp_path / "k.jsonl", job))[0]) == first, "same job, same key"
+    assert job_key(read_jobs(jsonl(tmp_path / "j.jsonl", {**job, "face_index": 1}))[0]) != first
+    (tmp_path / "a.jpg").write_bytes(b"two")
+    assert job_key(read_jobs(jsonl(tmp_path / "j.jsonl", job))[0]) != first, "new input contents"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ({"kind": "morph", "out": "x.jpg"}, r":2: job 2: unknown kind 'morph'"),
+        ({"source": "a.jpg"}, r":2: job 2: has no 'kind'"),
+        (
+            {"kind": "swap", "source": "a.jpg", "target": "b.jpg", "purpose": "film"},
+            r":2: .*missing key\(s\) out",
+        ),
+        (
+            {
+                "kind": "swap",
+                "source": "a.jpg",
+                "target": "b.jpg",
+                "purpose": "film",
+                "out": "y.jpg",
+                "colour": 1,
+            },
+            r":2: .*unknown key\(s\) colour",
+        ),
+        (
+            {
+                "kind": "swap",
+                "source": "a.jpg",
+                "target": "b.jpg",
+                "purpose": "film",
+                "out": "y.jpg",
+                "crf": 20,
+            },
+            r":2: .*unknown key\(s\) crf",
+        ),
+        (
+            {"kind": "footage", "source": "a.jpg", "target": "b.jpg", "purpose": "film", "out": "y.mp4"},
+            r":2: .*footage job's target must be a video",
+        ),
+        (
+            {
+                "kind": "swap",
+                "source": "a.jpg",
+                "target": "b.mp4",
+                "purpose": "film",
+                "out": "y.mp4",
+                "face_index": 0,
+            },
+            r":2: .*face_index applies to images",
+        ),
+        (
+            {
+                "kind": "swap",
+                "source": "a.jpg",
+                "target": "b.jpg",
+                "purpose": "film",
+                "out": "y.jpg",
+                "face_index": "0",
+            },
+            r":2: .*face_index must be int",
+        ),
+        (
+            {
+                "kind": "swap",
+                "source": "a.jpg",
+                "target": "b.mp4",
+                "purpose": "film",
+                "out": "y.mp4",
+                "faces": "some",
+            },
+            r":2: .*faces 'some' is not one of consented, all",
+        ),
+        (
+            {
+                "kind": "generate",
+                "model": "m",
+                "prompt": "p",
+                "purpose": "film",
+                "out": "y.png",
+                "size": "big",
+            },
+            r":2: .*size must be \"WIDTHxHEIGHT\"",
+        ),
+        (
+            {"kind": "swap", "source": "a.jpg", "target": "b.jpg", "purpose": "film", "out": "x.jpg"},
+            r":2: job 2 .*x.jpg, as job 1",
+        ),
+        (
+            {"kind": "swap", "source": "x.jpg", "target": "b.jpg", "purpose": "film", "out": "z.jpg"},
+            r":2: job 2 .*reads its source",
+        ),
+    ],
+)
+def test_the_whole_file_is_checked_before_any_job_runs(tmp_path: Path, line: dict, message: str) -> None:
+    first = {"kind": "swap", "source": "a.jpg", "target": "b.jpg", "purpose": "film", "out": "x.jpg"}
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", first, line)
+    with pytest.raises(UsageError, match=message):
+        read_jobs(jobs_file)
+    code, _, err = cli(tmp_path / "home", "batch", str(jobs_file))
+    assert code == 2 and "jobs.jsonl:2" in err
+    assert not (tmp_path / "jobs.jsonl.results.jsonl").exists(), "nothing ran"
+
+
+def test_not_a_jobs_file(tmp_path: Path) -> None:
+    for name, text, message in [
+        ("jobs.yaml", "kind: swap", "is .toml"),
+        ("jobs.jsonl", "", "holds no jobs"),
+        ("jobs.jsonl", "[1, 2]\n", ":1: each line must be one JSON object"),
+        ("jobs.jsonl", '{"kind": "swap",\n', ":1: not a JSON object"),
+        ("jobs.toml", "[[jobs]]\nkind = 'swap'\n", "unknown top-level key"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            read_jobs(write(tmp_path / name, text))
+    with pytest.raises(UsageError, match="does not exist"):
+        read_jobs(tmp_path / "missing.toml")
+
+
+def test_one_place_to_run_and_one_batch_per_jobs_file_at_a_time(tmp_path: Path, home: Home) -> None:
+    from likeness.jobs.batch import ResultsFile, results_path
+    from likeness.jobs.batch_local import local_runner
+
+    job = {"kind": "swap", "source": "a.jpg", "target": "b.jpg", "purpose": "film", "out": "x.jpg"}
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", job)
+    code, _, err = cli(home.root, "batch", str(jobs_file), "--workers", "2", "--ray", "auto")
+    assert code == 2 and "give one of them" in err
+    with ResultsFile(results_path(jobs_file, home)):  # a batch of this file is running
+        with pytest.raises(UsageError, match="another likeness batch is running these jobs"):
+            run_batch(jobs_file, home=home, runner=local_runner(1), operator="t")
+
+
+def test_the_batch_exit_code() -> None:
+    def result(status: str, code: int) -> JobResult:
+        return JobResult(1, 1, "swap", "o.jpg", "k", status, code)
+
+    def code(*results: JobResult, interrupted: bool = False) -> int:
+        return BatchReport(Path("j"), Path("r"), list(results), interrupted=interrupted).exit_code
+
+    assert code(result("done", 0), result("skipped", 0)) == 0
+    assert code(result("done", 0), result("failed", 3), result("failed", 3)) == 3
+    assert code(result("failed", 4), result("done", 0)) == 4
+    assert code(result("failed", 3), result("failed", 4)) == 1
+    assert code(result("done", 0), interrupted=True) == 130
+
+
+# -- running batches ----------------------------------------------------------------------------------------
+
+
+def make_cast(home: Home, faces_dir: Path) -> dict[str, str]:
+    """Kit Harington consents as a source, Obama as a target, for research, stills and video."""
+    ids = {}
+    for name, photos, role in (
+        ("Kit Harington", ["kit_harington/1.jpg", "kit_harington/2.jpg"], "source"),
+        ("Barack Obama", ["obama/2.jpg", "obama/3.jpg"], "target"),
+    ):
+        request = EnrolRequest(name, [faces_dir / p for p in photos], operator="tester", backend="dlib")
+        person = enrol_identity(request, home=home).id
+        with Registry.open(home) as registry:
+            registry.grant(
+                person,
+                purposes=[PURPOSE],
+                roles=[role],
+                media=["image", "video"],
+                valid_until=add_years(dt.date.today(), 1),
+                uses=USES,
+                operator="tester",
+            )
+        ids[name] = person
+    return ids
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Path:
+    """400×300, 50 frames at 25 fps: Obama from the first frame, Biden walks in at frame 20 (the
+    clip tests/test_video_swap.py resumes)."""
+    a, b = vf.scene_photos(faces_dir)
+    scene = vf.Scene(a, b, size=(400, 300), face_px=100, b_enters=20, count=50)
+    return vf.write_clip(tmp_path_factory.mktemp("clip") / "shot.mp4", scene.frames(), fps=25)
+
+
+def mixed_jobs(folder: Path, faces_dir: Path) -> list[dict]:
+    """A swap that is done, a consent refusal (Biden never consented), bad input, a missing file."""
+    (folder / "notes.jpg").write_text("not a picture", encoding="utf-8")
+    kit, obama, biden = (str(faces_dir / p) for p in ("kit_harington/3.jpg", "obama/1.jpg", "biden/1.jpg"))
+    base = {"kind": "swap", "purpose": PURPOSE}
+    return [
+        {**base, "source": kit, "target": obama, "out": "done.jpg"},
+        {**base, "source": biden, "target": obama, "out": "refused.jpg"},
+        {**base, "source": kit, "target": "notes.jpg", "out": "bad.jpg"},
+        {**base, "source": kit, "target": "gone.jpg", "out": "missing.jpg"},
+    ]
+
+
+def outputs(home: Home) -> list[str]:
+    with Registry.open(home) as registry:
+        return [o.output_id for o in registry.list_outputs()]
+
+
+def ledger_length(home: Home) -> int:
+    with Registry.open(home) as registry:
+        report = registry.verify_ledger()  # one chain: every link, signature and recorded row checks
+        assert report.ok, report.reason
+        return report.entries
+
+
+@pytest.mark.slow
+def test_mixed_outcomes_on_two_workers_then_a_rerun_skips_what_is_done(
+    home: Home, faces_dir: Path, tmp_path: Path
+) -> None:
+    make_cast(home, faces_dir)
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", *mixed_jobs(tmp_path, faces_dir))
+    code, out, err = cli(home.root, "batch", str(jobs_file), "--workers", "2", "--json")
+    report = json.loads(out)
+    assert code == 1, err  # refused (3) and bad input (4) together
+    by_out = {Path(job["out"]).name: job for job in report["jobs"]}
+    done = by_out["done.jpg"]
+    assert done["status"] == "done" and done["exit_code"] == 0 and (tmp_path / "done.jpg").is_file()
+    assert done["outcome"]["faces_swapped"] == 1
+    assert by_out["refused.jpg"]["exit_code"] == 3 and by_out["refused.jpg"]["error"] == "refused"
+    assert "not a picture" not in by_out["bad.jpg"]["reason"] and by_out["bad.jpg"]["exit_code"] == 4
+    assert "not an image" in by_out["bad.jpg"]["reason"]
+    assert by_out["missing.jpg"]["exit_code"] == 4 and "file not found" in by_out["missing.jpg"]["reason"]
+    assert sorted(p.name for p in tmp_path.glob("*.jpg")) == ["done.jpg", "notes.jpg"], "no partial files"
+    assert not list(tmp_path.glob(".*")), "no job folders left"
+    assert "ended" in err and "refused" in err, "the progress display"
+    assert outputs(home) == [done["output_id"]]
+    lines = (tmp_path / "jobs.jsonl.results.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+
+    # A rerun of the finished job alone: skipped, nothing new in the ledger.
+    jsonl(tmp_path / "jobs.jsonl", mixed_jobs(tmp_path, faces_dir)[0])
+    entries = ledger_length(home)
+    code, out, _ = cli(home.root, "batch", str(jobs_file), "--json")
+    (again,) = json.loads(out)["jobs"]
+    assert code == 0 and again["status"] == "skipped" and again["output_id"] == done["output_id"]
+    # Finished, but its results line lost (killed between the rename and the line): the registry's
+    # record of that file, made from these inputs, says so.
+    (tmp_path / "jobs.jsonl.results.jsonl").unlink()
+    code, out, _ = cli(home.root, "batch", str(jobs_file), "--json")
+    (again,) = json.loads(out)["jobs"]
+    assert code == 0 and again["status"] == "skipped" and "registry" in again["note"]
+    assert ledger_length(home) == entries and outputs(home) == [done["output_id"]]
+
+    # An output whose ledger entry was edited is not taken as finished (nor overwritten).
+    with Registry.open(home) as registry:
+        seq = registry.get_output(done["output_id"]).ledger_seq
+    with sqlite3.connect(home.db_path) as db:
+        db.execute("UPDATE ledger SET payload = replace(payload, 'research', 'film') WHERE seq = ?", (seq,))
+    code, out, _ = cli(home.root, "batch", str(jobs_file), "--json")
+    (again,) = json.loads(out)["jobs"]
+    assert code == 2 and "no signed record" in again["reason"]
+    assert outputs(home) == [done["output_id"]] and (tmp_path / "done.jpg").is_file()
+
+    # Another file under the output name is never overwritten.
+    (tmp_path / "done.jpg").write_bytes((faces_dir / "obama/1.jpg").read_bytes())
+    code, out, _ = cli(home.root, "batch", str(jobs_file), "--json")
+    (again,) = json.loads(out)["jobs"]
+    assert code == 2 and "refusing to overwrite" in again["reason"]
+    assert (tmp_path / "done.jpg").read_bytes() == (faces_dir / "obama/1.jpg").read_bytes()
+
+
+@pytest.mark.slow
+def test_a_generate_job_from_a_toml_file_with_a_model_folder_beside_it(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("diffusers")
+    from tiny_diffusers import build_sd_pipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the job's process inherits it: nothing is looked up
+    build_sd_pipeline(tmp_path / "tiny-sd", licence="creativeml-openrail-m")
+    jobs_file = write(
+        tmp_path / "posters.toml",
+        """[[job]]
+kind = "generate"
+model = "tiny-sd"
+prompt = "a quiet harbour at dawn"
+purpose = "research"
+out = "harbour.png"
+steps = 2
+guidance = 2
+seed = 0
+size = "192x192"
+""",
+    )
+    code, out, err = cli(home.root, "batch", str(jobs_file), "--json")
+    assert code == 0, err
+    (job,) = json.loads(out)["jobs"]
+    assert job["status"] == "done" and job["outcome"]["kind"] == "generated"
+    assert (tmp_path / "harbour.png").is_file() and outputs(home) == [job["output_id"]]
+
+
+def holders(folder: Path, exclude: int) -> list[int]:
+    """Processes with a file inside ``folder`` open (the one writing its segments)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == exclude:
+            continue
+        try:
+            links = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+        except OSError:
+            continue
+        if any(link.startswith(str(folder) + "/") for link in links):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_when(job: Path, segment: str, *, exclude: int, deadline_s: float = 120) -> int:
+    """Wait until footage's job folder holds finished ``segment``, then SIGKILL the process writing it."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if (job / segment).exists():
+            pids = holders(job, exclude)
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                return pids[0]
+        time.sleep(0.05)
+    raise AssertionError(f"{job / segment} never appeared")
+
+
+def footage_jobs(clip: Path, faces_dir: Path) -> list[dict]:
+    kit, obama = (str(faces_dir / p) for p in ("kit_harington/3.jpg", "obama/1.jpg"))
+    base = {"source": kit, "purpose": PURPOSE}
+    return [
+        {**base, "kind": "footage", "target": str(clip), "out": "shot.mp4", "segment_seconds": 0.4,
+         "preset": "veryfast"},
+        {**base, "kind": "swap", "target": obama, "out": "still.jpg"},
+    ]  # fmt: skip
+
+
+def check_footage_rerun(report: BatchReport | dict, home: Home, folder: Path) -> None:
+    """After the rerun of a killed footage job: each output once, complete, and recorded once."""
+    jobs = report["jobs"] if isinstance(report, dict) else [r.to_dict() for r in report.results]
+    shot = next(job for job in jobs if job["out"].endswith("shot.mp4"))
+    assert shot["status"] == "done", shot
+    assert shot["outcome"]["video"]["reused_segments"] >= 1 and shot["outcome"]["video"]["frames"] == 50
+    assert not job_folder(folder / "shot.mp4").exists()
+    with Registry.open(home) as registry:
+        recorded = registry.list_outputs()
+    assert sorted(Path(o.path).name for o in recorded) == ["shot.mp4", "still.jpg"], "one record per output"
+
+
+@pytest.mark.kill
+def test_a_worker_killed_mid_footage_loses_nothing_and_the_rerun_finishes_it_once(
+    home: Home, faces_dir: Path, clip: Path, tmp_path: Path
+) -> None:
+    make_cast(home, faces_dir)
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", *footage_jobs(clip, faces_dir))
+    entry = "import sys; from likeness.cli import main; sys.exit(main())"
+    command = [sys.executable, "-c", entry, "--home", str(home.root), "batch", str(jobs_file)]
+    command += ["--workers", "2", "--json"]
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    batch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    killed = kill_when(job_folder(tmp_path / "shot.mp4"), "seg_00002.mkv", exclude=batch.pid)
+    stdout, stderr = batch.communicate(timeout=180)
+    assert batch.returncode == 1, stderr
+    first = {Path(job["out"]).name: job for job in json.loads(stdout)["jobs"]}
+    assert first["still.jpg"]["status"] == "done", "the other job carried on"
+    assert first["shot.mp4"]["error"] == "worker_died" and "signal 9" in first["shot.mp4"]["reason"]
+    assert killed != batch.pid and not (tmp_path / "shot.mp4").exists(), "nothing under the output name"
+    assert (job_folder(tmp_path / "shot.mp4") / "seg_00002.mkv").exists(), "finished segments kept"
+
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert rerun.returncode == 0, rerun.stderr
+    second = json.loads(rerun.stdout)
+    assert [job["status"] for job in second["jobs"]] == ["done", "skipped"]
+    check_footage_rerun(second, home, tmp_path)
+
+    entries = ledger_length(home)
+    third = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert (
+        third.returncode == 0 and [j["status"] for j in json.loads(third.stdout)["jobs"]] == ["skipped"] * 2
+    )
+    assert ledger_length(home) == entries, "a rerun of a finished batch writes nothing"
+
+
+@pytest.mark.kill
+def test_ctrl_c_stops_the_batch_and_the_rerun_resumes_it(
+    home: Home, faces_dir: Path, clip: Path, tmp_path: Path
+) -> None:
+    make_cast(home, faces_dir)
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", *footage_jobs(clip, faces_dir))
+    entry = "import sys; from likeness.cli import main; sys.exit(main())"
+    command = [sys.executable, "-c", entry, "--home", str(home.root), "batch", str(jobs_file), "--json"]
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    batch = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    job = job_folder(tmp_path / "shot.mp4")
+    deadline = time.monotonic() + 120
+    while not (job / "seg_00001.mkv").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(batch.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the batch and its jobs
+    stdout, stderr = batch.communicate(timeout=120)
+    assert batch.returncode == 130, stderr
+    shot, still = json.loads(stdout)["jobs"]
+    assert (shot["exit_code"], shot["error"], still["status"]) == (130, "cancelled", "not_run")
+    assert not (tmp_path / "shot.mp4").exists() and (job / "seg_00001.mkv").exists()
+
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert rerun.returncode == 0, rerun.stderr
+    check_footage_rerun(json.loads(rerun.stdout), home, tmp_path)
+
+
+# -- Ray and PostgreSQL ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real local Ray cluster with 2 CPUs; its workers import this checkout's likeness."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'likeness[batch]'")
+    path = os.pathsep.join(filter(None, [str(SRC), str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.kill
+@pytest.mark.postgres
+def test_ray_with_postgres_mixed_outcomes_a_killed_worker_and_a_resume(
+    ray_cluster, request: pytest.FixtureRequest, faces_dir: Path, clip: Path, tmp_path: Path
+) -> None:
+    from likeness.jobs.batch_ray import ray_runner
+
+    home: Home = request.getfixturevalue("postgres_home")
+    make_cast(home, faces_dir)
+    jobs = [*footage_jobs(clip, faces_dir), *mixed_jobs(tmp_path, faces_dir)[1:]]
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", *jobs)
+    job = job_folder(tmp_path / "shot.mp4")
+    killer = threading.Thread(target=lambda: kill_when(job, "seg_00002.mkv", exclude=os.getpid()))
+    killer.start()
+    first = run_batch(jobs_file, home=home, runner=ray_runner("auto"), operator="tester")
+    killer.join()
+    by_out = {Path(r.out).name: r for r in first.results}
+    assert by_out["shot.mp4"].error == "worker_died", by_out["shot.mp4"]
+    assert by_out["still.jpg"].status == "done"
+    assert [by_out[n].exit_code for n in ("refused.jpg", "bad.jpg", "missing.jpg")] == [3, 4, 4]
+    assert first.exit_code == 1 and not (tmp_path / "shot.mp4").exists()
+
+    second = run_batch(jobs_file, home=home, runner=ray_runner("auto"), operator="tester")
+    assert [r.status for r in second.results][:2] == ["done", "skipped"]
+    check_footage_rerun(second, home, tmp_path)
+    assert ledger_length(home) > 0  # one chain on PostgreSQL, every output and refusal in it
+
+
+def test_ray_resource_requests() -> None:
+    from likeness.jobs.batch_file import BatchJob
+    from likeness.jobs.batch_ray import resources
+
+    swap = BatchJob(1, 1, "swap", {"backend": "dlib"})
+    gen = BatchJob(2, 2, "generate", {"backend": "dlib"})
+    face = BatchJob(3, 3, "swap", {"backend": "insightface"})
+    assert resources(swap, cluster_gpus=2, gpus_per_job=1) == {"num_cpus": 1.0, "num_gpus": 0.0}
+    assert resources(gen, cluster_gpus=2, gpus_per_job=0.5)["num_gpus"] == 0.5
+    assert resources(face, cluster_gpus=1, gpus_per_job=1)["num_gpus"] == 1.0
+    assert resources(gen, cluster_gpus=0, gpus_per_job=1)["num_gpus"] == 0.0, "a CPU-only cluster"
+
+
+def test_the_batch_command_imports_no_ray_and_no_torch() -> None:
+    code = (
+        "import sys; from likeness.cli import main; "
+        "from likeness.jobs import batch, batch_local, batch_file; "
+        "print(sorted(m for m in ('ray', 'torch', 'diffusers') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_the_cli_runs_a_batch_on_ray_with_sqlite_on_a_one_machine_cluster(
+    ray_cluster, home: Home, faces_dir: Path, tmp_path: Path
+) -> None:
+    jobs = mixed_jobs(tmp_path, faces_dir)[2:]  # bad input, a missing file: no model work
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", *jobs)
+    code, out, err = cli(home.root, "batch", str(jobs_file), "--ray", "auto", "--json")
+    assert code == 4, err  # both bad input
+    assert [job["exit_code"] for job in json.loads(out)["jobs"]] == [4, 4]
+    assert "submitted to the Ray cluster (2 CPU(s))" in err
