@@ -488,3 +488,33 @@ def test_cli_swap_takes_the_policy_default_and_the_option_overrides_it(
         and asked["recorded"]["label"]["corner"] == "top-right"
     )
     assert _pillow_aigc(tmp_path / "eu.jpg") is None
+
+
+def test_a_batch_job_takes_the_same_option_and_a_bad_one_stops_the_file_before_any_job(
+    tmp_path: Path,
+) -> None:
+    from likeness.jobs.batch_file import read_jobs
+
+    def jobs_file(profile: str) -> Path:
+        path = tmp_path / f"{profile}.jsonl"
+        lines = [
+            {"kind": "swap", "source": "a.jpg", "target": "b.jpg", "purpose": "film", "out": "x.jpg"},
+            {
+                "kind": "swap",
+                "source": "a.jpg",
+                "target": "b.jpg",
+                "purpose": "film",
+                "out": "y.jpg",
+                "disclosure-profile": profile,
+            },
+        ]
+        path.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+        return path
+
+    first, second = read_jobs(jobs_file("CN"))
+    assert "disclosure_profile" not in first.options and second.options["disclosure_profile"] == "cn"
+    with pytest.raises(UsageError, match=r"us\.jsonl:2: job 2: unknown disclosure profile 'us'"):
+        read_jobs(jobs_file("us"))
+    code, _, err = _run(tmp_path / "home", "batch", str(jobs_file("us")))
+    assert code == 2 and "unknown disclosure profile 'us'" in err
+    assert not (tmp_path / "us.jsonl.results.jsonl").exists(), "nothing ran"
