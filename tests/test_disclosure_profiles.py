@@ -27,6 +27,7 @@ import video_fixtures as vf
 from likeness.cli import main
 from likeness.consent.policy import Policy
 from likeness.disclosure.credentials import read_credentials
+from likeness.disclosure.output_id import new_output_id
 from likeness.disclosure.profiles import get_profile
 from likeness.disclosure.seal import SealJob, seal_frames
 from likeness.disclosure.still_sink import StillSink
@@ -237,6 +238,23 @@ def test_cn_still_carries_aigc_metadata_large_text_and_the_manifest_assertion(
     assert "disclosure profile: cn" in report.describe()
 
 
+@pytest.mark.parametrize(("fmt", "media_type"), [("JPEG", "image/jpeg"), ("PNG", "image/png")])
+def test_aigc_metadata_round_trips_any_producer_name_and_leaves_the_pixels(
+    faces_dir: Path, tmp_path: Path, fmt: str, media_type: str
+) -> None:
+    from likeness.disclosure.implicit import aigc_fields, embed_aigc, read_aigc
+    from likeness.disclosure.still_sink import decode_bytes, encode
+
+    pixels = load_image(faces_dir / PHOTO).pixels
+    path = tmp_path / f"file.{fmt.lower()}"
+    path.write_bytes(encode(pixels, fmt))
+    before = decode_bytes(path.read_bytes())
+    fields = aigc_fields(new_output_id(), 'Studio "Nord" <film> & 北京', "0123456789abcdef")
+    embed_aigc(path, media_type, fields)
+    assert read_aigc(path) == fields == _pillow_aigc(path)
+    assert np.array_equal(decode_bytes(path.read_bytes()), before)  # bytes inserted, pixels untouched
+
+
 def test_cn_still_with_its_metadata_stripped_no_longer_meets_the_profile(
     faces_dir: Path, tmp_path: Path, home
 ) -> None:
@@ -383,7 +401,6 @@ def test_footage_cn_carries_aigc_in_the_mp4_metadata_and_verify_reports_the_prof
 def test_resumed_footage_records_the_start_label_an_earlier_run_drew(faces_dir: Path) -> None:
     """A footage job resumed after its first 2 s draws no start label itself; its manifest still
     records the one its earlier run drew, in the same place."""
-    from likeness.disclosure.output_id import new_output_id
     from likeness.disclosure.seal import Marker
 
     pixels = vf.resize(load_image(faces_dir / PHOTO).pixels, 640, 360)

@@ -129,8 +129,10 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 def _png_with(data: bytes, packet: bytes) -> bytes:
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         raise DisclosureError("the encoded output is not a PNG file; the AIGC metadata cannot be written")
-    at = data.find(b"IDAT") - 4
-    if at < 8:
+    at = 8
+    while at + 8 <= len(data) and data[at + 4 : at + 8] != b"IDAT":  # walk the chunks to the first IDAT
+        at += 12 + struct.unpack(">I", data[at : at + 4])[0]
+    if at + 8 > len(data):
         raise DisclosureError("the encoded PNG has no image data")
     # iTXt: keyword, NUL, compression flag 0, method 0, empty language tag, NUL, empty translation, NUL
     body = XMP_PNG_KEYWORD + b"\x00\x00\x00" + b"\x00" + b"\x00" + packet
