@@ -18,6 +18,9 @@ output is analysed again with dlib and measured (one row per swapper):
 - **seam (first score)**: the same gradient along the whole edge of the changed region over its mean
   inside, as first defined; kept as it was, but a kept mouth's hole moves both its numerator and its
   denominator, so it no longer compares swappers that keep different things.
+- **seam (outer)**: the first score's ratio on the outer edge alone: holes in the changed region (a kept
+  open mouth) filled, their edges left out of both the band and the inside, so it compares swappers
+  that keep different things (the kept mouth's edge is the "mouth edge" column).
 - **worse ID**: pairs where the new output is farther from the source than the old one by > --margin.
 
 Outputs are never written: the people in the test photos did not consent to being swapped.
@@ -64,6 +67,7 @@ class Scores:
     landmark_error: list[float] = field(default_factory=list)
     delta_e: list[float] = field(default_factory=list)
     seam: list[float] = field(default_factory=list)
+    outer_seam: list[float] = field(default_factory=list)
     edge: list[float] = field(default_factory=list)
     mouth_edge: list[float] = field(default_factory=list)
     seam_by_pair: dict[int, tuple[float, bool]] = field(default_factory=dict)
@@ -186,6 +190,28 @@ def seam_score(out: np.ndarray, target: np.ndarray, face_size: float) -> float |
     return float(magnitude[band].mean() / max(float(magnitude[core].mean()), 1e-6))
 
 
+def outer_seam_score(out: np.ndarray, target: np.ndarray, face_size: float) -> float | None:
+    """:func:`seam_score` on the outer edge only: holes of the changed region filled, a band of the same
+    width around each hole left out of both the edge band and the inside."""
+    from scipy.ndimage import binary_fill_holes
+
+    changed = np.any(out != target, axis=2)
+    if changed.sum() < 100:
+        return None
+    filled = binary_fill_holes(changed)
+    holes = cv2.morphologyEx((filled & ~changed).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    width = max(3.0, 0.05 * face_size)
+    inside = cv2.distanceTransform(filled.astype(np.uint8), cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform(1 - filled.astype(np.uint8), cv2.DIST_L2, 5)
+    near_hole = cv2.distanceTransform(1 - holes, cv2.DIST_L2, 5) < width
+    band = ((filled & (inside < width)) | (~filled & (outside < width))) & ~near_hole
+    core = filled & (inside >= width) & ~near_hole
+    if core.sum() < 50 or not band.any():
+        return None
+    magnitude = change_gradient(out, target, face_size)
+    return float(magnitude[band].mean() / max(float(magnitude[core].mean()), 1e-6))
+
+
 def edge_step(out: np.ndarray, target: np.ndarray, face_size: float) -> tuple[float | None, float | None]:
     """(outer edge, hole edges): how steeply the change of lightness rises across the outer edge of the
     changed region, and across the edges of holes in it (a kept open mouth), in L* per 1 % of the face
@@ -280,6 +306,9 @@ def main() -> None:
             seam = seam_score(out, dst_px, float(dst_face.size))
             if seam is not None:
                 score.seam.append(seam)
+            outer_seam = outer_seam_score(out, dst_px, float(dst_face.size))
+            if outer_seam is not None:
+                score.outer_seam.append(outer_seam)
             outer_step, hole_step = edge_step(out, dst_px, float(dst_face.size))
             if outer_step is not None:
                 score.edge.append(outer_step)
@@ -317,7 +346,7 @@ def main() -> None:
     print(f"\n{args.pairs} pairs of {len(identities)} identities, seed {args.seed}; old = {args.old_ref}")
     print(f"target's own cheeks vs neck: median ΔE {np.median(own_delta_e):.1f}\n")
     header = ("", "ID top-1", "closer to src", "landmarks %IOD", "ΔE cheeks–neck", "edge step", "mouth edge")
-    header += ("seam (first score)",)
+    header += ("seam (first score)", "seam (outer)")
     header += ("lost", "s/swap")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -330,6 +359,7 @@ def main() -> None:
             f"| {np.median(score.edge):.3f} (mean {np.mean(score.edge):.3f}) "
             f"| {np.median(score.mouth_edge or [np.nan]):.3f} ({len(score.mouth_edge)}) "
             f"| {np.median(score.seam):.2f} (mean {np.mean(score.seam):.2f}) "
+            f"| {np.median(score.outer_seam):.3f} (mean {np.mean(score.outer_seam):.3f}) "
             f"| {score.lost} | {score.seconds / done:.2f} |"
         )
     print(f"\npairs where new is farther from the source than old by > {args.margin}: {len(worse)}")

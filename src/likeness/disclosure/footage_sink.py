@@ -6,7 +6,9 @@
 * The :class:`~likeness.media.video.VideoEncoder` opens the job folder ``.<out name>.likeness-job``
   (same filesystem as the output, so the final rename is atomic). A new job gets a new output id;
   a job that was killed or cancelled keeps its id (every frame already written carries it), its
-  finished segments and the source's checkpoint, and carries on after them.
+  finished segments and the source's checkpoint, and carries on after them. It converts and
+  encodes in its own thread, at most ``ENCODE_QUEUE_FRAMES`` frames behind (``background``), so the
+  next frame is made on the other core meanwhile.
 * ``finish`` joins the segments and copies the audio; the **self-check** reads the keyframes of the
   encoded file back (:func:`likeness.disclosure.read.read_video_disclosure`): the id must read back
   and no other id may.
@@ -47,7 +49,7 @@ from likeness.errors import DisclosureError, LikenessError, UsageError
 from likeness.fsutil import fsync_dir, sha256_file
 from likeness.media.frames import Frame, ResumePoint
 from likeness.media.video import EncodeSettings, VideoEncoder, VideoInfo, remove_job
-from likeness.progress import Progress, no_progress
+from likeness.progress import Progress, StageTimer, no_progress
 
 VIDEO_WATERMARK_STRENGTH = 4.5
 """RMS of the luma change in grey levels (images: ``watermark.STRENGTH`` = 3.0); see the docstring."""
@@ -56,6 +58,8 @@ DEFAULT_CODECS = {".mp4": "h264", ".mov": "prores"}
 JOB_SUFFIX = ".likeness-job"
 SEALED_STEM = "sealed"
 PROGRESS_EVERY_S = 0.5
+ENCODE_QUEUE_FRAMES = 4
+"""Frames waiting for the encoder thread at most (4 RGB frames: 25 MB at 1080p, 100 MB at 4K)."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,7 @@ class FootageSink:
     """Segments in the job folder, then one signed MP4/MOV; see the module docstring."""
 
     watermark_strength = VIDEO_WATERMARK_STRENGTH
+    watermark_per_output = True  # one id, one frame size: the pattern is built once (frame_mark)
 
     def __init__(
         self,
@@ -204,6 +209,7 @@ class FootageSink:
         settings: EncodeSettings,
         key: dict[str, str],
         progress: Progress = no_progress,
+        timer: StageTimer | None = None,
     ) -> None:
         self.out_path = Path(out_path).expanduser().absolute()
         self.settings = video_output_settings(self.out_path, settings)
@@ -212,6 +218,8 @@ class FootageSink:
         self.start_time = info.start_time  # the start label's clock starts at the first frame
         self.key = key
         self.progress = progress
+        self.timer = timer
+        """Receives ``encode thread``: the encoder thread's busy time (frames converted and encoded)."""
         self.job = job_folder(self.out_path)
         self._encoder: VideoEncoder | None = None
         self._meter: _Meter | None = None
@@ -231,6 +239,8 @@ class FootageSink:
                 key=self.key,
                 meta={"output_id": new_output_id()},
                 checkpoint=checkpoint,
+                background=True,  # frames are encoded on the other core while the next is made
+                queue_frames=ENCODE_QUEUE_FRAMES,
             )
         except LikenessError as error:
             error.keep_job = True  # type: ignore[attr-defined] # e.g. the folder is another process's job
@@ -269,6 +279,8 @@ class FootageSink:
         assert self._encoder is not None
         progress("joining segments and audio", 0.95)
         self._encoded = self._encoder.finish()
+        if self.timer is not None:
+            self.timer.add("encode thread", self._encoder.busy_seconds)
         self.close()
         signed = self.job / f"{SEALED_STEM}{self.settings.suffix}"
         os.replace(self._encoded.path, signed)

@@ -8,7 +8,8 @@ Order, for every kind of output:
 3. every frame: visible label (as the job's disclosure profile words and places it; footage under
    a profile with a start label gets a larger one over its first seconds) → invisible watermark
    carrying the id → the sink (encoder); there is no switch that skips either, and ``cancel`` is
-   checked before each frame;
+   checked before each frame (footage builds the watermark's fixed pattern once,
+   :mod:`likeness.disclosure.frame_mark`);
 4. the sink finishes the file inside its job folder, and a **self-check** reads the encoded file
    back: the id must read back (and no other id may); a profile with an implicit label then has
    the ``AIGC`` metadata written into the file (:mod:`likeness.disclosure.implicit`);
@@ -37,6 +38,7 @@ import numpy as np
 
 from likeness.disclosure import watermark
 from likeness.disclosure.credentials import CredentialFacts, CredentialResult, sign_content_credentials
+from likeness.disclosure.frame_mark import FrameMarker
 from likeness.disclosure.implicit import aigc_fields, embed_aigc
 from likeness.disclosure.label import (
     CORNERS,
@@ -125,6 +127,10 @@ class FrameSink(Protocol, Generic[Result]):
     watermark_strength: float
     start_time: float
     """When the first frame is shown, in seconds (footage may start after 0): the start label's clock."""
+    watermark_per_output: bool
+    """True: the frames are many, of one size, so the watermark pattern is built once per output
+    (:class:`~likeness.disclosure.frame_mark.FrameMarker`); False: each frame is marked on its own
+    (:func:`~likeness.disclosure.watermark.embed_id`, for a still)."""
 
     def check(self, ingredients: list[Ingredient]) -> None:
         """Refuse an unusable destination (:class:`UsageError`) before any work."""
@@ -210,12 +216,24 @@ class Marker:
     on the first frame (else every frame is drawn). Footage under a profile with a start label gets
     :func:`apply_start_label` on top for the frames before ``profile.start_seconds``, pasted the
     same way.
+
+    The watermark: with ``per_output`` (footage) a :class:`FrameMarker` built for the frame size
+    marks every frame (a new one if the size changes); else :func:`watermark.embed_id`.
     """
 
     def __init__(
-        self, output_id: str, job: SealJob, strength: float, *, footage: bool = False, start_time: float = 0.0
+        self,
+        output_id: str,
+        job: SealJob,
+        strength: float,
+        *,
+        per_output: bool = False,
+        footage: bool = False,
+        start_time: float = 0.0,
     ) -> None:
         self.output_id = output_id
+        self.per_output = per_output
+        self._frame_marker: FrameMarker | None = None
         self.corner, self.language = job.label_corner, job.label_language
         self.faces = job.faces
         self.strength = strength
@@ -307,8 +325,14 @@ class Marker:
             facts["start_label"] = {**start.facts(width, height), "seconds": self.start_seconds}
         return facts
 
-    def mark(self, labelled: np.ndarray, *, strength: float | None = None) -> np.ndarray:
-        return watermark.embed_id(labelled, self.output_id, strength=strength or self.strength)
+    def mark(self, labelled: np.ndarray) -> np.ndarray:
+        if not self.per_output:
+            return watermark.embed_id(labelled, self.output_id, strength=self.strength)
+        height, width = labelled.shape[:2]
+        marker = self._frame_marker
+        if marker is None or (marker.height, marker.width) != (height, width):
+            marker = self._frame_marker = FrameMarker(height, width, self.output_id, strength=self.strength)
+        return marker.mark(labelled)
 
 
 def _check_pixels(pixels: np.ndarray) -> None:
@@ -395,6 +419,7 @@ def _seal_once(
         begun.output_id,
         job,
         sink.watermark_strength,
+        per_output=sink.watermark_per_output,
         footage=sink.media_type.startswith("video/"),
         start_time=sink.start_time,
     )

@@ -127,6 +127,7 @@ class StillSink:
 
     watermark_strength = watermark.STRENGTH
     start_time = 0.0
+    watermark_per_output = False  # one frame: watermark.embed_id
 
     def __init__(self, out_path: Path) -> None:
         self.out_path = Path(out_path).expanduser().absolute()

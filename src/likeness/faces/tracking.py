@@ -51,6 +51,7 @@ mean distance from the known true motion. In a sweep on the same frames before e
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -307,8 +308,6 @@ class FaceTracker:
     def _associate(
         self, frame_index: int, time: float, detections: list[Face], started: list[Track], ended: list[Track]
     ) -> None:
-        from scipy.optimize import linear_sum_assignment
-
         settings = self.settings
         states = self._states
         overlap = np.zeros((len(states), len(detections)))
@@ -325,7 +324,7 @@ class FaceTracker:
         pairs: list[tuple[int, int]] = []
         if states and detections:
             cost = np.where(different, 2.0, 1.0 - overlap)
-            rows, cols = linear_sum_assignment(cost)
+            rows, cols = assign(cost)
             pairs = [
                 (r, c)
                 for r, c in zip(rows, cols, strict=True)
@@ -464,6 +463,39 @@ class FaceTracker:
             source=state.source,
             detection=state.detection,
         )
+
+
+BRUTE_FORCE_ORDERS = 720
+"""Assignments with at most this many possible orders (e.g. 3 tracks × 6 faces) are searched
+exhaustively."""
+
+
+def assign(cost: np.ndarray) -> tuple[list[int], list[int]]:
+    """Rows and columns of a minimum-cost assignment (as ``scipy.optimize.linear_sum_assignment``).
+
+    A shot rarely holds more than a few faces: up to :data:`BRUTE_FORCE_ORDERS` possible assignments
+    every one is tried (under a millisecond), which spares each job the import of ``scipy.optimize``
+    (≈ 0.1–0.35 s); larger problems go to scipy.
+    """
+    cost = np.asarray(cost, dtype=np.float64)
+    rows, cols = cost.shape
+    if min(rows, cols) == 0:
+        return [], []
+    if math.perm(max(rows, cols), min(rows, cols)) > BRUTE_FORCE_ORDERS:
+        from scipy.optimize import linear_sum_assignment
+
+        found_rows, found_cols = linear_sum_assignment(cost)
+        return [int(r) for r in found_rows], [int(c) for c in found_cols]
+    transposed = rows > cols
+    matrix = cost.T if transposed else cost
+    best: tuple[float, tuple[int, ...]] | None = None
+    for order in itertools.permutations(range(matrix.shape[1]), matrix.shape[0]):
+        total = float(matrix[range(matrix.shape[0]), order].sum())
+        if best is None or total < best[0] - 1e-12:
+            best = (total, order)
+    assert best is not None
+    pairs = sorted((c, r) for r, c in enumerate(best[1])) if transposed else list(enumerate(best[1]))
+    return [r for r, _ in pairs], [c for _, c in pairs]
 
 
 def _face_points(face: Face) -> np.ndarray:

@@ -62,3 +62,26 @@ class Analyzer(Protocol):
     def model_files(self) -> list[ModelUse]:
         """Every model file this analyzer loaded, with its hash and licence (licence checks, manifests)."""
         ...
+
+
+@runtime_checkable
+class LazyAnalyzer(Analyzer, Protocol):
+    """An analyzer that can detect without embedding, at a scale the caller picks (footage).
+
+    Embeddings are most of an analysis' cost and footage needs one only when a face is gated or its
+    identity re-checked; between those, finding the face again is enough.
+    """
+
+    def detect(self, pixels: np.ndarray, *, scale: float | None = None) -> list[Face]:
+        """Faces with box and landmarks and an empty embedding, left to right. ``scale`` (< 1):
+        detect on a copy resized by it, without upsampling; ``None``: the analyzer's own choice."""
+        ...
+
+    def embed(self, pixels: np.ndarray, face: Face) -> Face:
+        """``face``, found in ``pixels`` by :meth:`detect`, with its embedding."""
+        ...
+
+
+def has_embedding(face: Face) -> bool:
+    """Whether ``face`` carries an embedding (:meth:`LazyAnalyzer.detect` leaves it empty)."""
+    return face.embedding is not None and np.size(face.embedding) > 0

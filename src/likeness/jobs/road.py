@@ -249,6 +249,7 @@ def run_job(
                 settings=settings,
                 key={**resume_key(footage, source.sha256, tools), "disclosure_profile": profile},
                 progress=lambda stage, fraction: progress(stage, 0.02 + 0.98 * fraction),
+                timer=timer,
             )
 
         def record(sealed: SealedOutput) -> None:

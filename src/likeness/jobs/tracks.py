@@ -12,7 +12,8 @@ Who is replaced (``faces``):
   likeness on them, and the outcome lists each such face with the reason it was left. This is what
   a film user needs (replace the double, not the crowd), and it keeps the image rule that every
   *replaced* face is consented. A face is tried again at each detection until it is identified
-  (an actor walking in from the frame edge is often unidentifiable on the first frames).
+  (an actor walking in from the frame edge is often unidentifiable on the first frames); after
+  ``IDENTIFY_ROUNDS`` tries, and for a bystander, on the re-check schedule below.
 * ``"all"``: the image rule (every face replaced): a face that is not identified as a consenting
   target within ``IDENTIFY_ROUNDS`` detections, or is identified as someone whose consent does not
   cover this use, stops the job (:class:`~likeness.errors.ConsentRefused` naming the face, the
@@ -22,12 +23,22 @@ In both modes the source must pass the gate first (before any frame is read), a 
 logged to the ledger, and the output's ledger entry names every consent used, re-checked when the
 output is recorded (a revocation while the job ran wins). Tracks keep their decision frame to
 frame (the same person keeps the same swap). A swapped track's identity is confirmed again at
-every detection, at least every ``REVERIFY_EVERY_S`` between detections (re-identified from a crop
-around the face, whatever ``detect_every`` is), and at once when its appearance drifts
-(``DRIFT_NCC``). This fails closed: a face that is not confirmed as the track's identity is not
-swapped from that frame on, the track **splits** (its report says where and why), and the face
-opens a new track that is gated afresh. The tracker also ends a track whose embedding jumps past
-the gate's threshold + margin (two people crossing never share a decision).
+least every ``REVERIFY_EVERY_S`` (from that frame's detection, or re-identified from a crop around
+the face between detections, whatever ``detect_every`` is), and at once when its appearance drifts
+(``DRIFT_NCC``, looked at on every frame). This fails closed: a face that is not confirmed as the
+track's identity is not swapped from that frame on, the track **splits** (its report says where and
+why), and the face opens a new track that is gated afresh. Two people crossing never share a
+decision: the face that takes over a track's place looks different (drift), so it is re-identified
+on that frame; with an analyzer that embeds every detection, the tracker also ends a track whose
+embedding jumps past the gate's threshold + margin.
+
+Speed. Embeddings are most of an analysis' cost, so detections leave them out (with an analyzer that
+can: :class:`~likeness.faces.types.LazyAnalyzer`) and one is computed only when a face is gated, tried
+again, or re-checked as above; a bystander's track is re-checked on the same schedule. Detection runs
+at the scale the followed faces allow (:mod:`likeness.faces.detect_scale`). Decoding runs in its own
+thread and each frame's swap on a small pool, a few frames behind the detection, tracking and gating,
+which stay in the caller's thread in frame order (every decision is made before the frame it applies
+to is swapped); the sink encodes in its own thread. Every queue is bounded, so memory stays flat.
 
 If no face at all is replaced, the job fails (nothing written): an output that silently swapped
 nobody is the "no output, no reason" failure users complain about elsewhere.
@@ -44,8 +55,11 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
@@ -54,8 +68,9 @@ from likeness.consent.gate import GateDecision, Involvement, Match, check_consen
 from likeness.consent.registry import Registry
 from likeness.disclosure.footage_sink import VIDEO_WATERMARK_STRENGTH
 from likeness.errors import BadInput, ConsentRefused, NoFace
+from likeness.faces.detect_scale import DetectScale, misses
 from likeness.faces.tracking import FaceTracker, Track, TrackedFace, TrackerSettings, iou
-from likeness.faces.types import Analyzer, Face
+from likeness.faces.types import Analyzer, Face, LazyAnalyzer, has_embedding
 from likeness.jobs.requests import TrackReport, VideoSwapRequest
 from likeness.jobs.selection import SwapTransform
 from likeness.media.frames import Frame, ResumePoint
@@ -67,11 +82,21 @@ IDENTIFY_ROUNDS = 3
 REVERIFY_EVERY_S = 0.5
 """A swapped track's identity is confirmed again at least this often (seconds), whatever
 ``detect_every`` says: between detections the face is re-identified from a crop around it."""
-DRIFT_NCC = 0.95
+DRIFT_NCC = 0.97
 """Between confirmations, a swapped face whose 32×32 grey patch correlates less than this with the
 patch at its last confirmation has drifted in appearance (a crossfade, another person stepping
-into the same place) and is re-identified at once."""
+into the same place) and is re-identified at once. The patch is a square of the confirmed size
+around the landmarks' centre (:func:`_square`), not the box, whose size jumps at detections: on
+bench/swap_video.py's drifting portrait the same face then stays ≥ 0.98 (box patches dipped to
+0.945, each dip an embedding), so the threshold could rise from 0.95 and the crossfade in
+tests/test_video_swap.py still splits before the frame is 60 % the other person."""
 PATCH = 32
+DECODE_AHEAD = 4
+"""Frames the decoder thread may have ready ahead of the face work."""
+SWAP_AHEAD = 3
+"""Frames whose swap may still be running (on :data:`SWAP_WORKERS` threads) while later frames are
+detected, tracked and gated; with the decoder's and the encoder's queues, what bounds memory."""
+SWAP_WORKERS = 2
 
 
 # -- per-track decisions -----------------------------------------------------------------------------------
@@ -93,6 +118,8 @@ class _TrackState:
     """The frame where the track's identity was last confirmed (a detection or a re-identification)."""
     patch: np.ndarray | None = field(default=None, repr=False)
     """The face's normalised grey patch at that frame (see :data:`DRIFT_NCC`)."""
+    patch_side: int = 0
+    """The side of the square the patch was cut from; later patches are cut at the same size."""
     gated_embedding: np.ndarray | None = field(default=None, repr=False)
     """The embedding the consent gate decided on; a confirmation must stay within the gate's
     threshold of it (a gradual change of person cannot creep past the gate)."""
@@ -157,6 +184,7 @@ class FootageFrames:
         transform: SwapTransform,
         source_matches: list[Match],
         timer: StageTimer,
+        pipeline: bool = True,
     ) -> None:
         self.request = request
         self.info = info
@@ -173,6 +201,14 @@ class FootageFrames:
         self._matches: dict[tuple[str, str], Match] = {}
         self._next_track_id = 1
         self._first_faces: list[tuple[int, int, int, int]] = []
+        self.pipeline = pipeline
+        """Decode and swap on other threads (the footage sink encodes on its own); ``False``: decode
+        and swap in the caller's thread (the same frames, for tests and comparisons)."""
+        self.detect_scale = DetectScale()
+        self._followed: list[Face] = []
+        """The faces followed on the previous frame (their sizes set the detection scale)."""
+        self._last_full: float | None = None
+        """When the last full-scale detection ran (seconds into the clip)."""
 
     # -- the FrameSource protocol ------------------------------------------------------------------
 
@@ -183,20 +219,30 @@ class FootageFrames:
             identity_threshold=self.point.threshold + self.point.margin,
         )
         tracker = FaceTracker(settings, distance=self._distance, first_track_id=self._next_track_id)
-        with open_frames(
-            self.request.target,
-            info=self.info,
-            after_pts=start.after_pts,
-            first_index=start.first_index,
-            on_corrupt=self.request.on_corrupt,
-        ) as reader:
+        ahead = SWAP_AHEAD if self.pipeline else 0
+        with (
+            open_frames(
+                self.request.target,
+                info=self.info,
+                after_pts=start.after_pts,
+                first_index=start.first_index,
+                on_corrupt=self.request.on_corrupt,
+                prefetch=DECODE_AHEAD if self.pipeline else 0,
+            ) as reader,
+            _SwapPool(self.transform, SWAP_WORKERS if self.pipeline else 0) as pool,
+        ):
             frames = iter(reader)
+            pending: deque[_Pending] = deque()
             while True:
                 with self.timer.stage("decode"):
                     frame = next(frames, None)
                 if frame is None:
                     break
-                yield self._render(tracker, frame)
+                pending.append(self._analyse(tracker, frame, pool))
+                while len(pending) > ahead:
+                    yield self._finish(pending.popleft())
+            while pending:
+                yield self._finish(pending.popleft())
         for track in tracker.finish():
             self._end(track)
         self._next_track_id = max([self._next_track_id, *(t.track_id + 1 for t in self._tracks.values())])
@@ -239,19 +285,52 @@ class FootageFrames:
     def _distance(self, a: np.ndarray, b: np.ndarray) -> float:
         return float(self.point.distances(a, np.asarray(b)[None])[0])
 
-    def _detect(self, pixels: np.ndarray) -> list[Face]:
-        with self.timer.stage("detect"):
-            return self.analyzer.analyze(pixels)
+    def _find(self, pixels: np.ndarray, scale: float | None) -> list[Face]:
+        """Faces in ``pixels``: without embeddings (added when needed) when the analyzer can."""
+        if isinstance(self.analyzer, LazyAnalyzer):
+            return self.analyzer.detect(pixels, scale=scale)
+        return self.analyzer.analyze(pixels)
 
-    def _render(self, tracker: FaceTracker, frame: Frame) -> Frame:
-        detections = self._detect(frame.pixels) if tracker.wants_detection(frame.index) else None
+    def _detect(self, frame: Frame) -> list[Face]:
+        """A detection round, at the scale the followed faces allow (:mod:`likeness.faces.detect_scale`)."""
+        with self.timer.stage("detect"):
+            followed = [face.box for face in self._followed]
+            since = None if self._last_full is None else frame.time - self._last_full
+            scale = (
+                self.detect_scale.choose([face.size for face in self._followed], since)
+                if isinstance(self.analyzer, LazyAnalyzer)
+                else None
+            )
+            faces = self._find(frame.pixels, scale)
+            if scale is not None and misses(followed, [face.box for face in faces]):
+                scale, faces = None, self._find(frame.pixels, None)
+            if scale is None:
+                self._last_full = frame.time
+            return faces
+
+    def _redetect(self, pixels: np.ndarray) -> list[Face]:
+        """Flow lost a face between detections: look again on this frame, at full scale."""
+        with self.timer.stage("detect"):
+            return self._find(pixels, None)
+
+    def _embedded(self, pixels: np.ndarray, face: Face) -> Face:
+        """``face`` with its embedding (computed now if the detection left it out)."""
+        if has_embedding(face) or not isinstance(self.analyzer, LazyAnalyzer):
+            return face
+        started = time.perf_counter()
+        embedded = self.analyzer.embed(pixels, face)
+        self.timer.add("embed", time.perf_counter() - started)
+        return embedded
+
+    def _analyse(self, tracker: FaceTracker, frame: Frame, pool: _SwapPool) -> _Pending:
+        """Detect, track and gate ``frame`` here; its swap is handed to ``pool``."""
+        detections = self._detect(frame) if tracker.wants_detection(frame.index) else None
         before = self.timer.seconds.get("detect", 0.0)
         started = time.perf_counter()
-        update = tracker.update(frame.index, frame.time, frame.pixels, detections, redetect=self._detect)
+        update = tracker.update(frame.index, frame.time, frame.pixels, detections, redetect=self._redetect)
         redetected = self.timer.seconds.get("detect", 0.0) - before
-        self.timer.seconds["track"] = (
-            self.timer.seconds.get("track", 0.0) + time.perf_counter() - started - redetected
-        )
+        self.timer.add("track", time.perf_counter() - started - redetected)
+        self._followed = [tracked.face for tracked in update.faces]
         if not self._first_faces:
             self._first_faces = [tracked.face.box for tracked in update.faces]
         for track in update.started:
@@ -265,26 +344,28 @@ class FootageFrames:
         with self.timer.stage("gate"):
             for tracked in update.faces:
                 self._consider(tracker, tracked, frame)
-        with self.timer.stage("swap"):
-            pixels = self._swap(frame.pixels, update.faces)
-        for track in update.ended:
-            self._end(track)
-        return dataclasses.replace(frame, pixels=pixels)
-
-    def _swap(self, pixels: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
-        out = pixels
-        for tracked in faces:
+        swapped: list[tuple[_TrackState, Face]] = []
+        for tracked in update.faces:
             state = self._tracks[tracked.track_id]
             state.frames_seen += 1
-            if state.state != "swap":
-                continue
-            try:
-                out = self.transform(out, tracked.face)
-            except BadInput:
+            if state.state == "swap":
+                swapped.append((state, tracked.face))
+        future = pool.submit(frame.pixels, [face for _, face in swapped])
+        for track in update.ended:
+            self._end(track)
+        return _Pending(frame=frame, swap=future, states=[state for state, _ in swapped])
+
+    def _finish(self, pending: _Pending) -> Frame:
+        """The frame with its faces swapped (waiting for the swap if it still runs)."""
+        with self.timer.stage("swap"):
+            pixels, done, seconds = pending.swap.result()
+        self.timer.add("swap thread", seconds)
+        for state, ok in zip(pending.states, done, strict=True):
+            if ok:
+                state.frames_swapped += 1
+            else:
                 state.swap_failures += 1  # e.g. turned too far this frame: left as it was
-                continue
-            state.frames_swapped += 1
-        return out
+        return dataclasses.replace(pending.frame, pixels=pixels)
 
     # -- the gate, per track ------------------------------------------------------------------------------
 
@@ -297,45 +378,61 @@ class FootageFrames:
     def _consider(self, tracker: FaceTracker, tracked: TrackedFace, frame: Frame) -> None:
         state = self._tracks[tracked.track_id]
         state.last_frame, state.last_time = frame.index, frame.time
+        if state.state == "swap":
+            self._recheck(tracker, state, tracked, frame)
+            return
         detection = tracked.detection
         if detection is None:
-            if state.state == "swap":
-                self._recheck(tracker, state, tracked, frame)
             return
+        settled = state.state == "keep" or state.rounds >= IDENTIFY_ROUNDS
+        if settled and not self._due(state, tracked, frame)[0]:
+            return  # a bystander, or a face tried often enough: looked at again on the schedule
+        detection = self._embedded(frame.pixels, detection)
         state.last_detection = detection
         found = identify(detection.embedding, self.gallery, self.point)
-        same = self._same_person(state, found, detection.embedding)
-        if state.state == "swap":
-            if same:
-                self._confirmed(state, tracked, frame)
-                return
-            self._split(tracker, state, frame, found)  # fail closed: not swapped from this frame on
-            return
+        self._checked(state, tracked, frame)
         if state.state == "keep":
-            if same or found.outcome != "match":
+            if found.outcome != "match" or self._same_person(state, found, detection.embedding):
                 return
             state.state, state.rounds = "pending", 0
         self._decide(state, detection, found)
         if state.state == "swap":
             state.gated_embedding = np.asarray(detection.embedding)
-            self._confirmed(state, tracked, frame)
 
     # -- re-verification of swapped tracks -------------------------------------------------------------
 
-    def _confirmed(self, state: _TrackState, tracked: TrackedFace, frame: Frame) -> None:
+    def _checked(self, state: _TrackState, tracked: TrackedFace, frame: Frame) -> None:
+        """The track's identity was looked at on this frame (its embedding identified); for a swapped
+        track, confirmed."""
         state.verified_frame = frame.index
-        state.patch = _patch(frame.pixels, tracked.face.box)
+        state.patch_side = max(8, tracked.face.size)
+        state.patch = _patch(frame.pixels, _square(tracked.face, state.patch_side))
+
+    def _due(self, state: _TrackState, tracked: TrackedFace, frame: Frame) -> tuple[bool, bool]:
+        """(due, drifted): whether the track's identity must be checked on this frame, and whether
+        that is because its appearance drifted since the last check."""
+        every = max(1, round(REVERIFY_EVERY_S * max(self.info.fps or 25.0, 1.0)))
+        patch = _patch(frame.pixels, _square(tracked.face, state.patch_side)) if state.patch_side else None
+        drifted = state.patch is not None and patch is not None and _ncc(state.patch, patch) < DRIFT_NCC
+        return drifted or frame.index - state.verified_frame >= every, drifted
 
     def _recheck(self, tracker: FaceTracker, state: _TrackState, tracked: TrackedFace, frame: Frame) -> None:
-        """Between detections: re-identify the face when it is due or its appearance drifted."""
-        every = max(1, round(REVERIFY_EVERY_S * max(self.info.fps or 25.0, 1.0)))
-        patch = _patch(frame.pixels, tracked.face.box)
-        drifted = state.patch is not None and patch is not None and _ncc(state.patch, patch) < DRIFT_NCC
-        if not drifted and frame.index - state.verified_frame < every:
+        """A swapped track: re-identify the face when it is due or its appearance drifted (from this
+        frame's detection if there is one, else from a crop around the tracked face)."""
+        due, drifted = self._due(state, tracked, frame)
+        if not due:
             return
-        found, embedding = self._reidentify(frame.pixels, tracked.face)  # timed as part of "gate"
+        found: Any = None
+        embedding: np.ndarray | None = None
+        if tracked.detection is not None:
+            detection = self._embedded(frame.pixels, tracked.detection)
+            state.last_detection = detection
+            embedding = np.asarray(detection.embedding)
+            found = identify(embedding, self.gallery, self.point)
+        else:
+            found, embedding = self._reidentify(frame.pixels, tracked.face)  # timed as part of "gate"
         if found is not None and embedding is not None and self._same_person(state, found, embedding):
-            self._confirmed(state, tracked, frame)
+            self._checked(state, tracked, frame)
             return
         self._split(tracker, state, frame, found, drifted=drifted)
 
@@ -355,13 +452,18 @@ class FootageFrames:
         height, width = pixels.shape[:2]
         x0, y0 = max(0, left - pad), max(0, top - pad)
         x1, y1 = min(width, right + pad), min(height, bottom + pad)
-        found = self.analyzer.analyze(np.ascontiguousarray(pixels[y0:y1, x0:x1]))
+        crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
+        scale = self.detect_scale.choose([min(right - left, bottom - top)], 0.0)
+        found = self._find(crop, scale)
+        if scale is not None and not found:
+            found = self._find(crop, None)
         if not found:
             return None, None
         shifted = (left - x0, top - y0, right - x0, bottom - y0)
         best = max(found, key=lambda f: iou(f.box, shifted))
         if iou(best.box, shifted) < 0.3:
             return None, None
+        best = self._embedded(crop, best)
         return identify(best.embedding, self.gallery, self.point), np.asarray(best.embedding)
 
     def _split(
@@ -516,6 +618,68 @@ def _patch(pixels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray | N
     return small / (float(small.std()) + 1e-6)
 
 
+def _square(face: Face, side: int) -> tuple[int, int, int, int]:
+    """A square of ``side`` px centred on the face's landmarks (steadier than its box, whose size
+    jumps a little at each detection: the drift check compares like with like)."""
+    points = np.asarray(face.landmarks if np.size(face.landmarks) else face.landmarks5, np.float64)
+    if points.size:
+        cx, cy = points.reshape(-1, 2).mean(axis=0)
+    else:
+        cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+    left, top = round(cx - side / 2), round(cy - side / 2)
+    return (left, top, left + side, top + side)
+
+
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     """Normalised cross-correlation of two patches from :func:`_patch` (1: the same appearance)."""
     return float(np.mean(a * b))
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A frame detected, tracked and gated, whose swap runs in the pool."""
+
+    frame: Frame
+    swap: Future[tuple[np.ndarray, list[bool], float]]
+    states: list[_TrackState]
+    """The tracks whose faces are swapped on it, in the order handed to the swap."""
+
+
+def _swap_faces(
+    transform: SwapTransform, pixels: np.ndarray, faces: list[Face]
+) -> tuple[np.ndarray, list[bool], float]:
+    """``pixels`` with ``faces`` swapped one after another; per face whether it was; the seconds taken."""
+    started = time.perf_counter()
+    done: list[bool] = []
+    for face in faces:
+        try:
+            pixels = transform(pixels, face)
+        except BadInput:
+            done.append(False)
+            continue
+        done.append(True)
+    return pixels, done, time.perf_counter() - started
+
+
+class _SwapPool:
+    """Swaps frames on ``workers`` threads (0: at once, in the caller's thread)."""
+
+    def __init__(self, transform: SwapTransform, workers: int) -> None:
+        self.transform = transform
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="swap") if workers > 0 else None
+
+    def submit(self, pixels: np.ndarray, faces: list[Face]) -> Future[tuple[np.ndarray, list[bool], float]]:
+        if self._executor is not None:
+            return self._executor.submit(_swap_faces, self.transform, pixels, faces)
+        future: Future[tuple[np.ndarray, list[bool], float]] = Future()
+        future.set_result(_swap_faces(self.transform, pixels, faces))  # an error is raised here, at once
+        return future
+
+    def __enter__(self) -> _SwapPool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)

@@ -20,6 +20,10 @@ record, rename) and pulls frames from the pipeline's renderer
 from the resume point the encoder reports (``resume_after_pts``, ``resume_frames``,
 ``resume_state``). :func:`looks_like_video` routes a job down the video road by suffix or header.
 
+Threads: ``open_frames(..., prefetch=N)`` decodes in a background thread and
+``VideoEncoder(..., background=True)`` encodes in one (:mod:`likeness.media.background`; PyAV
+releases the GIL while it works), each behind a bounded queue; the frames are the same as without.
+
 PyAV (``av``) is imported inside the functions, so importing this module costs nothing.
 """
 

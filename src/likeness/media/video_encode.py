@@ -46,11 +46,13 @@ and tagged with it, the source's primaries and transfer, limited range.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import heapq
 import io
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -62,6 +64,7 @@ import numpy as np
 
 from likeness.errors import BadInput, LikenessError, UsageError
 from likeness.fsutil import fsync_dir, fsync_file, sha256_file
+from likeness.media.background import SerialWorker
 from likeness.media.video_probe import MATRICES, VideoInfo
 
 VideoCodec = Literal["h264", "ffv1", "prores"]
@@ -315,7 +318,16 @@ class VideoEncoder:
     the same atomic manifest write that lists the segment, and handed back on resume as
     :attr:`resume_state` (e.g. the consent decisions the frames so far were made under). It is
     called after the caller has produced the first frame of the next segment, so it may describe
-    a little more than the finished segments hold, never less.
+    a little more than the finished segments hold, never less; it is always called in the caller's
+    thread.
+
+    ``background``: convert and encode in a background thread (:class:`~likeness.media.background.
+    SerialWorker`), at most ``queue_frames`` frames behind :meth:`write`, so the caller's next frame is
+    made on the other core meanwhile. :meth:`write` copies the pixels first (the caller may reuse its
+    array); the packets, segments and manifests are the same as without it. An error in the thread
+    (a full disk) is raised by the next :meth:`write` or by :meth:`finish`. ``on_segment`` is then
+    called in that thread. ``busy_seconds``: time spent converting and encoding frames (either thread;
+    not the last segment's flush in :meth:`finish`).
     """
 
     def __init__(
@@ -328,6 +340,8 @@ class VideoEncoder:
         meta: Mapping[str, Any] | None = None,
         on_segment: Callable[[SegmentRecord], None] | None = None,
         checkpoint: Callable[[], Mapping[str, Any]] | None = None,
+        background: bool = False,
+        queue_frames: int = 4,
     ) -> None:
         self.settings = settings or EncodeSettings()
         self.settings.validate()
@@ -360,7 +374,11 @@ class VideoEncoder:
         self.reused_segments = len(self.segments)
         self._segment: _Segment | None = None
         self._last_pts: int | None = self.resume_after_pts
+        self._segment_start: Fraction | None = None
+        """Where the segment the caller is writing into started (the caller's thread's view)."""
         self._finished: EncodedVideo | None = None
+        self.busy_seconds = 0.0
+        self._worker = SerialWorker(queue_frames, name=f"encode {self.job_dir.name}") if background else None
 
     # -- job state -----------------------------------------------------------------------------------
 
@@ -474,14 +492,18 @@ class VideoEncoder:
         else:
             self._matrix = "bt709" if info.height >= 720 else "bt601"
 
-    def _to_frame(self, pixels: np.ndarray, pts: int) -> Any:
+    def _rgb_frame(self, pixels: np.ndarray) -> Any:
+        """The frame to encode as an RGB ``av.VideoFrame`` (a copy of ``pixels``), turned and padded."""
         import av
 
         if self._unrotate:
             pixels = np.rot90(pixels, k=self._unrotate // 90)
         if self._pad != (0, 0):
             pixels = np.pad(pixels, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
+
+    def _to_frame(self, frame: Any, pts: int) -> Any:
+        """``frame`` (from :meth:`_rgb_frame`) in the encoder's pixel format, stamped ``pts``."""
         if self._pix_fmt == "bgr0":
             frame = frame.reformat(format="bgr0")
         else:
@@ -510,18 +532,35 @@ class VideoEncoder:
                 f"pts must increase: {pts} after {self._last_pts} "
                 "(a resumed job takes only frames after resume_after_pts)"
             )
-        time = pts * self._time_base
+        shown = pts * self._time_base
+        starts = self._segment_start is None or shown - self._segment_start >= Fraction(
+            self.settings.segment_seconds
+        )
+        state = self._checkpoint() if starts and self._segment_start is not None else None
+        if starts:
+            self._segment_start = shown
+        self._last_pts = pts
+        if self._worker is None:
+            self._encode(self._rgb_frame(pixels), pts, starts, state)
+        else:
+            self._worker.submit(functools.partial(self._encode, self._rgb_frame(pixels), pts, starts, state))
+
+    def _checkpoint(self) -> dict[str, Any] | None:
+        return None if self.checkpoint is None else dict(self.checkpoint())
+
+    def _encode(self, rgb: Any, pts: int, starts: bool, state: dict[str, Any] | None) -> None:
+        """Encode one frame (in the worker thread with ``background``); a segment ``starts`` with it."""
+        started = time.perf_counter()
+        if starts:
+            self._close_segment(state)
+            self._segment = self._open_segment(pts)
         segment = self._segment
-        if segment is not None and time - segment.first_time >= Fraction(self.settings.segment_seconds):
-            self._close_segment()
-            segment = None
-        if segment is None:
-            segment = self._segment = self._open_segment(pts)
-        for packet in segment.stream.encode(self._to_frame(pixels, pts)):
+        assert segment is not None
+        for packet in segment.stream.encode(self._to_frame(rgb, pts)):
             self._mux_segment_packet(segment, packet)
         segment.frames += 1
         segment.last_pts = pts
-        self._last_pts = pts
+        self.busy_seconds += time.perf_counter() - started
 
     def _open_segment(self, pts: int) -> _Segment:
         import av
@@ -558,7 +597,8 @@ class VideoEncoder:
         )
         segment.container.mux(packet)
 
-    def _close_segment(self) -> None:
+    def _close_segment(self, state: dict[str, Any] | None) -> None:
+        """Finish the segment in progress; ``state`` is what ``checkpoint`` said when it ended."""
         segment = self._segment
         if segment is None:
             return
@@ -588,8 +628,8 @@ class VideoEncoder:
         os.replace(segment.partial, final)
         fsync_dir(self.job_dir)
         self.segments.append(record)
-        if self.checkpoint is not None:
-            self.resume_state = dict(self.checkpoint())
+        if state is not None:
+            self.resume_state = state
         self._save_manifest()
         if self.on_segment is not None:
             self.on_segment(record)
@@ -600,7 +640,10 @@ class VideoEncoder:
         """Close the last segment, join the segments, mux the audio; return the file in the job folder."""
         if self._finished is not None:
             return self._finished
-        self._close_segment()
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            worker.join()  # the frames still queued are encoded first; a failed one raises here
+        self._close_segment(self._checkpoint() if self._segment is not None else None)
         if not self.segments:
             raise BadInput(f"{self.source.path}: no frames were encoded", hint="the video yielded no frames")
         self._check_segments_join()
@@ -758,6 +801,9 @@ class VideoEncoder:
 
     def close(self) -> None:
         """Abandon the segment in progress (finished segments stay for a resume) and release the folder."""
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            worker.abandon()
         segment = self._segment
         self._segment = None
         if segment is not None:

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from likeness.errors import BadInput
+from likeness.media.background import prefetch
 from likeness.media.video_probe import (
     DEFAULT_MAX_FRAME_PIXELS,
     DEFAULT_MAX_SIDE,
@@ -88,6 +89,10 @@ class FrameReader:
     it is at least this many seconds after the last one yielded (the others are decoded but not
     converted to RGB; an all-intra file sampled with ``keyframes_only`` would otherwise convert
     every frame).
+
+    ``prefetch``: decode (and convert to RGB) in a background thread, at most this many frames ahead
+    of the consumer (0: in the caller's thread). The frames, their order and every error are the
+    same; :meth:`close` stops the thread before it closes the file.
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class FrameReader:
         threads: int = 0,
         keyframes_only: bool = False,
         min_interval: float | None = None,
+        prefetch: int = 0,
     ) -> None:
         if on_corrupt not in ("stop", "skip"):
             raise ValueError(f"on_corrupt must be 'stop' or 'skip', not {on_corrupt!r}")
@@ -114,12 +120,14 @@ class FrameReader:
         self.threads = threads
         self.keyframes_only = keyframes_only
         self.min_interval = min_interval
+        self.prefetch = prefetch
         self.skipped: list[SkippedSpan] = []
         self.resumed_by: Literal["seek", "decode"] | None = None
         """How ``after_pts`` was reached: a keyframe seek, or decoding (and dropping) from the start."""
         self.decoded_from: float | None = None
         """Time of the first frame the decoder produced (after a seek: the keyframe it restarted at)."""
         self._container: Any = None
+        self._ahead: Iterator[DecodedFrame] | None = None
 
     def __enter__(self) -> FrameReader:
         return self
@@ -130,6 +138,12 @@ class FrameReader:
         self.close()
 
     def close(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.close()  # type: ignore[attr-defined] # a generator: joins the decoder thread
+        self._close_container()
+
+    def _close_container(self) -> None:
         if self._container is not None:
             self._container.close()
             self._container = None
@@ -139,7 +153,7 @@ class FrameReader:
     def _open(self) -> Any:
         from av.stream import Discard
 
-        self.close()
+        self._close_container()
         self._container = open_input(self.path)
         stream = video_stream_of(self._container, self.path)
         stream.thread_type = "AUTO"
@@ -202,6 +216,13 @@ class FrameReader:
         return True
 
     def __iter__(self) -> Iterator[DecodedFrame]:
+        if self.prefetch <= 0:
+            yield from self._frames()
+            return
+        self._ahead = prefetch(self._frames, self.prefetch, name=f"decode {self.path.name}")
+        yield from self._ahead
+
+    def _frames(self) -> Iterator[DecodedFrame]:
         stream = self._open()
         if self.after_pts is not None and self._seek(stream):
             self.resumed_by = "seek"

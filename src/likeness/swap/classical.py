@@ -19,7 +19,9 @@ No learned model beyond the 68-point landmarks the analyzer already found. The s
    continuous across triangle edges, never NaN).
 4. **Mask.** Convex hull of the jaw and the forehead points, eroded by 6 % of the face size and blurred
    within that erosion: it follows the jaw, replaces the brows (the seam runs over smooth forehead
-   skin), and is exactly 0 outside the hull, so every pixel outside it is returned unchanged.
+   skin), and is exactly 0 outside the hull, so every pixel outside it is returned unchanged. A full
+   dark beard on the target is cut out of it pixel by pixel; a kept open mouth is cut out inside the
+   inner lips.
 5. **Colour.** In CIELAB, measured on cheek-and-nose skin of both faces: a monotone lightness curve
    matching the 5th/50th/95th percentiles (slopes limited, soft roll-off instead of clipping), chroma
    scaled (not shifted) to the target's mean so whites stay white. A greyscale or sepia source takes the
@@ -47,8 +49,8 @@ from likeness.swap.classical_masks import (
     CHEEKS,
     INNER_LIPS,
     FacialHair,
+    beard_weight,
     facial_hair,
-    inner_outline,
     keeps_target_mouth,
     mouth_interior,
     mouth_opening,
@@ -113,11 +115,13 @@ class _Box:
 class SwapReport:
     """How one face was swapped.
 
-    ``mask`` is ``"full"`` (jaw and forehead: the source's whole face) or ``"inner"`` (brows, eyes, nose
-    and mouth: the target keeps its jaw, chin and beard), chosen ``"inner"`` only when the target has a
-    full, dark chin beard (:attr:`FacialHair.full_beard`): stubble, short beards and moustaches are
-    replaced by the source's skin (on the bench the inner mask cost those pairs dlib distance 0.02–0.12
-    to the source), and a source's beard alone does not switch either.
+    ``mask`` is ``"full"`` (jaw and forehead: the source's whole face) or ``"inner"`` (the same less the
+    target's beard, found pixel by pixel by :func:`likeness.swap.classical_masks.beard_weight`: the
+    source's face down to the beard's upper edge, its upper lip and lips; the target's beard and jaw
+    line), chosen ``"inner"`` only when the target has a full, dark chin beard
+    (:attr:`FacialHair.full_beard`): stubble, short beards and moustaches are replaced by the source's
+    skin (on the bench keeping them cost those pairs dlib distance 0.02–0.12 to the source), and a
+    source's beard alone does not switch either.
     ``mouth_kept``: the target's mouth was open and its interior (teeth, tongue) was kept;
     ``mouth_opening`` (target) and ``source_mouth_opening`` are the inner lips' gap as a share of the
     mouth's width; an open source mouth is warped into an open target mouth instead (see
@@ -226,10 +230,13 @@ class ClassicalSwapper:
                 src_patch, src_all, dst_all, size, smooth=enlarge > 1.25, loose=loose
             )
         with timer("mask"):
-            outline = _mask_outline(dst, report.mask)
+            outline = _outline(_with_forehead(dst))
             alpha, core = _face_mask(outline, target_patch.shape[:2], _face_size(_with_forehead(dst)))
-            face = _hull_mask(_outline(_with_forehead(dst)), target_patch.shape[:2]) > 0
-            alpha[~face], core = 0.0, core & face  # the inner mask never reaches beyond the full one
+            face = _hull_mask(outline, target_patch.shape[:2]) > 0
+            if report.mask == "inner":  # the target keeps its beard, pixel by pixel
+                beard = beard_weight(target_patch, dst)
+                alpha *= 1.0 - beard
+                core &= beard < 0.5
             keep = mouth_interior(dst, target_patch.shape[:2]) if report.mouth_kept else None
             if keep is not None:
                 alpha *= 1.0 - keep
@@ -249,7 +256,7 @@ class ClassicalSwapper:
                 blended = _pyramid_blend(matched, target_patch, alpha)
         with timer("compose"):
             local = target_points - (region.x0, region.y0)
-            outlines = [_outline(_with_forehead(local)), _mask_outline(local, report.mask)]
+            outlines = [_outline(_with_forehead(local))]
             result = _compose(target, blended, alpha, region, outlines)
         return result, report
 
@@ -556,11 +563,6 @@ def _hull_mask(outline: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     hull = cv2.convexHull(np.round(outline * 16).astype(np.int32))
     cv2.fillConvexPoly(mask, hull, 255, cv2.LINE_8, 4)
     return mask
-
-
-def _mask_outline(points: np.ndarray, kind: str) -> np.ndarray:
-    """The outline of the mask of ``kind`` for the 68 landmarks ``points``."""
-    return inner_outline(points) if kind == "inner" else _outline(_with_forehead(points))
 
 
 def _face_mask(outline: np.ndarray, shape: tuple[int, int], size: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,187 @@
+"""The footage watermark (FrameMarker): the same mark as ``watermark.embed_id`` at a fraction of the cost,
+every 2 s window of a really encoded (and re-encoded) clip reads the id, and the sealing path uses it
+for footage only.
+
+Frames are real photos (the shared test faces), resized or panned over as the video tests do; clips
+are encoded with PyAV's libx264 under pytest's tmp.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import video_fixtures as vf
+from likeness.disclosure import watermark
+from likeness.disclosure.footage_read import read_video_disclosure
+from likeness.disclosure.footage_sink import VIDEO_WATERMARK_STRENGTH, FootageSink
+from likeness.disclosure.frame_mark import MAX_CHANGE, FrameMarker, add_to_rgb
+from likeness.disclosure.output_id import ID_BITS, format_output_id, is_balanced, new_output_id
+from likeness.disclosure.seal import Marker, SealJob
+from likeness.disclosure.still_sink import StillSink
+from test_video_verify import reencode
+
+PHOTOS = ["obama/1.jpg", "_noface/landscape_view.jpg", "alex_lacamoire/3.jpg"]
+FPS = 25
+
+
+def frame_of(faces_dir: Path, name: str, width: int, height: int) -> np.ndarray:
+    return vf.resize(vf.load_rgb(faces_dir / name), width, height)
+
+
+def change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """The luma change (R, G and B change alike)."""
+    return after.astype(np.float64)[..., 1] - before.astype(np.float64)[..., 1]
+
+
+def rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(values * values)))
+
+
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [(name, (1280, 720)) for name in PHOTOS] + [(PHOTOS[1], (1920, 1080)), (PHOTOS[0], (853, 479))],
+    ids=[f"720p-{name}" for name in PHOTOS] + ["1080p", "odd-size"],
+)
+def test_the_first_frame_carries_embed_ids_mark(faces_dir: Path, name: str, size: tuple[int, int]) -> None:
+    frame = frame_of(faces_dir, name, *size)
+    output_id = new_output_id()
+    reference = watermark.embed_id(frame, output_id, strength=VIDEO_WATERMARK_STRENGTH)
+    marked = FrameMarker(size[1], size[0], output_id, strength=VIDEO_WATERMARK_STRENGTH).mark(frame)
+
+    assert marked.shape == frame.shape and marked.dtype == np.uint8
+    diff = marked.astype(np.int16) - frame
+    inside = ((marked > 0) & (marked < 255)).all(axis=2)  # not clipped in any channel
+    assert (diff[inside] == diff[inside][:, :1]).all(), "R, G and B change alike"
+    ours, theirs = change(frame, marked), change(frame, reference)
+    correlation = float(np.sum(ours * theirs) / np.sqrt(np.sum(ours * ours) * np.sum(theirs * theirs)))
+    assert correlation > 0.97, correlation
+    assert 0.9 < rms(ours) / rms(theirs) < 1.1, (rms(ours), rms(theirs))
+    reading = watermark.decode(marked)
+    assert (
+        reading.output_id == output_id and reading.confidence >= 0.8 * watermark.decode(reference).confidence
+    )
+
+
+def test_the_change_is_capped_at_the_strength(faces_dir: Path) -> None:
+    frame = frame_of(faces_dir, "_noface/landscape_view.jpg", 1280, 720)
+    output_id = new_output_id()
+    free = rms(change(frame, FrameMarker(720, 1280, output_id, strength=4.5).mark(frame)))
+    capped = rms(change(frame, FrameMarker(720, 1280, output_id, strength=1.0).mark(frame)))
+    assert free > 2.0, "the picture is textured enough for the cap to matter"
+    assert 0.9 < capped < 1.05, capped  # 1.0 before rounding to whole grey levels
+
+
+def test_add_to_rgb_is_the_rounded_saturating_sum() -> None:
+    rng = np.random.default_rng(11)
+    pixels = rng.integers(0, 256, (97, 131, 3), dtype=np.uint8)
+    pixels[:10] = 0
+    pixels[10:20] = 255
+    delta = np.clip(rng.standard_normal((97, 131)) * 40, -MAX_CHANGE, MAX_CHANGE).astype(np.float32)
+    fixed = np.rint(delta * 64).astype(np.int16)  # as FrameMarker enlarges it; many halves to round
+    for change, scale in ((delta, 1.0), (delta, 0.37), (fixed, 1 / 64), (fixed, 0.37 / 64)):
+        exact = change.astype(np.float64) * scale
+        expected = np.clip(pixels + np.rint(exact)[..., None], 0, 255)
+        got = add_to_rgb(pixels, change, scale=scale)
+        clear = np.abs(exact - np.floor(exact) - 0.5) > 1e-3  # within float32 error of a half: either way
+        assert got.dtype == np.uint8 and clear.mean() > 0.9
+        assert np.array_equal(got[clear], expected[clear])
+        assert (np.abs(got.astype(np.int16) - expected)[~clear] <= 1).all()
+    assert np.array_equal(add_to_rgb(pixels, np.zeros((97, 131), np.float32)), pixels)
+
+
+def test_a_frame_of_another_size_or_type_is_refused(faces_dir: Path) -> None:
+    marker = FrameMarker(360, 640, new_output_id())
+    with pytest.raises(ValueError, match="640×360×3 uint8"):
+        marker.mark(frame_of(faces_dir, "obama/1.jpg", 320, 180))
+    with pytest.raises(ValueError, match="640×360×3 uint8"):
+        marker.mark(frame_of(faces_dir, "obama/1.jpg", 640, 360).astype(np.float32))
+    with pytest.raises(ValueError, match="too small"):
+        FrameMarker(12, 640, new_output_id())
+
+
+def test_the_gains_are_recomputed_on_schedule(faces_dir: Path) -> None:
+    a = frame_of(faces_dir, "obama/1.jpg", 640, 360)
+    b = frame_of(faces_dir, "_noface/landscape_view.jpg", 640, 360)
+    output_id = new_output_id()
+    marker = FrameMarker(360, 640, output_id, gains_every=2)
+    marker.mark(a)
+    on_a_gains = marker.mark(b)  # frame 1: frame 0's gains
+    on_b_gains = marker.mark(b)  # frame 2: recomputed on b
+    fresh = FrameMarker(360, 640, output_id).mark(b)
+    assert np.array_equal(on_b_gains, fresh)
+    assert not np.array_equal(on_a_gains, fresh)
+    assert marker.frames == 3
+
+
+def test_the_sealing_path_marks_footage_per_output_and_stills_with_embed_id(faces_dir: Path) -> None:
+    assert FootageSink.watermark_per_output and not StillSink.watermark_per_output
+    job = SealJob(
+        kind="swap", purpose="research", ingredients=[], tools={}, operator="t", consent_ids=lambda: []
+    )
+    output_id = new_output_id()
+    first, second = (frame_of(faces_dir, n, 640, 360) for n in ("obama/1.jpg", "biden/2.jpg"))
+    footage = Marker(output_id, job, VIDEO_WATERMARK_STRENGTH, per_output=True)
+    reference = FrameMarker(360, 640, output_id, strength=VIDEO_WATERMARK_STRENGTH)
+    for frame in (first, second):
+        assert np.array_equal(footage.mark(frame), reference.mark(frame))
+    other = frame_of(faces_dir, "obama/1.jpg", 480, 270)  # a new size: a new pattern
+    assert watermark.decode(footage.mark(other)).output_id == output_id
+
+    still = Marker(output_id, job, watermark.STRENGTH)
+    assert np.array_equal(
+        still.mark(first), watermark.embed_id(first, output_id, strength=watermark.STRENGTH)
+    )
+
+
+def fixed_output_id(seed: int) -> str:
+    """A balanced id from a seeded generator: the clips below are the same on every run."""
+    rng = np.random.default_rng(seed)
+    while True:
+        bits = rng.integers(0, 2, ID_BITS).astype(np.uint8)
+        if is_balanced(bits):
+            return format_output_id(bits)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> dict[str, object]:
+    """A 4 s 1280×720 pan over a real photo, marked by embed_id and by FrameMarker, encoded (CRF 18,
+    the writer's default) and re-encoded by a platform (CRF 28; CRF 28 at 480p)."""
+    folder = tmp_path_factory.mktemp("frame_mark")
+    frames = list(vf.pan_frames(vf.load_rgb(faces_dir / vf.PERSON_A), size=(1280, 720), count=4 * FPS))
+    output_id = fixed_output_id(13)
+    marker = FrameMarker(720, 1280, output_id, strength=VIDEO_WATERMARK_STRENGTH)
+    marked = {
+        "frame_mark": [marker.mark(f) for f in frames],
+        "embed_id": [watermark.embed_id(f, output_id, strength=VIDEO_WATERMARK_STRENGTH) for f in frames],
+    }
+    files: dict[tuple[str, str], Path] = {}
+    for name, pictures in marked.items():
+        clip = vf.write_clip(
+            folder / f"{name}.mp4", pictures, fps=FPS, audio=None, options={"preset": "veryfast", "crf": "18"}
+        )
+        files[name, "crf18"] = clip
+        files[name, "crf28"] = reencode(clip, folder / f"{name}-28.mp4", crf=28)
+        files[name, "480p-crf28"] = reencode(clip, folder / f"{name}-480.mp4", crf=28, height=480)
+    return {"output_id": output_id, "files": files}
+
+
+@pytest.mark.parametrize("attack", ["crf18", "crf28", "480p-crf28"])
+def test_every_2s_window_of_a_real_clip_reads_the_id(clips: dict, attack: str) -> None:
+    """The file as written and re-encoded at CRF 28: every window. At 480p CRF 28 both marks are near
+    their limit (window confidence about 0.3 for either): as many windows as embed_id's, give or
+    take one, and never a wrong id."""
+    output_id, files = clips["output_id"], clips["files"]
+    report = read_video_disclosure(files["frame_mark", attack], window_seconds=2.0, credentials=False)
+    baseline = read_video_disclosure(files["embed_id", attack], window_seconds=2.0, credentials=False)
+    ids = [w.output_id for w in report.windows]
+    assert len(ids) == 2 and not report.other_ids and set(ids) <= {output_id, None}
+    if attack == "480p-crf28":
+        assert ids.count(output_id) >= [w.output_id for w in baseline.windows].count(output_id) - 1
+    else:
+        assert ids == [output_id] * 2, report.describe_windows()
+    ours = np.mean([w.confidence for w in report.windows])
+    theirs = np.mean([w.confidence for w in baseline.windows])
+    assert ours >= theirs - 0.1, (ours, theirs)
