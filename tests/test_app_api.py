@@ -230,6 +230,22 @@ def test_operator_swap_writes_a_disclosed_output_into_their_session_folder(studi
     assert Path(after).read_bytes() == made.read_bytes()
 
 
+def test_swap_takes_the_disclosure_profile_from_its_dropdown(studio_app, operator) -> None:
+    """The Swap tab's profile dropdown (last input of /swap; it defaults to the policy's, 'default')."""
+    from gradio_client import handle_file
+
+    target = handle_file(str(DEMO / "lincoln_1.jpg"))
+    *_, result = operator.predict(
+        "identity", "Charles Darwin", None, target, "education", "all", "eu", api_name="/swap"
+    )
+    assert result["status"] == "done", result
+    profile = result["verify"]["profile"]
+    assert profile["name"] == "eu" and profile["meets"] is True, profile
+    assert profile["recorded"]["label"]["corner"] == "top-right"
+    *_, result = swap(operator, "lincoln_1.jpg")  # the dropdown left alone: the policy's default
+    assert result["verify"]["profile"]["name"] == "default"
+
+
 def test_face_picker_lists_the_target_faces(operator) -> None:
     from gradio_client import handle_file
 

@@ -148,6 +148,25 @@ def test_a_synthetic_image_is_sealed_recorded_and_verifies_as_generated(
     assert check["threshold"] == entry["threshold"] and check["model"]
 
 
+@pytest.mark.parametrize("profile", ["eu", "cn"])
+def test_a_generated_image_takes_its_disclosure_profile(
+    models: SimpleNamespace, cast: SimpleNamespace, dlib, tmp_path: Path, profile: str
+) -> None:
+    out = tmp_path / f"{profile}.png"
+    outcome = run_generation(
+        generate(models, out, size=(256, 256), disclosure_profile=profile), home=cast.home, analyzer=dlib
+    )
+    profile_report = verify_file(out, home=cast.home).to_dict()["profile"]
+    assert profile_report["name"] == profile and profile_report["meets"] is True, profile_report
+    label = profile_report["recorded"]["label"]
+    if profile == "eu":
+        assert label["text"] == "AI GENERATED" and label["corner"] == "top-right"
+        assert profile_report["aigc"]["in_file"] is None
+    else:
+        assert label["text"] == "AI生成"
+        assert profile_report["aigc"]["in_file"]["ProduceID"] == outcome.output_id
+
+
 def test_the_prompt_text_goes_into_the_manifest_only_when_asked(
     models: SimpleNamespace, cast: SimpleNamespace, dlib, tmp_path: Path
 ) -> None:

@@ -190,6 +190,30 @@ def test_consented_target_is_swapped_and_the_bystander_left_untouched(
     assert [p.name for p in outs.iterdir()] == ["out.mp4"], "no job folder left behind"
 
 
+def test_footage_under_the_eu_profile_gets_a_start_label_that_avoids_the_faces(
+    shared, faces_dir: Path, small_clip: Path, outs: Path
+) -> None:
+    """--disclosure-profile eu on the road: "AI MODIFIED" top right on every frame, a larger start
+    label over the first 2 s clear of the faces the tracker found, and verify says it meets eu."""
+    from likeness.jobs.verify import verify_file
+
+    home, _ = shared
+    out = outs / "eu.mp4"
+    outcome = swap_video(request(faces_dir, small_clip, out, disclosure_profile="eu"), home=home)
+    assert outcome.notes == ()
+    report = verify_file(out, home=home)
+    profile = report.to_dict()["profile"]
+    assert profile["name"] == "eu" and profile["meets"] is True, profile
+    corner, start = profile["recorded"]["label"], profile["recorded"]["start_label"]
+    assert corner["text"] == "AI MODIFIED" and corner["corner"] == "top-right" and start["seconds"] == 2.0
+    box = start["box"]
+    left, top, right, bottom = 30, 100, 30 + 100 + 50, 200  # A's 100 px crop over the clip (1 px a frame)
+    assert box["bottom"] <= top or box["top"] >= bottom or box["right"] <= left or box["left"] >= right
+    plate = (slice(box["top"] + 3, box["bottom"] - 3), slice(box["left"] + 3, box["right"] - 3))
+    frames = list(iter_frames(out))  # the clip is 2 s: every frame carries the start label
+    assert len(frames) == 50 and all(float((f.pixels[plate].max(axis=2) < 60).mean()) > 0.45 for f in frames)
+
+
 def test_all_faces_mode_stops_at_the_unconsented_newcomer_naming_frame_and_time(
     shared, faces_dir: Path, small_clip: Path, outs: Path
 ) -> None:

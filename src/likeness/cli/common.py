@@ -57,3 +57,25 @@ def parse_date(value: str | None, option: str) -> dt.date | None:
         return dt.date.fromisoformat(value)
     except ValueError as exc:
         raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD", param_hint=option) from exc
+
+
+def disclosure_profile_option(command):
+    """``--disclosure-profile``: every command that writes media takes it (checked by the job's step 1)."""
+    return click.option(
+        "--disclosure-profile",
+        "disclosure_profile",
+        metavar="eu|cn|default",
+        default=None,
+        help="how the output discloses itself: eu (EU AI Act Art. 50: 'AI GENERATED' / 'AI MODIFIED' "
+        "top right, video labelled at the start), cn (GB 45438-2025: AIGC metadata, video labelled for "
+        "the first 2 s) or default; default: the policy's [disclosure] default_profile",
+    )(command)
+
+
+def checked_profile(name: str | None) -> str | None:
+    """``name`` if it is a disclosure profile (or ``None``: the policy's), else a usage error (exit 2)."""
+    if name is None:
+        return None
+    from likeness.disclosure.profiles import get_profile
+
+    return get_profile(name).name

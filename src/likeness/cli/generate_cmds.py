@@ -10,7 +10,14 @@ from pathlib import Path
 
 import click
 
-from likeness.cli.common import PURPOSES_HELP, home_option, json_option, resolve_cli_home
+from likeness.cli.common import (
+    PURPOSES_HELP,
+    checked_profile,
+    disclosure_profile_option,
+    home_option,
+    json_option,
+    resolve_cli_home,
+)
 from likeness.cli.job_cmds import _run_job
 from likeness.cli.support import ProgressLine, emit_json, handle_errors
 
@@ -45,6 +52,7 @@ def _common(command):
                 show_default=True,
                 help="face backend of the consent gate (on the inputs and on every face in the output)",
             ),
+            disclosure_profile_option,
         )
     ):
         command = decorator(command)
@@ -84,6 +92,7 @@ def generate(
     seed: int | None,
     record_prompt: bool,
     backend: str,
+    disclosure_profile: str | None,
     identity: str | None,
     size: str,
     ip_adapter: Path | None,
@@ -113,6 +122,7 @@ def generate(
         ip_adapter=ip_adapter,
         record_prompt=record_prompt,
         backend=backend,
+        disclosure_profile=checked_profile(disclosure_profile),
     )
     outcome = _run_job(request, resolve_cli_home(ctx, home), ProgressLine("generate", enabled=not as_json))
     _report(outcome, as_json)
@@ -150,6 +160,7 @@ def edit(
     seed: int | None,
     record_prompt: bool,
     backend: str,
+    disclosure_profile: str | None,
     target: Path,
     face_index: int | None,
     strength: float,
@@ -179,6 +190,7 @@ def edit(
         work_size=work_size,
         record_prompt=record_prompt,
         backend=backend,
+        disclosure_profile=checked_profile(disclosure_profile),
     )
     outcome = _run_job(request, resolve_cli_home(ctx, home), ProgressLine("edit", enabled=not as_json))
     _report(outcome, as_json)
@@ -203,4 +215,4 @@ def _report(outcome, as_json: bool) -> None:
         click.echo("  no face found in the output")
     if outcome.diffusers_watermark:
         click.echo("  the model's own invisible watermark is kept; likeness's mark is added on top")
-    click.echo("  labelled AI-GENERATED, watermarked with its id, C2PA content credentials embedded")
+    click.echo("  labelled, watermarked with its id, C2PA content credentials embedded")

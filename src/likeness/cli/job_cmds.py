@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from likeness.cli.common import PURPOSES_HELP, home_option, json_option, resolve_cli_home
+from likeness.cli.common import (
+    PURPOSES_HELP,
+    checked_profile,
+    disclosure_profile_option,
+    home_option,
+    json_option,
+    resolve_cli_home,
+)
 from likeness.cli.support import ProgressLine, emit_json, handle_errors
 from likeness.errors import UsageError
 
@@ -114,9 +121,15 @@ def faces(
     default="bottom-right",
     show_default=True,
     type=click.Choice(["bottom-right", "bottom-left", "top-right", "top-left"]),
-    help="corner of the visible AI-GENERATED label",
+    help="corner of the visible label (the eu disclosure profile always uses top-right)",
 )
-@click.option("--label-language", default="en", show_default=True, help="language of the visible label")
+@click.option(
+    "--label-language",
+    default="en",
+    show_default=True,
+    help="language of the visible label (the default profile; eu and cn set their own wording)",
+)
+@disclosure_profile_option
 @click.option("--max-pixels", type=int, default=None, help="refuse images larger than this (default 100 MP)")
 @click.option(
     "--faces",
@@ -166,6 +179,7 @@ def swap(
     backend: str,
     label_corner: str,
     label_language: str,
+    disclosure_profile: str | None,
     max_pixels: int | None,
     faces_mode: str | None,
     codec: str | None,
@@ -190,6 +204,7 @@ def swap(
         "backend": backend,
         "label_corner": label_corner,
         "label_language": label_language,
+        "disclosure_profile": checked_profile(disclosure_profile),
         "max_pixels": DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
     }
     if looks_like_video(target):
@@ -236,7 +251,7 @@ def swap(
     for note in outcome.notes:
         click.echo(f"  note: {note}")
     if outcome.video is None:
-        click.echo(f"  faces swapped: {outcome.faces_swapped}; labelled AI-GENERATED and watermarked")
+        click.echo(f"  faces swapped: {outcome.faces_swapped}; labelled and watermarked")
         return
     video = outcome.video
     click.echo(
@@ -254,7 +269,7 @@ def swap(
         )
     for note in video.notes:
         click.echo(f"  note: {note}")
-    click.echo("  every frame labelled AI-GENERATED and watermarked; C2PA content credentials embedded")
+    click.echo("  every frame labelled and watermarked; C2PA content credentials embedded")
 
 
 def _video_progress(*, enabled: bool, log_every: float = 10.0):

@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from likeness.consent.records import ConsentRecord, OperatingPoint
+from likeness.disclosure.profiles import PROFILE_NAMES
 from likeness.errors import PolicyViolation, RegistryError, UsageError
 from likeness.home import Home
 
@@ -90,6 +91,10 @@ class Policy:
     adult_age: int
     post_mortem_years: dict[str, int]
     match: dict[str, MatchRule]
+    disclosure_profile: str = "default"
+    """The disclosure profile of a job that names none (``[disclosure] default_profile``)."""
+    content_producer: str = "likeness"
+    """The AIGC implicit label's ContentProducer (``[disclosure] content_producer``)."""
 
     @classmethod
     def load(cls, home: Home | None = None) -> Policy:
@@ -138,6 +143,9 @@ class Policy:
             for space, rule in raw.get("match", {}).items()
         }
         ZoneInfo(consent["day_timezone"])  # fail at load time on a bad zone name
+        disclosure = raw.get("disclosure", {})  # optional: an older policy file has none
+        profile = str(disclosure.get("default_profile", "default")).strip().lower()
+        _one_of(profile, PROFILE_NAMES, "disclosure.default_profile")
         return cls(
             version=int(raw["version"]),
             sha256=sha256,
@@ -152,6 +160,8 @@ class Policy:
             adult_age=int(raw["minors"]["adult_age"]),
             post_mortem_years={k: int(v) for k, v in raw["post_mortem_years"].items()},
             match=match,
+            disclosure_profile=profile,
+            content_producer=str(disclosure.get("content_producer", "likeness")),
         )
 
     def match_rule(self, embedding_space: str) -> MatchRule | None:

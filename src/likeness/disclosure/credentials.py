@@ -17,6 +17,11 @@ The manifest (no thumbnails, no personal data — no names, no operator):
   file is read for the format and any C2PA history when it is still there unchanged.
 - ``org.likeness.consent``: output id, kind, purpose, consent record ids, the hash of each
   consent's recorded terms (when known) and each ingredient's sha256.
+- ``org.likeness.disclosure``: the disclosure profile (:mod:`likeness.disclosure.profiles`), the rule
+  behind it, and the visible label as drawn: text, corner, box, text height against the shorter
+  side; footage's start label too.
+- ``org.likeness.aigc`` (profiles with an implicit label): the GB 45438-2025 ``AIGC`` JSON exactly as
+  written into the file's metadata (:mod:`likeness.disclosure.implicit`).
 
 Reading (:func:`read_credentials`) validates with this installation's root (and configured roots)
 as trust anchors and reports one of ``trusted`` / ``valid-untrusted`` / ``invalid`` / ``absent``
@@ -66,6 +71,8 @@ AI_SOURCE_TYPES = frozenset(
     )
 )
 LIKENESS_ASSERTION = "org.likeness.consent"
+DISCLOSURE_ASSERTION = "org.likeness.disclosure"
+AIGC_ASSERTION = "org.likeness.aigc"
 TOOLS_PARAMETER = "org.likeness.tools"
 GENERATOR = "likeness"
 FORMAT_MIME = {
@@ -115,6 +122,10 @@ class CredentialFacts:
     ledger_head: Mapping[str, object] | None = None
     """The registry ledger's head ({seq, hash}) when the output was sealed (optional): a released
     output witnesses that the ledger held this entry (``likeness audit verify --witness``)."""
+    disclosure: Mapping[str, Any] | None = None
+    """The disclosure profile and the label as drawn (optional)."""
+    aigc: Mapping[str, str] | None = None
+    """The AIGC implicit label written into the file's metadata (optional)."""
 
     def __post_init__(self) -> None:
         if self.kind not in DIGITAL_SOURCE_TYPES:
@@ -171,6 +182,10 @@ class CredentialReport:
     """The registry ledger head ({seq, hash}) the manifest states, if any."""
     soft_binding: dict[str, Any] | None = None
     """The ``c2pa.soft-binding`` assertion: ``{"alg": …, "values": [output ids]}``, if any."""
+    disclosure: dict[str, Any] | None = None
+    """The ``org.likeness.disclosure`` assertion (profile, label as drawn), if any."""
+    aigc: dict[str, str] | None = None
+    """The ``org.likeness.aigc`` assertion (the AIGC JSON written into the metadata), if any."""
 
     @property
     def present(self) -> bool:
@@ -221,6 +236,8 @@ class CredentialReport:
             "manifest_label": self.manifest_label,
             "ledger_head": dict(self.ledger_head) if self.ledger_head else None,
             "soft_binding": dict(self.soft_binding) if self.soft_binding else None,
+            "disclosure": dict(self.disclosure) if self.disclosure else None,
+            "aigc": dict(self.aigc) if self.aigc else None,
         }
 
 
@@ -357,6 +374,10 @@ def build_manifest(facts: CredentialFacts) -> tuple[dict[str, Any], list[dict[st
             {"label": "c2pa.soft-binding", "data": soft_binding(facts.output_id)},
         ],
     }
+    if facts.disclosure:
+        manifest["assertions"].append({"label": DISCLOSURE_ASSERTION, "data": dict(facts.disclosure)})
+    if facts.aigc:
+        manifest["assertions"].append({"label": AIGC_ASSERTION, "data": dict(facts.aigc)})
     return manifest, ingredient_defs
 
 
@@ -520,6 +541,8 @@ def _report_from(manifest_store: Mapping[str, Any]) -> CredentialReport:
     tools: dict[str, Any] = {}
     consent: dict[str, Any] = {}
     soft: dict[str, Any] | None = None
+    disclosure: dict[str, Any] | None = None
+    aigc: dict[str, str] | None = None
     for assertion in manifest.get("assertions") or []:
         data = assertion.get("data") or {}
         if str(assertion.get("label", "")).startswith("c2pa.actions"):
@@ -534,6 +557,10 @@ def _report_from(manifest_store: Mapping[str, Any]) -> CredentialReport:
                     tools = dict(found)
         elif assertion.get("label") == LIKENESS_ASSERTION:
             consent = dict(data)
+        elif assertion.get("label") == DISCLOSURE_ASSERTION and isinstance(data, Mapping):
+            disclosure = dict(data)
+        elif assertion.get("label") == AIGC_ASSERTION and isinstance(data, Mapping):
+            aigc = {str(k): str(v) for k, v in data.items()}
         elif str(assertion.get("label", "")).startswith("c2pa.soft-binding"):
             blocks = [b for b in data.get("blocks") or [] if isinstance(b, Mapping)]
             soft = {"alg": data.get("alg"), "values": [str(b.get("value")) for b in blocks]}
@@ -582,6 +609,8 @@ def _report_from(manifest_store: Mapping[str, Any]) -> CredentialReport:
         manifest_label=label,
         ledger_head=dict(consent["ledger_head"]) if isinstance(consent.get("ledger_head"), Mapping) else None,
         soft_binding=soft,
+        disclosure=disclosure,
+        aigc=aigc,
     )
 
 

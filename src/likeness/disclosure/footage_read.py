@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from likeness.disclosure.label import detect_label
+from likeness.disclosure.implicit import read_aigc
+from likeness.disclosure.label import Plate, find_plates
 from likeness.disclosure.phash import phash
 from likeness.disclosure.watermark import WatermarkReading, decode
 from likeness.fsutil import sha256_file
@@ -65,6 +66,8 @@ class WindowFinding:
     """The watermark read from the window's frames averaged (``None`` when only keyframes were read)."""
     keyframe_ids: tuple[str | None, ...]
     label_detected: bool
+    plates: tuple[Plate, ...] = ()
+    """The label plates found on the window's first frame (where, how tall their text)."""
 
     @property
     def confidence(self) -> float:
@@ -109,6 +112,8 @@ class VideoDisclosureReport:
     c2pa: CredentialReport | None = None
     """The content credentials, validated with the home's trust anchors (``None``: not read)."""
     info: VideoInfo | None = field(default=None, repr=False)
+    aigc: dict[str, str] | None = None
+    """The AIGC implicit label in the file's metadata (GB 45438-2025), if any."""
     unreadable: str | None = None
     """Always ``None`` here: footage whose frames do not decode is reported by
     :func:`likeness.disclosure.read.read_file` without this view."""
@@ -189,10 +194,12 @@ class _Window:
     total: np.ndarray | None = None
     keyframe_ids: list[str | None] = field(default_factory=list)
     label_detected: bool = False
+    plates: tuple[Plate, ...] = ()
 
     def add(self, pixels: np.ndarray, time: float, *, key_frame: bool, average: bool) -> None:
         if self.frames == 0:
-            self.label_detected = detect_label(pixels)
+            self.plates = tuple(find_plates(pixels))
+            self.label_detected = bool(self.plates)
         self.frames += 1
         self.end = time
         work = _work(pixels)
@@ -218,6 +225,7 @@ class _Window:
             average=reading,
             keyframe_ids=tuple(self.keyframe_ids),
             label_detected=self.label_detected,
+            plates=self.plates,
         )
 
 
@@ -309,4 +317,5 @@ def read_video_disclosure(
         sample=sample,
         c2pa=c2pa,
         info=info,
+        aigc=read_aigc(path),
     )

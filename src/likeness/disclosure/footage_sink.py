@@ -215,6 +215,7 @@ class FootageSink:
         self.settings = video_output_settings(self.out_path, settings)
         self.media_type = self.settings.media_type
         self.info = info
+        self.start_time = info.start_time  # the start label's clock starts at the first frame
         self.key = key
         self.progress = progress
         self.timer = timer

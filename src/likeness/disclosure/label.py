@@ -27,6 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,22 @@ class LabelBox:
     corner: str = "bottom-right"
     """Where it went (another corner than asked when the asked one would cover a face)."""
     covers_face: bool = False
-    """Every corner would have covered a face; it stayed in the asked corner."""
+    """Every allowed corner would have covered a face; it stayed in the first one tried."""
+    text: str = ""
+    """The label's text (without the id)."""
+
+    def facts(self, width: int, height: int) -> dict[str, object]:
+        """What the manifest records about the label: text, where, and its size against the picture."""
+        short = min(width, height)
+        return {
+            "text": self.text,
+            "corner": self.corner,
+            "box": {"left": self.left, "top": self.top, "right": self.right, "bottom": self.bottom},
+            "cap_height_px": self.cap_height,
+            "shorter_side_px": short,
+            "cap_fraction": round(self.cap_height / short, 4),
+            "covers_face": self.covers_face,
+        }
 
 
 def _font(path: Path, size: int):
@@ -88,16 +104,25 @@ def _font(path: Path, size: int):
     return ImageFont.load_default(size=size)
 
 
-def _cap_height(font) -> int:
-    _left, top, _right, bottom = font.getbbox("H")
+def _cap_height(font, sample: str = "H") -> int:
+    _left, top, _right, bottom = font.getbbox(sample)
     return bottom - top
 
 
-def _font_for_cap(path: Path, cap: int):
-    """The font size whose capital H is at least ``cap`` pixels tall."""
-    size = max(4, math.ceil(cap / 0.72))
+def _sample(text: str, language: str) -> str:
+    """The glyph whose height counts as the text's: a capital H, or the text's first CJK glyph (the
+    CJK font has no H, and its ideographs must themselves be the legal height)."""
+    if language in CJK_LANGUAGES:
+        return next((c for c in text if ord(c) > 0x2E7F), "H")
+    return "H"
+
+
+def _font_for_cap(path: Path, cap: int, sample: str = "H"):
+    """The smallest font size whose ``sample`` glyph (a capital H) is at least ``cap`` pixels tall."""
+    probe = _cap_height(_font(path, 100), sample)  # glyph height per 100 px of font size
+    size = max(4, math.floor(cap * 100 / max(probe, 1)) - 1)
     font = _font(path, size)
-    while _cap_height(font) < cap:
+    while _cap_height(font, sample) < cap:
         size += 1
         font = _font(path, size)
     return font
@@ -142,7 +167,9 @@ def _layout(
     text: str, short_id: str, cap: int, language: str, width: int, lines_wanted: int | None = None
 ) -> _Layout:
     """Fonts, spacing and plate size for a label with capital letters ``cap`` pixels tall."""
-    text_font = _font_for_cap(CJK_FONT if language in CJK_LANGUAGES else LATIN_FONT, cap)
+    text_font = _font_for_cap(
+        CJK_FONT if language in CJK_LANGUAGES else LATIN_FONT, cap, _sample(text, language)
+    )
     id_cap = max(MIN_LEGIBLE_CAP_PX, round(ID_SCALE * cap))
     id_font = _font_for_cap(LATIN_FONT, id_cap)
     pad = max(2, round(0.45 * cap))
@@ -187,10 +214,18 @@ def _overlaps(a: Box, b: Box) -> bool:
 
 
 def place(
-    width: int, height: int, plate_w: int, plate_h: int, margin: int, corner: str, avoid: Sequence[Box] = ()
+    width: int,
+    height: int,
+    plate_w: int,
+    plate_h: int,
+    margin: int,
+    corner: str,
+    avoid: Sequence[Box] = (),
+    allowed: Sequence[str] = CORNERS,
 ) -> tuple[str, Box, bool]:
-    """The corner for the plate (the asked one first), its box, and whether it still covers a face."""
-    order = [corner, *(c for c in CORNERS if c != corner)]
+    """The corner for the plate (the asked one first, then the other ``allowed`` ones), its box, and
+    whether it still covers a face."""
+    order = [corner, *(c for c in allowed if c != corner)]
     boxes = {}
     for name in order:
         left = margin if name.endswith("left") else width - margin - plate_w
@@ -224,14 +259,24 @@ def apply_label(
     corner: str = "bottom-right",
     language: str = "en",
     avoid: Sequence[Box] = (),
+    text: str | None = None,
+    corners: Sequence[str] = CORNERS,
 ) -> tuple[np.ndarray, LabelBox]:
     """Return a labelled copy of ``pixels`` (H×W×3 uint8 RGB) and where the label is; ``avoid``:
-    boxes (left, top, right, bottom) of faces the plate must not cover (see the module docstring)."""
+    boxes (left, top, right, bottom) of faces the plate must not cover (see the module docstring).
+
+    ``text`` replaces the language's wording (a disclosure profile's, drawn in ``language``'s font);
+    ``corners``: the corners the profile allows (``corner`` must be one of them).
+    """
     from PIL import Image, ImageDraw
 
-    if corner not in CORNERS:
-        raise UsageError(f"label corner {corner!r} is not one of {', '.join(CORNERS)}")
-    text, whole_id = label_lines(output_id, language)
+    if corner not in CORNERS or corner not in corners:
+        raise UsageError(f"label corner {corner!r} is not one of {', '.join(corners)}")
+    default_text, whole_id = label_lines(output_id, language)
+    if text is None:
+        text = default_text
+    elif language in CJK_LANGUAGES and not CJK_FONT.is_file():
+        raise DisclosureError(f"the label font for {text!r} is missing from this installation")
     height, width = pixels.shape[:2]
     # The whole id in the asked corner first; then another corner; then the other line layout; the
     # short id only where the whole one cannot fit or every placement of it covers a face.
@@ -244,15 +289,19 @@ def apply_label(
     if not layouts:
         raise DisclosureError(
             f"the image is only {width}×{height} pixels: too small to carry a legible "
-            f"{LABEL_TEXT[language]!r} label with its id",
+            f"{text!r} label with its id",
             hint="write a larger output (at least about 160 pixels wide)",
         )
     layout, (chosen, where, covers) = (
         layouts[0],
-        place(width, height, layouts[0].plate_w, layouts[0].plate_h, layouts[0].margin, corner, avoid),
+        place(
+            width, height, layouts[0].plate_w, layouts[0].plate_h, layouts[0].margin, corner, avoid, corners
+        ),
     )
     for candidate in layouts:
-        found = place(width, height, candidate.plate_w, candidate.plate_h, candidate.margin, corner, avoid)
+        found = place(
+            width, height, candidate.plate_w, candidate.plate_h, candidate.margin, corner, avoid, corners
+        )
         if not found[2]:
             layout, (chosen, where, covers) = candidate, found
             break
@@ -261,7 +310,7 @@ def apply_label(
     line_height, lines = layout.line_height, layout.lines
     short_id = lines[-1].rsplit(" ", 1)[-1]
     left, top, right, bottom = where
-    box = LabelBox(left, top, right, bottom, layout.cap, lines, chosen, covers)
+    box = LabelBox(left, top, right, bottom, layout.cap, lines, chosen, covers, text)
 
     image = Image.fromarray(np.ascontiguousarray(pixels[..., :3]), mode="RGB")
     draw = ImageDraw.Draw(image)
@@ -287,29 +336,7 @@ def apply_label(
 
 def detect_label(pixels: np.ndarray) -> bool:
     """Whether a label plate sits near a corner: a dark, two-tone, text-bearing box in a light frame."""
-    import cv2
-
-    height, width = pixels.shape[:2]
-    short = min(height, width)
-    rgb = pixels[..., :3]
-    dark = rgb.max(axis=2) < 72
-    light = rgb.min(axis=2) > 170
-    bright = rgb.min(axis=2) > 140
-    near = max(4.0, 0.08 * short)  # the plate's margin is 0.4 cap heights plus its outline
-    _, _, stats, _ = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=4)
-    left, top, wide, tall, area = (stats[1:, k].astype(np.int64) for k in range(5))
-    shaped = (tall >= 0.04 * short) & (wide >= 2 * tall) & (area >= 0.3 * wide * tall)
-    horizontal = (left <= near) | (width - (left + wide) <= near)
-    vertical = (top <= near) | (height - (top + tall) <= near)
-    for index in np.flatnonzero(shaped & horizontal & vertical):
-        x, y, w, h = (int(v) for v in stats[index + 1, :4])
-        dark_share = float(dark[y : y + h, x : x + w].mean())
-        light_share = float(light[y : y + h, x : x + w].mean())
-        mid_share = 1.0 - dark_share - light_share
-        two_tone = 0.45 <= dark_share <= 0.95 and light_share >= 0.04 and mid_share <= 0.3
-        if two_tone and _framed(bright, y, x, h, w):
-            return True
-    return False
+    return bool(find_plates(pixels))
 
 
 def _framed(bright: np.ndarray, top: int, left: int, h: int, w: int) -> bool:
@@ -332,3 +359,181 @@ def _framed(bright: np.ndarray, top: int, left: int, h: int, w: int) -> bool:
             best = max(best, float(line.mean()))
         sides.append(best)
     return min(sides) >= 0.6
+
+
+START_CAP_FRACTION = 0.08
+"""Footage's start label: its text's height as a fraction of the shorter side (larger than the
+corner label's 5 %, never below it)."""
+START_ROWS = ("top", "bottom", "middle")
+START_COLUMNS = ("centre", "left", "right")
+
+
+@dataclass(frozen=True)
+class _StartPlate:
+    font: Any
+    cap: int
+    pad: int
+    outline: int
+    ink: tuple[int, int, int, int]
+    width: int
+    height: int
+
+
+def _start_plate(text: str, language: str, cap: int) -> _StartPlate:
+    path = CJK_FONT if language in CJK_LANGUAGES else LATIN_FONT
+    font = _font_for_cap(path, cap, _sample(text, language))
+    ink = font.getbbox(text)
+    pad, outline = max(2, round(0.6 * cap)), max(1, round(cap / 14))
+    width = (ink[2] - ink[0]) + 2 * pad + 2 * outline
+    height = (ink[3] - ink[1]) + 2 * pad + 2 * outline
+    return _StartPlate(font, cap, pad, outline, ink, width, height)
+
+
+def _start_places(width: int, height: int, plate: _StartPlate) -> list[tuple[str, Box]]:
+    """Candidate boxes: centred at the top, the bottom, the middle; then towards the sides."""
+    margin = max(2, round(0.6 * plate.cap))
+    ys = {"top": margin, "bottom": height - margin - plate.height, "middle": (height - plate.height) // 2}
+    xs = {"centre": (width - plate.width) // 2, "left": margin, "right": width - margin - plate.width}
+    return [
+        (f"{row}-{column}", (xs[column], ys[row], xs[column] + plate.width, ys[row] + plate.height))
+        for column in START_COLUMNS
+        for row in START_ROWS
+        if xs[column] >= 0 and ys[row] >= 0
+    ]
+
+
+def start_label_box(
+    width: int,
+    height: int,
+    text: str,
+    language: str,
+    avoid: Sequence[Box] = (),
+    keep_clear: Sequence[Box] = (),
+) -> tuple[LabelBox, Any, tuple[int, int, int, int]]:
+    """Where footage's start label goes: a text-only plate, centred at the top, the bottom or the
+    middle (then towards a side), wherever it covers no face (``avoid``) and not the corner label
+    (``keep_clear``); its text ``START_CAP_FRACTION`` of the shorter side tall, smaller (never below
+    the 5 % floor) where that is what fits or what clears the faces. Only when no size and place
+    clears them does it cover one, at the top, centred (``covers_face``). Returns the box, the font,
+    and (pad, outline, text ink top, text ink left)."""
+    short = min(width, height)
+    least = max(MIN_LEGIBLE_CAP_PX, math.ceil(CAP_FRACTION * short))
+    blocked = [*avoid, *keep_clear]
+    fallback: tuple[_StartPlate, str, Box] | None = None
+    for cap in range(max(least, math.ceil(START_CAP_FRACTION * short)), least - 1, -1):
+        plate = _start_plate(text, language, cap)
+        if plate.width > width - 4 or plate.height > height // 3:
+            continue  # too large for the picture: a smaller size
+        places = _start_places(width, height, plate)
+        if fallback is None and places:
+            fallback = (plate, *places[0])
+        clear = next(
+            ((name, box) for name, box in places if not any(_overlaps(box, b) for b in blocked)), None
+        )
+        if clear is not None:
+            return _start_result(text, plate, *clear, covers=False)
+    if fallback is None:
+        raise DisclosureError(f"the picture is only {width}×{height} pixels: too small for the start label")
+    return _start_result(text, *fallback, covers=True)
+
+
+def _start_result(
+    text: str, plate: _StartPlate, name: str, box: Box, *, covers: bool
+) -> tuple[LabelBox, Any, tuple[int, int, int, int]]:
+    left, top, right, bottom = box
+    where = LabelBox(left, top, right, bottom, plate.cap, (text,), name, covers, text)
+    return where, plate.font, (plate.pad, plate.outline, plate.ink[1], plate.ink[0])
+
+
+def apply_start_label(
+    pixels: np.ndarray,
+    text: str,
+    *,
+    language: str = "en",
+    avoid: Sequence[Box] = (),
+    keep_clear: Sequence[Box] = (),
+) -> tuple[np.ndarray, LabelBox]:
+    """A copy of ``pixels`` with footage's larger start label (see :func:`start_label_box`)."""
+    from PIL import Image, ImageDraw
+
+    height, width = pixels.shape[:2]
+    box, font, (pad, outline, text_top, text_left) = start_label_box(
+        width, height, text, language, avoid, keep_clear
+    )
+    image = Image.fromarray(np.ascontiguousarray(pixels[..., :3]), mode="RGB")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((box.left, box.top, box.right - 1, box.bottom - 1), fill=OUTLINE_RGB)
+    draw.rectangle(
+        (box.left + outline, box.top + outline, box.right - 1 - outline, box.bottom - 1 - outline),
+        fill=PLATE_RGB,
+    )
+    x, y = box.left + outline + pad, box.top + outline + pad
+    draw.text((x - text_left, y - text_top), text, font=font, fill=TEXT_RGB)
+    return np.asarray(image, dtype=np.uint8).copy(), box
+
+
+@dataclass(frozen=True)
+class Plate:
+    """A label plate found in a picture: its dark box, the corner it sits in, its text's height."""
+
+    box: Box
+    corner: str
+    text_height: int
+    """Rows of the first line of light text inside the plate (its capitals' or glyphs' height)."""
+
+    def to_dict(self, width: int, height: int) -> dict[str, object]:
+        return {
+            "box": list(self.box),
+            "corner": self.corner,
+            "text_height_px": self.text_height,
+            "text_fraction": round(self.text_height / min(width, height), 4),
+        }
+
+
+def find_plates(pixels: np.ndarray) -> list[Plate]:
+    """Label plates near a corner: dark, two-tone, text-bearing boxes in a light frame."""
+    import cv2
+
+    height, width = pixels.shape[:2]
+    short = min(height, width)
+    rgb = pixels[..., :3]
+    dark = rgb.max(axis=2) < 72
+    light = rgb.min(axis=2) > 170
+    bright = rgb.min(axis=2) > 140
+    near = max(4.0, 0.08 * short)  # the plate's margin is 0.4 cap heights plus its outline
+    _, _, stats, _ = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=4)
+    left, top, wide, tall, area = (stats[1:, k].astype(np.int64) for k in range(5))
+    shaped = (tall >= 0.04 * short) & (wide >= 2 * tall) & (area >= 0.3 * wide * tall)
+    at_left, at_right = left <= near, width - (left + wide) <= near
+    at_top, at_bottom = top <= near, height - (top + tall) <= near
+    found = []
+    for index in np.flatnonzero(shaped & (at_left | at_right) & (at_top | at_bottom)):
+        x, y, w, h = (int(v) for v in stats[index + 1, :4])
+        dark_share = float(dark[y : y + h, x : x + w].mean())
+        light_share = float(light[y : y + h, x : x + w].mean())
+        mid_share = 1.0 - dark_share - light_share
+        two_tone = 0.45 <= dark_share <= 0.95 and light_share >= 0.04 and mid_share <= 0.3
+        if two_tone and _framed(bright, y, x, h, w):
+            vertical = "top" if at_top[index] else "bottom"
+            horizontal = "left" if at_left[index] and not at_right[index] else "right"
+            if at_left[index] and at_right[index]:
+                horizontal = "left" if x + w / 2 < width / 2 else "right"
+            found.append(
+                Plate(
+                    (x, y, x + w, y + h), f"{vertical}-{horizontal}", _first_line(light[y : y + h, x : x + w])
+                )
+            )
+    return found
+
+
+def _first_line(light: np.ndarray) -> int:
+    """The height of the first run of rows holding light (text) pixels."""
+    rows = light.sum(axis=1) > 0
+    run = best = 0
+    for filled in rows:
+        if filled:
+            run += 1
+            best = max(best, run)
+        elif best:
+            break
+    return best

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 from likeness.disclosure.credentials import FORMAT_MIME, CredentialReport, read_credentials
 from likeness.disclosure.footage_read import VideoDisclosureReport, read_video_disclosure
-from likeness.disclosure.label import detect_label
+from likeness.disclosure.implicit import read_aigc
+from likeness.disclosure.label import Plate, find_plates
 from likeness.disclosure.phash import MAX_DISTANCE, phash_variants
 from likeness.disclosure.watermark import WatermarkReading, decode
 from likeness.errors import BadInput
@@ -48,6 +49,10 @@ class DisclosureReport:
     """``phash`` and the hash of the picture inside a uniform frame, if it has one."""
     unreadable: str | None = None
     """Why the pixels could not be decoded (then the watermark and the label were not read)."""
+    plates: tuple[Plate, ...] = ()
+    """The label plates found in a corner (where, how tall their text)."""
+    aigc: dict[str, str] | None = None
+    """The AIGC implicit label in the file's metadata (GB 45438-2025), if any."""
 
     @property
     def output_id(self) -> str | None:
@@ -81,6 +86,7 @@ def read_disclosure(
     """
     picture = load_image(path, max_pixels=max_pixels)
     hashes = phash_variants(picture.pixels)
+    plates = tuple(find_plates(picture.pixels))
     return DisclosureReport(
         path=Path(path),
         sha256=picture.sha256,
@@ -89,9 +95,11 @@ def read_disclosure(
         width=picture.width,
         height=picture.height,
         watermark=decode(picture.pixels),
-        label_detected=detect_label(picture.pixels),
+        label_detected=bool(plates),
         c2pa=read_credentials(path, home, media_type=FORMAT_MIME.get(picture.format.upper())),
         phash_variants=hashes,
+        plates=plates,
+        aigc=read_aigc(Path(path)),
     )
 
 
@@ -131,6 +139,7 @@ def _pixels_unreadable(path: Path, sha256: str, reason: str, home: Home | None) 
         label_detected=False,
         c2pa=_credentials_of_unparsed(path, home),
         unreadable=reason,
+        aigc=read_aigc(path),
     )
 
 

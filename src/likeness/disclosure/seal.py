@@ -5,13 +5,17 @@ Order, for every kind of output:
 1. the sink checks its destination (format, folder, not one of the job's inputs) before any work;
 2. the sink opens its job folder next to the output and says which output id the frames carry (a
    new one, or the id of a killed or cancelled footage job it resumes);
-3. every frame: visible label → invisible watermark carrying the id → the sink (encoder);
-   there is no switch that skips either, and ``cancel`` is checked before each frame (footage
-   builds the watermark's fixed pattern once, :mod:`likeness.disclosure.frame_mark`);
+3. every frame: visible label (as the job's disclosure profile words and places it; footage under
+   a profile with a start label gets a larger one over its first seconds) → invisible watermark
+   carrying the id → the sink (encoder); there is no switch that skips either, and ``cancel`` is
+   checked before each frame (footage builds the watermark's fixed pattern once,
+   :mod:`likeness.disclosure.frame_mark`);
 4. the sink finishes the file inside its job folder, and a **self-check** reads the encoded file
-   back: the id must read back (and no other id may);
+   back: the id must read back (and no other id may); a profile with an implicit label then has
+   the ``AIGC`` metadata written into the file (:mod:`likeness.disclosure.implicit`);
 5. C2PA content credentials are signed into it, built by :func:`credential_facts` (the same facts
-   for stills and footage: ids, consent terms hashes, ingredients, tools);
+   for stills and footage: ids, consent terms hashes, ingredients, tools, the profile and the
+   label as drawn, the AIGC JSON);
 6. ``record(sealed)``: the registry transaction, which re-checks every consent (a revocation since
    the gate wins, and nothing is written);
 7. the sink renames the signed file onto the output name (atomic: same folder) and removes its
@@ -35,7 +39,16 @@ import numpy as np
 from likeness.disclosure import watermark
 from likeness.disclosure.credentials import CredentialFacts, CredentialResult, sign_content_credentials
 from likeness.disclosure.frame_mark import FrameMarker
-from likeness.disclosure.label import CORNERS, LABEL_TEXT, apply_label
+from likeness.disclosure.implicit import aigc_fields, embed_aigc
+from likeness.disclosure.label import (
+    CORNERS,
+    LABEL_TEXT,
+    LabelBox,
+    apply_label,
+    apply_start_label,
+    start_label_box,
+)
+from likeness.disclosure.profiles import DisclosureProfile, get_profile
 from likeness.disclosure.types import Ingredient, ResultKind, SealedOutput
 from likeness.errors import Cancelled, DisclosureError, LikenessError, UsageError
 from likeness.fsutil import sha256_file
@@ -47,6 +60,20 @@ Result = TypeVar("Result", covariant=True)
 LABEL_COVERS_FACE = (
     "the visible label covers a detected face: at the legal size every corner would have covered one"
 )
+START_LABEL_COVERS_FACE = (
+    "the start label covers a detected face in the first seconds: at the top, the bottom and the "
+    "middle it would have covered one"
+)
+
+
+def label_covers_face(profile: DisclosureProfile) -> str:
+    """The note for a label that had to cover a face, naming the profile's restriction if any."""
+    if len(profile.corners) == len(CORNERS):
+        return LABEL_COVERS_FACE
+    return (
+        f"the visible label covers a detected face: the {profile.name} disclosure profile allows only "
+        f"the {', '.join(profile.corners)} corner, and at the legal size the label covers a face there"
+    )
 
 
 @dataclass(frozen=True)
@@ -69,6 +96,10 @@ class SealJob:
     label_language: str = "en"
     faces: Callable[[], Sequence[tuple[int, int, int, int]]] = lambda: ()
     """Boxes of the faces in the first frame, asked when the label is placed: it covers none."""
+    disclosure_profile: str = "default"
+    """``default``, ``eu`` or ``cn`` (:mod:`likeness.disclosure.profiles`)."""
+    content_producer: str = "likeness"
+    """The AIGC implicit label's ContentProducer (the policy's ``[disclosure] content_producer``)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +125,8 @@ class FrameSink(Protocol, Generic[Result]):
     out_path: Path
     media_type: str
     watermark_strength: float
+    start_time: float
+    """When the first frame is shown, in seconds (footage may start after 0): the start label's clock."""
     watermark_per_output: bool
     """True: the frames are many, of one size, so the watermark pattern is built once per output
     (:class:`~likeness.disclosure.frame_mark.FrameMarker`); False: each frame is marked on its own
@@ -140,18 +173,24 @@ class FrameSink(Protocol, Generic[Result]):
     def close(self) -> None: ...
 
 
-def check_label_options(corner: str, language: str) -> None:
-    """Refuse unknown label options (before any work)."""
+def check_label_options(corner: str, language: str, profile: str = "default") -> DisclosureProfile:
+    """Refuse unknown label options and disclosure profiles (before any work); the profile."""
+    chosen = get_profile(profile)
     if corner not in CORNERS:
         raise UsageError(f"label corner {corner!r} is not one of {', '.join(CORNERS)}")
     if language not in LABEL_TEXT:
         raise UsageError(
             f"label language {language!r} is not available", hint=f"choose one of: {', '.join(LABEL_TEXT)}"
         )
+    return chosen
 
 
 def credential_facts(
-    sealed: SealedOutput, job: SealJob, consent_hashes: Mapping[str, str]
+    sealed: SealedOutput,
+    job: SealJob,
+    consent_hashes: Mapping[str, str],
+    disclosure: Mapping[str, Any] | None = None,
+    aigc: Mapping[str, str] | None = None,
 ) -> CredentialFacts:
     """The one builder of what a manifest states, for stills and footage alike."""
     return CredentialFacts(
@@ -164,6 +203,8 @@ def credential_facts(
         tools=dict(job.tools),
         consent_hashes=dict(consent_hashes),
         ledger_head=dict(sealed.ledger_head) if sealed.ledger_head else None,
+        disclosure=dict(disclosure) if disclosure else None,
+        aigc=dict(aigc) if aigc else None,
     )
 
 
@@ -172,13 +213,24 @@ class Marker:
 
     The label plate is opaque, so it is the same pixels on every frame: it is drawn once with
     :func:`apply_label` and pasted after that, provided pasting reproduces ``apply_label`` exactly
-    on the first frame (else every frame is drawn).
+    on the first frame (else every frame is drawn). Footage under a profile with a start label gets
+    :func:`apply_start_label` on top for the frames before ``profile.start_seconds``, pasted the
+    same way.
 
     The watermark: with ``per_output`` (footage) a :class:`FrameMarker` built for the frame size
     marks every frame (a new one if the size changes); else :func:`watermark.embed_id`.
     """
 
-    def __init__(self, output_id: str, job: SealJob, strength: float, *, per_output: bool = False) -> None:
+    def __init__(
+        self,
+        output_id: str,
+        job: SealJob,
+        strength: float,
+        *,
+        per_output: bool = False,
+        footage: bool = False,
+        start_time: float = 0.0,
+    ) -> None:
         self.output_id = output_id
         self.per_output = per_output
         self._frame_marker: FrameMarker | None = None
@@ -189,24 +241,89 @@ class Marker:
         self._where: tuple[slice, slice] | None = None
         self._paste = False
         self.covers_face = False
-        """Every corner would have covered a face, so the label covers one."""
+        """Every allowed corner would have covered a face, so the label covers one."""
+        self.profile = get_profile(job.disclosure_profile)
+        self.text, self.font_language = self.profile.label_text(job.kind, job.label_language)
+        self.start_seconds = self.profile.start_seconds if footage else 0.0
+        self.start_time = start_time
+        self.box: LabelBox | None = None
+        self.start_box: LabelBox | None = None
+        self.size: tuple[int, int] = (0, 0)
+        self._start: tuple[tuple[slice, slice], np.ndarray] | None = None
 
-    def label(self, pixels: np.ndarray) -> np.ndarray:
+    def label(self, pixels: np.ndarray, time: float = 0.0) -> np.ndarray:
+        labelled = self._corner_label(pixels)
+        if time - self.start_time < self.start_seconds:
+            labelled = self._start_label(labelled)
+        return labelled
+
+    def _corner_label(self, pixels: np.ndarray) -> np.ndarray:
         if self._paste and self._patch is not None and self._where is not None:
             out = pixels.copy()
             out[self._where] = self._patch
             return out
         labelled, box = apply_label(
-            pixels, self.output_id, corner=self.corner, language=self.language, avoid=self.faces()
+            pixels,
+            self.output_id,
+            corner=self.profile.corner(self.corner),
+            language=self.font_language,
+            avoid=self.faces(),
+            text=self.text,
+            corners=self.profile.corners,
         )
         if self._where is None:
             self.covers_face = box.covers_face
+            self.box, self.size = box, (pixels.shape[1], pixels.shape[0])
             self._where = (slice(box.top, box.bottom), slice(box.left, box.right))
             self._patch = labelled[self._where].copy()
             pasted = pixels.copy()
             pasted[self._where] = self._patch
             self._paste = bool(np.array_equal(pasted, labelled))
         return labelled
+
+    def _start_label(self, labelled: np.ndarray) -> np.ndarray:
+        if self._start is not None:  # opaque, the same on every frame: pasted (``labelled`` is a copy)
+            where, patch = self._start
+            labelled[where] = patch
+            return labelled
+        corner = self.box
+        keep_clear = [(corner.left, corner.top, corner.right, corner.bottom)] if corner else []
+        out, box = apply_start_label(
+            labelled, self.text, language=self.font_language, avoid=self.faces(), keep_clear=keep_clear
+        )
+        self.start_box = box
+        self._start = (
+            (slice(box.top, box.bottom), slice(box.left, box.right)),
+            out[box.top : box.bottom, box.left : box.right].copy(),
+        )
+        return out
+
+    def notes(self) -> tuple[str, ...]:
+        """What the user should know about where the labels went."""
+        notes = [label_covers_face(self.profile)] if self.covers_face else []
+        if self.start_box is not None and self.start_box.covers_face:
+            notes.append(START_LABEL_COVERS_FACE)
+        return tuple(notes)
+
+    def facts(self) -> dict[str, Any]:
+        """The manifest's ``org.likeness.disclosure``: the profile, its rule, the labels as drawn."""
+        width, height = self.size
+        facts: dict[str, Any] = {
+            "profile": self.profile.name,
+            "rules": self.profile.rules,
+            "label": self.box.facts(width, height) if self.box is not None else None,
+            "start_label": None,
+            "implicit_label": "AIGC XMP (TC260)" if self.profile.implicit else None,
+        }
+        start = self.start_box
+        if start is None and self.start_seconds > 0 and self.box is not None:
+            # A footage job resumed after its first seconds drew the start label in an earlier run:
+            # the same frames and faces put it in the same place.
+            corner = (self.box.left, self.box.top, self.box.right, self.box.bottom)
+            start = start_label_box(width, height, self.text, self.font_language, self.faces(), [corner])[0]
+        if start is not None:
+            facts["start_label"] = {**start.facts(width, height), "seconds": self.start_seconds}
+        return facts
 
     def mark(self, labelled: np.ndarray) -> np.ndarray:
         if not self.per_output:
@@ -262,7 +379,7 @@ def seal_frames(
     footage job killed between recording and renaming. See the module docstring.
     """
     token = cancel or CancelToken()
-    check_label_options(job.label_corner, job.label_language)
+    check_label_options(job.label_corner, job.label_language, job.disclosure_profile)
     sink.check(job.ingredients)
     try:
         for _attempt in range(2):
@@ -298,7 +415,14 @@ def _seal_once(
     begun = sink.begin(source.checkpoint)
     if recorded_sha256(begun.output_id) is not None:
         return sink.adopt(recorded_sha256)
-    marker = Marker(begun.output_id, job, sink.watermark_strength, per_output=sink.watermark_per_output)
+    marker = Marker(
+        begun.output_id,
+        job,
+        sink.watermark_strength,
+        per_output=sink.watermark_per_output,
+        footage=sink.media_type.startswith("video/"),
+        start_time=sink.start_time,
+    )
     for frame in _frames(source, begun.start):
         cancel.check(
             f"at frame {frame.index} ({frame.time:.2f} s)",
@@ -306,7 +430,7 @@ def _seal_once(
         )
         _check_pixels(frame.pixels)
         with timed(timer, "label"):
-            labelled = marker.label(frame.pixels)
+            labelled = marker.label(frame.pixels, frame.time)
         with timed(timer, "watermark"):
             marked = marker.mark(labelled)
         with timed(timer, "encode"):
@@ -316,6 +440,10 @@ def _seal_once(
     progress("checking the watermark", 0.96)
     with timed(timer, "self-check"):
         perceptual = sink.self_check(encoded, begun.output_id)
+    aigc = None
+    if marker.profile.implicit:  # the implicit label, in the file's metadata before it is signed
+        aigc = aigc_fields(begun.output_id, job.content_producer, perceptual)
+        embed_aigc(encoded, sink.media_type, aigc)
     consent_ids = list(dict.fromkeys(job.consent_ids()))
     sealed = SealedOutput(
         path=sink.out_path,
@@ -327,7 +455,7 @@ def _seal_once(
         purpose=job.purpose,
         phash=perceptual,
         c2pa=False,
-        notes=(LABEL_COVERS_FACE,) if marker.covers_face else (),
+        notes=marker.notes(),
         ingredient_sha256={item.role: item.sha256 for item in job.ingredients},
     )
     head = job.ledger_head()
@@ -335,7 +463,11 @@ def _seal_once(
     progress("signing content credentials", 0.97)
     with timed(timer, "sign"):
         credentials = sign_content_credentials(
-            encoded, facts=credential_facts(sealed, job, job.consent_hashes(consent_ids)), home=home
+            encoded,
+            facts=credential_facts(
+                sealed, job, job.consent_hashes(consent_ids), disclosure=marker.facts(), aigc=aigc
+            ),
+            home=home,
         )
     sealed = dataclasses.replace(sealed, sha256=sha256_file(encoded), c2pa=True)
     result = sink.keep(sealed, encoded, credentials)

@@ -126,6 +126,7 @@ class StillSink:
     """Encodes one frame into ``sealed`` in the job folder; see the module docstring."""
 
     watermark_strength = watermark.STRENGTH
+    start_time = 0.0
     watermark_per_output = False  # one frame: watermark.embed_id
 
     def __init__(self, out_path: Path) -> None:

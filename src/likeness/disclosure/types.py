@@ -36,6 +36,8 @@ class Unsealed:
     operator: str
     label_corner: str = "bottom-right"
     label_language: str = "en"
+    disclosure_profile: str = "default"
+    """``default``, ``eu`` or ``cn`` (:mod:`likeness.disclosure.profiles`)."""
     consent_hashes: dict[str, str] = field(default_factory=dict)
     """Consent id → sha256 of its recorded terms (``ConsentRecord.terms_sha256()``), for the C2PA
     manifest; optional."""

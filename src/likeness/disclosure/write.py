@@ -45,6 +45,7 @@ def seal(
         consent_hashes=_known_hashes(unsealed.consent_hashes),
         label_corner=unsealed.label_corner,
         label_language=unsealed.label_language,
+        disclosure_profile=unsealed.disclosure_profile,
     )
     return seal_frames(
         StillSource(unsealed.pixels), job, StillSink(out_path), home=home, record=record, timer=timer
@@ -78,6 +79,7 @@ class UnsealedVideo:
     label_corner: str = "bottom-right"
     label_language: str = "en"
     consent_hashes: Mapping[str, str] = field(default_factory=dict)
+    disclosure_profile: str = "default"
 
 
 def seal_video(
@@ -103,6 +105,7 @@ def seal_video(
         consent_hashes=_known_hashes(unsealed.consent_hashes),
         label_corner=unsealed.label_corner,
         label_language=unsealed.label_language,
+        disclosure_profile=unsealed.disclosure_profile,
     )
     sink = FootageSink(
         out_path, info=unsealed.info, settings=unsealed.settings, key=dict(unsealed.key), progress=progress

@@ -10,8 +10,9 @@ the option names with ``_`` or ``-`` (``face_index`` or ``face-index``).
 Kinds:
 
 * ``swap``: a still target (``source``, ``target``, ``purpose``, ``out``; ``face_index``, ``backend``,
-  ``label_corner``, ``label_language``, ``max_pixels``). A video target makes it a footage job, as
-  ``likeness swap`` does, so ``swap`` is enough for both; the footage options are then accepted too.
+  ``label_corner``, ``label_language``, ``disclosure_profile``, ``max_pixels``). A video target makes
+  it a footage job, as ``likeness swap`` does, so ``swap`` is enough for both; the footage options are
+  then accepted too. ``disclosure_profile`` (every kind) is checked with the rest of the file.
 * ``footage``: the same swap, for a video target only (a still target is refused): adds ``faces``,
   ``codec``, ``crf``, ``preset``, ``detect_every``, ``segment_seconds``, ``rotation``, ``on_corrupt``.
 * ``generate``: ``model``, ``prompt``, ``purpose``, ``out``; ``identity``, ``negative``, ``steps``,
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from likeness.disclosure.profiles import get_profile
 from likeness.errors import UsageError
 from likeness.jobs.requests import EditRequest, GenerateRequest, SwapRequest, VideoSwapRequest
 from likeness.media.video import looks_like_video
@@ -193,6 +195,11 @@ def _check_job(path: Path, number: int, line: int, raw: Mapping[str, Any]) -> Ba
             f"{where}: a footage job's target must be a video; {options['target']} is not",
             hint="use kind 'swap' for a still target",
         )
+    if options.get("disclosure_profile") is not None:
+        try:
+            options["disclosure_profile"] = get_profile(options["disclosure_profile"]).name
+        except UsageError as error:
+            raise UsageError(f"{where}: {error.reason}", hint=error.hint) from None
     if cls is VideoSwapRequest and options.get("face_index") is not None:
         raise UsageError(
             f"{where}: face_index applies to images; in a video faces are followed and chosen by consent",

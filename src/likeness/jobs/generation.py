@@ -74,6 +74,8 @@ class _Plan:
     kind: ResultKind
     task: Task
     settings: GenerationSettings
+    disclosure_profile: str = "default"
+    content_producer: str = "likeness"
 
 
 def _settings(request: GenerationRequest) -> GenerationSettings:
@@ -102,17 +104,19 @@ def _settings(request: GenerationRequest) -> GenerationSettings:
 
 def check_options(request: GenerationRequest, home: Home) -> _Plan:
     """Step 1: every option, before any work (the purpose against the policy included)."""
-    check_label_options(request.label_corner, request.label_language)
+    policy = Policy.load(home)
+    profile = request.disclosure_profile or policy.disclosure_profile
+    check_label_options(request.label_corner, request.label_language, profile)
     output_format(request.out)
     settings = _settings(request)
     settings.check()
-    Policy.load(home).require_known("purposes", [request.purpose])
+    policy.require_known("purposes", [request.purpose])
     if isinstance(request, EditRequest):
         if request.max_pixels <= 0:
             raise UsageError(f"--max-pixels must be a positive number of pixels, not {request.max_pixels}")
-        return _Plan(kind="edit", task="inpainting", settings=settings)
+        return _Plan("edit", "inpainting", settings, profile, policy.content_producer)
     _check_label_fits(settings, request)
-    return _Plan(kind="generated", task="text-to-image", settings=settings)
+    return _Plan("generated", "text-to-image", settings, profile, policy.content_producer)
 
 
 def _check_label_fits(settings: GenerationSettings, request: GenerateRequest) -> None:
@@ -391,6 +395,8 @@ def run_generation(
             label_corner=request.label_corner,
             label_language=request.label_language,
             faces=lambda: [face.box for face in found],
+            disclosure_profile=plan.disclosure_profile,
+            content_producer=plan.content_producer,
         )
 
         def record(sealed: SealedOutput) -> None:

@@ -45,6 +45,9 @@ class SwapRequest:
     """Limit for still pictures (the source photo, a still target); footage has probe limits."""
     label_corner: str = "bottom-right"
     label_language: str = "en"
+    disclosure_profile: str | None = None
+    """``default``, ``eu`` or ``cn`` (:mod:`likeness.disclosure.profiles`); ``None``: the policy's
+    ``[disclosure] default_profile``."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,9 @@ class GenerateRequest:
     operator: str = field(default_factory=default_operator)
     label_corner: str = "bottom-right"
     label_language: str = "en"
+    disclosure_profile: str | None = None
+    """``default``, ``eu`` or ``cn`` (:mod:`likeness.disclosure.profiles`); ``None``: the policy's
+    ``[disclosure] default_profile``."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,9 @@ class EditRequest:
     max_pixels: int = DEFAULT_MAX_PIXELS
     label_corner: str = "bottom-right"
     label_language: str = "en"
+    disclosure_profile: str | None = None
+    """``default``, ``eu`` or ``cn`` (:mod:`likeness.disclosure.profiles`); ``None``: the policy's
+    ``[disclosure] default_profile``."""
 
 
 @dataclass(frozen=True)

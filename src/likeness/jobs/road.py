@@ -84,7 +84,9 @@ def as_footage(request: SwapRequest) -> VideoSwapRequest | None:
 def check_options(request: SwapRequest, policy: Policy) -> EncodeSettings | None:
     """Step 1: every option is checked before any work; the footage encoder settings, if footage."""
     policy.require_known("purposes", [request.purpose])  # names the known purposes
-    check_label_options(request.label_corner, request.label_language)
+    check_label_options(
+        request.label_corner, request.label_language, request.disclosure_profile or policy.disclosure_profile
+    )
     if request.max_pixels <= 0:
         raise UsageError(f"--max-pixels must be a positive number of pixels, not {request.max_pixels}")
     out = Path(request.out).expanduser().absolute()
@@ -133,6 +135,7 @@ def run_job(
     # 1. Check every option before any work.
     policy = Policy.load(home)
     settings = check_options(request, policy)
+    profile = request.disclosure_profile or policy.disclosure_profile
     footage = as_footage(request)
     progress("decode", 0.0)
 
@@ -233,6 +236,8 @@ def run_job(
             label_corner=request.label_corner,
             label_language=request.label_language,
             faces=(lambda: [f.box for f in still_faces]) if tracked is None else tracked.first_faces,
+            disclosure_profile=profile,
+            content_producer=policy.content_producer,
         )
         if footage is None:
             sink: StillSink | FootageSink = StillSink(request.out)
@@ -242,7 +247,7 @@ def run_job(
                 request.out,
                 info=target.footage,
                 settings=settings,
-                key=resume_key(footage, source.sha256, tools),
+                key={**resume_key(footage, source.sha256, tools), "disclosure_profile": profile},
                 progress=lambda stage, fraction: progress(stage, 0.02 + 0.98 * fraction),
                 timer=timer,
             )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from likeness.disclosure.footage_read import VideoDisclosureReport
+from likeness.disclosure.profile_check import ProfileReport, check_profile
 from likeness.disclosure.read import DisclosureReport
 
 
@@ -142,10 +143,16 @@ class VerifyReport:
         agrees = None if not wm.found else wm.output_id in ids
         return {"alg": bound.get("alg"), "output_ids": ids, "watermark_agrees": agrees}
 
+    @property
+    def profile(self) -> ProfileReport:
+        """The disclosure profile the manifest states and whether the file still meets it."""
+        return check_profile(self.disclosure)
+
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {"file": str(self.file), "verdict": self.verdict, "status": self.status}
         data.update(self.disclosure.to_dict())
         data["soft_binding"] = self.soft_binding
+        data["profile"] = self.profile.to_dict()
         data["ledger"] = self.ledger
         return data
 
@@ -173,6 +180,7 @@ class VerifyReport:
         else:
             lines.append("  watermark: none found")
         lines.append(f"  visible label: {'detected' if self.disclosure.label_detected else 'not detected'}")
+        lines += self.profile.describe()
         if self.disclosure.unreadable:
             lines.append(
                 f"  pixels: could not be decoded ({self.disclosure.unreadable}); the watermark and the "

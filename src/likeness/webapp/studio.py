@@ -140,6 +140,8 @@ class SwapJob:
     source_photo: Path | None = None
     face_index: int | None = None
     """Which target face to replace (0 = leftmost); ``None`` replaces every face."""
+    disclosure_profile: str | None = None
+    """``default``, ``eu`` or ``cn``; ``None``: the policy's default."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class GenerateJob:
     guidance: float = 7.0
     seed: int | None = None
     size: tuple[int, int] = (512, 512)
+    disclosure_profile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ class VideoJob:
     codec: str = "h264"
     crf: int = DEFAULT_CRF
     """H.264 quality: 0 (lossless) … 51 (worst); 18 is visually lossless. FFV1 ignores it."""
+    disclosure_profile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -461,6 +465,7 @@ class Studio:
             size=job.size,
             backend=self.backend,
             operator=user.name,
+            disclosure_profile=job.disclosure_profile or None,
         )
         return run_job(request, home=self.home, progress=report)
 
@@ -587,6 +592,7 @@ class Studio:
                 backend=self.backend,
                 operator=user.name,
                 max_pixels=self.max_pixels,
+                disclosure_profile=job.disclosure_profile or None,
             )
             with self.engines.borrow() as engines:
                 outcome = swap_image(request, home=self.home, progress=report, engines=engines)
@@ -652,6 +658,7 @@ class Studio:
                     segment_seconds=self.video_segment_seconds,
                     operator=user.name,
                     max_pixels=self.max_pixels,
+                    disclosure_profile=job.disclosure_profile or None,
                 )
                 try:
                     with self.engines.borrow() as engines:  # the loaded models serve video too
@@ -1019,6 +1026,7 @@ def _video_key(user: str, backend: str, job: VideoJob, crf: int, target_sha: str
         "faces": job.faces,
         "codec": job.codec,
         "crf": crf,
+        **({"disclosure_profile": job.disclosure_profile} if job.disclosure_profile else {}),
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
 

@@ -14,7 +14,14 @@ import gradio as gr
 from likeness.errors import LikenessError, UsageError
 from likeness.webapp import views
 from likeness.webapp.studio import GenerateJob
-from likeness.webapp.tabs.handling import PRIVATE, TabBase, TabParts, help_block, stage_reporter
+from likeness.webapp.tabs.handling import (
+    PRIVATE,
+    TabBase,
+    TabParts,
+    help_block,
+    profile_dropdown,
+    stage_reporter,
+)
 
 SIZES = ("512x512", "768x768", "1024x1024", "768x512", "512x768")
 
@@ -71,6 +78,7 @@ class GenerateTab(TabBase):
         seed: float | None,
         size: str | None,
         request: gr.Request,
+        profile: str | None = None,
         progress=gr.Progress(),  # noqa: B008 - Gradio's injection idiom
     ):
         user = self.user(request)
@@ -86,6 +94,7 @@ class GenerateTab(TabBase):
                 steps=int(steps or 30),
                 seed=None if seed in (None, "") else int(seed),
                 size=parse_size(size),
+                disclosure_profile=profile or None,
             )
             outcome = self.studio.generate(
                 user, request.session_hash, job, progress=stage_reporter(progress), cancelled=cancel.is_set
@@ -117,6 +126,7 @@ class GenerateTab(TabBase):
                         elem_id="generate-identity",
                     )
                     identity_note = gr.HTML(views.source_note([], None), elem_id="generate-identity-note")
+                    profile = profile_dropdown(self.studio, "generate-profile")
                     prompt = gr.Textbox(label="Prompt", lines=3, elem_id="generate-prompt")
                     negative = gr.Textbox(label="Negative prompt", elem_id="generate-negative")
                     with gr.Row():
@@ -144,7 +154,7 @@ class GenerateTab(TabBase):
             changed(self.offered_people, [purpose, identity], [identity, identity_note], **PRIVATE)
         run.click(
             self.generate,
-            [model, prompt, purpose, identity, negative, steps, seed, size],
+            [model, prompt, purpose, identity, negative, steps, seed, size, profile],
             [banner, image, result],
             api_name="generate",
             **self.heavy(),

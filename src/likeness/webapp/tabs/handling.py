@@ -72,6 +72,24 @@ def labelled(choices: dict[str, object]) -> list[tuple[str, str]]:
     return [(f"{name} — {getattr(text, 'description', text)}", name) for name, text in choices.items()]
 
 
+PROFILE_CHOICES = [
+    ("default — the label in a corner that avoids faces", "default"),
+    ("EU — AI Act Art. 50: 'AI GENERATED' / 'AI MODIFIED' top right", "eu"),
+    ("China — GB 45438-2025: large text, AIGC metadata", "cn"),
+]
+
+
+def profile_dropdown(studio: Studio, elem_id: str) -> Any:
+    """The disclosure profile picker of a tab that writes media, set to the policy's default."""
+    return gr.Dropdown(
+        PROFILE_CHOICES,
+        value=studio.policy().disclosure_profile,
+        label="Disclosure profile",
+        info="how the output discloses itself (the label's wording and place; China adds AIGC metadata)",
+        elem_id=elem_id,
+    )
+
+
 def banner_and_json(error: LikenessError) -> tuple[str, dict[str, Any]]:
     """The usual failure result: the error's banner and its JSON for API clients."""
     return views.error_banner(error), views.error_json(error)

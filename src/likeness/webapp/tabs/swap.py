@@ -14,7 +14,14 @@ import gradio as gr
 from likeness.errors import LikenessError, UsageError
 from likeness.webapp import views
 from likeness.webapp.studio import SwapJob
-from likeness.webapp.tabs.handling import PRIVATE, TabBase, TabParts, help_block, stage_reporter
+from likeness.webapp.tabs.handling import (
+    PRIVATE,
+    TabBase,
+    TabParts,
+    help_block,
+    profile_dropdown,
+    stage_reporter,
+)
 from likeness.webapp.tabs.swap_video import VideoSwap
 from likeness.webapp.tabs.uploads import image_upload
 
@@ -114,6 +121,7 @@ class SwapTab(TabBase):
         purpose: str | None,
         face: str | None,
         request: gr.Request,
+        profile: str | None = None,
         progress=gr.Progress(),  # noqa: B008 - Gradio's way to ask for a progress tracker
     ):
         """Run the gated, disclosed swap in a worker thread; a cancel stops it before anything is written."""
@@ -129,6 +137,7 @@ class SwapTab(TabBase):
                 identity=identity,
                 source_photo=Path(source_photo) if source_photo else None,
                 face_index=face_index(face),
+                disclosure_profile=profile or None,
             )
             result = self.studio.swap(
                 user, request.session_hash, job, progress=report, cancelled=cancel.is_set
@@ -181,6 +190,7 @@ class SwapTab(TabBase):
                         label="Target",
                         elem_id="swap-target-kind",
                     )
+                    profile = profile_dropdown(self.studio, "swap-profile")
                 with gr.Column(scale=2):
                     with gr.Column(visible=True) as image_inputs:
                         target = image_upload(
@@ -261,7 +271,7 @@ class SwapTab(TabBase):
             self.pending, None, [*image_outputs, video_results.panel], **PRIVATE
         ).then(
             self.swap,
-            [*source, target, purpose, face_choice],
+            [*source, target, purpose, face_choice, profile],
             [*image_outputs, swap_json],
             api_name="swap",
             **self.heavy(),
@@ -271,6 +281,7 @@ class SwapTab(TabBase):
             video_button,
             source=source,
             purpose=purpose,
+            profile=profile,
             inputs=video_inputs,
             results=video_results,
             banner=banner,

@@ -53,6 +53,7 @@ class VideoSwap(TabBase):
         codec: str | None,
         crf: float | None,
         request: gr.Request,
+        profile: str | None = None,
         progress=gr.Progress(),  # noqa: B008 - Gradio's way to ask for a progress tracker
     ):
         """Run the gated, disclosed video swap in a worker thread; Cancel stops it after the current frame
@@ -71,6 +72,7 @@ class VideoSwap(TabBase):
                 faces=faces or "consented",
                 codec=codec or "h264",
                 crf=DEFAULT_CRF if crf is None else int(crf),
+                disclosure_profile=profile or None,
             )
             result = self.studio.swap_video(user, request.session_hash, job, progress=report, cancel=cancel)
             report("check", 0.99)
@@ -159,6 +161,7 @@ class VideoSwap(TabBase):
         *,
         source: list[Any],
         purpose: Any,
+        profile: Any,
         inputs: VideoInputs,
         results: VideoResults,
         banner: Any,
@@ -172,7 +175,7 @@ class VideoSwap(TabBase):
         outputs = [banner, results.player, results.download, results.tracks]
         return button.click(self.pending, None, [*outputs, image_panel], **PRIVATE).then(
             self.swap_video,
-            [*source, inputs.target, purpose, inputs.faces, inputs.codec, inputs.crf],
+            [*source, inputs.target, purpose, inputs.faces, inputs.codec, inputs.crf, profile],
             [*outputs, details],
             api_name="swap_video",
             concurrency_id="video",
