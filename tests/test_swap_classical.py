@@ -606,3 +606,19 @@ def test_a_still_swap_imports_no_scipy(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_merge_close_keeps_the_first_of_points_closer_than_a_pixel(photo) -> None:
+    _, (face,) = photo("obama/1.jpg")
+    points = classical._with_forehead(face.landmarks.astype(np.float64))
+    # dlib's integer landmarks: add exact and sub-pixel near-duplicates of some of them.
+    crowded = np.vstack([points, points[[8, 30, 48]], points[[36, 45]] + (0.6, -0.5), points[[0]] + 1.5])
+    kept_dst, kept_src, kept = classical._merge_close(crowded, crowded * 2)
+    assert np.array_equal(kept_dst, crowded[kept]) and np.array_equal(kept_src, crowded[kept] * 2)
+    gaps = np.hypot(*(kept_dst[:, None] - kept_dst[None]).transpose(2, 0, 1))
+    assert (gaps[~np.eye(len(kept), dtype=bool)] >= classical.MERGE_PX).all()
+    for index in sorted(set(range(len(crowded))) - set(kept.tolist())):
+        earlier = kept[kept < index]
+        assert np.hypot(*(crowded[earlier] - crowded[index]).T).min() < classical.MERGE_PX
+    # The 5 near copies go, the copy 2.1 px away stays.
+    assert len(kept) == len(classical._merge_close(points, points)[2]) + 1

@@ -500,9 +500,11 @@ def _outline(warp_points: np.ndarray) -> np.ndarray:
 def _merge_close(dst: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Drop target points within MERGE_PX of an earlier one, with their source partners; also return the
     indices kept."""
+    offsets = dst[:, None, :] - dst[None, :, :]
+    far = np.hypot(offsets[..., 0], offsets[..., 1]) >= MERGE_PX
     keep: list[int] = []
-    for index, point in enumerate(dst):
-        if all(np.hypot(*(point - dst[k])) >= MERGE_PX for k in keep):
+    for index in range(len(dst)):
+        if far[index, keep].all():
             keep.append(index)
     return dst[keep], src[keep], np.array(keep)
 
