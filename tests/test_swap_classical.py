@@ -465,3 +465,160 @@ def test_light_skin_onto_dark_skin_takes_the_tone_around_the_face(photo) -> None
         return float(np.abs(blur(lab) - blur(lab_t))[rim].mean())
 
     assert rim_lightness_error(out) < 0.7 * rim_lightness_error(naive)
+
+
+# -- computed once per source; no scipy on the swap's path ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source_name", "target_name"),
+    [
+        ("demo/darwin_1.jpg", "demo/lincoln_1.jpg"),  # a source beard found by its disorder; target beard
+        ("obama/1.jpg", "biden/2.jpg"),
+        ("deepface_person_01/2.jpg", "kit_harington/1.jpg"),
+    ],
+)
+def test_a_prepared_source_gives_the_same_pixels(photo, source_name: str, target_name: str) -> None:
+    source, (source_face,) = photo(source_name)
+    target, (target_face,) = photo(target_name)
+    swapper = ClassicalSwapper()
+    prepared = swapper.prepare(source, source_face)
+    assert prepared.hair == classical_masks.facial_hair(source, source_face.landmarks.astype(np.float64))
+    out, report = swapper.swap_with_report(target, target_face, source, source_face)
+    out_prepared, report_prepared = swapper.swap_prepared_with_report(target, target_face, prepared)
+    assert np.array_equal(out, out_prepared) and report == report_prepared
+    assert not np.array_equal(out, target)
+    # Reused: a second target with the same prepared source matches its own unprepared swap too.
+    again = swapper.swap_prepared(out, target_face, prepared)
+    assert np.array_equal(again, swapper.swap(out, target_face, source, source_face))
+
+
+def test_a_prepared_bad_source_is_refused_at_the_swap(photo) -> None:
+    import dataclasses
+
+    target, (target_face,) = photo("obama/1.jpg")
+    profile, (profile_face,) = photo("_hard/profile_left.jpg")
+    bare = dataclasses.replace(target_face, landmarks=np.empty((0, 2), dtype=np.float32))
+    swapper = ClassicalSwapper()
+    for source, face, reason in ((profile, profile_face, "turned too far"), (target, bare, "68 finite")):
+        prepared = swapper.prepare(source, face)
+        assert prepared.hair is None
+        with pytest.raises(BadInput, match=reason):
+            swapper.swap_prepared(target, target_face, prepared)
+
+
+def test_swap_transform_prepares_the_source_once(photo) -> None:
+    from likeness.jobs.selection import SwapTransform
+
+    source, (source_face,) = photo("demo/darwin_1.jpg")
+    target, (target_face,) = photo("demo/lincoln_1.jpg")
+    swapper = ClassicalSwapper()
+    transform = SwapTransform(swapper=swapper, source_pixels=source, source_face=source_face)
+    assert transform.prepared is not None and transform.prepared.hair is not None
+    assert np.array_equal(
+        transform(target, target_face), swapper.swap(target, target_face, source, source_face)
+    )
+
+
+def _warp_points(face: Face) -> np.ndarray:
+    """The target's warp points as the swap triangulates them: landmarks, forehead, merged, border."""
+    points = face.landmarks.astype(np.float64)
+    region = classical._region_around(points)
+    local = classical._with_forehead(points - (region.x0, region.y0))
+    local, _, _ = classical._merge_close(local, local)
+    return np.vstack([local, classical._border_points(region.width, region.height)])
+
+
+def test_the_triangulation_is_delaunay_on_real_landmarks(photo) -> None:
+    from scipy.spatial import Delaunay
+
+    names = ["obama/1.jpg", "biden/2.jpg", "kit_harington/1.jpg", "demo/lincoln_1.jpg", "demo/darwin_1.jpg"]
+    for name in names:
+        _, faces = photo(name)
+        points = _warp_points(faces[0])
+        triangles = classical._delaunay(points)
+        reference = Delaunay(points).simplices
+        assert len(triangles) == len(reference)
+        areas = np.abs(classical._signed_areas(points, triangles))
+        assert areas.min() > 0 and np.isclose(
+            areas.sum(), np.abs(classical._signed_areas(points, reference)).sum()
+        )
+        # Empty circumcircles: no point strictly inside any triangle's circle (dlib's integer landmarks
+        # make co-circular points common; there either diagonal is Delaunay, scipy and cv2 may differ).
+        a, b, c = (points[triangles[:, k]] for k in range(3))
+        d = 2 * (
+            a[:, 0] * (b[:, 1] - c[:, 1]) + b[:, 0] * (c[:, 1] - a[:, 1]) + c[:, 0] * (a[:, 1] - b[:, 1])
+        )
+        sq = [(p**2).sum(axis=1) for p in (a, b, c)]
+        ux = (sq[0] * (b[:, 1] - c[:, 1]) + sq[1] * (c[:, 1] - a[:, 1]) + sq[2] * (a[:, 1] - b[:, 1])) / d
+        uy = (sq[0] * (c[:, 0] - b[:, 0]) + sq[1] * (a[:, 0] - c[:, 0]) + sq[2] * (b[:, 0] - a[:, 0])) / d
+        radius = np.hypot(a[:, 0] - ux, a[:, 1] - uy)
+        distance = np.hypot(points[None, :, 0] - ux[:, None], points[None, :, 1] - uy[:, None])
+        assert (distance >= radius[:, None] * (1 - 1e-6) - 1e-6).all(), name
+
+
+def test_the_triangulation_matches_scipys_swap_closely(photo, monkeypatch) -> None:
+    # The triangulation before cv2.Subdiv2D was scipy's; the pixels may differ only where co-circular
+    # points are split by the other diagonal and on shared triangle edges.
+    from scipy.spatial import Delaunay
+
+    source, (source_face,) = photo("obama/1.jpg")
+    target, (target_face,) = photo("biden/2.jpg")
+    swapper = ClassicalSwapper()
+    out = swapper.swap(target, target_face, source, source_face)
+    monkeypatch.setattr(classical, "_delaunay", lambda points: Delaunay(points).simplices)
+    reference = swapper.swap(target, target_face, source, source_face)
+    change = np.abs(out.astype(np.int16) - reference).max(axis=2)
+    face = hull_mask(target_face, target.shape)
+    assert (change[face] > 2).mean() < 0.01 and change[face].mean() < 0.5
+    assert (change[~face] == 0).all()
+
+
+def test_fill_holes_is_scipys_binary_fill_holes(photo) -> None:
+    from scipy.ndimage import binary_fill_holes
+
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        height, width = rng.integers(1, 50, 2)
+        mask = rng.random((height, width)) < rng.uniform(0.2, 0.8)
+        assert np.array_equal(classical_masks.fill_holes(mask), binary_fill_holes(mask))
+    target, (target_face,) = photo("demo/lincoln_1.jpg")
+    beard = classical_masks.beard_weight(target, target_face.landmarks.astype(np.float64)) > 0.5
+    assert beard.any() and np.array_equal(classical_masks.fill_holes(beard), binary_fill_holes(beard))
+
+
+def test_a_still_swap_imports_no_scipy(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from likeness.faces.dlib_backend import DlibAnalyzer\n"
+        "from likeness.media.image import load_image\n"
+        "from likeness.swap.classical import ClassicalSwapper\n"
+        f"demo = {str(DEMO)!r}\n"
+        "analyzer = DlibAnalyzer()\n"
+        "source, target = (load_image(demo + '/' + n).pixels for n in ('darwin_1.jpg', 'lincoln_1.jpg'))\n"
+        "faces = [analyzer.analyze(pixels)[0] for pixels in (target, source)]\n"
+        "out = ClassicalSwapper().swap(target, faces[0], source, faces[1])\n"
+        "assert not np.array_equal(out, target)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('scipy')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_merge_close_keeps_the_first_of_points_closer_than_a_pixel(photo) -> None:
+    _, (face,) = photo("obama/1.jpg")
+    points = classical._with_forehead(face.landmarks.astype(np.float64))
+    # dlib's integer landmarks: add exact and sub-pixel near-duplicates of some of them.
+    crowded = np.vstack([points, points[[8, 30, 48]], points[[36, 45]] + (0.6, -0.5), points[[0]] + 1.5])
+    kept_dst, kept_src, kept = classical._merge_close(crowded, crowded * 2)
+    assert np.array_equal(kept_dst, crowded[kept]) and np.array_equal(kept_src, crowded[kept] * 2)
+    gaps = np.hypot(*(kept_dst[:, None] - kept_dst[None]).transpose(2, 0, 1))
+    assert (gaps[~np.eye(len(kept), dtype=bool)] >= classical.MERGE_PX).all()
+    for index in sorted(set(range(len(crowded))) - set(kept.tolist())):
+        earlier = kept[kept < index]
+        assert np.hypot(*(crowded[earlier] - crowded[index]).T).min() < classical.MERGE_PX
+    # The 5 near copies go, the copy 2.1 px away stays.
+    assert len(kept) == len(classical._merge_close(points, points)[2]) + 1

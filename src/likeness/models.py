@@ -246,7 +246,21 @@ class VerifiedModel:
 def _inspect(entry: ModelFile, path: Path) -> tuple[int, str | None]:
     """``(size, sha256)``; the hash is skipped (``None``) when the size already differs."""
     size = path.stat().st_size
-    return size, (sha256_file(path) if size == entry.size else None)
+    return size, (_sha256_mapped(path) if size == entry.size else None)
+
+
+def _sha256_mapped(path: Path) -> str:
+    """The file's sha256 in one call over a memory map: hashlib releases the GIL for the whole file, so
+    a check run in a thread (see :class:`likeness.faces.dlib_backend.DlibAnalyzer`) goes on while dlib,
+    which holds the GIL, loads the files already checked."""
+    import hashlib
+    import mmap
+
+    with path.open("rb") as handle:
+        if path.stat().st_size == 0:
+            return sha256_file(path)
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return hashlib.sha256(mapped).hexdigest()
 
 
 def verify(entry: ModelFile, path: Path, home: Home | None = None) -> VerifiedModel:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -51,15 +52,35 @@ def chosen_targets(faces: Sequence[Face], picture: Picture, face_index: int | No
     return [(face_index, faces[face_index])]
 
 
+@runtime_checkable
+class PreparingSwapper(Protocol):
+    """A swapper that can measure what depends on the source alone once (see
+    :meth:`likeness.swap.classical.ClassicalSwapper.prepare`) and reuse it for every frame."""
+
+    def prepare(self, source: np.ndarray, source_face: Face) -> Any: ...
+
+    def swap_prepared(self, target: np.ndarray, target_face: Face, prepared: Any) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class SwapTransform:
-    """Puts the source likeness onto one face of a frame (today's only transform)."""
+    """Puts the source likeness onto one face of a frame (today's only transform).
+
+    A swapper that can (:class:`PreparingSwapper`) prepares the source once, here; every frame reuses it.
+    """
 
     swapper: Swapper
     source_pixels: np.ndarray = field(repr=False)
     source_face: Face
+    prepared: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.swapper, PreparingSwapper):
+            object.__setattr__(self, "prepared", self.swapper.prepare(self.source_pixels, self.source_face))
 
     def __call__(self, pixels: np.ndarray, face: Face) -> np.ndarray:
         """The frame with ``face`` replaced; :class:`BadInput` when the face cannot be (e.g. turned
         too far)."""
+        if self.prepared is not None and isinstance(self.swapper, PreparingSwapper):
+            return self.swapper.swap_prepared(pixels, face, self.prepared)
         return self.swapper.swap(pixels, face, self.source_pixels, self.source_face)
