@@ -33,12 +33,13 @@ RINGING_PX = 8
 
 def phash(pixels: np.ndarray) -> str:
     import cv2
-    from scipy.fft import dctn
 
     rgb = pixels[..., :3].astype(np.float32)
     grey = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
     small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
-    low = dctn(small, type=2, norm="ortho")[:8, :8].reshape(-1)
+    # cv2.dct is the orthonormal 2-D DCT-II, scipy's dctn(type=2, norm="ortho") without importing
+    # scipy (0.4-0.5 s of a CLI swap); on 101 test images they differ by at most 1.8e-12.
+    low = cv2.dct(small)[:8, :8].reshape(-1)
     bits = low > np.median(low[1:])
     value = 0
     for bit in bits.tolist():
