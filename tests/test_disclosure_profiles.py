@@ -453,6 +453,39 @@ def test_bad_profile_name_is_exit_2_with_a_clear_message(tmp_path: Path, command
     assert not (tmp_path / "o.jpg").exists()
 
 
+@pytest.mark.parametrize(
+    ("profile", "option", "expected"),
+    [
+        ("eu", ["--label-corner", "bottom-left"], "puts the label top-right, not bottom-left"),
+        ("eu", ["--label-language", "de"], "sets the label's own wording"),
+        ("cn", ["--label-language", "fr"], "sets the label's own wording"),
+    ],
+)
+def test_a_label_option_the_profile_would_override_is_exit_2(
+    tmp_path: Path, profile: str, option: list[str], expected: str
+) -> None:
+    code, out, err = _run(
+        tmp_path / "home",
+        *("swap", "--source", "a.jpg", "--target", "b.jpg", "--purpose", "education"),
+        *("--out", str(tmp_path / "o.jpg"), "--disclosure-profile", profile, *option),
+    )
+    assert code == 2, (out, err)
+    assert expected in err
+    assert not (tmp_path / "o.jpg").exists()
+
+
+def test_a_label_option_the_profile_allows_is_not_refused(tmp_path: Path) -> None:
+    """top-right is the eu profile's own corner: the job goes on (and stops at the missing source)."""
+    code, _out, err = _run(
+        tmp_path / "home",
+        *("swap", "--source", str(tmp_path / "a.jpg"), "--target", str(tmp_path / "b.jpg")),
+        *("--purpose", "education", "--out", str(tmp_path / "o.jpg")),
+        *("--disclosure-profile", "eu", "--label-corner", "top-right"),
+    )
+    assert "disclosure profile" not in err, err
+    assert code == 4 and "a.jpg" in err, (code, err)
+
+
 @pytest.fixture(scope="module")
 def cn_home(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> Path:
     """A home whose policy defaults to the cn profile, with a consenting source and target."""

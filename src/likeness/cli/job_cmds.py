@@ -8,6 +8,7 @@ import click
 
 from likeness.cli.common import (
     PURPOSES_HELP,
+    check_label_for_profile,
     checked_profile,
     disclosure_profile_option,
     home_option,
@@ -121,7 +122,7 @@ def faces(
     default="bottom-right",
     show_default=True,
     type=click.Choice(["bottom-right", "bottom-left", "top-right", "top-left"]),
-    help="corner of the visible label (the eu disclosure profile always uses top-right)",
+    help="corner of the visible label (with --disclosure-profile eu: top-right only)",
 )
 @click.option(
     "--label-language",
@@ -196,6 +197,7 @@ def swap(
     from likeness.media.image import DEFAULT_MAX_PIXELS
     from likeness.media.video import looks_like_video
 
+    check_label_for_profile(ctx, disclosure_profile, label_corner, label_language)
     common = {
         "source": source,
         "target": target,
