@@ -325,3 +325,15 @@ def test_portrait_analysis_upsamples_only_when_faces_are_small(
     coarse = analyzer.analyze_detailed(small, upsample=False).faces
     assert len(coarse) == 1 and coarse[0].size < 120
     assert [f.box for f in analyzer.analyze_portrait(small)] == [f.box for f in analyzer.analyze(small)]
+
+
+def test_a_swap_source_is_found_by_the_portrait_rule(analyzer: DlibAnalyzer, faces_dir: Path) -> None:
+    from likeness.jobs.selection import find_source_face
+
+    solo = load_image(faces_dir / "kit_harington/2.jpg")
+    found = find_source_face(analyzer, solo)
+    assert found.box == analyzer.analyze_portrait(solo.pixels)[0].box
+    assert found.box != analyzer.analyze(solo.pixels)[0].box  # not the upsampled analysis
+    # Two people of ~100 px: each under 1.5 windows, so the full analysis runs and the photo is refused.
+    with pytest.raises(BadInput, match="shows 2 faces"):
+        find_source_face(analyzer, load_image(faces_dir / "_multi/kit_with_rose.jpg"))
