@@ -40,6 +40,7 @@ from likeness.home import Home
 from likeness.jobs.enrol import enrol_identity
 from likeness.jobs.requests import EnrolRequest, SwapRequest
 from likeness.jobs.road import swap_image
+from likeness.jobs.selection import find_source_face
 from likeness.media.image import load_image
 from likeness.swap.backends import load_swapper
 
@@ -117,7 +118,8 @@ def main() -> None:
             t_all, faces = timed(lambda: analyzer.analyze(target.pixels), args.repeat)
             rows.append(("detect + landmarks + embed", t_all))
         target_face = faces[0]
-        source_face = analyzer.analyze(source.pixels)[0]
+        t, source_face = timed(lambda: find_source_face(analyzer, source), args.repeat)
+        rows.append(("source photo (portrait rule)", t))
         involved = [
             Involvement(source_face, "source", "source photo"),
             Involvement(target_face, "target", "target face #0"),

@@ -268,3 +268,72 @@ def test_a_changed_model_file_is_refused_before_dlib_reads_it(home, key: str, mo
     assert str(changed) not in read
     changed.unlink()  # the package's own copy is used again, and checked
     assert DlibAnalyzer(home).models[key].sha256 == entry.sha256
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0, width) * max(0, height)
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return inter / (area - inter)
+
+
+def test_portrait_analysis_finds_the_same_people_on_every_photo(
+    analyzer: DlibAnalyzer, faces_dir: Path
+) -> None:
+    """``analyze_portrait`` (the source photo's rule: no upsampling unless that finds no face) against
+    ``analyze`` on every test photo the two rules can differ on (long side ≤ ``upsample_below``)."""
+    photos = sorted(p for p in faces_dir.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    compared = fast = 0
+    for photo in photos:
+        pixels = load_image(photo).pixels
+        if max(pixels.shape[:2]) > analyzer.upsample_below:
+            continue  # never upsampled: both rules run the same detection
+        compared += 1
+        full = analyzer.analyze(pixels)
+        portrait = analyzer.analyze_portrait(pixels)
+        name = photo.relative_to(faces_dir)
+        # Never a face the full analysis does not find (no photo without people gets one) ...
+        assert len(portrait) <= len(full), name
+        for face in portrait:
+            # ... each is one of the full analysis' faces: same place, same person.
+            best = max(full, key=lambda other, face=face: _iou(face.box, other.box))
+            assert _iou(face.box, best.box) > 0.45, name
+            assert analyzer.distance(face.embedding, best.embedding) < 0.25, name
+            assert face.landmarks.shape == (68, 2) and face.embedding.shape == (128,)
+        # On every test photo the same people: no face of the full analysis is missing.
+        assert len(portrait) == len(full), name
+        fast += [f.box for f in portrait] != [f.box for f in full]
+    assert compared >= 60
+    print(f"portrait rule: {fast} of {compared} photos analysed without upsampling")
+    assert fast >= 30  # the point of the rule: most photos skip the upsampled pass
+
+
+def test_portrait_analysis_upsamples_only_when_faces_are_small(
+    analyzer: DlibAnalyzer, faces_dir: Path
+) -> None:
+    pixels = load_image(faces_dir / "kit_harington/2.jpg").pixels  # 630×374: analyze upsamples
+    assert analyzer.analyze_detailed(pixels).upsample == 1
+    assert analyzer.analyze_detailed(pixels, upsample=False).upsample == 0
+    portrait = analyzer.analyze_portrait(pixels)
+    assert len(portrait) == 1 and portrait[0].size >= 120
+    assert [f.box for f in portrait] == [
+        f.box for f in analyzer.analyze_detailed(pixels, upsample=False).faces
+    ]
+    # A 62 px face gets a coarse 72 px box without upsampling (under 1.5 windows): the full rule runs.
+    small = load_image(faces_dir / "_hard/obama_240p_small.jpg").pixels
+    coarse = analyzer.analyze_detailed(small, upsample=False).faces
+    assert len(coarse) == 1 and coarse[0].size < 120
+    assert [f.box for f in analyzer.analyze_portrait(small)] == [f.box for f in analyzer.analyze(small)]
+
+
+def test_a_swap_source_is_found_by_the_portrait_rule(analyzer: DlibAnalyzer, faces_dir: Path) -> None:
+    from likeness.jobs.selection import find_source_face
+
+    solo = load_image(faces_dir / "kit_harington/2.jpg")
+    found = find_source_face(analyzer, solo)
+    assert found.box == analyzer.analyze_portrait(solo.pixels)[0].box
+    assert found.box != analyzer.analyze(solo.pixels)[0].box  # not the upsampled analysis
+    # Two people of ~100 px: each under 1.5 windows, so the full analysis runs and the photo is refused.
+    with pytest.raises(BadInput, match="shows 2 faces"):
+        find_source_face(analyzer, load_image(faces_dir / "_multi/kit_with_rose.jpg"))

@@ -48,7 +48,7 @@ from likeness.jobs.requests import (
     SwapRequest,
     VideoSwapRequest,
 )
-from likeness.jobs.selection import SwapTransform, chosen_targets, one_face
+from likeness.jobs.selection import SwapTransform, chosen_targets, find_source_face
 from likeness.jobs.tracks import FootageFrames, resume_key
 from likeness.licences import check_model_licences, manifest_entries
 from likeness.media.frames import FrameSource, StillSource
@@ -159,7 +159,7 @@ def run_job(
     targets: list[tuple[int, Face]] = []
     still_faces: list[Face] = []
     with timer.stage("detect+embed"):
-        source_face = one_face(analyzer.analyze(source.pixels), source, "source photo")
+        source_face = find_source_face(analyzer, source)
         if target.still is not None:
             still_faces = analyzer.analyze(target.still.pixels)
             targets = chosen_targets(still_faces, target.still, request.face_index)

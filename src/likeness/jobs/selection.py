@@ -19,6 +19,14 @@ from likeness.media.image import Picture
 from likeness.swap.types import Swapper
 
 
+def find_source_face(analyzer: Any, picture: Picture, what: str = "source photo") -> Face:
+    """The one face of a swap's source photo (:func:`one_face`), found the portrait way when the
+    analyzer has one (``analyze_portrait``: dlib detects without upsampling first, ~0.35 s less on a
+    1000 px photo), else by ``analyze``. Targets and enrolment photos keep ``analyze``."""
+    analyze = getattr(analyzer, "analyze_portrait", None) or analyzer.analyze
+    return one_face(analyze(picture.pixels), picture, what)
+
+
 def one_face(faces: Sequence[Face], picture: Picture, what: str) -> Face:
     """The one face a source or reference photo must show, or :class:`BadInput`."""
     if not faces:

@@ -54,6 +54,7 @@ from likeness.swap.classical_masks import (
     keeps_target_mouth,
     mouth_interior,
     mouth_opening,
+    to_lab,
 )
 from likeness.swap.skin_tone import match_colour, match_surroundings
 
@@ -285,8 +286,9 @@ class ClassicalSwapper:
             outline = _outline(_with_forehead(dst))
             alpha, core = _face_mask(outline, target_patch.shape[:2], _face_size(_with_forehead(dst)))
             face = _hull_mask(outline, target_patch.shape[:2]) > 0
+            target_lab = to_lab(target_patch)  # the beard mask's and the colour matching's
             if report.mask == "inner":  # the target keeps its beard, pixel by pixel
-                beard = beard_weight(target_patch, dst)
+                beard = beard_weight(target_patch, dst, target_lab)
                 alpha *= 1.0 - beard
                 core &= beard < 0.5
             keep = mouth_interior(dst, target_patch.shape[:2]) if report.mouth_kept else None
@@ -297,7 +299,7 @@ class ClassicalSwapper:
             # Too small to leave anything after erosion (the analyzer skips faces under 40 px).
             return target.copy(), report
         with timer("colour"):
-            matched = match_colour(warped, target_patch, core, dst)
+            matched = match_colour(warped, target_patch, core, dst, target_lab)
             matched = match_surroundings(
                 matched, target_patch, dst, face, source_hair=source_hair, target_hair=target_hair, keep=keep
             )

@@ -151,12 +151,22 @@ def mouth_interior(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 # -- facial hair ------------------------------------------------------------------------------------
 
 
-def _lightness_and_texture(rgb: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """L* (0–100) and its local spread at the scale of single hairs (about 1 % of the face size)."""
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB (float32; L* 0–100) of an RGB uint8 image."""
     import cv2
 
-    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
-    lightness = lab[..., 0]
+    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+
+
+def _lightness_and_texture(
+    rgb: np.ndarray, points: np.ndarray, lab: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """L* (0–100) and its local spread at the scale of single hairs (about 1 % of the face size).
+
+    ``lab``: ``to_lab(rgb)`` when the caller already has it (the swap shares it with colour matching)."""
+    import cv2
+
+    lightness = (to_lab(rgb) if lab is None else lab)[..., 0]
     sigma = max(0.8, 0.012 * face_size(points))
     fine = lightness - cv2.GaussianBlur(lightness, (0, 0), sigma)
     spread = np.sqrt(cv2.GaussianBlur(fine * fine, (0, 0), 2 * sigma))
@@ -216,9 +226,7 @@ def facial_hair(rgb: np.ndarray, points: np.ndarray) -> FacialHair:
         texture = float(np.median(spread[region])) / skin_t
         darker, textured = HAIR_TEXTURED_DARKER
         hairy = (
-            texture > HAIR_TEXTURE
-            or contrast < -HAIR_DARKER
-            or (contrast < -darker and texture > textured)
+            texture > HAIR_TEXTURE or contrast < -HAIR_DARKER or (contrast < -darker and texture > textured)
         )
         return hairy, contrast, texture
 
@@ -273,20 +281,20 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return outside[1:-1, 1:-1] != 2
 
 
-def beard_weight(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
+def beard_weight(rgb: np.ndarray, points: np.ndarray, lab: np.ndarray | None = None) -> np.ndarray:
     """Weight 1 on the beard of the face at ``points`` (float32 over ``rgb``'s shape), 0 on skin, lips and
     the upper lip (:data:`UPPER_LIP`), feathered across a narrow band.
 
     Found pixel by pixel in the lower face (:data:`LOWER_FACE`): darker than the same face's cheeks, or
     darker and more textured; then closed, holes filled (skin showing through a beard stays beard) and
     specks dropped, so the mask follows the beard's own upper edge on the cheeks instead of a fixed
-    polygon.
+    polygon. ``lab``: :func:`to_lab` of ``rgb`` when the caller already has it.
     """
     import cv2
 
     shape = rgb.shape[:2]
     size = face_size(points)
-    lightness, spread = _lightness_and_texture(rgb, points)
+    lightness, spread = _lightness_and_texture(rgb, points, lab)
     cheeks = polygon_mask(points[CHEEKS], shape)
     for eye in (points[36:42], points[42:48]):
         cheeks &= ~polygon_mask(eye, shape)

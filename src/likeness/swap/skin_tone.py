@@ -18,16 +18,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-from likeness.swap.classical_masks import CHEEKS, CHIN, FacialHair, face_size, moustache_outline, polygon_mask
+from likeness.swap.classical_masks import (
+    CHEEKS,
+    CHIN,
+    FacialHair,
+    face_size,
+    moustache_outline,
+    polygon_mask,
+    to_lab,
+)
 
 GREY_CHROMA_STD = 3.0
 """Below this standard deviation of a*/b* inside the face, the source counts as greyscale or sepia."""
-
-
-def to_lab(rgb: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
 
 
 def from_lab(lab: np.ndarray) -> np.ndarray:
@@ -46,15 +48,23 @@ def _skin_mask(points: np.ndarray, core: np.ndarray) -> np.ndarray:
     return skin if skin.sum() >= 50 else core
 
 
-def match_colour(warped: np.ndarray, target: np.ndarray, core: np.ndarray, points: np.ndarray) -> np.ndarray:
+def match_colour(
+    warped: np.ndarray,
+    target: np.ndarray,
+    core: np.ndarray,
+    points: np.ndarray,
+    target_lab: np.ndarray | None = None,
+) -> np.ndarray:
     """The warped source with its CIELAB colour moved to the target's, measured on the skin of both.
 
     Lightness: a tone curve (:func:`_lightness_curve`). Chroma: scaled to the target skin's mean; a
     greyscale source takes the target's own smoothed chroma; a greyscale target makes the face greyscale.
+    ``target_lab``: :func:`to_lab` of ``target`` when the caller already has it.
     """
     import cv2
 
-    src_lab, dst_lab = to_lab(warped), to_lab(target)
+    src_lab = to_lab(warped)
+    dst_lab = to_lab(target) if target_lab is None else target_lab
     skin = _skin_mask(points, core)
     src_skin, dst_skin = src_lab[skin], dst_lab[skin]
     out = np.empty_like(src_lab)
@@ -103,8 +113,6 @@ def _soft_limit(lightness: np.ndarray, low: float = 10.0, high: float = 90.0) ->
     out[above] = high + (100.0 - high) * np.tanh((lightness[above] - high) / (100.0 - high))
     out[below] = low - low * np.tanh((low - lightness[below]) / low)
     return out
-
-
 
 
 # -- local: the target's skin around the face -------------------------------------------------------
