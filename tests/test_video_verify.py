@@ -322,3 +322,34 @@ def test_a_second_job_on_the_same_output_leaves_the_running_one_alone(
         with pytest.raises(UsageError, match="in use by another likeness process"):
             seal(clip, out, home)
         assert (job_folder(out) / "manifest.json").exists() and not out.exists()
+
+
+def test_the_self_check_reads_every_frame_before_refusing_a_clip_whose_keyframes_alone_do_not_carry_it(
+    tmp_path: Path, faces_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keyframes are the fast check; a short clip's one keyframe may be too little evidence. The
+    keyframe reading is made to miss here (the real reading with its ids dropped): the sink then
+    reads every frame of the real encoded file, finds its id there and seals."""
+    import dataclasses
+
+    from likeness.disclosure import read as disclosure_read
+
+    real = disclosure_read.read_video_disclosure
+    samples: list[str] = []
+
+    def keyframes_miss(path: Path, *args: Any, sample: str = "all", **kwargs: Any):
+        samples.append(sample)
+        report = real(path, *args, sample=sample, **kwargs)
+        if sample != "keyframes":
+            return report
+        windows = [dataclasses.replace(w, output_id=None) for w in report.windows]
+        return dataclasses.replace(report, windows=windows)
+
+    monkeypatch.setattr(disclosure_read, "read_video_disclosure", keyframes_miss)
+    photo = vf.load_rgb(faces_dir / vf.PERSON_A)
+    source = vf.write_clip(tmp_path / "short.mp4", vf.pan_frames(photo, size=(320, 240), count=40), fps=FPS)
+    home = Home(root=tmp_path / "home").ensure()
+    result = seal(source, tmp_path / "out.mp4", home)
+    assert samples == ["keyframes", "all"]
+    assert result.self_check.windows_with_id == result.self_check.windows >= 1
+    assert read_video_disclosure(result.output.path).output_id == result.output.output_id

@@ -290,6 +290,10 @@ class FootageSink:
         from likeness.disclosure.read import read_video_disclosure
 
         report = read_video_disclosure(path, sample="keyframes", credentials=False)
+        if not any(w.output_id == output_id for w in report.windows):
+            # A short or small clip may have too few keyframes to carry the mark alone: every frame of
+            # a window adds to its sum, so read them all before refusing.
+            report = read_video_disclosure(path, sample="all", credentials=False)
         found = {w.output_id for w in report.windows if w.output_id is not None}
         check = SelfCheck(
             windows=len(report.windows),
@@ -304,8 +308,8 @@ class FootageSink:
             )
         if check.windows_with_id == 0:
             raise DisclosureError(
-                f"the watermark carrying {output_id} does not read back from any keyframe of the encoded "
-                f"video ({check.windows} checked); nothing was written",
+                f"the watermark carrying {output_id} does not read back from any window of the encoded "
+                f"video ({check.windows} checked, keyframes and then every frame); nothing was written",
                 hint="encode at a higher quality (a lower --crf), or a larger size",
             )
         self._check = check
