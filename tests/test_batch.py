@@ -364,6 +364,35 @@ def test_mixed_outcomes_on_two_workers_then_a_rerun_skips_what_is_done(
 
 
 @pytest.mark.slow
+def test_an_edited_job_does_not_take_its_old_output_as_finished(
+    home: Home, faces_dir: Path, tmp_path: Path
+) -> None:
+    """A job rerun with other options (here another disclosure profile) has another key; the output
+    its earlier version made is not this job's result: not skipped, not overwritten."""
+    make_cast(home, faces_dir)
+    kit, obama = (str(faces_dir / p) for p in ("kit_harington/3.jpg", "obama/1.jpg"))
+    job = {"kind": "swap", "purpose": PURPOSE, "source": kit, "target": obama, "out": "shot.jpg"}
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", job)
+    code, out, err = cli(home.root, "batch", str(jobs_file), "--json")
+    assert code == 0, err
+    (first,) = json.loads(out)["jobs"]
+    made = (tmp_path / "shot.jpg").read_bytes()
+
+    jsonl(jobs_file, {**job, "disclosure_profile": "eu"})
+    code, out, _ = cli(home.root, "batch", str(jobs_file), "--json")
+    (again,) = json.loads(out)["jobs"]
+    assert code == 2 and again["status"] == "failed", again
+    assert first["output_id"] in again["reason"] and "earlier version of this job" in again["reason"]
+    assert (tmp_path / "shot.jpg").read_bytes() == made and outputs(home) == [first["output_id"]]
+
+    # The job as it was is still finished.
+    jsonl(jobs_file, job)
+    code, out, _ = cli(home.root, "batch", str(jobs_file), "--json")
+    (same,) = json.loads(out)["jobs"]
+    assert code == 0 and same["status"] == "skipped" and same["output_id"] == first["output_id"]
+
+
+@pytest.mark.slow
 def test_a_generate_job_from_a_toml_file_with_a_model_folder_beside_it(
     home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
