@@ -214,6 +214,27 @@ def test_not_a_jobs_file(tmp_path: Path) -> None:
         read_jobs(tmp_path / "missing.toml")
 
 
+def test_a_jobs_file_with_a_byte_order_mark_and_crlf_reads_and_one_not_in_utf8_says_so(
+    tmp_path: Path,
+) -> None:
+    job = {"kind": "swap", "source": "a b.jpg", "target": "c.jpg", "purpose": "film", "out": "d.jpg"}
+    (tmp_path / "a b.jpg").write_bytes(b"x")
+    toml = "".join(f'{k} = "{v}"\r\n' for k, v in job.items())
+    for name, body in [
+        ("bom.jsonl", "\r\n" + json.dumps(job) + "\r\n"),
+        ("bom.toml", "# Windows\r\n[[job]]\r\n" + toml),
+    ]:
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+        (read,) = read_jobs(tmp_path / name)
+        assert read.line == 2 and read.options["source"] == tmp_path / "a b.jpg", name
+        assert read.out == tmp_path / "d.jpg"
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(json.dumps({**job, "source": "caf\u00e9.jpg"}, ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(UsageError, match=r"not UTF-8 text \(byte \d+ is 0xe9\)") as raised:
+        read_jobs(latin)
+    assert raised.value.hint == "save it as UTF-8"
+
+
 def test_one_place_to_run_and_one_batch_per_jobs_file_at_a_time(tmp_path: Path, home: Home) -> None:
     from likeness.jobs.batch import ResultsFile, results_path
     from likeness.jobs.batch_local import local_runner

@@ -106,11 +106,16 @@ def read_jobs(path: Path) -> list[BatchJob]:
     """Every job in the file, checked (see the module docstring); :class:`UsageError` at the first
     problem, naming its line."""
     path = Path(path).expanduser().absolute()
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # utf-8-sig: a byte-order mark (Notepad, PowerShell 5's UTF8) is not part of the jobs
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UsageError(f"{path}: the jobs file does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path}: the jobs file is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})",
+            hint="save it as UTF-8",
+        ) from exc
+    except OSError as exc:
         raise UsageError(f"{path}: the jobs file cannot be read ({exc})") from exc
     suffix = path.suffix.lower()
     if suffix == ".toml":
