@@ -200,6 +200,18 @@ def test_the_whole_file_is_checked_before_any_job_runs(tmp_path: Path, line: dic
     assert not (tmp_path / "jobs.jsonl.results.jsonl").exists(), "nothing ran"
 
 
+def test_a_missing_or_unknown_key_names_the_kind_in_the_hint(tmp_path: Path) -> None:
+    first = {"kind": "swap", "source": "a.jpg", "target": "b.jpg", "purpose": "film", "out": "x.jpg"}
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    for line, hint in [
+        ({"kind": "edit", "model": "m", "prompt": "p", "purpose": "film", "out": "e.png"}, "an edit job"),
+        ({**first, "out": "y.jpg", "targt": "b.jpg"}, "a swap job takes: "),
+    ]:
+        with pytest.raises(UsageError) as raised:
+            read_jobs(jsonl(tmp_path / "jobs.jsonl", first, line))
+        assert raised.value.hint is not None and raised.value.hint.startswith(hint), raised.value.hint
+
+
 def test_not_a_jobs_file(tmp_path: Path) -> None:
     for name, text, message in [
         ("jobs.yaml", "kind: swap", "is .toml"),

@@ -185,15 +185,16 @@ def _check_job(path: Path, number: int, line: int, raw: Mapping[str, Any]) -> Ba
         )
     cls = _candidate_class(kind, fields, path.parent)
     known = _job_fields(cls)
+    a_kind = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} job"
     unknown = sorted(set(fields) - set(known))
     if unknown:
-        hint = f"a {kind} job takes: {', '.join(sorted(known))}"
+        hint = f"{a_kind} takes: {', '.join(sorted(known))}"
         if kind == "swap" and cls is SwapRequest and set(unknown) & set(_job_fields(VideoSwapRequest)):
             hint = "these options apply to video targets; the target is not a video"
         raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}", hint=hint)
     missing = [name for name, spec in known.items() if spec.required and name not in fields]
     if missing:
-        raise UsageError(f"{where}: missing key(s) {', '.join(missing)}", hint=f"a {kind} job needs them")
+        raise UsageError(f"{where}: missing key(s) {', '.join(missing)}", hint=f"{a_kind} needs them")
     options = {name: known[name].convert(value, where, path.parent) for name, value in fields.items()}
     if kind == "footage" and not looks_like_video(options["target"]):
         raise UsageError(
