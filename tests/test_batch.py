@@ -540,9 +540,13 @@ def test_a_worker_killed_mid_footage_loses_nothing_and_the_rerun_finishes_it_onc
 
 
 @pytest.mark.kill
+@pytest.mark.parametrize("to", ["group", "batch"])
 def test_ctrl_c_stops_the_batch_and_the_rerun_resumes_it(
-    home: Home, faces_dir: Path, clip: Path, tmp_path: Path
+    home: Home, faces_dir: Path, clip: Path, tmp_path: Path, to: str
 ) -> None:
+    """Ctrl-C in a terminal (SIGINT to the whole process group) and ``kill -INT`` of the batch alone
+    (a supervisor, ``timeout -s INT``) both stop the running job at its next frame: the batch relays
+    it to its workers, once."""
     make_cast(home, faces_dir)
     jobs_file = jsonl(tmp_path / "jobs.jsonl", *footage_jobs(clip, faces_dir))
     entry = "import sys; from likeness.cli import main; sys.exit(main())"
@@ -555,7 +559,10 @@ def test_ctrl_c_stops_the_batch_and_the_rerun_resumes_it(
     deadline = time.monotonic() + 120
     while not (job / "seg_00001.mkv").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(batch.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the batch and its jobs
+    if to == "group":
+        os.killpg(batch.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the batch and its jobs
+    else:
+        os.kill(batch.pid, signal.SIGINT)
     stdout, stderr = batch.communicate(timeout=120)
     assert batch.returncode == 130, stderr
     shot, still = json.loads(stdout)["jobs"]

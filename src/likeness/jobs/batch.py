@@ -33,7 +33,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -370,20 +369,6 @@ def execute(
         seconds=round(time.monotonic() - started, 3),
         outcome=json.loads(json.dumps(outcome.to_dict(), default=str)),
     )
-
-
-def cancel_on_sigint() -> threading.Event:
-    """In a job process: the first Ctrl-C asks the job to stop at its next step or frame (exit 130,
-    footage keeps its segments); a second one stops the process at once."""
-    cancel = threading.Event()
-
-    def interrupt(signum: int, frame: object) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-
-    signal.signal(signal.SIGINT, interrupt)
-    return cancel
 
 
 def died(job: BatchJob, key: str, how: str, seconds: float) -> JobResult:
