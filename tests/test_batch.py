@@ -200,6 +200,18 @@ def test_the_whole_file_is_checked_before_any_job_runs(tmp_path: Path, line: dic
     assert not (tmp_path / "jobs.jsonl.results.jsonl").exists(), "nothing ran"
 
 
+def test_a_missing_or_unknown_key_names_the_kind_in_the_hint(tmp_path: Path) -> None:
+    first = {"kind": "swap", "source": "a.jpg", "target": "b.jpg", "purpose": "film", "out": "x.jpg"}
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    for line, hint in [
+        ({"kind": "edit", "model": "m", "prompt": "p", "purpose": "film", "out": "e.png"}, "an edit job"),
+        ({**first, "out": "y.jpg", "targt": "b.jpg"}, "a swap job takes: "),
+    ]:
+        with pytest.raises(UsageError) as raised:
+            read_jobs(jsonl(tmp_path / "jobs.jsonl", first, line))
+        assert raised.value.hint is not None and raised.value.hint.startswith(hint), raised.value.hint
+
+
 def test_not_a_jobs_file(tmp_path: Path) -> None:
     for name, text, message in [
         ("jobs.yaml", "kind: swap", "is .toml"),
@@ -212,6 +224,27 @@ def test_not_a_jobs_file(tmp_path: Path) -> None:
             read_jobs(write(tmp_path / name, text))
     with pytest.raises(UsageError, match="does not exist"):
         read_jobs(tmp_path / "missing.toml")
+
+
+def test_a_jobs_file_with_a_byte_order_mark_and_crlf_reads_and_one_not_in_utf8_says_so(
+    tmp_path: Path,
+) -> None:
+    job = {"kind": "swap", "source": "a b.jpg", "target": "c.jpg", "purpose": "film", "out": "d.jpg"}
+    (tmp_path / "a b.jpg").write_bytes(b"x")
+    toml = "".join(f'{k} = "{v}"\r\n' for k, v in job.items())
+    for name, body in [
+        ("bom.jsonl", "\r\n" + json.dumps(job) + "\r\n"),
+        ("bom.toml", "# Windows\r\n[[job]]\r\n" + toml),
+    ]:
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+        (read,) = read_jobs(tmp_path / name)
+        assert read.line == 2 and read.options["source"] == tmp_path / "a b.jpg", name
+        assert read.out == tmp_path / "d.jpg"
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(json.dumps({**job, "source": "caf\u00e9.jpg"}, ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(UsageError, match=r"not UTF-8 text \(byte \d+ is 0xe9\)") as raised:
+        read_jobs(latin)
+    assert raised.value.hint == "save it as UTF-8"
 
 
 def test_one_place_to_run_and_one_batch_per_jobs_file_at_a_time(tmp_path: Path, home: Home) -> None:
@@ -364,6 +397,35 @@ def test_mixed_outcomes_on_two_workers_then_a_rerun_skips_what_is_done(
 
 
 @pytest.mark.slow
+def test_an_edited_job_does_not_take_its_old_output_as_finished(
+    home: Home, faces_dir: Path, tmp_path: Path
+) -> None:
+    """A job rerun with other options (here another disclosure profile) has another key; the output
+    its earlier version made is not this job's result: not skipped, not overwritten."""
+    make_cast(home, faces_dir)
+    kit, obama = (str(faces_dir / p) for p in ("kit_harington/3.jpg", "obama/1.jpg"))
+    job = {"kind": "swap", "purpose": PURPOSE, "source": kit, "target": obama, "out": "shot.jpg"}
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", job)
+    code, out, err = cli(home.root, "batch", str(jobs_file), "--json")
+    assert code == 0, err
+    (first,) = json.loads(out)["jobs"]
+    made = (tmp_path / "shot.jpg").read_bytes()
+
+    jsonl(jobs_file, {**job, "disclosure_profile": "eu"})
+    code, out, _ = cli(home.root, "batch", str(jobs_file), "--json")
+    (again,) = json.loads(out)["jobs"]
+    assert code == 2 and again["status"] == "failed", again
+    assert first["output_id"] in again["reason"] and "earlier version of this job" in again["reason"]
+    assert (tmp_path / "shot.jpg").read_bytes() == made and outputs(home) == [first["output_id"]]
+
+    # The job as it was is still finished.
+    jsonl(jobs_file, job)
+    code, out, _ = cli(home.root, "batch", str(jobs_file), "--json")
+    (same,) = json.loads(out)["jobs"]
+    assert code == 0 and same["status"] == "skipped" and same["output_id"] == first["output_id"]
+
+
+@pytest.mark.slow
 def test_a_generate_job_from_a_toml_file_with_a_model_folder_beside_it(
     home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -478,9 +540,13 @@ def test_a_worker_killed_mid_footage_loses_nothing_and_the_rerun_finishes_it_onc
 
 
 @pytest.mark.kill
+@pytest.mark.parametrize("to", ["group", "batch"])
 def test_ctrl_c_stops_the_batch_and_the_rerun_resumes_it(
-    home: Home, faces_dir: Path, clip: Path, tmp_path: Path
+    home: Home, faces_dir: Path, clip: Path, tmp_path: Path, to: str
 ) -> None:
+    """Ctrl-C in a terminal (SIGINT to the whole process group) and ``kill -INT`` of the batch alone
+    (a supervisor, ``timeout -s INT``) both stop the running job at its next frame: the batch relays
+    it to its workers, once."""
     make_cast(home, faces_dir)
     jobs_file = jsonl(tmp_path / "jobs.jsonl", *footage_jobs(clip, faces_dir))
     entry = "import sys; from likeness.cli import main; sys.exit(main())"
@@ -493,7 +559,10 @@ def test_ctrl_c_stops_the_batch_and_the_rerun_resumes_it(
     deadline = time.monotonic() + 120
     while not (job / "seg_00001.mkv").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(batch.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the batch and its jobs
+    if to == "group":
+        os.killpg(batch.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the batch and its jobs
+    else:
+        os.kill(batch.pid, signal.SIGINT)
     stdout, stderr = batch.communicate(timeout=120)
     assert batch.returncode == 130, stderr
     shot, still = json.loads(stdout)["jobs"]

@@ -9,9 +9,11 @@ own reader, so they test the writer against an independent view.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import json
+import math
 import re
 import struct
 from fractions import Fraction
@@ -27,8 +29,11 @@ import video_fixtures as vf
 from likeness.cli import main
 from likeness.consent.policy import Policy
 from likeness.disclosure.credentials import read_credentials
+from likeness.disclosure.label import CAP_FRACTION
 from likeness.disclosure.output_id import new_output_id
+from likeness.disclosure.profile_check import MEASURE_TOLERANCE_PX, ProfileCheck, check_profile
 from likeness.disclosure.profiles import get_profile
+from likeness.disclosure.read import read_disclosure
 from likeness.disclosure.seal import SealJob, seal_frames
 from likeness.disclosure.still_sink import StillSink
 from likeness.disclosure.types import Ingredient, SealedOutput, Unsealed
@@ -272,6 +277,29 @@ def test_cn_still_with_its_metadata_stripped_no_longer_meets_the_profile(
     assert profile["name"] == "cn" and profile["meets"] is False
     failed = {c["check"] for c in profile["checks"] if not c["ok"]}
     assert failed == {"content credentials valid", "AIGC implicit label in the metadata"}, profile
+
+
+def test_a_label_that_passes_only_by_the_measuring_tolerance_says_so(
+    faces_dir: Path, tmp_path: Path, home
+) -> None:
+    """The measured text a pixel or two under 5 % passes (re-encoding greys its edges), and the
+    check's detail names the tolerance instead of reading "4.9 %; at least 5 %" as ok."""
+    out = tmp_path / "eu.jpg"
+    seal(_unsealed(faces_dir / PHOTO, profile="eu"), out, home=home, record=lambda s: None)
+    report = read_disclosure(out, home=home)
+    (plate,) = [p for p in report.plates if p.corner == "top-right"]
+    short = min(report.width, report.height)
+    full = math.ceil(CAP_FRACTION * short)
+
+    def measured(rows: int) -> ProfileCheck:
+        shrunk = dataclasses.replace(report, plates=(dataclasses.replace(plate, text_height=rows),))
+        (check,) = [c for c in check_profile(shrunk).checks if c.name == "label text height measured"]
+        return check
+
+    assert measured(full).ok and "re-encoding" not in measured(full).detail
+    close = measured(full - MEASURE_TOLERANCE_PX)
+    assert close.ok and f"less the {MEASURE_TOLERANCE_PX} px" in close.detail, close
+    assert not measured(full - MEASURE_TOLERANCE_PX - 2).ok
 
 
 def test_default_profile_keeps_todays_label(faces_dir: Path, tmp_path: Path, home) -> None:

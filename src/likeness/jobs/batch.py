@@ -13,7 +13,8 @@
   registry output record holds (a record whose signed ledger entry states that id and sha256),
   and that record is this job's: the output id the results file recorded for the job's key, or —
   for a job killed after its output was recorded and renamed but before the results line was
-  written — a record of that path, made from the same input files for the same purpose. A job
+  written — a record of that path, made from the same input files for the same purpose, that the
+  results file does not name under another key (an edited job's old output is not its result). A job
   with no output file runs (footage resumes from its finished segments). An output file that is
   not this job's recorded output is never overwritten: the job fails with a usage error (exit 2)
   that says to move it away.
@@ -32,7 +33,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -239,6 +239,15 @@ class ResultsFile:
                 found[str(record["key"])] = record
         return found
 
+    @staticmethod
+    def keys_by_output(latest: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
+        """Output id → the job keys the results file recorded it finished under (from :meth:`latest`)."""
+        found: dict[str, set[str]] = {}
+        for key, record in latest.items():
+            if record.get("output_id"):
+                found.setdefault(str(record["output_id"]), set()).add(key)
+        return found
+
     def append(self, result: JobResult) -> None:
         record = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **result.to_dict()}
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
@@ -254,10 +263,16 @@ class ResultsFile:
 
 
 def finished_before(
-    job: BatchJob, key: str, record: dict[str, Any] | None, registry: Any
+    job: BatchJob,
+    key: str,
+    record: dict[str, Any] | None,
+    registry: Any,
+    keys_by_output: dict[str, set[str]] | None = None,
 ) -> JobResult | None:
     """The job's skipped result when its output is already made (see the module docstring), ``None``
-    when it should run; a :class:`UsageError` result when its output name holds another file."""
+    when it should run; a :class:`UsageError` result when its output name holds another file, or an
+    output an earlier version of the job made (``keys_by_output``: output id → the keys the results
+    file recorded it under; an edited job has another key, and its old output is not its result)."""
     out = job.out
     if not out.is_file():
         return None
@@ -268,8 +283,20 @@ def finished_before(
             return _skipped(job, key, found, "finished in an earlier run")
     for candidate in registry.find_outputs_by_sha256(sha):
         found = registry.get_signed_output(candidate.output_id)
-        if found is not None and _is_jobs_output(job, out, found):
-            return _skipped(job, key, found, "finished in an earlier run (recognised from the registry)")
+        if found is None or not _is_jobs_output(job, out, found):
+            continue
+        if (keys_by_output or {}).get(found.output_id, {key}) - {key}:
+            return JobResult.failure(
+                job,
+                key,
+                UsageError(
+                    f"{out}: output {found.output_id} was made by an earlier version of this job (its "
+                    "options or inputs have changed since); refusing to overwrite it",
+                    hint="move it away or delete it to make the output again with the job as it is now, "
+                    "or change the job's out",
+                ),
+            )
+        return _skipped(job, key, found, "finished in an earlier run (recognised from the registry)")
     return JobResult.failure(
         job,
         key,
@@ -344,20 +371,6 @@ def execute(
     )
 
 
-def cancel_on_sigint() -> threading.Event:
-    """In a job process: the first Ctrl-C asks the job to stop at its next step or frame (exit 130,
-    footage keeps its segments); a second one stops the process at once."""
-    cancel = threading.Event()
-
-    def interrupt(signum: int, frame: object) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-
-    signal.signal(signal.SIGINT, interrupt)
-    return cancel
-
-
 def died(job: BatchJob, key: str, how: str, seconds: float) -> JobResult:
     """The result of a job whose process or Ray worker died before handing back its result."""
     return JobResult.of(
@@ -405,10 +418,11 @@ def run_batch(
 
         # 3. what earlier runs finished
         recorded = results_file.latest()
+        keys_by_output = ResultsFile.keys_by_output(recorded)
         todo: list[Pending] = []
         with Registry.open(home) as registry:
             for job, key in zip(jobs, keys, strict=True):
-                before = finished_before(job, key, recorded.get(key), registry)
+                before = finished_before(job, key, recorded.get(key), registry, keys_by_output)
                 if before is None:
                     todo.append(Pending(job, key))
                 else:

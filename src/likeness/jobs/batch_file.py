@@ -106,11 +106,16 @@ def read_jobs(path: Path) -> list[BatchJob]:
     """Every job in the file, checked (see the module docstring); :class:`UsageError` at the first
     problem, naming its line."""
     path = Path(path).expanduser().absolute()
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # utf-8-sig: a byte-order mark (Notepad, PowerShell 5's UTF8) is not part of the jobs
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UsageError(f"{path}: the jobs file does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path}: the jobs file is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})",
+            hint="save it as UTF-8",
+        ) from exc
+    except OSError as exc:
         raise UsageError(f"{path}: the jobs file cannot be read ({exc})") from exc
     suffix = path.suffix.lower()
     if suffix == ".toml":
@@ -180,15 +185,16 @@ def _check_job(path: Path, number: int, line: int, raw: Mapping[str, Any]) -> Ba
         )
     cls = _candidate_class(kind, fields, path.parent)
     known = _job_fields(cls)
+    a_kind = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} job"
     unknown = sorted(set(fields) - set(known))
     if unknown:
-        hint = f"a {kind} job takes: {', '.join(sorted(known))}"
+        hint = f"{a_kind} takes: {', '.join(sorted(known))}"
         if kind == "swap" and cls is SwapRequest and set(unknown) & set(_job_fields(VideoSwapRequest)):
             hint = "these options apply to video targets; the target is not a video"
         raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}", hint=hint)
     missing = [name for name, spec in known.items() if spec.required and name not in fields]
     if missing:
-        raise UsageError(f"{where}: missing key(s) {', '.join(missing)}", hint=f"a {kind} job needs them")
+        raise UsageError(f"{where}: missing key(s) {', '.join(missing)}", hint=f"{a_kind} needs them")
     options = {name: known[name].convert(value, where, path.parent) for name, value in fields.items()}
     if kind == "footage" and not looks_like_video(options["target"]):
         raise UsageError(

@@ -27,10 +27,11 @@ What a pool's executor would lose, and this keeps:
 
 ``jobs_per_worker=1`` is the former one-process-per-job mode (kept for ``bench/batch.py``).
 
-Ctrl-C: the terminal sends it to every process of the batch. Each running job stops at its next
-step or frame (exit 130; footage keeps its finished segments), no new job starts and idle workers
-exit; a second Ctrl-C kills the workers still running (which leaves nothing under their jobs'
-output names either).
+Ctrl-C: the batch process relays the first one to its workers (they ignore SIGINT itself, so one
+sent to the batch alone counts as one sent by a terminal to the whole process group). Each running
+job stops at its next step or frame (exit 130; footage keeps its finished segments), no new job
+starts and idle workers exit; a second Ctrl-C kills the workers still running (which leaves nothing
+under their jobs' output names either).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -47,11 +49,13 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
 from likeness.home import Home
-from likeness.jobs.batch import BatchEvents, Pending, cancel_on_sigint, died, execute
+from likeness.jobs.batch import BatchEvents, Pending, died, execute
 
 if TYPE_CHECKING:
     from likeness.jobs.engines import Engines
 
+CANCEL_SIGNAL = signal.SIGUSR1
+"""How the batch process tells its workers' jobs to stop (its first Ctrl-C, relayed)."""
 DEFAULT_JOBS_PER_WORKER = 50
 """Jobs a worker runs before it is replaced by a fresh one (see the module docstring)."""
 DEFAULT_MAX_RSS_BYTES = 2 * 1024**3
@@ -123,9 +127,20 @@ def resident_bytes() -> int:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
+def _cancel_when_told() -> threading.Event:
+    """In a worker: the batch process relays the first Ctrl-C as ``CANCEL_SIGNAL`` (the job stops at
+    its next step or frame: exit 130, footage keeps its segments); the terminal's own SIGINT is
+    ignored, so a Ctrl-C sent to the batch alone (``kill -INT``) stops the jobs as one sent to the
+    whole process group does, and neither counts twice. A second Ctrl-C: the batch kills the worker."""
+    cancel = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(CANCEL_SIGNAL, lambda signum, frame: cancel.set())
+    return cancel
+
+
 def _worker(conn: Connection, home: Home, operator: str) -> None:
     """The body of one worker: run the jobs it is sent until it is sent ``None`` (or the batch is gone)."""
-    cancel = cancel_on_sigint()  # never cleared: after a Ctrl-C every job it is still sent stops at once
+    cancel = _cancel_when_told()  # never cleared: after a Ctrl-C every job it is still sent stops at once
     engines = WorkerEngines(home)
     try:
         while True:
@@ -166,9 +181,11 @@ def _run(todo: list[Pending], home: Home, operator: str, events: BatchEvents, li
         # Counted here, acted on in the loop: an exception raised at an arbitrary point could lose a
         # result that was received but not yet written to the results file.
         interrupts[0] += 1
-        if interrupts[0] > 1:
-            for worker in list(pool.values()):
+        for worker in list(pool.values()):
+            if interrupts[0] > 1:
                 worker.process.kill()
+            elif worker.pending is not None and worker.process.pid is not None:
+                os.kill(worker.process.pid, CANCEL_SIGNAL)  # its job stops at its next step
 
     def start() -> _Worker:
         receive, send = context.Pipe(duplex=True)
@@ -182,8 +199,11 @@ def _run(todo: list[Pending], home: Home, operator: str, events: BatchEvents, li
 
     try:
         previous = signal.signal(signal.SIGINT, interrupt)
+        # Ignored here, and so in a worker until it sets its handler (a relayed cancel must not kill
+        # a worker still starting: the default action of SIGUSR1 is to end the process).
+        previous_cancel = signal.signal(CANCEL_SIGNAL, signal.SIG_IGN)
     except ValueError:  # not the main thread: Ctrl-C is not ours to handle
-        previous = None
+        previous = previous_cancel = None
     told = False
     try:
         while True:
@@ -204,6 +224,8 @@ def _run(todo: list[Pending], home: Home, operator: str, events: BatchEvents, li
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        if previous_cancel is not None:
+            signal.signal(CANCEL_SIGNAL, previous_cancel)
         for worker in pool.values():  # only when something above raised
             worker.process.kill()
             worker.process.join()
