@@ -57,9 +57,12 @@ def cli(home: Path, *args: str) -> tuple[int, str, str]:
 
 
 def test_a_toml_jobs_file_resolves_paths_against_its_folder_and_picks_the_road(tmp_path: Path) -> None:
-    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "shots").mkdir()
+    (tmp_path / "shots" / "a.jpg").write_bytes(b"x")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     jobs_file = write(
-        tmp_path / "shots.toml",
+        tmp_path / "shots" / "shots.toml",
         """# two shots
 [[job]]
 kind = "swap"
@@ -74,21 +77,22 @@ kind = "generate"
 model = "sd15"
 prompt = "a harbour at dawn"
 purpose = "creative"
-out = "/abs/poster.png"
+out = "ABS/poster.png"
 size = "640x384"
 seed = 7
-""",
+""".replace("ABS", str(elsewhere)),
     )
     footage, generate = read_jobs(jobs_file)
     assert (footage.number, footage.line, generate.number, generate.line) == (1, 2, 2, 10)
-    assert footage.options["source"] == tmp_path / "a.jpg" and footage.out == tmp_path / "take3_swapped.mp4"
+    assert footage.options["source"] == tmp_path / "shots" / "a.jpg"
+    assert footage.out == tmp_path / "shots" / "take3_swapped.mp4"
     request = footage.request("tester")
     assert (
         isinstance(request, VideoSwapRequest) and request.detect_every == 3 and request.operator == "tester"
     )
     made = generate.request("tester")
     assert made.size == (640, 384) and made.seed == 7 and made.model == "sd15"
-    assert made.out == Path("/abs/poster.png")
+    assert made.out == elsewhere / "poster.png"
 
 
 def test_a_job_key_follows_the_options_and_the_input_contents(tmp_path: Path) -> None:
@@ -187,6 +191,14 @@ def test_a_job_key_follows_the_options_and_the_input_contents(tmp_path: Path) ->
         (
             {"kind": "swap", "source": "x.jpg", "target": "b.jpg", "purpose": "film", "out": "z.jpg"},
             r":2: job 2 .*reads its source",
+        ),
+        (
+            {"kind": "swap", "source": "a.jpg", "target": "b.jpg", "purpose": "film", "out": "no/z.jpg"},
+            r":2: job 2 .*: .*no: the output folder does not exist",
+        ),
+        (
+            {"kind": "swap", "source": "a.jpg", "target": "b.mp4", "purpose": "film", "out": "."},
+            r":2: job 2 .*: .* is a folder; --out takes a file name",
         ),
     ],
 )

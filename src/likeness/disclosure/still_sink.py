@@ -80,6 +80,11 @@ def check_destination(ingredients: list[Ingredient], out_path: Path, *, names: s
                 f"{out_path}: is the {ingredient.role} input of this job; refusing to overwrite an input",
                 hint="choose another output path",
             )
+    check_output_path(out_path, names=names)
+
+
+def check_output_path(out_path: Path, *, names: str) -> None:
+    """Refuse an output path that is a folder, or in a missing or unwritable folder."""
     folder = out_path.parent
     if out_path.is_dir():
         raise UsageError(

@@ -25,8 +25,9 @@ The accepted keys are the fields of the job's request (:mod:`likeness.jobs.reque
 
 Relative paths resolve against the jobs file's folder (``model`` too, when it names a folder
 there). The whole file is checked before any job runs: an unknown kind, an unknown or missing key,
-a value of the wrong type, a still/footage option on the other kind of target, or two jobs writing
-one output is a :class:`~likeness.errors.UsageError` naming the line.
+a value of the wrong type, a still/footage option on the other kind of target, two jobs writing
+one output, or an output that is a folder or in a missing or unwritable folder is a
+:class:`~likeness.errors.UsageError` naming the line.
 """
 
 from __future__ import annotations
@@ -222,9 +223,16 @@ def _candidate_class(kind: str, fields: Mapping[str, Any], folder: Path) -> type
 
 
 def _check_outputs(path: Path, jobs: list[BatchJob]) -> None:
+    from likeness.disclosure.still_sink import check_output_path
+
     writers: dict[Path, BatchJob] = {}
     for job in jobs:
         out = job.out.resolve()
+        try:
+            footage = request_class(job.kind, job.options) is VideoSwapRequest
+            check_output_path(out, names=".mp4 .mov" if footage else ".jpg .png")
+        except UsageError as exc:
+            raise UsageError(f"{path}:{job.line}: {job.where}: {exc.reason}", hint=exc.hint) from None
         if out in writers:
             raise UsageError(
                 f"{path}:{job.line}: {job.where} writes {out}, as {writers[out].where} does",
