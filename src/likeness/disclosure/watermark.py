@@ -129,6 +129,12 @@ ISS_GAINS = (0.25, 3.0)
 # The decoder.
 DEC_NOISE = 1.0
 """Grey levels: the noise floor of the whitening (JPEG and sensor noise on flat areas)."""
+NOISE_PERCENTILE = 10.0
+NOISE_TEXTURE = 0.375
+"""Texture contrast (``_texture``) that white noise reads per grey level of ``_noise_level``:
+0.25 measured on pure Gaussian noise, × 1.5 margin (chosen on imagecorruptions' gaussian and shot
+noise, 24 photos: the 10th-percentile soft-bit SNR rose from 1.30 / 1.11 / 1.18 to 1.51 / 1.27 /
+1.35 for gaussian s1 / s2 and shot s2, the unattacked minimum stayed ≥ 2.9)."""
 PERIOD_RANGE = (0.45, 2.2)
 """Tile periods searched, relative to ``TILE`` (a crop enlarges it, a screenshot shrinks it)."""
 ANGLE_RANGE = 17.0
@@ -298,15 +304,19 @@ def _texture(work: np.ndarray) -> np.ndarray:
     return _blur(texture, 1.0)
 
 
-def _amplitude(work: np.ndarray, boost: float = 1.0) -> np.ndarray:
+def _amplitude(work: np.ndarray, boost: float = 1.0, *, noise_texture: float = 0.0) -> np.ndarray:
     """The visual mask: the mark's local amplitude (grey levels RMS) per working pixel.
 
     ``boost`` (``strength / STRENGTH``) scales the textured part only; the floor on flat areas
-    stays where it is invisible.
+    stays where it is invisible. ``noise_texture`` (the decoder's): the texture contrast that noise
+    added after embedding reads, taken off in quadrature (noise is not texture the mark was given).
     """
     base = _blur(work, 2.0)
     luminance = np.clip((base + 14.0) / (LUM_REF + 14.0), 0.4, 1.0)
-    masked = np.minimum(MASK_GAIN * _texture(work), MASK_CAP) * np.float32(boost)
+    texture = _texture(work)
+    if noise_texture > 0.0:
+        texture = np.sqrt(np.maximum(texture * texture - np.float32(noise_texture**2), 0.0))
+    masked = np.minimum(MASK_GAIN * texture, MASK_CAP) * np.float32(boost)
     amplitude = np.maximum(MASK_FLOOR * luminance, masked)
     headroom = np.maximum(np.minimum(base, 255.0 - base), 0.0) / MASK_HEADROOM
     return np.minimum(amplitude, headroom).astype(np.float32)
@@ -384,12 +394,28 @@ def embed_id(pixels: np.ndarray, output_id: str, *, strength: float | None = Non
     return embed(pixels, output_id_bits(output_id), strength=strength)
 
 
+def _noise_level(work: np.ndarray) -> float:
+    """Grey levels RMS of the white noise on the working image: the finest detail's local power
+    where the picture is flattest (its ``NOISE_PERCENTILE``-th percentile), so texture does not
+    count. About 0.73 × the true level for white noise; near 0 for a clean photo's flat areas."""
+    fine = work - _blur(work, 0.8)
+    power = _blur(fine * fine, 4.0)
+    return float(np.sqrt(max(float(np.percentile(power, NOISE_PERCENTILE)), 0.0)))
+
+
 def _whiten(work: np.ndarray) -> np.ndarray:
     """A matched filter: image detail times the mark amplitude expected there, over the local
-    variance of everything else (image detail, compression and sensor noise)."""
+    variance of everything else (image detail, compression and sensor noise).
+
+    Strong white noise (sensor noise, a noise filter) reads as texture everywhere, so the expected
+    amplitude would be as high on a flat backdrop as in hair: the noise's own texture reading
+    (``NOISE_TEXTURE`` × its estimated level) is taken off, and its power is added to the
+    variance."""
+    noise = _noise_level(work)
     detail = work - _blur(work, 3.0)
     variance = _blur(detail * detail, 1.5)
-    return (detail * _amplitude(work) / (variance + DEC_NOISE**2)).astype(np.float32)
+    amplitude = _amplitude(work, noise_texture=NOISE_TEXTURE * noise)
+    return (detail * amplitude / (variance + DEC_NOISE**2 + noise * noise)).astype(np.float32)
 
 
 @dataclass(frozen=True)
