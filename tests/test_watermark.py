@@ -268,7 +268,7 @@ def test_degenerate_images_read_as_unmarked(shape: tuple[int, int, int]) -> None
 
 
 def test_analytic_false_positive_rate_is_stated() -> None:
-    assert watermark.MAX_HYPOTHESES == 15
+    assert watermark.MAX_HYPOTHESES == 16
     assert watermark.FALSE_POSITIVE_RATE == watermark.MAX_HYPOTHESES * 2.0**-24
     assert watermark.FALSE_POSITIVE_RATE < 1e-6
 
