@@ -70,10 +70,9 @@ Decoding
   5. A keystone (perspective) spreads the lattice over a range of scales, so no single map fits:
      the picture is straightened by each of ``KEYSTONES`` on each side in turn, and the
      straightening whose spectrum holds the lattice most clearly is searched and read as in 2–3.
-     A zoom blur smears the mark in proportion to the distance from the centre and moves it by
-     its mean zoom: the whitened picture weighted towards its centre (``CENTRE_RADIUS``), its
-     zoom polished from ``ZOOM_BLUR_STARTS``, is read once more at the grid position a zoom about
-     the centre gives (no shift search).
+     A zoom blur smears the mark in proportion to the distance from the centre: the unmoved grid
+     is read once more through the blur's adjoint (the matched filter for the blurred mark), for
+     the amount in ``ZOOM_BLUR_AMOUNTS`` where the grid stands out most from the other shifts.
   6. At most ``MAX_HYPOTHESES`` grid hypotheses are Viterbi-decoded; an id is reported only if
      its CRC-24 matches and its weight is balanced, so a clean image reports one with
      probability at most ``FALSE_POSITIVE_RATE``.
@@ -160,20 +159,18 @@ KEYSTONES = (0.06, 0.11)
 """Keystones undone on the picture before a last search (one side this much of the picture's
 width or height narrower than the opposite one; each side in turn): the one whose spectrum holds
 the lattice most clearly is read. Up to about 3 % off, the affine polish of a map absorbs the rest."""
-CENTRE_RADIUS = 0.7
-"""The centre-weighted search (a zoom blur): the whitened picture times exp(-(r / R)²), r the
-distance from the centre and R this fraction of the half-diagonal."""
-ZOOM_BLUR_STARTS = (1.0, 1.015, 1.03, 1.045, 1.06)
-"""Scales (about the centre) from which the zoom-blur map is polished: a zoom blur by up to 12 %
-has a mean zoom of up to 6 %."""
+ZOOM_BLUR_AMOUNTS = (0.02, 0.04, 0.06, 0.08, 0.11, 0.15)
+"""Zoom blurs (the largest zoom less 1) whose adjoint is tried on the unmoved grid; the one where
+the grid stands out most is decoded (one hypothesis)."""
+ZOOM_BLUR_STEPS = 8
 MAX_HYPOTHESES = 1 + 2 * MAPS_PER_ZOOM * 2 + 2 + 1
 CLEAN_SNR, STRONG_SNR = 1.0, 3.0
 FALSE_POSITIVE_RATE = MAX_HYPOTHESES * 2.0**-CRC24.width
 """Upper bound on reporting an id from an unmarked image: each decoded hypothesis passes the
 CRC-24 by chance with probability 2**-24 (and must also have a balanced id weight, which only
 lowers it). At most ``MAX_HYPOTHESES`` are decoded (16: the unmoved grid; 3 maps × upright and
-mirrored at each of 2 zooms; 1 keystone map × upright and mirrored; 1 centre-weighted zoom map
-at its anchored shift), so the union bound is 16 · 2**-24 ≈ 9.5e-7 per image (the first
+mirrored at each of 2 zooms; 1 keystone map × upright and mirrored; the unmoved grid through
+the adjoint of 1 zoom blur), so the union bound is 16 · 2**-24 ≈ 9.5e-7 per image (the first
 version decoded 5: 3.0e-7)."""
 
 
@@ -660,46 +657,31 @@ def _keystone(white: np.ndarray, side: int, amount: float) -> np.ndarray:
     return cv2.warpPerspective(white, matrix, (width, height), flags=cv2.INTER_LINEAR)
 
 
-def _centre_weighted(white: np.ndarray) -> np.ndarray:
-    """``white`` weighted towards its centre (``CENTRE_RADIUS``): a zoom blur smears the mark in
-    proportion to the distance from the centre, so the outer tiles add mostly noise to the fold
-    and blur the lattice in the spectrum."""
-    height, width = white.shape
-    y = (np.arange(height, dtype=np.float32) - height / 2) ** 2
-    x = (np.arange(width, dtype=np.float32) - width / 2) ** 2
-    scale = np.float32(1.0 / (CENTRE_RADIUS**2 * (height * height + width * width) / 4))
-    return white * np.exp(-(y[:, None] + x[None, :]) * scale)
-
-
-def _anchored(white: np.ndarray, tile_map: np.ndarray) -> _Hypothesis:
-    """The grid read where a scale or turn about the picture's centre by ``tile_map`` has moved
-    it (a zoom blur's mean zoom): no shift search, whose peak drowns when the mark is this weak."""
+def _zoom_blur_adjoint(white: np.ndarray, amount: float) -> np.ndarray:
+    """The adjoint of a zoom blur by ``amount`` about the centre (the sum of the picture shrunk
+    about its centre by 1 / f, f from 1 to 1 + ``amount``): reading the mark through it is the
+    matched filter for the blurred mark, which weights every place and frequency by how much of
+    the mark the blur left there (the centre and the low frequencies)."""
     import cv2
 
     height, width = white.shape
-    centre = np.array([width / 2, height / 2])
-    offset = centre - tile_map @ centre  # picture = tile_map · original + offset
-    inverse = np.linalg.inv(tile_map)
-    corners = inverse @ (np.array([[0, width, 0, width], [0, 0, height, height]]) - offset[:, None])
-    low = np.floor(corners.min(axis=1) / TILE) * TILE  # a whole number of tiles: the grid stays at 0
-    size = np.ceil(corners.max(axis=1) - low).astype(int)
-    matrix = np.hstack([tile_map, (tile_map @ low + offset)[:, None]])
-    canvas = cv2.warpAffine(
-        white, matrix, (int(size[0]), int(size[1])), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    )
-    corr, score = _correlations(_fold(canvas))
-    period = float(np.sqrt(abs(np.linalg.det(tile_map)))) * TILE
-    degrees = float(np.rad2deg(np.arctan2(tile_map[1, 0] - tile_map[0, 1], tile_map[0, 0] + tile_map[1, 1])))
-    return _Hypothesis(float(score[0, 0]), period, degrees, False, (0, 0), corr[:, 0, 0])
+    total = np.zeros_like(white)
+    for step in range(ZOOM_BLUR_STEPS):
+        factor = 1.0 + amount * step / (ZOOM_BLUR_STEPS - 1)
+        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, 1.0 / factor)
+        total += cv2.warpAffine(white, matrix, (width, height), flags=cv2.INTER_LINEAR)
+    return total
 
 
-def _zoom_map(weighted: np.ndarray) -> np.ndarray:
-    """The mean zoom of a zoom blur: the map polished from each of ``ZOOM_BLUR_STARTS`` (an upright
-    enlargement; the log-polar search's peaks drown in the smeared outer tiles) that puts most of
-    the centre-weighted spectrum's power on the lattice."""
-    spectrum = _spectrum(weighted)
-    refined = [_refine(spectrum, start * np.eye(2)) for start in ZOOM_BLUR_STARTS]
-    return max(refined, key=lambda item: item[0])[1]
+def _zoom_blur_hypothesis(white: np.ndarray) -> _Hypothesis:
+    """The unmoved grid read through the adjoint of a zoom blur, at the amount of
+    ``ZOOM_BLUR_AMOUNTS`` where the grid stands out most from the other shifts."""
+    best = _Hypothesis(-1.0, float(TILE), 0.0, False, (0, 0), np.zeros(CODED_BITS))
+    for amount in ZOOM_BLUR_AMOUNTS:
+        corr, score = _correlations(_fold(_zoom_blur_adjoint(white, amount)))
+        if score[0, 0] > best.peak:
+            best = _Hypothesis(float(score[0, 0]), float(TILE), 0.0, False, (0, 0), corr[:, 0, 0])
+    return best
 
 
 def _maps(white: np.ndarray, count: int) -> list[np.ndarray]:
@@ -729,7 +711,7 @@ def _hypotheses(pixels: np.ndarray) -> Iterator[_Hypothesis]:
     each zoom of the working image, the affine maps where the spectrum holds the mark's lattice,
     each folded upright and mirrored, at the cyclic shift that fits best; after the first zoom,
     the one keystone correction (of four) whose spectrum holds the lattice most clearly, and the
-    centre-weighted picture read at its zoom about the centre (a zoom blur)."""
+    unmoved grid read through the adjoint of a zoom blur."""
     height, width = pixels.shape[:2]
     if min(height, width) < MIN_SIDE:
         return
@@ -756,8 +738,7 @@ def _hypotheses(pixels: np.ndarray) -> Iterator[_Hypothesis]:
                 _, straightened, spectrum, period, degrees = best
                 tile_map = _refine(spectrum, _similarity(period, degrees))[1]
                 yield from _folds(straightened, tile_map, zoom)
-            weighted = _centre_weighted(white)
-            yield _anchored(weighted, _zoom_map(weighted))
+            yield _zoom_blur_hypothesis(white)
 
 
 def decode(pixels: np.ndarray) -> WatermarkReading:
