@@ -195,6 +195,29 @@ def test_survives_strong_white_noise(faces_dir: Path, photo: str, sigmas: tuple[
     assert watermark._noise_level(clean) < levels[0] < levels[-1]
 
 
+def _zoom_blur(pixels: np.ndarray, amount: float = 0.06, steps: int = 8) -> np.ndarray:
+    """The average of the picture zoomed about its centre by 1 … 1 + ``amount`` (as in the bench)."""
+    import cv2
+
+    h, w = pixels.shape[:2]
+    total = np.zeros(pixels.shape, np.float32)
+    for k in range(steps):
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, 1.0 + amount * k / (steps - 1))
+        total += cv2.warpAffine(pixels, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+    return np.clip(np.rint(total / steps), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("photo", ["deepface_person_05/3.jpg", "deepface_person_05/2.jpg"])
+def test_survives_zoom_blur_also_after_jpeg70(faces_dir: Path, photo: str) -> None:
+    """The decoder before the zoom-blur hypothesis read 0 of 8 (…/3) and 4 of 8 (…/2) random ids
+    through these; the grid is read through the blur's adjoint."""
+    pixels = load_image(faces_dir / photo).pixels
+    output_id = new_output_id()
+    blurred = _zoom_blur(watermark.embed_id(pixels, output_id))
+    assert watermark.decode(blurred).output_id == output_id
+    assert watermark.decode(_jpeg(blurred, 70)).output_id == output_id
+
+
 def test_a_rotated_and_mirrored_picture_reports_its_geometry(faces_dir: Path) -> None:
     pixels = load_image(faces_dir / "obama" / "4.jpg").pixels
     output_id = new_output_id()
