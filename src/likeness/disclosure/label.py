@@ -27,12 +27,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from likeness.disclosure.output_id import short_output_id
 from likeness.errors import DisclosureError, UsageError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+    from PIL.ImageDraw import ImageDraw as PILDraw
 
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 LABEL_TEXT = {
@@ -252,6 +256,20 @@ def _fit(
         cap -= 1
 
 
+def _plate(pixels: np.ndarray, box: LabelBox, outline: int) -> tuple[PILImage, PILDraw]:
+    """The picture with an empty label plate (outline, then the plate) drawn in ``box``."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(np.ascontiguousarray(pixels[..., :3]), mode="RGB")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((box.left, box.top, box.right - 1, box.bottom - 1), fill=OUTLINE_RGB)
+    draw.rectangle(
+        (box.left + outline, box.top + outline, box.right - 1 - outline, box.bottom - 1 - outline),
+        fill=PLATE_RGB,
+    )
+    return image, draw
+
+
 def apply_label(
     pixels: np.ndarray,
     output_id: str,
@@ -268,7 +286,6 @@ def apply_label(
     ``text`` replaces the language's wording (a disclosure profile's, drawn in ``language``'s font);
     ``corners``: the corners the profile allows (``corner`` must be one of them).
     """
-    from PIL import Image, ImageDraw
 
     if corner not in CORNERS or corner not in corners:
         raise UsageError(f"label corner {corner!r} is not one of {', '.join(corners)}")
@@ -312,13 +329,7 @@ def apply_label(
     left, top, right, bottom = where
     box = LabelBox(left, top, right, bottom, layout.cap, lines, chosen, covers, text)
 
-    image = Image.fromarray(np.ascontiguousarray(pixels[..., :3]), mode="RGB")
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((box.left, box.top, box.right - 1, box.bottom - 1), fill=OUTLINE_RGB)
-    draw.rectangle(
-        (box.left + outline, box.top + outline, box.right - 1 - outline, box.bottom - 1 - outline),
-        fill=PLATE_RGB,
-    )
+    image, draw = _plate(pixels, box, outline)
     x = box.left + outline + pad
     baseline_top = box.top + outline + pad
     if len(lines) == 1:
@@ -454,19 +465,12 @@ def apply_start_label(
     keep_clear: Sequence[Box] = (),
 ) -> tuple[np.ndarray, LabelBox]:
     """A copy of ``pixels`` with footage's larger start label (see :func:`start_label_box`)."""
-    from PIL import Image, ImageDraw
 
     height, width = pixels.shape[:2]
     box, font, (pad, outline, text_top, text_left) = start_label_box(
         width, height, text, language, avoid, keep_clear
     )
-    image = Image.fromarray(np.ascontiguousarray(pixels[..., :3]), mode="RGB")
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((box.left, box.top, box.right - 1, box.bottom - 1), fill=OUTLINE_RGB)
-    draw.rectangle(
-        (box.left + outline, box.top + outline, box.right - 1 - outline, box.bottom - 1 - outline),
-        fill=PLATE_RGB,
-    )
+    image, draw = _plate(pixels, box, outline)
     x, y = box.left + outline + pad, box.top + outline + pad
     draw.text((x - text_left, y - text_top), text, font=font, fill=TEXT_RGB)
     return np.asarray(image, dtype=np.uint8).copy(), box
