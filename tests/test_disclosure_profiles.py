@@ -15,6 +15,8 @@ import html
 import json
 import math
 import re
+import shutil
+import sqlite3
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -39,6 +41,7 @@ from likeness.disclosure.still_sink import StillSink
 from likeness.disclosure.types import Ingredient, SealedOutput, Unsealed
 from likeness.disclosure.write import seal
 from likeness.errors import RegistryError, UsageError
+from likeness.home import Home
 from likeness.jobs.verify import verify_file
 from likeness.media import load_image
 from likeness.media.frames import StillSource
@@ -566,6 +569,57 @@ def test_cli_swap_takes_the_policy_default_and_the_option_overrides_it(
         and asked["recorded"]["label"]["corner"] == "top-right"
     )
     assert _pillow_aigc(tmp_path / "eu.jpg") is None
+
+
+def test_a_stripped_copy_is_judged_against_the_profile_its_signed_ledger_entry_states(
+    cn_home: Path, faces_dir: Path, tmp_path: Path
+) -> None:
+    """A copy re-encoded without any metadata has no manifest to name its profile: verify finds the
+    output in the ledger (watermark) and judges the copy against the profile that output's signed
+    entry states. A forged entry (payload edited in the database) states nothing."""
+    swap = ["swap", "--source", str(faces_dir / "obama/3.jpg"), "--target", str(faces_dir / "biden/1.jpg")]
+    verdicts = {}
+    for profile in ("cn", "eu"):
+        out = tmp_path / f"{profile}.jpg"
+        code, stdout, err = _run(
+            cn_home, *swap, "--purpose", "education", "--out", str(out), "--disclosure-profile", profile
+        )
+        assert code == 0, err
+        stripped = tmp_path / f"{profile}-stripped.jpg"
+        Image.fromarray(load_image(out).pixels).save(stripped, quality=90)  # no XMP, no manifest
+        code, stdout, err = _run(cn_home, "verify", str(stripped), "--json")
+        assert code == 0, err
+        verdicts[profile] = json.loads(stdout)
+        report = verdicts[profile]["profile"]
+        assert report["name"] == profile and report["source"] == "the output's signed ledger entry", report
+        assert report["meets"] is False
+        ok = {c["check"]: c["ok"] for c in report["checks"]}
+        assert ok["content credentials present"] is False
+        assert ok["machine-readable marking"] is True and ok["label in the pixels"] is True, report
+        assert ok["label text height measured"] is True
+        failed = {name for name, passed in ok.items() if not passed}
+        expected = {"content credentials present"} | (
+            {"AIGC implicit label in the metadata"} if profile == "cn" else set()
+        )
+        assert failed == expected, report
+    assert verdicts["eu"]["profile"]["recorded"]["label"]["corner"] == "top-right"
+    code, stdout, err = _run(cn_home, "verify", str(tmp_path / "eu-stripped.jpg"))
+    assert "stated by the output's signed ledger entry" in stdout and "NO LONGER MEETS IT" in stdout
+
+    output_id = verdicts["eu"]["ledger"]["output_id"]
+    forged_home = shutil.copytree(cn_home, tmp_path / "forged-home")  # the module's home stays intact
+    home = Home(forged_home)
+    with sqlite3.connect(home.db_path) as conn:  # what an attacker does: edit the entry, not re-sign it
+        (seq, payload) = conn.execute(
+            "SELECT seq, payload FROM ledger WHERE kind = 'output' AND payload LIKE ?", (f"%{output_id}%",)
+        ).fetchone()
+        forged = json.loads(payload)
+        forged["disclosure"]["profile"] = "default"
+        conn.execute("UPDATE ledger SET payload = ? WHERE seq = ?", (json.dumps(forged), seq))
+    code, stdout, err = _run(forged_home, "verify", str(tmp_path / "eu-stripped.jpg"), "--json")
+    assert code == 0, err
+    report = json.loads(stdout)["profile"]
+    assert report["name"] is None and report["note"] == "no content credentials", report
 
 
 def test_a_batch_job_takes_the_same_option_and_a_bad_one_stops_the_file_before_any_job(

@@ -1,9 +1,12 @@
 """Which disclosure profile a file carries, and whether it still meets it (for ``likeness verify``).
 
-The profile is the one the signed manifest states (``org.likeness.disclosure``). A file whose
-manifest is gone carries none; one whose manifest no longer validates (the file changed after
-signing) still names it, and fails the first check. The checks read the file as it is now, so a
-re-encoded or stripped copy is told apart from the sealed one:
+The profile is the one the signed manifest states (``org.likeness.disclosure``); one whose manifest
+no longer validates (the file changed after signing) still names it, and fails the first check. A
+copy whose manifest is gone is judged against the profile its output's **signed ledger entry**
+states, when this installation's ledger finds the output (by watermark id or perceptual hash); it
+then fails "content credentials present", and "machine-readable marking" says whether the watermark
+still names the output. The checks read the file as it is now, so a re-encoded or stripped copy is
+told apart from the sealed one:
 
 * the label as recorded: its text at least 5 % of the shorter side; for ``eu`` in the top-right
   corner; footage under a profile with a start label: the start label recorded for the first 2 s;
@@ -26,6 +29,8 @@ from likeness.disclosure.phash import MAX_DISTANCE, hamming
 from likeness.disclosure.profiles import PROFILES
 from likeness.disclosure.read import DisclosureReport
 
+MANIFEST_SOURCE = "content credentials (org.likeness.disclosure)"
+LEDGER_SOURCE = "the output's signed ledger entry"
 MEASURE_TOLERANCE_PX = 2
 """Rows the measured text height may lose to re-encoding (anti-aliased edges turn grey)."""
 
@@ -48,6 +53,8 @@ class ProfileReport:
 
     name: str | None
     rules: str | None = None
+    source: str | None = None
+    """Where the profile was read: the file's content credentials or this installation's ledger."""
     checks: tuple[ProfileCheck, ...] = ()
     recorded: dict[str, Any] | None = None
     """The manifest's ``org.likeness.disclosure`` assertion."""
@@ -64,7 +71,7 @@ class ProfileReport:
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
-            "source": None if self.name is None else "content credentials (org.likeness.disclosure)",
+            "source": self.source,
             "rules": self.rules,
             "meets": self.meets,
             "checks": [c.to_dict() for c in self.checks],
@@ -82,6 +89,8 @@ class ProfileReport:
             return [line]
         verdict = "meets it" if self.meets else "NO LONGER MEETS IT"
         lines = [f"  disclosure profile: {self.name} ({self.rules}); {verdict}"]
+        if self.source == LEDGER_SOURCE:
+            lines.append(f"    (stated by {LEDGER_SOURCE}: this copy carries no content credentials)")
         lines += [f"    {'ok ' if c.ok else 'NOT'} {c.name}: {c.detail}" for c in self.checks]
         return lines
 
@@ -159,7 +168,10 @@ def _label_checks(
 
 
 def _aigc_checks(
-    report: DisclosureReport | VideoDisclosureReport, in_manifest: dict[str, str] | None
+    report: DisclosureReport | VideoDisclosureReport,
+    in_manifest: dict[str, str] | None,
+    output_id: str | None,
+    stated_by: str = "the signed manifest",
 ) -> list[ProfileCheck]:
     found = report.aigc
     checks = [
@@ -173,20 +185,19 @@ def _aigc_checks(
         return checks
     checks.append(
         ProfileCheck(
-            "AIGC matches the manifest",
+            "AIGC matches the manifest" if stated_by == "the signed manifest" else "AIGC matches the ledger",
             found == in_manifest,
-            "the same JSON as the signed manifest states"
+            f"the same JSON as {stated_by} states"
             if found == in_manifest
-            else "differs from the manifest's copy (edited after signing?)",
+            else f"differs from {stated_by}'s copy (edited after signing?)",
         )
     )
-    output_id = report.c2pa.output_id if report.c2pa is not None else None
     names = found.get("ProduceID")
     checks.append(
         ProfileCheck(
             "AIGC names the output",
             bool(names) and names == output_id and found.get("Label") == "1",
-            f"Label {found.get('Label')!r}, ProduceID {names!r} (the manifest names {output_id})",
+            f"Label {found.get('Label')!r}, ProduceID {names!r} ({stated_by} names {output_id})",
         )
     )
     bound = found.get("ReservedCode1", "")
@@ -206,10 +217,22 @@ def _aigc_checks(
     return checks
 
 
-def check_profile(report: DisclosureReport | VideoDisclosureReport) -> ProfileReport:
-    """The profile ``report``'s file carries and each requirement checked (see the module docstring)."""
+def check_profile(
+    report: DisclosureReport | VideoDisclosureReport,
+    *,
+    ledger_disclosure: dict[str, Any] | None = None,
+    ledger_aigc: dict[str, str] | None = None,
+    ledger_output_id: str | None = None,
+) -> ProfileReport:
+    """The profile ``report``'s file carries and each requirement checked (see the module docstring).
+
+    ``ledger_*``: what the output's authentic ledger entry states (``likeness verify`` passes them
+    when this installation's ledger found the output); used only when the file's manifest is gone.
+    """
     c2pa = report.c2pa
     if c2pa is None or c2pa.state == "absent":
+        if ledger_disclosure is not None and ledger_disclosure.get("profile") in PROFILES:
+            return _check_stripped(report, ledger_disclosure, ledger_aigc, ledger_output_id)
         return ProfileReport(name=None, aigc_in_file=report.aigc, note="no content credentials")
     recorded = c2pa.disclosure
     name = str((recorded or {}).get("profile") or "")
@@ -230,14 +253,56 @@ def check_profile(report: DisclosureReport | VideoDisclosureReport) -> ProfileRe
         *_label_checks(name, recorded, report),
     ]
     if PROFILES[name].implicit:
-        checks += _aigc_checks(report, c2pa.aigc)
+        checks += _aigc_checks(report, c2pa.aigc, c2pa.output_id)
+    return _report(report, name, recorded, checks, MANIFEST_SOURCE, c2pa.aigc)
+
+
+def _check_stripped(
+    report: DisclosureReport | VideoDisclosureReport,
+    recorded: dict[str, Any],
+    aigc: dict[str, str] | None,
+    output_id: str | None,
+) -> ProfileReport:
+    """A copy without credentials, judged against the profile its output's ledger entry states."""
+    name = str(recorded["profile"])
+    wm = report.watermark
+    marked = bool(wm.found) and wm.output_id == output_id
+    if marked:
+        marking = f"the watermark still names output {output_id}"
+    elif wm.found:
+        marking = f"the watermark names ANOTHER output ({wm.output_id}, the ledger found {output_id})"
+    else:
+        marking = "no watermark reads: only the perceptual hash ties this copy to its output"
+    checks = [
+        ProfileCheck(
+            "content credentials present",
+            False,
+            "stripped: the copy carries no manifest (the profile comes from the ledger)",
+        ),
+        ProfileCheck("machine-readable marking", marked, marking),
+        *_label_checks(name, recorded, report),
+    ]
+    if PROFILES[name].implicit:
+        checks += _aigc_checks(report, aigc, output_id, stated_by="the ledger entry")
+    return _report(report, name, recorded, checks, LEDGER_SOURCE, aigc)
+
+
+def _report(
+    report: DisclosureReport | VideoDisclosureReport,
+    name: str,
+    recorded: dict[str, Any],
+    checks: list[ProfileCheck],
+    source: str,
+    aigc_stated: dict[str, str] | None,
+) -> ProfileReport:
     short = min(report.width, report.height) or 1
     return ProfileReport(
         name=name,
         rules=str(recorded.get("rules") or PROFILES[name].rules),
+        source=source,
         checks=tuple(checks),
         recorded=dict(recorded),
         aigc_in_file=report.aigc,
-        aigc_in_manifest=c2pa.aigc,
+        aigc_in_manifest=aigc_stated,
         plates=tuple(p.to_dict(report.width or short, report.height or short) for p in _plates(report)),
     )

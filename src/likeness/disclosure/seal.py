@@ -457,6 +457,8 @@ def _seal_once(
         c2pa=False,
         notes=marker.notes(),
         ingredient_sha256={item.role: item.sha256 for item in job.ingredients},
+        disclosure=marker.facts(),
+        aigc=aigc,
     )
     head = job.ledger_head()
     sealed = dataclasses.replace(sealed, ledger_head=dict(head) if head else None)
@@ -465,7 +467,7 @@ def _seal_once(
         credentials = sign_content_credentials(
             encoded,
             facts=credential_facts(
-                sealed, job, job.consent_hashes(consent_ids), disclosure=marker.facts(), aigc=aigc
+                sealed, job, job.consent_hashes(consent_ids), disclosure=sealed.disclosure, aigc=aigc
             ),
             home=home,
         )

@@ -62,3 +62,9 @@ class SealedOutput:
     ledger_head: dict[str, object] | None = None
     """The registry ledger's head ({seq, hash}) just before the manifest was signed; stated in the
     manifest and the output's ledger entry, so released outputs witness the chain. Optional."""
+    disclosure: dict[str, object] | None = None
+    """The disclosure as drawn (the manifest's ``org.likeness.disclosure``: profile, rule, labels);
+    also stated in the output's signed ledger entry, so ``likeness verify`` can judge a copy whose
+    credentials were stripped. Optional."""
+    aigc: dict[str, str] | None = None
+    """The AIGC implicit label written into the file's metadata (profiles that require one)."""

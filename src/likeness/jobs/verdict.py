@@ -146,7 +146,14 @@ class VerifyReport:
     @property
     def profile(self) -> ProfileReport:
         """The disclosure profile the manifest states and whether the file still meets it."""
-        return check_profile(self.disclosure)
+        recorded = self.ledger.get("disclosure") if self.ledger.get("found") else None
+        aigc = self.ledger.get("aigc") if recorded else None
+        return check_profile(
+            self.disclosure,
+            ledger_disclosure=recorded if isinstance(recorded, dict) else None,
+            ledger_aigc=aigc if isinstance(aigc, dict) else None,
+            ledger_output_id=str(self.ledger.get("output_id") or "") or None,
+        )
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {"file": str(self.file), "verdict": self.verdict, "status": self.status}

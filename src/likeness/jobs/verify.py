@@ -51,6 +51,10 @@ def verify_file(path: Path, *, home: Home) -> VerifyReport:
                 **record.to_dict(),
                 "withdrawn": _withdrawn(registry, record.consent_ids),
             }
+            signed = registry.signed_output_entry(record.output_id)
+            if signed is not None:  # only what the signed entry states, never the bare row
+                ledger["disclosure"] = signed[1].get("disclosure")
+                ledger["aigc"] = signed[1].get("aigc")
     return VerifyReport(file=path, disclosure=report, ledger=ledger)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -84,6 +84,8 @@ class OutputsMixin(ConsentsMixin):
                 "consent_ids": consent_ids,
                 "ingredient_sha256": ingredients,
                 **({"ledger_head": dict(sealed.ledger_head)} if sealed.ledger_head else {}),
+                **({"disclosure": sealed.disclosure} if sealed.disclosure else {}),
+                **({"aigc": dict(sealed.aigc)} if sealed.aigc else {}),
                 **decision.ledger_dict(),
             },
         )
@@ -124,6 +126,12 @@ class OutputsMixin(ConsentsMixin):
         """The output's record when its ledger entry is authentic (hash and signature) and states the
         same id and sha256; ``None`` when it is not recorded or its row and entry disagree (a resumed
         batch relies on this to skip a job; ``verify_ledger`` checks the whole chain)."""
+        signed = self.signed_output_entry(output_id)
+        return None if signed is None else signed[0]
+
+    def signed_output_entry(self, output_id: str) -> tuple[OutputRecord, dict[str, Any]] | None:
+        """The output's record and its ledger entry's payload, when that entry is authentic (hash and
+        signature) and states the same id and sha256 as the row; ``None`` otherwise."""
         table = ledger.ledger_table
         with self._read() as conn:
             row = conn.execute(select(schema.outputs).where(schema.outputs.c.output_id == output_id)).first()
@@ -138,7 +146,7 @@ class OutputsMixin(ConsentsMixin):
         payload = json.loads(entry.payload)
         if payload.get("output_id") != output_id or payload.get("sha256") != record.sha256:
             return None
-        return record
+        return record, payload
 
     def find_outputs_by_sha256(self, sha256: str) -> list[OutputRecord]:
         table = schema.outputs
