@@ -241,7 +241,7 @@ def test_cn_still_carries_aigc_metadata_large_text_and_the_manifest_assertion(
 
     report = verify_file(out, home=home)
     profile = report.to_dict()["profile"]
-    assert profile["name"] == "cn" and profile["meets"] is True, profile
+    assert profile["name"] == "cn" and profile["meets"] is True, [c for c in profile["checks"] if not c["ok"]]
     assert profile["aigc"]["in_file"] == aigc == profile["aigc"]["in_manifest"]
     assert "disclosure profile: cn" in report.describe()
 
@@ -416,9 +416,10 @@ def test_footage_cn_carries_aigc_in_the_mp4_metadata_and_verify_reports_the_prof
 
     report = verify_file(video.output.path, home=footage["home"])
     profile = report.to_dict()["profile"]
-    assert profile["name"] == "cn" and profile["meets"] is True, profile
+    assert profile["name"] == "cn" and profile["meets"] is True, [c for c in profile["checks"] if not c["ok"]]
     assert {c["check"] for c in profile["checks"]} >= {
         "start label recorded",
+        "start label in the pixels",
         "label in the pixels",
         "AIGC implicit label in the metadata",
         "AIGC matches the manifest",
@@ -427,6 +428,39 @@ def test_footage_cn_carries_aigc_in_the_mp4_metadata_and_verify_reports_the_prof
     }
     eu = verify_file(footage["eu"].output.path, home=footage["home"]).to_dict()["profile"]
     assert eu["name"] == "eu" and eu["meets"] is True and eu["aigc"]["in_file"] is None
+
+
+def test_footage_whose_start_label_was_painted_out_no_longer_meets_its_profile(
+    footage: dict[str, Any], clip: Path
+) -> None:
+    """The start label painted over with the original pixels, the clip re-encoded (which drops the
+    credentials): verify finds the output by its watermark, takes the profile from the ledger, and
+    sees no start label where it was drawn, while the corner label is still there."""
+    video = footage["eu"]
+    box = _box(read_credentials(video.output.path, footage["home"]).disclosure["start_label"])
+    left, top, right, bottom = box
+    originals = [pixels for _, pixels in _frames(clip)]
+    frames = []
+    for (time, pixels), original in zip(_frames(video.output.path), originals, strict=True):
+        if time < 2.5:
+            pixels = pixels.copy()
+            pixels[top:bottom, left:right] = original[top:bottom, left:right]
+        frames.append(pixels)
+    copy = vf.write_clip(clip.parent / "painted-out.mp4", frames, audio=None)
+
+    report = verify_file(copy, home=footage["home"]).to_dict()
+    assert report["ledger"]["output_id"] == video.output.output_id
+    profile = report["profile"]
+    assert profile["name"] == "eu" and profile["source"] == "the output's signed ledger entry", profile
+    ok = {c["check"]: c["ok"] for c in profile["checks"]}
+    assert ok["start label recorded"] and ok["label in the pixels"], profile
+    assert ok["machine-readable marking"], profile
+    assert {name for name, passed in ok.items() if not passed} == {
+        "content credentials present",
+        "start label in the pixels",
+    }, profile
+    own = verify_file(video.output.path, home=footage["home"]).to_dict()["profile"]
+    assert {c["check"]: c["ok"] for c in own["checks"]}["start label in the pixels"] is True
 
 
 def test_resumed_footage_records_the_start_label_an_earlier_run_drew(faces_dir: Path) -> None:

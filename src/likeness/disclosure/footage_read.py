@@ -117,6 +117,8 @@ class VideoDisclosureReport:
     unreadable: str | None = None
     """Always ``None`` here: footage whose frames do not decode is reported by
     :func:`likeness.disclosure.read.read_file` without this view."""
+    first_frame_plates: tuple[Plate, ...] = ()
+    """Label plates anywhere on the first frame read (the start label, the corner label)."""
 
     @property
     def phash_variants(self) -> tuple[str, ...]:
@@ -251,6 +253,7 @@ def read_video_disclosure(
     windows: list[WindowFinding] = []
     current: _Window | None = None
     first_phash = ""
+    first_plates: tuple[Plate, ...] = ()
     frame_duration = info.frame_duration
     keyframes = sample == "keyframes"
     with open_frames(
@@ -263,6 +266,7 @@ def read_video_disclosure(
         for frame in reader:
             if not first_phash:
                 first_phash = phash(frame.pixels)
+                first_plates = tuple(find_plates(frame.pixels, anywhere=True))
             if current is not None and frame.time - current.start >= window_seconds:
                 windows.append(current.finding(frame_duration))
                 current = None
@@ -318,4 +322,5 @@ def read_video_disclosure(
         c2pa=c2pa,
         info=info,
         aigc=read_aigc(path),
+        first_frame_plates=first_plates,
     )

@@ -494,8 +494,11 @@ class Plate:
         }
 
 
-def find_plates(pixels: np.ndarray) -> list[Plate]:
-    """Label plates near a corner: dark, two-tone, text-bearing boxes in a light frame."""
+def find_plates(pixels: np.ndarray, *, anywhere: bool = False) -> list[Plate]:
+    """Label plates near a corner: dark, two-tone, text-bearing boxes in a light frame.
+
+    ``anywhere``: plates anywhere in the picture (footage's start label sits at the top, the bottom
+    or the middle); one away from every corner is named ``inside``."""
     import cv2
 
     height, width = pixels.shape[:2]
@@ -507,11 +510,13 @@ def find_plates(pixels: np.ndarray) -> list[Plate]:
     near = max(4.0, 0.08 * short)  # the plate's margin is 0.4 cap heights plus its outline
     _, _, stats, _ = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=4)
     left, top, wide, tall, area = (stats[1:, k].astype(np.int64) for k in range(5))
-    shaped = (tall >= 0.04 * short) & (wide >= 2 * tall) & (area >= 0.3 * wide * tall)
+    aspect = 1.2 if anywhere else 2.0  # a start label of two CJK glyphs is under 2:1
+    shaped = (tall >= 0.04 * short) & (wide >= aspect * tall) & (area >= 0.3 * wide * tall)
     at_left, at_right = left <= near, width - (left + wide) <= near
     at_top, at_bottom = top <= near, height - (top + tall) <= near
     found = []
-    for index in np.flatnonzero(shaped & (at_left | at_right) & (at_top | at_bottom)):
+    cornered = (at_left | at_right) & (at_top | at_bottom)
+    for index in np.flatnonzero(shaped if anywhere else shaped & cornered):
         x, y, w, h = (int(v) for v in stats[index + 1, :4])
         dark_share = float(dark[y : y + h, x : x + w].mean())
         light_share = float(light[y : y + h, x : x + w].mean())
@@ -522,11 +527,8 @@ def find_plates(pixels: np.ndarray) -> list[Plate]:
             horizontal = "left" if at_left[index] and not at_right[index] else "right"
             if at_left[index] and at_right[index]:
                 horizontal = "left" if x + w / 2 < width / 2 else "right"
-            found.append(
-                Plate(
-                    (x, y, x + w, y + h), f"{vertical}-{horizontal}", _first_line(light[y : y + h, x : x + w])
-                )
-            )
+            corner = f"{vertical}-{horizontal}" if cornered[index] else "inside"
+            found.append(Plate((x, y, x + w, y + h), corner, _first_line(light[y : y + h, x : x + w])))
     return found
 
 

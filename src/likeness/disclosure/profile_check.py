@@ -12,7 +12,8 @@ told apart from the sealed one:
   corner; footage under a profile with a start label: the start label recorded for the first 2 s;
 * the label in the pixels: a plate found (footage: in at least half of the windows); for ``eu`` one
   in the top-right corner; its text measured at least 5 % of the shorter side (less
-  ``MEASURE_TOLERANCE_PX`` for re-encoding);
+  ``MEASURE_TOLERANCE_PX`` for re-encoding); footage under a profile with a start label: a plate on
+  the first frame where the start label was drawn, its text measured the same way;
 * ``cn``: the AIGC implicit label present in the file's metadata, equal to the manifest's copy,
   naming the output, and bound to this picture (``ReservedCode1``'s perceptual hash within the
   usual distance of the file's).
@@ -140,6 +141,8 @@ def _label_checks(
     if report.unreadable:
         checks.append(ProfileCheck("label in the pixels", False, "the pixels could not be decoded"))
         return checks
+    if footage and profile.start_seconds > 0:
+        checks.append(_start_label_seen(recorded.get("start_label") or {}, report))
     short = min(report.width, report.height)
     plates = [p for p in _plates(report) if p.corner in profile.corners]
     if footage:
@@ -165,6 +168,40 @@ def _label_checks(
             detail += f", less the {MEASURE_TOLERANCE_PX} px measuring may lose to re-encoding"
         checks.append(ProfileCheck("label text height measured", tallest >= need, detail + ")"))
     return checks
+
+
+def _start_label_seen(start: dict[str, Any], report: VideoDisclosureReport) -> ProfileCheck:
+    """The start label as recorded, found on the first frame: a plate over the recorded box, its
+    text measured at least 5 % of the shorter side (less the re-encoding tolerance)."""
+    name = "start label in the pixels"
+    if not start.get("box"):
+        return ProfileCheck(name, False, "no start label recorded to look for")
+    box = start["box"]
+    recorded = tuple(int(box[k]) for k in ("left", "top", "right", "bottom"))
+    short = min(report.width, report.height)
+    over = [p for p in report.first_frame_plates if _overlap(p.box, recorded) >= 0.5]
+    if not over:
+        return ProfileCheck(
+            name, False, f"no label plate on the first frame where it was drawn {list(recorded)}"
+        )
+    tallest = max(p.text_height for p in over)
+    need = CAP_FRACTION * short - MEASURE_TOLERANCE_PX
+    return ProfileCheck(
+        name,
+        tallest >= need,
+        f"on the first frame where it was drawn; text {tallest} px of {short} px ({tallest / short:.1%}; "
+        f"at least {CAP_FRACTION:.0%})",
+    )
+
+
+def _overlap(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """Intersection over union of two (left, top, right, bottom) boxes."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def _aigc_checks(
