@@ -631,23 +631,21 @@ def test_the_shape_transfer_moves_the_features_part_way_and_keeps_the_jaw(photo)
     _, (target_face,) = photo("biden/2.jpg")
     _, (source_face,) = photo("obama/1.jpg")
     dst, src = (face.landmarks.astype(np.float64) for face in (target_face, source_face))
-    shaped = classical._towards_source_shape(dst, src, kept_mouth=False)
+    shaped = classical._towards_source_shape(dst, src)
     assert np.array_equal(shaped[classical.JAW], dst[classical.JAW])
-    assert np.array_equal(shaped[60:68], dst[60:68])  # the inner lips are not warp points unless kept
+    # The inner lips stay: a kept open mouth's teeth stay inside the target's own lip line.
+    assert np.array_equal(shaped[classical_masks.INNER_LIPS], dst[classical_masks.INNER_LIPS])
     moved = shaped - dst
-    assert np.hypot(*moved[classical.SHAPE_FEATURES].T).max() > 1.0  # two people: the layout differs
+    features = classical.SHAPE_FEATURES
+    assert set(features) == set(range(17, 60))  # brows, nose, eyes, outer lips
+    assert np.hypot(*moved[features].T).max() > 1.0  # two people: the layout differs
     # Each moved point goes SHAPE_SHARE of the way to the aligned source's: along one line, so the
     # rest of the way is (1 − share) / share times what it moved.
     similarity = _similarity(src[classical.SHAPE_ANCHORS], dst[classical.SHAPE_ANCHORS])
     aligned = src @ similarity[:, :2].T + similarity[:, 2]
     share = classical.SHAPE_SHARE
-    features = np.concatenate([classical.SHAPE_FEATURES, classical_masks.OUTER_LIPS])
     rest = aligned[features] - shaped[features]
     assert np.allclose(rest, moved[features] * (1 - share) / share, atol=1e-6)
-    # A kept open mouth keeps the target's lips where its teeth are.
-    kept = classical._towards_source_shape(dst, src, kept_mouth=True)
-    assert np.array_equal(kept[48:68], dst[48:68])
-    assert np.array_equal(kept[classical.SHAPE_FEATURES], shaped[classical.SHAPE_FEATURES])
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -664,7 +662,7 @@ def test_a_source_that_differs_only_in_pose_and_size_moves_nothing(photo) -> Non
     angle = np.radians(12.0)
     rotation = 1.7 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     src = dst @ rotation.T + (40.0, -25.0)
-    shaped = classical._towards_source_shape(dst, src, kept_mouth=False)
+    shaped = classical._towards_source_shape(dst, src)
     assert np.abs(shaped - dst).max() < 0.05
 
 
@@ -691,6 +689,7 @@ def test_the_output_has_the_sources_layout_in_the_targets_pose_and_expression(
 
     shaped, unshaped = found(classical.SHAPE_SHARE), found(0.0)
     assert to_source(shaped) < 0.75 * to_source(unshaped)
-    # The head's turn is the target's and the transfer does not change it.
-    assert abs(classical._yaw(shaped) - classical._yaw(dst)) < 0.05
+    # The head's turn stays near the target's (any swap moves dlib's reading of it a little: here 0.04
+    # without the transfer, 0.05 with it, on a −1..1 scale) and the transfer hardly changes it.
+    assert abs(classical._yaw(shaped) - classical._yaw(dst)) < 0.08
     assert abs(classical._yaw(shaped) - classical._yaw(unshaped)) < 0.02

@@ -14,9 +14,9 @@ No learned model beyond the 68-point landmarks the analyzer already found. The s
 3. **Warp.** Delaunay triangulation of the target's landmarks 0–59 (not the inner lips: they coincide
    in a closed mouth and fold against an open one), ten forehead points (the brows lifted along the
    face's up direction) and points on the square's border (mapped by the best similarity transform).
-   The target's brows, eyes, nose and lips are first moved part of the way (:data:`SHAPE_SHARE`) to
-   the source's layout, aligned onto the target's face: the face shape is then partly the source's,
-   which is much of its identity, while the jaw, pose and expression stay the target's.
+   The target's brows, eyes, nose and outer lips are first moved part of the way (:data:`SHAPE_SHARE`)
+   to the source's layout, aligned onto the target's face: the face shape is then partly the source's,
+   which is much of its identity, while the jaw, the pose and the inner lips stay the target's.
    Points within a pixel of each other are merged; triangles that would fold over are relaxed towards
    the similarity transform; each target pixel takes its triangle's affine map (one ``cv2.remap``,
    continuous across triangle edges, never NaN).
@@ -51,7 +51,6 @@ from likeness.models import ModelUse
 from likeness.swap.classical_masks import (
     CHEEKS,
     INNER_LIPS,
-    OUTER_LIPS,
     FacialHair,
     beard_weight,
     facial_hair,
@@ -102,21 +101,22 @@ MASK_FEATHER = 0.06
 """The mask's hull is eroded by this share of the face size for its core, and alpha rises from 0 on the
 hull's edge to 1 at twice that depth. 0.045 brought the output nearer the source (dlib distance −0.01
 on average) but raised the bench's outer seam score from 0.144 to 0.199: not taken."""
-SHAPE_SHARE = 0.45
-"""How far the target's brows, eyes, nose and lips move towards the source's layout (see
+SHAPE_SHARE = 0.5
+"""How far the target's brows, eyes, nose and outer lips move towards the source's layout (see
 :func:`_towards_source_shape`): 0 keeps the target's face shape, 1 takes the source's. On the bench's
-60 pairs against d35dd87: without it (and the forehead at 0.12) 8 pairs were farther from the source
-by more than 0.02 (kept beards and kept mouths: the target's own features); at 0.4 (forehead 0.17)
-one; at 0.45 none, with a mean dlib distance to the source 0.10 lower. The output's landmarks then
-lie further from the target's (4.6 % of the inter-ocular distance, 3.5 for d35dd87): most of that is
-the face's shape; of pose and expression (the bench's "pose / expression Δ") the head's turn moves a
-little more than before (mean |Δ yaw| 0.050 against 0.026) and so do the eyes' opening (0.058 against
-0.042), the mouth's less (0.062 against 0.074)."""
+60 pairs against d35dd87 (seed 7): without it (forehead 0.12) 8 pairs were farther from the source by
+more than 0.02 (kept beards and kept mouths: the target's own features); at 0.45 with the lips of a
+kept mouth left the target's, none (seed 7) but one by 0.09 (seed 11, a kept wide smile); at 0.5 with
+every outer lip moved, none on seeds 7 and 11, one by 0.027 on seed 13 (a kept smile: keeping the
+target's teeth there costs 0.09 on its own). The output's landmarks then lie further from the
+target's (5.0 % of the inter-ocular distance, 3.5 for d35dd87): most of that is the face's shape; of
+pose and expression (the bench's "pose / expression Δ") the head's turn moves a little more than before
+(mean |Δ yaw| 0.056 against 0.026) and so do the eyes' opening (0.060 against 0.042), the mouth's
+less (0.061 against 0.074)."""
 SHAPE_ANCHORS = np.arange(0, 48)
 """Landmarks that align the source's shape onto the target's: jaw, brows, nose and eyes."""
-SHAPE_FEATURES = np.arange(17, 48)
-"""Brows, nose and eyes: moved towards the source's layout (and the outer lips, unless the target's open
-mouth is kept)."""
+SHAPE_FEATURES = np.arange(17, 60)
+"""Brows, nose, eyes and outer lips: moved towards the source's layout."""
 MERGE_PX = 1.0
 """Warp points closer than this (in the target) are merged before triangulating."""
 
@@ -299,7 +299,7 @@ class ClassicalSwapper:
             dst = _to_work(target_points - (region.x0, region.y0), scale)
             src_patch, src, enlarge = _source_patch(source, source_points, dst)
         with timer("warp"):
-            shaped = _towards_source_shape(dst, src, kept_mouth=report.mouth_kept)
+            shaped = _towards_source_shape(dst, src)
             dst_all, src_all = _with_forehead(shaped), _with_forehead(src)
             if report.mouth_kept:  # warp the lips' inner outline too: the lips go round the open mouth
                 dst_all = np.vstack([dst_all, dst[INNER_LIPS]])
@@ -514,16 +514,16 @@ def _complete_by_symmetry(patch: np.ndarray, points: np.ndarray, inside: np.ndar
     return completed
 
 
-def _towards_source_shape(dst: np.ndarray, src: np.ndarray, *, kept_mouth: bool) -> np.ndarray:
-    """The target's landmarks with its brows, eyes, nose (and lips) moved :data:`SHAPE_SHARE` of the way to
-    where the source's are, once the source's landmarks are aligned onto the target's (the best
+def _towards_source_shape(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """The target's landmarks with its brows, eyes, nose and outer lips moved :data:`SHAPE_SHARE` of the way
+    to where the source's are, once the source's landmarks are aligned onto the target's (the best
     similarity transform over the jaw, brows, nose and eyes, robust to a few outliers).
 
     The jaw stays the target's, so the mask's outline, the head's pose and size do not move; what moves
-    is the layout inside the face (eye spacing, nose length and width, mouth width and height), which
-    carries much of a person's identity. The lips keep the target's place when the target's open mouth
-    is kept (its teeth must stay inside its own lips). A pixel warp from the source's landmarks to these
-    points shows the source's face shape in the target's pose and expression.
+    is the layout inside the face (eye spacing, nose length and width, mouth width and lips), which
+    carries much of a person's identity. The inner lips stay the target's: a kept open mouth (its teeth)
+    stays where it is, and the source's lips are warped round it with their own shape. A pixel warp from
+    the source's landmarks to these points shows the source's face shape in the target's pose.
     """
     import cv2
 
@@ -533,9 +533,8 @@ def _towards_source_shape(dst: np.ndarray, src: np.ndarray, *, kept_mouth: bool)
     if similarity is None or SHAPE_SHARE <= 0.0:
         return dst
     aligned = src @ similarity[:, :2].T + similarity[:, 2]
-    moved = SHAPE_FEATURES if kept_mouth else np.concatenate([SHAPE_FEATURES, OUTER_LIPS])
     shaped = dst.copy()
-    shaped[moved] += SHAPE_SHARE * (aligned[moved] - dst[moved])
+    shaped[SHAPE_FEATURES] += SHAPE_SHARE * (aligned[SHAPE_FEATURES] - dst[SHAPE_FEATURES])
     return shaped
 
 
