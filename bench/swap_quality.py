@@ -9,6 +9,11 @@ output is analysed again with dlib and measured (one row per swapper):
   leaving out the source and target photos of the pair).
 - **closer to src**: the output is nearer the source photo's embedding than the target photo's.
 - **landmarks**: mean distance of the output's 68 landmarks from the target's, % of inter-ocular distance.
+  Since the swap moves the target's features part of the way to the source's layout (identity), this
+  mixes face shape with pose and expression; the next column measures those alone.
+- **pose / expression Δ**: mean absolute difference between the output and the target of the head turn
+  (:func:`likeness.swap.classical._yaw`, −1..1), the mouth's opening and the eyes' opening (each a share
+  of the mouth's or the eye's width): 0 when pose and expression are kept.
 - **ΔE cheeks–neck**: CIELAB ΔE76 between the median colour of the output's cheeks and of the target's
   neck skin (pixels below the chin that look like this face's skin, see :func:`neck`; pairs with too
   little neck skin showing are left out). The target's own cheeks against its neck are printed for scale.
@@ -17,7 +22,11 @@ output is analysed again with dlib and measured (one row per swapper):
   apart ("mouth edge", with its pair count): there the source's lips meet the target's teeth.
 - **seam (first score)**: the same gradient along the whole edge of the changed region over its mean
   inside, as first defined; kept as it was, but a kept mouth's hole moves both its numerator and its
-  denominator, so it no longer compares swappers that keep different things.
+  denominator, so it no longer compares swappers that keep different things. The kept mouth's edge is
+  not a mask seam: it runs along the inner lips, where the picture itself steps from lip to teeth, so a
+  step in the change there is not seen as a seam; it is scored apart ("mouth edge"), and the seam that
+  compares swappers is the outer one. The first score is also printed over the pairs where neither
+  output has a hole.
 - **seam (outer)**: the first score's ratio on the outer edge alone: holes in the changed region (a kept
   open mouth) filled, their edges left out of both the band and the inside, so it compares swappers
   that keep different things (the kept mouth's edge is the "mouth edge" column).
@@ -47,7 +56,8 @@ from likeness.errors import BadInput
 from likeness.faces.dlib_backend import DlibAnalyzer
 from likeness.faces.types import Face
 from likeness.media.image import load_image
-from likeness.swap.classical import SKIN_OUTLINE, ClassicalSwapper
+from likeness.swap.classical import SKIN_OUTLINE, ClassicalSwapper, _yaw
+from likeness.swap.classical_masks import mouth_opening
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = Path(os.environ.get("LIKENESS_SHARED", REPO.parent / "shared")) / "testdata" / "faces"
@@ -65,6 +75,8 @@ class Scores:
     top1: list[bool] = field(default_factory=list)
     closer: list[bool] = field(default_factory=list)
     landmark_error: list[float] = field(default_factory=list)
+    pose: list[tuple[float, float, float]] = field(default_factory=list)
+    """(|Δ yaw|, |Δ mouth opening|, |Δ eye opening|) of the output against the target, per pair."""
     delta_e: list[float] = field(default_factory=list)
     seam: list[float] = field(default_factory=list)
     outer_seam: list[float] = field(default_factory=list)
@@ -73,6 +85,8 @@ class Scores:
     seam_by_pair: dict[int, tuple[float, bool]] = field(default_factory=dict)
     """Pair number → (first seam score, whether the changed region has a hole)."""
     to_source: list[float] = field(default_factory=list)
+    how: dict[int, str] = field(default_factory=dict)
+    """Pair number → the mask used and whether the mouth was kept (swappers with ``swap_with_report``)."""
     lost: int = 0
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
@@ -114,6 +128,25 @@ def old_module(ref: str) -> ModuleType:
     sys.modules["classical_old"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def eye_opening(points: np.ndarray) -> float:
+    """Both eyes' mean height (upper to lower lid) as a share of their width (corner to corner)."""
+    openings = []
+    for eye in (points[36:42], points[42:48]):
+        width = float(np.hypot(*(eye[3] - eye[0])))
+        height = float(np.hypot(*(eye[[1, 2]] - eye[[5, 4]]).T).mean())
+        openings.append(height / max(width, 1e-6))
+    return float(np.mean(openings))
+
+
+def pose_expression_change(out: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
+    """(|Δ yaw|, |Δ mouth opening|, |Δ eye opening|) between two faces' 68 landmarks."""
+    return (
+        abs(_yaw(out) - _yaw(target)),
+        abs(mouth_opening(out) - mouth_opening(target)),
+        abs(eye_opening(out) - eye_opening(target)),
+    )
 
 
 def inter_ocular(points: np.ndarray) -> float:
@@ -297,7 +330,13 @@ def main() -> None:
             score = scores[name]
             start = time.perf_counter()
             try:
-                out = swapper.swap(dst_px, dst_face, src_px, src_face, timings=score.stages)
+                if hasattr(swapper, "swap_with_report"):
+                    out, report = swapper.swap_with_report(
+                        dst_px, dst_face, src_px, src_face, timings=score.stages
+                    )
+                    score.how[number] = f"{report.mask} mask{', mouth kept' if report.mouth_kept else ''}"
+                else:
+                    out = swapper.swap(dst_px, dst_face, src_px, src_face, timings=score.stages)
             except BadInput:
                 score.lost += 1
                 line.append(f"{name}: refused")
@@ -330,10 +369,13 @@ def main() -> None:
             score.to_source.append(d_src)
             error = np.linalg.norm(found.landmarks - dst_face.landmarks, axis=1).mean()
             score.landmark_error.append(100.0 * error / inter_ocular(dst_face.landmarks))
+            score.pose.append(pose_expression_change(found.landmarks, dst_face.landmarks))
             cheek_lab = median_lab(out, cheeks(dst_face.landmarks, out.shape))
             if neck_lab is not None and cheek_lab is not None:
                 score.delta_e.append(float(np.linalg.norm(cheek_lab - neck_lab)))
-            line.append(f"{name}: d_src {d_src:.3f} seam {seam or 0:.2f}")
+            line.append(
+                f"{name}: d_src {d_src:.3f} seam {seam or 0:.2f} {score.how.get(number, '')}".rstrip()
+            )
         if args.verbose:
             print(" | ".join(line), flush=True)
 
@@ -345,7 +387,8 @@ def main() -> None:
     ]
     print(f"\n{args.pairs} pairs of {len(identities)} identities, seed {args.seed}; old = {args.old_ref}")
     print(f"target's own cheeks vs neck: median ΔE {np.median(own_delta_e):.1f}\n")
-    header = ("", "ID top-1", "closer to src", "landmarks %IOD", "ΔE cheeks–neck", "edge step", "mouth edge")
+    header = ("", "ID top-1", "closer to src", "landmarks %IOD", "pose / expression Δ (yaw, mouth, eyes)")
+    header += ("ΔE cheeks–neck", "edge step", "mouth edge")
     header += ("seam (first score)", "seam (outer)")
     header += ("lost", "s/swap")
     print("| " + " | ".join(header) + " |")
@@ -354,7 +397,9 @@ def main() -> None:
         done = max(1, args.pairs - score.lost)
         print(
             f"| {name} | {100 * np.mean(score.top1):.1f} % | {100 * np.mean(score.closer):.1f} % "
-            f"| {np.mean(score.landmark_error):.2f} | {np.median(score.delta_e):.1f} "
+            f"| {np.mean(score.landmark_error):.2f} "
+            f"| {' / '.join(f'{v:.3f}' for v in np.mean(score.pose, axis=0))} "
+            f"| {np.median(score.delta_e):.1f} "
             f"(mean {np.mean(score.delta_e):.1f}) "
             f"| {np.median(score.edge):.3f} (mean {np.mean(score.edge):.3f}) "
             f"| {np.median(score.mouth_edge or [np.nan]):.3f} ({len(score.mouth_edge)}) "
@@ -365,8 +410,10 @@ def main() -> None:
     print(f"\npairs where new is farther from the source than old by > {args.margin}: {len(worse)}")
     for number in worse:
         source, target = pairs[number]
-        print(f"  {number:2d} {source.identity}/{source.path.name} → {target.identity}/{target.path.name}: "
-              f"{old[number]:.3f} → {new[number]:.3f}")
+        print(
+            f"  {number:2d} {source.identity}/{source.path.name} → {target.identity}/{target.path.name}: "
+            f"{old[number]:.3f} → {new[number]:.3f} ({scores['new'].how.get(number, '')})"
+        )
     no_hole = [
         number
         for number in scores["new"].seam_by_pair
@@ -375,8 +422,10 @@ def main() -> None:
         and not scores["old"].seam_by_pair[number][1]
     ]
     firsts = {n: np.median([scores[n].seam_by_pair[k][0] for k in no_hole] or [np.nan]) for n in scores}
-    print(f"seam (first score) on the {len(no_hole)} pairs where neither output has a hole (kept mouth): "
-          + ", ".join(f"{name} {value:.3f}" for name, value in firsts.items()))
+    print(
+        f"seam (first score) on the {len(no_hole)} pairs where neither output has a hole (kept mouth): "
+        + ", ".join(f"{name} {value:.3f}" for name, value in firsts.items())
+    )
     for name, score in scores.items():
         done = max(1, args.pairs - score.lost)
         stages = ", ".join(f"{stage} {1000 * seconds / done:.0f}" for stage, seconds in score.stages.items())

@@ -14,6 +14,9 @@ No learned model beyond the 68-point landmarks the analyzer already found. The s
 3. **Warp.** Delaunay triangulation of the target's landmarks 0–59 (not the inner lips: they coincide
    in a closed mouth and fold against an open one), ten forehead points (the brows lifted along the
    face's up direction) and points on the square's border (mapped by the best similarity transform).
+   The target's brows, eyes, nose and outer lips are first moved part of the way (:data:`SHAPE_SHARE`)
+   to the source's layout, aligned onto the target's face: the face shape is then partly the source's,
+   which is much of its identity, while the jaw, the pose and the inner lips stay the target's.
    Points within a pixel of each other are merged; triangles that would fold over are relaxed towards
    the similarity transform; each target pixel takes its triangle's affine map (one ``cv2.remap``,
    continuous across triangle edges, never NaN).
@@ -89,8 +92,31 @@ REGION_SCALE = 1.6
 """Side of the working square, in units of the landmarks' larger extent (room for blur and border)."""
 MAX_WORK_SIDE = 2048
 """Target squares larger than this are processed downscaled (memory and time stay bounded)."""
-FOREHEAD_LIFT = 0.12
-"""Forehead points: the brows moved up by this fraction of the chin-to-brow vector."""
+FOREHEAD_LIFT = 0.17
+"""Forehead points: the brows moved up by this fraction of the chin-to-brow vector. More of the source's
+forehead is more of its identity (0.12 before; on the bench's 60 pairs 0.22 brought the output nearer
+the source by 0.01 dlib distance on average and lowered the outer seam score), but at 0.22 a source's
+bright forehead left flat patches on Darwin's (the flat-patch check of the tests); 0.17 does not."""
+MASK_FEATHER = 0.06
+"""The mask's hull is eroded by this share of the face size for its core, and alpha rises from 0 on the
+hull's edge to 1 at twice that depth. 0.045 brought the output nearer the source (mean dlib distance
+−0.016 on the bench's 60 pairs) but raised the outer seam score from 0.144 to 0.199: not taken."""
+SHAPE_SHARE = 0.5
+"""How far the target's brows, eyes, nose and outer lips move towards the source's layout (see
+:func:`_towards_source_shape`): 0 keeps the target's face shape, 1 takes the source's. On the bench's
+60 pairs against d35dd87 (seed 7): without it (forehead 0.12) 8 pairs were farther from the source by
+more than 0.02 (kept beards and kept mouths: the target's own features); at 0.45 with the lips of a
+kept mouth left the target's, none (seed 7) but one by 0.09 (seed 11, a kept wide smile); at 0.5 with
+every outer lip moved, none on seeds 7 and 11, one by 0.027 on seed 13 (a kept smile: keeping the
+target's teeth there costs 0.09 on its own). The output's landmarks then lie further from the
+target's (5.0 % of the inter-ocular distance, 3.5 for d35dd87): most of that is the face's shape; of
+pose and expression (the bench's "pose / expression Δ") the head's turn moves a little more than before
+(mean |Δ yaw| 0.056 against 0.026) and so do the eyes' opening (0.060 against 0.042), the mouth's
+less (0.061 against 0.074)."""
+SHAPE_ANCHORS = np.arange(0, 48)
+"""Landmarks that align the source's shape onto the target's: jaw, brows, nose and eyes."""
+SHAPE_FEATURES = np.arange(17, 60)
+"""Brows, nose, eyes and outer lips: moved towards the source's layout."""
 MERGE_PX = 1.0
 """Warp points closer than this (in the target) are merged before triangulating."""
 
@@ -173,8 +199,8 @@ class ClassicalSwapper:
     def describe(self) -> dict[str, str]:
         return {
             "swapper": self.name,
-            "method": "piecewise-affine warp of 68-point landmarks + forehead, CIELAB colour matching, "
-            f"{self.blend} blend",
+            "method": "piecewise-affine warp of 68-point landmarks + forehead, partly to the source's "
+            f"face shape, CIELAB colour matching, {self.blend} blend",
             "models": "none of its own (uses the analyzer's 68-point landmarks)",
         }
 
@@ -273,7 +299,8 @@ class ClassicalSwapper:
             dst = _to_work(target_points - (region.x0, region.y0), scale)
             src_patch, src, enlarge = _source_patch(source, source_points, dst)
         with timer("warp"):
-            dst_all, src_all = _with_forehead(dst), _with_forehead(src)
+            shaped = _towards_source_shape(dst, src)
+            dst_all, src_all = _with_forehead(shaped), _with_forehead(src)
             if report.mouth_kept:  # warp the lips' inner outline too: the lips go round the open mouth
                 dst_all = np.vstack([dst_all, dst[INNER_LIPS]])
                 src_all = np.vstack([src_all, src[INNER_LIPS]])
@@ -487,6 +514,30 @@ def _complete_by_symmetry(patch: np.ndarray, points: np.ndarray, inside: np.ndar
     return completed
 
 
+def _towards_source_shape(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """The target's landmarks with its brows, eyes, nose and outer lips moved :data:`SHAPE_SHARE` of the way
+    to where the source's are, once the source's landmarks are aligned onto the target's (the best
+    similarity transform over the jaw, brows, nose and eyes, robust to a few outliers).
+
+    The jaw stays the target's, so the mask's outline, the head's pose and size do not move; what moves
+    is the layout inside the face (eye spacing, nose length and width, mouth width and lips), which
+    carries much of a person's identity. The inner lips stay the target's: a kept open mouth (its teeth)
+    stays where it is, and the source's lips are warped round it with their own shape. A pixel warp from
+    the source's landmarks to these points shows the source's face shape in the target's pose.
+    """
+    import cv2
+
+    similarity, _ = cv2.estimateAffinePartial2D(
+        src[SHAPE_ANCHORS].astype(np.float32), dst[SHAPE_ANCHORS].astype(np.float32), method=cv2.LMEDS
+    )
+    if similarity is None or SHAPE_SHARE <= 0.0:
+        return dst
+    aligned = src @ similarity[:, :2].T + similarity[:, 2]
+    shaped = dst.copy()
+    shaped[SHAPE_FEATURES] += SHAPE_SHARE * (aligned[SHAPE_FEATURES] - dst[SHAPE_FEATURES])
+    return shaped
+
+
 def _with_forehead(points: np.ndarray) -> np.ndarray:
     """The warp's points: landmarks 0–59, then ten forehead points at 60–69 (the brows lifted along the
     face's own chin-to-brow direction)."""
@@ -653,13 +704,14 @@ def _hull_mask(outline: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _face_mask(outline: np.ndarray, shape: tuple[int, int], size: float) -> tuple[np.ndarray, np.ndarray]:
     """(alpha, core): the feathered mask and its inner part, from the distance to the hull's edge.
 
-    ``core`` is the hull of ``outline`` eroded by 6 % of the face ``size``; ``alpha`` rises smoothly from
-    exactly 0 on the hull's edge (and outside it) to 0.5 at the core's edge and 1 at twice that depth.
+    ``core`` is the hull of ``outline`` eroded by :data:`MASK_FEATHER` of the face ``size``; ``alpha``
+    rises smoothly from exactly 0 on the hull's edge (and outside it) to 0.5 at the core's edge and 1 at
+    twice that depth.
     """
     import cv2
 
     mask = _hull_mask(outline, shape)
-    radius = max(2.0, 0.06 * size)
+    radius = max(2.0, MASK_FEATHER * size)
     depth = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
     ramp = np.clip(depth / (2.0 * radius), 0.0, 1.0)
     alpha = ramp * ramp * (3.0 - 2.0 * ramp)
