@@ -195,7 +195,7 @@ def swap(
     disclosed output. Ctrl-C stops a job cleanly (exit 130); a video job resumes when run again."""
     from likeness.jobs.requests import SwapRequest, VideoSwapRequest
     from likeness.media.image import DEFAULT_MAX_PIXELS
-    from likeness.media.video import looks_like_video
+    from likeness.media.video_probe import looks_like_video
 
     check_label_for_profile(ctx, disclosure_profile, label_corner, label_language)
     common = {

@@ -27,17 +27,23 @@ class Engines:
     swapper: Swapper
 
 
-def load_engines(backend: str, home: Home) -> Engines:
+def load_engines(backend: str, home: Home, *, defer_models: bool = False) -> Engines:
+    """The backend's analyzer and swapper (``defer_models``: see
+    :func:`likeness.faces.backends.load_analyzer`)."""
     return Engines(
-        backend=backend, analyzer=load_analyzer(backend, home), swapper=load_swapper(backend, home)
+        backend=backend,
+        analyzer=load_analyzer(backend, home, defer_models=defer_models),
+        swapper=load_swapper(backend, home),
     )
 
 
-def engines_for(backend: str, home: Home, engines: Engines | None) -> Engines:
+def engines_for(
+    backend: str, home: Home, engines: Engines | None, *, defer_models: bool = False
+) -> Engines:
     """``engines`` when they are the backend's, else freshly loaded ones."""
     if engines is not None and engines.backend == backend:
         return engines
-    return load_engines(backend, home)
+    return load_engines(backend, home, defer_models=defer_models)
 
 
 def detect_faces(
