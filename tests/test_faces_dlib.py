@@ -313,6 +313,31 @@ def test_deferred_models_detect_first_then_load_once(
     assert deferred.model_files() == analyzer.model_files() and len(read) == 3
 
 
+def test_one_analyzer_detects_in_two_threads_at_once(analyzer: DlibAnalyzer, faces_dir: Path) -> None:
+    """HOG runs without the GIL, so two threads can be inside it at once (a swap job reads its source
+    and its target so): each gets its own detector (one detector run from two threads corrupted memory
+    and aborted the process) and finds what a lone call finds."""
+    import threading
+
+    photos = [
+        load_image(faces_dir / "_multi/obama_and_biden.jpg").pixels,
+        load_image(faces_dir / "kit_harington/2.jpg").pixels,
+    ]
+    expected = [[c[:3] for c in analyzer.find(p).candidates] for p in photos]
+    seen: list[list] = [[], []]
+
+    def detect(index: int) -> None:
+        for _ in range(4):
+            seen[index].append([c[:3] for c in analyzer.find(photos[index]).candidates])
+
+    threads = [threading.Thread(target=detect, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == [[expected[0]] * 4, [expected[1]] * 4]
+
+
 def test_a_changed_model_file_fails_closed_when_loading_is_deferred(
     analyzer: DlibAnalyzer, home, faces_dir: Path, monkeypatch
 ) -> None:

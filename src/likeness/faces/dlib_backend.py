@@ -31,9 +31,11 @@ follows (no upsampling), and :meth:`DlibAnalyzer.embed` adds the embedding of on
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from likeness.errors import BadInput
+from likeness.faces.landmark_helper import HelperGone, LandmarkHelper, shape_points
 from likeness.faces.types import Face
 from likeness.fsutil import sha256_file
 from likeness.home import Home
@@ -100,28 +103,46 @@ class _Models:
     """The loaded landmark and recognition models and their verified files."""
 
     landmarks68: Any
+    """dlib's 68-point predictor, or a :class:`LandmarkHelper` (another process) that holds it."""
     landmarks5: Any
     recogniser: Any
     verified: dict[str, VerifiedModel]
 
+    def points68(self, pixels: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
+        """The 68 landmarks of each box (unclipped: the predictor normalises by the box)."""
+        import dlib
 
-def _load_models(home: Home | None) -> _Models:
+        if isinstance(self.landmarks68, LandmarkHelper):
+            return self.landmarks68.points(pixels, boxes)
+        return [shape_points(self.landmarks68(pixels, dlib.rectangle(*box))) for box in boxes]
+
+
+def _load_models(home: Home | None, helper: LandmarkHelper | None = None) -> _Models:
     """Verify every file, then load it. The 95 MB 68-point model's hash (0.05–0.16 s) runs in a thread,
-    without the GIL, while the small files, checked first, load (dlib holds the GIL while it reads)."""
+    without the GIL, while the small files, checked first, load (dlib holds the GIL while it reads).
+    With a ``helper`` that process verifies and loads the 68-point model (unless it is gone: then it is
+    loaded here)."""
     import dlib
 
     with ThreadPoolExecutor(1, thread_name_prefix="verify-model") as pool:
-        landmarks68 = pool.submit(locate_verified, "dlib_landmarks_68", home)
+        landmarks68 = None if helper is not None else pool.submit(locate_verified, "dlib_landmarks_68", home)
         landmarks5 = locate_verified("dlib_landmarks_5", home)
         resnet = locate_verified("dlib_resnet_v1", home)
         shape5 = dlib.shape_predictor(str(landmarks5.path))
         recogniser = dlib.face_recognition_model_v1(str(resnet.path))
-        verified = {
-            "dlib_landmarks_68": landmarks68.result(),  # raises ModelMissing: the file is not read
-            "dlib_landmarks_5": landmarks5,
-            "dlib_resnet_v1": resnet,
-        }
-    shape68 = dlib.shape_predictor(str(verified["dlib_landmarks_68"].path))
+        shape68: Any = helper
+        if helper is not None:
+            try:
+                verified68 = helper.ready()  # raises ModelMissing: the helper did not read the file
+            except HelperGone:
+                verified68 = locate_verified("dlib_landmarks_68", home)
+                shape68 = None
+        else:
+            assert landmarks68 is not None
+            verified68 = landmarks68.result()  # raises ModelMissing: the file is not read
+    if shape68 is None:
+        shape68 = dlib.shape_predictor(str(verified68.path))
+    verified = {"dlib_landmarks_68": verified68, "dlib_landmarks_5": landmarks5, "dlib_resnet_v1": resnet}
     return _Models(landmarks68=shape68, landmarks5=shape5, recogniser=recogniser, verified=verified)
 
 
@@ -164,6 +185,7 @@ class DlibAnalyzer:
         min_upsampled_score: float = 0.2,
         num_jitters: int = 0,
         defer_models: bool = False,
+        landmarks_helper: LandmarkHelper | None = None,
     ) -> None:
         import dlib
 
@@ -174,7 +196,13 @@ class DlibAnalyzer:
         self.num_jitters = num_jitters
         self._dlib_version = str(dlib.__version__)
         self._home = home
-        self._detector = frontal_face_detector(home)
+        self._helper = landmarks_helper
+        self._detector_template = frontal_face_detector(home)
+        """Never run: the copies in :attr:`_detectors` are made from it."""
+        self._detectors: list[Any] = []
+        """Idle HOG detectors. One runs in one thread at a time: two threads in the same one corrupt memory
+        (dlib runs it without the GIL); :meth:`_detector` copies another (≈ 1 ms) when all are busy."""
+        self._detectors_lock = threading.Lock()
         self._loaded: _Models | None = None
         self._loading = threading.Lock()
         if not defer_models:
@@ -189,7 +217,7 @@ class DlibAnalyzer:
         """
         with self._loading:
             if self._loaded is None:
-                self._loaded = _load_models(self._home)
+                self._loaded = _load_models(self._home, self._helper)
 
     def _models(self) -> _Models:
         if self._loaded is None:
@@ -310,12 +338,11 @@ class DlibAnalyzer:
 
         models = self._models()
         pixels = found.pixels
+        kept = found.kept()
+        points68 = models.points68(pixels, [raw for raw, *_ in kept])
         faces: list[Face] = []
-        for raw, box, score, _, skipped in found.candidates:
-            if skipped:
-                continue
+        for (raw, box, score, _, _), landmarks in zip(kept, points68, strict=True):
             full_rect = dlib.rectangle(*raw)  # unclipped: the predictors normalise by the box
-            shape68 = models.landmarks68(pixels, full_rect)
             shape5 = models.landmarks5(pixels, full_rect)
             embedding = (
                 np.asarray(models.recogniser.compute_face_descriptor(pixels, shape5, self.num_jitters))
@@ -325,8 +352,8 @@ class DlibAnalyzer:
             faces.append(
                 Face(
                     box=box,
-                    landmarks=_points(shape68),
-                    landmarks5=_points(shape5),
+                    landmarks=landmarks,
+                    landmarks5=shape_points(shape5),
                     embedding=np.asarray(embedding, dtype=np.float32),
                     score=float(score),
                     embedding_space=self.embedding_space,
@@ -358,6 +385,19 @@ class DlibAnalyzer:
             candidates.append((raw, box, score, kept_size, reason))
         return Found(pixels=pixels, candidates=candidates, detect_scale=scale, upsample=upsample_used)
 
+    @contextlib.contextmanager
+    def _detector(self) -> Iterator[Any]:
+        """A HOG detector for the calling thread alone until the block ends."""
+        with self._detectors_lock:
+            detector = self._detectors.pop() if self._detectors else None
+            if detector is None:
+                detector = copy.deepcopy(self._detector_template)  # ≈ 1 ms
+        try:
+            yield detector
+        finally:
+            with self._detectors_lock:
+                self._detectors.append(detector)
+
     def _detect(
         self, pixels: np.ndarray, chosen: float | None = None, *, upsample: bool = True
     ) -> tuple[list[tuple[object, float]], float, int]:
@@ -378,7 +418,8 @@ class DlibAnalyzer:
         else:
             work = pixels
         steps = 1 if upsample and chosen is None and max(work.shape[:2]) <= self.upsample_below else 0
-        rects, scores, _ = self._detector.run(work, steps, 0.0)
+        with self._detector() as detector:
+            rects, scores, _ = detector.run(work, steps, 0.0)
         return list(zip(rects, (float(s) for s in scores), strict=True)), scale, steps
 
 
@@ -426,8 +467,3 @@ def _scaled_box(rect: object, factor: float) -> tuple[int, int, int, int]:
     right = round((rect.right() + 1) * factor) - 1  # type: ignore[attr-defined]
     bottom = round((rect.bottom() + 1) * factor) - 1  # type: ignore[attr-defined]
     return (int(left), int(top), int(right), int(bottom))
-
-
-def _points(shape: object) -> np.ndarray:
-    parts = shape.parts()  # type: ignore[attr-defined]
-    return np.array([[p.x, p.y] for p in parts], dtype=np.float32)

@@ -37,9 +37,7 @@ def load_engines(backend: str, home: Home, *, defer_models: bool = False) -> Eng
     )
 
 
-def engines_for(
-    backend: str, home: Home, engines: Engines | None, *, defer_models: bool = False
-) -> Engines:
+def engines_for(backend: str, home: Home, engines: Engines | None, *, defer_models: bool = False) -> Engines:
     """``engines`` when they are the backend's, else freshly loaded ones."""
     if engines is not None and engines.backend == backend:
         return engines

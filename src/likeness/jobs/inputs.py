@@ -3,7 +3,8 @@ models load.
 
 dlib releases the GIL while its HOG detector runs (and PIL while it decodes) but holds it while it
 reads its model files (≈ 0.6 s), so on two cores a thread that decodes the inputs and detects their
-faces (≈ 0.3 s for a 1080p still and a source photo) runs during the loading instead of after it.
+faces (≈ 0.3 s for a 1080p still and a source photo) runs during the loading instead of after it
+(see :class:`InputReader` for the one condition: each thread must be inside its detection first).
 Only the detection runs here (:meth:`~likeness.faces.types.DetectFirstAnalyzer.find`); landmarks and
 embeddings follow in the job's thread once the models are there. An analyzer that cannot detect
 before its models are loaded gets only the decoding done here.
@@ -15,9 +16,9 @@ raises the same error at the step where it would have been raised without the th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -41,19 +42,63 @@ class Inputs:
     still_found: Any = None
 
 
-def read_inputs(request: SwapRequest, analyzer: Analyzer, *, footage: bool) -> Inputs:
-    """Decode the source and the target (a still, or probe footage), then detect their faces when the
-    analyzer can without its other models."""
-    source = load_image(request.source, max_pixels=request.max_pixels)
-    if footage:
-        return Inputs(source, footage=probe_video(request.target), source_found=_find(analyzer, source, True))
-    still = load_image(request.target, max_pixels=request.max_pixels)
-    return Inputs(
-        source,
-        still=still,
-        source_found=_find(analyzer, source, True),
-        still_found=_find(analyzer, still, False),
-    )
+class InputReader:
+    """Reads a swap's inputs in two worker threads, one for the source photo and one for the target:
+    each decodes (or probes footage), then detects the faces when the analyzer can without its other
+    models. Use it as a context manager: leaving the block waits for both threads, so none outlives
+    the job (an error one raised is seen only through :meth:`result`).
+
+    A thread that waits for the GIL cannot start its next call while dlib reads a model file with the
+    GIL held, so the job starts loading only once both threads have decoded (:meth:`wait_decoded`) and
+    are inside their detection, which releases it.
+    """
+
+    def __init__(self, request: SwapRequest, analyzer: Analyzer, *, footage: bool) -> None:
+        self._request = request
+        self._analyzer = analyzer
+        self._footage = footage
+        self._decoded = (threading.Event(), threading.Event())
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="read-inputs")
+        self._source: Future[tuple[Picture, Any]] | None = None
+        self._target: Future[tuple[Picture | VideoInfo, Any]] | None = None
+
+    def __enter__(self) -> InputReader:
+        request = self._request
+        self._source = self._pool.submit(
+            self._read, lambda: load_image(request.source, max_pixels=request.max_pixels), True, 0
+        )
+        if self._footage:
+            self._target = self._pool.submit(self._read, lambda: probe_video(request.target), None, 1)
+        else:
+            self._target = self._pool.submit(
+                self._read, lambda: load_image(request.target, max_pixels=request.max_pixels), False, 1
+            )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _read(self, decode: Callable[[], T], portrait: bool | None, index: int) -> tuple[T, Any]:
+        try:
+            item = decode()
+        finally:
+            self._decoded[index].set()
+        found = None if portrait is None else _find(self._analyzer, item, portrait)  # type: ignore[arg-type]
+        return item, found
+
+    def wait_decoded(self) -> None:
+        """Return once both inputs are decoded (or failed to be)."""
+        for event in self._decoded:
+            event.wait()
+
+    def result(self) -> Inputs:
+        """The inputs, or the error reading them raised (the source's first, as without threads)."""
+        assert self._source is not None and self._target is not None
+        source, source_found = self._source.result()
+        target, target_found = self._target.result()
+        if isinstance(target, Picture):
+            return Inputs(source, still=target, source_found=source_found, still_found=target_found)
+        return Inputs(source, footage=target, source_found=source_found)
 
 
 def _find(analyzer: Analyzer, picture: Picture, portrait: bool) -> Any:
@@ -63,14 +108,6 @@ def _find(analyzer: Analyzer, picture: Picture, portrait: bool) -> Any:
         return analyzer.find(picture.pixels, portrait=portrait)
     except Exception:  # noqa: BLE001 # the job's own analysis raises it again, at its step
         return None
-
-
-@contextmanager
-def in_background(work: Callable[[], T], *, name: str = "read-inputs") -> Iterator[Future[T]]:
-    """``work()`` running in a thread; leaving the block waits for it, so no thread outlives the job
-    (an error it raised is seen only through the future)."""
-    with ThreadPoolExecutor(1, thread_name_prefix=name) as pool:
-        yield pool.submit(work)
 
 
 def finish_loading(analyzer: Analyzer) -> None:

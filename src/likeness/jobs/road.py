@@ -38,7 +38,7 @@ from likeness.faces.types import Face
 from likeness.fsutil import sha256_file
 from likeness.home import Home
 from likeness.jobs.engines import Engines, engines_for
-from likeness.jobs.inputs import finish_loading, in_background, read_inputs
+from likeness.jobs.inputs import InputReader, finish_loading
 from likeness.jobs.requests import (
     FACES_MODES,
     EditRequest,
@@ -152,7 +152,9 @@ def run_job(
         loaded = engines_for(request.backend, home, engines, defer_models=True)
     analyzer, swapper = loaded.analyzer, loaded.swapper
     token.check("before the inputs were read")
-    with in_background(lambda: read_inputs(request, analyzer, footage=footage is not None)) as reading:
+    with InputReader(request, analyzer, footage=footage is not None) as reading:
+        with timer.stage("read inputs"):
+            reading.wait_decoded()
         with timer.stage("load models"):
             finish_loading(analyzer)
         licences = check_model_licences(
