@@ -60,7 +60,7 @@ USES = "benchmark of likeness's own video pipeline on public-domain 19th-century
 PURPOSE = "education"
 FPS = 25
 STAGES = ("decode", "detect", "track", "gate", "swap", "label", "watermark", "encode")
-ONCE = ("probe", "load models", "hash target", "mux", "self-check", "sign", "record")
+ONCE = ("probe", "load models", "read inputs", "hash target", "mux", "self-check", "sign", "record")
 
 
 def canvas_frames(size: tuple[int, int], count: int, *, drift: float = 2.0, noise: float = 0.0):

@@ -340,12 +340,9 @@ def _run_job(request, home, progress):
 
 
 def _landmark_helper(request, home):
-    """For a still swap with dlib: the 68-point model loaded in a helper process
-    (:mod:`likeness.faces.landmark_helper`), or ``None``."""
-    from likeness.jobs.requests import VideoSwapRequest
-    from likeness.media.video_probe import looks_like_video
-
-    if request.backend != "dlib" or isinstance(request, VideoSwapRequest) or looks_like_video(request.target):
+    """With dlib: the 68-point model loaded in a helper process (:mod:`likeness.faces.landmark_helper`)
+    while this one imports and loads the rest, or ``None``."""
+    if request.backend != "dlib":
         return None
     from likeness.faces.landmark_helper import LandmarkHelper
 

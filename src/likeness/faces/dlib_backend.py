@@ -3,6 +3,17 @@
 Everything runs offline from the model files of the ``face_recognition_models`` wheel, each checked
 against its sha256 in :mod:`likeness.models` before it is loaded (once per analyzer instance, ~0.6 s).
 
+Loading and threads (measured: a thread that sleeps 1 ms wakes on time while another runs the call,
+or not): dlib holds the GIL for the whole time it reads a model file (0.48 s for the 68-point one)
+and while it computes landmarks and embeddings, but releases it while the HOG detector runs. So an
+analysis is split in two: :meth:`DlibAnalyzer.find` (HOG; needs no model file) and
+:meth:`DlibAnalyzer.finish` (landmarks, embeddings). ``defer_models=True`` loads only the detector
+(≈ 1 ms), so a job detects in worker threads while its own thread loads the rest
+(:mod:`likeness.jobs.inputs`); each thread gets its own copy of the detector (one detector run from two
+threads at once corrupts memory). A thread cannot hide the 68-point model's loading from the Python
+work around it; ``likeness swap`` on a still has it read in a forked process meanwhile
+(:mod:`likeness.faces.landmark_helper`, the ``landmarks_helper`` argument).
+
 How detection copes with image size (measured on ``testdata/faces``):
 
 * Large images are detected on a copy whose longer side is at most ``detect_long_side`` (2048 px;
