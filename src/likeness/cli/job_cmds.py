@@ -56,7 +56,7 @@ def faces(
 
     data_home = resolve_cli_home(ctx, home)
     picture = load_image(target_image)
-    analyzer = load_analyzer(backend, data_home)  # faces only: no swapper to load
+    analyzer = load_analyzer(backend, data_home, swapping=False)  # faces only: no swapper, no 68 points
     found = analyzer.analyze(picture.pixels)
     with Registry.open(data_home) as registry:
         if purpose is not None:

@@ -114,7 +114,8 @@ class _Models:
     """The loaded landmark and recognition models and their verified files."""
 
     landmarks68: Any
-    """dlib's 68-point predictor, or a :class:`LandmarkHelper` (another process) that holds it."""
+    """dlib's 68-point predictor, a :class:`LandmarkHelper` (another process) that holds it, or ``None``
+    (not loaded: faces get no 68 landmarks)."""
     landmarks5: Any
     recogniser: Any
     verified: dict[str, VerifiedModel]
@@ -123,17 +124,31 @@ class _Models:
         """The 68 landmarks of each box (unclipped: the predictor normalises by the box)."""
         import dlib
 
+        if self.landmarks68 is None:
+            return [np.empty((0, 2), dtype=np.float32) for _ in boxes]
         if isinstance(self.landmarks68, LandmarkHelper):
             return self.landmarks68.points(pixels, boxes)
         return [shape_points(self.landmarks68(pixels, dlib.rectangle(*box))) for box in boxes]
 
 
-def _load_models(home: Home | None, helper: LandmarkHelper | None = None) -> _Models:
+def _load_models(
+    home: Home | None, helper: LandmarkHelper | None = None, *, landmarks68: bool = True
+) -> _Models:
     """Verify every file, then load it. The 95 MB 68-point model's hash (0.05–0.16 s) runs in a thread,
     without the GIL, while the small files, checked first, load (dlib holds the GIL while it reads).
     With a ``helper`` that process verifies and loads the 68-point model (unless it is gone: then it is
-    loaded here)."""
+    loaded here); without ``landmarks68`` it is not loaded at all."""
     import dlib
+
+    if not landmarks68:
+        landmarks5 = locate_verified("dlib_landmarks_5", home)
+        resnet = locate_verified("dlib_resnet_v1", home)
+        return _Models(
+            landmarks68=None,
+            landmarks5=dlib.shape_predictor(str(landmarks5.path)),
+            recogniser=dlib.face_recognition_model_v1(str(resnet.path)),
+            verified={"dlib_landmarks_5": landmarks5, "dlib_resnet_v1": resnet},
+        )
 
     with ThreadPoolExecutor(1, thread_name_prefix="verify-model") as pool:
         landmarks68 = None if helper is not None else pool.submit(locate_verified, "dlib_landmarks_68", home)
@@ -197,6 +212,7 @@ class DlibAnalyzer:
         num_jitters: int = 0,
         defer_models: bool = False,
         landmarks_helper: LandmarkHelper | None = None,
+        landmarks68: bool = True,
     ) -> None:
         import dlib
 
@@ -208,6 +224,9 @@ class DlibAnalyzer:
         self._dlib_version = str(dlib.__version__)
         self._home = home
         self._helper = landmarks_helper
+        self.landmarks68 = landmarks68
+        """False: the 68-point model (0.48 s to load) is neither loaded nor run and faces carry no 68
+        landmarks (an empty 0×2 array): enough to find and identify faces, not to swap them."""
         self._detector_template = frontal_face_detector(home)
         """Never run: the copies in :attr:`_detectors` are made from it."""
         self._detectors: list[Any] = []
@@ -228,7 +247,7 @@ class DlibAnalyzer:
         """
         with self._loading:
             if self._loaded is None:
-                self._loaded = _load_models(self._home, self._helper)
+                self._loaded = _load_models(self._home, self._helper, landmarks68=self.landmarks68)
 
     def _models(self) -> _Models:
         if self._loaded is None:
@@ -261,7 +280,9 @@ class DlibAnalyzer:
             "library": f"dlib {self._dlib_version}",
             "embedding_space": self.embedding_space,
             "detector": "dlib HOG frontal_face_detector (built in)",
-            "landmarks_68": self.models["dlib_landmarks_68"].describe(),
+            "landmarks_68": (
+                self.models["dlib_landmarks_68"].describe() if self.landmarks68 else "not loaded (not needed)"
+            ),
             "landmarks_5": self.models["dlib_landmarks_5"].describe(),
             "recognition": self.models["dlib_resnet_v1"].describe(),
             "settings": (
