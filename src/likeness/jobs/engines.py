@@ -2,7 +2,9 @@
 
 Loading verifies and reads the model files (about 0.7 s for dlib); a long-running caller such as
 the app keeps them in a pool (:class:`likeness.webapp.engines.EnginePool`) and lends them to every
-job; the CLI loads them once per job.
+job; the CLI loads them once per job, dlib's 68-point model in a helper process meanwhile
+(:mod:`likeness.faces.landmark_helper`), and a job given no engines defers what detection does not
+need (``defer_models``) so that its inputs are detected while the rest loads (:mod:`likeness.jobs.inputs`).
 """
 
 from __future__ import annotations
