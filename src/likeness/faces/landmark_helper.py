@@ -16,6 +16,7 @@ where forking is safe: on a POSIX system, from a process running one thread.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import signal
@@ -57,6 +58,7 @@ class LandmarkHelper:
         import dlib  # noqa: F401 # imported before the fork: the helper does not import it again
 
         parent, child = socket.socketpair()
+        gc.freeze()  # the objects both processes share: no collection writes to them (copy-on-write)
         pid = os.fork()
         if pid == 0:  # the helper: never returns
             parent.close()
@@ -122,6 +124,7 @@ def _serve(channel: socket.socket, home: Home | None) -> None:
     """The helper's whole life: verify and load the model, then answer requests until the socket closes."""
     status = 0
     try:
+        gc.disable()  # a collection would write to every shared object's page (copy-on-write)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         import dlib
 
