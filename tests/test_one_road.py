@@ -279,7 +279,8 @@ def test_input_errors_are_raised_at_their_step_when_inputs_are_read_in_a_thread(
     cast: Home, faces_dir: Path, tmp_path: Path
 ) -> None:
     """A source that is no image is named as such; a target too small to hold a face, whose detection
-    fails in the worker thread, is refused by the job's own analysis with the analyzer's message."""
+    fails in the worker thread, is refused by the job's own analysis with the analyzer's message; an
+    unreadable target is named before a source without a face (the order without threads)."""
     import numpy as np
     from PIL import Image
 
@@ -292,9 +293,11 @@ def test_input_errors_are_raised_at_their_step_when_inputs_are_read_in_a_thread(
     out = tmp_path / "out"
     out.mkdir()
     threads = threading.active_count()
+    no_face = next(path for path in sorted((faces_dir / "_noface").iterdir()) if path.suffix == ".jpg")
     for source, target, message in (
         (text, faces_dir / TARGET, r"notes\.jpg: not an image"),
         (faces_dir / SOURCE, tiny, "too small to hold a face"),
+        (no_face, text, r"notes\.jpg: not an image"),  # both inputs are read before any face is sought
     ):
         request = SwapRequest(
             source=source, target=target, purpose="research", out=out / "out.jpg", operator="t"

@@ -1,17 +1,19 @@
-"""Step 3 of the road (:mod:`likeness.jobs.road`): read a swap's inputs in a worker thread while the
+"""Step 3 of the road (:mod:`likeness.jobs.road`): read a swap's inputs in two worker threads while the
 models load.
 
 dlib releases the GIL while its HOG detector runs (and PIL while it decodes) but holds it while it
-reads its model files (≈ 0.6 s), so on two cores a thread that decodes the inputs and detects their
-faces (≈ 0.3 s for a 1080p still and a source photo) runs during the loading instead of after it
-(see :class:`InputReader` for the one condition: each thread must be inside its detection first).
-Only the detection runs here (:meth:`~likeness.faces.types.DetectFirstAnalyzer.find`); landmarks and
-embeddings follow in the job's thread once the models are there. An analyzer that cannot detect
-before its models are loaded gets only the decoding done here.
+reads its model files (≈ 0.6 s), so on two cores the threads that decode the inputs and detect their
+faces (≈ 0.3 s for a 1080p still and a source photo) run during the loading instead of after it (see
+:class:`InputReader` for the one condition: each thread must be inside its detection first), and the
+target's detection goes on while the job's thread finishes the source's faces. Only the detection
+runs here (:meth:`~likeness.faces.types.DetectFirstAnalyzer.find`); landmarks and embeddings follow in
+the job's thread once the models are there. An analyzer that cannot detect before its models are
+loaded gets only the decoding done here.
 
-Errors keep their order: a decoding error is raised when the job asks for the inputs; a detection that
-fails here (a target too small to hold a face) is simply not done here, and the job's own analysis
-raises the same error at the step where it would have been raised without the thread.
+Errors keep their order: a decoding error (the source's, then the target's) is raised when the job
+asks for the source, before any face is analysed; a detection that fails here (a target too small to
+hold a face) is simply not done here, and the job's own analysis raises the same error at the step
+where it would have been raised without the threads.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from likeness.faces.types import Analyzer, DetectFirstAnalyzer
@@ -30,23 +31,11 @@ from likeness.media.video_probe import VideoInfo, probe_video
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Inputs:
-    """A swap's decoded inputs: the source photo, and the target (a still, or footage's probe), with
-    what the analyzer's detection found in each (``None``: not detected here)."""
-
-    source: Picture
-    still: Picture | None = None
-    footage: VideoInfo | None = None
-    source_found: Any = None
-    still_found: Any = None
-
-
 class InputReader:
     """Reads a swap's inputs in two worker threads, one for the source photo and one for the target:
     each decodes (or probes footage), then detects the faces when the analyzer can without its other
     models. Use it as a context manager: leaving the block waits for both threads, so none outlives
-    the job (an error one raised is seen only through :meth:`result`).
+    the job (an error one raised is seen only through :meth:`source` and :meth:`target`).
 
     A thread that waits for the GIL cannot start its next call while dlib reads a model file with the
     GIL held, so the job starts loading only once both threads have decoded (:meth:`wait_decoded`) and
@@ -58,6 +47,7 @@ class InputReader:
         self._analyzer = analyzer
         self._footage = footage
         self._decoded = (threading.Event(), threading.Event())
+        self._failed: list[BaseException | None] = [None, None]
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="read-inputs")
         self._source: Future[tuple[Picture, Any]] | None = None
         self._target: Future[tuple[Picture | VideoInfo, Any]] | None = None
@@ -81,6 +71,9 @@ class InputReader:
     def _read(self, decode: Callable[[], T], portrait: bool | None, index: int) -> tuple[T, Any]:
         try:
             item = decode()
+        except BaseException as error:
+            self._failed[index] = error
+            raise
         finally:
             self._decoded[index].set()
         found = None if portrait is None else _find(self._analyzer, item, portrait)  # type: ignore[arg-type]
@@ -91,14 +84,21 @@ class InputReader:
         for event in self._decoded:
             event.wait()
 
-    def result(self) -> Inputs:
-        """The inputs, or the error reading them raised (the source's first, as without threads)."""
-        assert self._source is not None and self._target is not None
-        source, source_found = self._source.result()
-        target, target_found = self._target.result()
-        if isinstance(target, Picture):
-            return Inputs(source, still=target, source_found=source_found, still_found=target_found)
-        return Inputs(source, footage=target, source_found=source_found)
+    def source(self) -> tuple[Picture, Any]:
+        """The source photo and its detection. Raises the error decoding either input raised first
+        (the source's, then the target's: as without threads, no face is analysed before both inputs
+        are read), so the source's faces can be finished while the target's detection still runs."""
+        assert self._source is not None
+        self.wait_decoded()
+        for error in self._failed:
+            if error is not None:
+                raise error
+        return self._source.result()
+
+    def target(self) -> tuple[Picture | VideoInfo, Any]:
+        """The target (a still, or footage's probe) and its detection (``None`` for footage)."""
+        assert self._target is not None
+        return self._target.result()
 
 
 def _find(analyzer: Analyzer, picture: Picture, portrait: bool) -> Any:

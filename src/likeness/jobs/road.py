@@ -161,23 +161,28 @@ def run_job(
             request.purpose, [*analyzer.model_files(), *swapper.model_files()], home
         )
         with timer.stage("read inputs"):
-            inputs = reading.result()
-    source = inputs.source
-    target = _Target(request.target, still=inputs.still, footage=inputs.footage)
+            source, source_found = reading.source()
 
-    # 4. Analyze the source likeness and open the target's faces.
-    progress("detect", 0.1)
-    targets: list[tuple[int, Face]] = []
-    still_faces: list[Face] = []
-    with timer.stage("detect+embed"):
-        source_face = find_source_face(analyzer, source, found=inputs.source_found)
-        if target.still is not None:
-            still_faces = (
-                analyzer.analyze(target.still.pixels)
-                if inputs.still_found is None
-                else analyzer.finish(inputs.still_found).faces  # type: ignore[attr-defined]
+        # 4. Analyze the source likeness (while the target's detection may still run) and open the
+        #    target's faces.
+        progress("detect", 0.1)
+        targets: list[tuple[int, Face]] = []
+        still_faces: list[Face] = []
+        with timer.stage("detect+embed"):
+            source_face = find_source_face(analyzer, source, found=source_found)
+            read, still_found = reading.target()
+            target = (
+                _Target(request.target, still=read)
+                if isinstance(read, Picture)
+                else _Target(request.target, footage=read)
             )
-            targets = chosen_targets(still_faces, target.still, request.face_index)
+            if target.still is not None:
+                still_faces = (
+                    analyzer.analyze(target.still.pixels)
+                    if still_found is None
+                    else analyzer.finish(still_found).faces  # type: ignore[attr-defined]
+                )
+                targets = chosen_targets(still_faces, target.still, request.face_index)
     transform = SwapTransform(swapper=swapper, source_pixels=source.pixels, source_face=source_face)
     media_kind = "image" if footage is None else "video"
     token.check("before the consent gate")
