@@ -1,17 +1,20 @@
 """Per-stage time of one consented, disclosed image swap onto a 1080p target.
 
-    python bench/swap_image.py [--repeat 5] [--backend dlib] [--cli 3]
+    python bench/swap_image.py [--repeat 5] [--backend dlib] [--cli 3 [--against ../main/src]]
 
 Uses the bundled public-domain portraits: Darwin's likeness onto Lincoln's portrait, which is
 placed on a 1920×1080 canvas. The stages are called in the pipeline's order, each timed on its own
 (median of --repeat runs); "pipeline total" is ``likeness.jobs.road.swap_image`` end to end in the
-same run, model loading excluded.
+same run, model loading included (it is given no loaded engines).
 
 ``--cli N`` then times the whole ``likeness swap`` command (a new Python process: start-up, imports,
-model load, the job, exit), as a user runs it: once **cold** (the page cache dropped for every file
+model load, the job, exit), as a user runs it, with compiled bytecode kept as an installation keeps
+it (one untimed run first compiles it): once **cold** (the page cache dropped for every file
 of the installation and the data home, with ``posix_fadvise(DONTNEED)``; pages other processes
 still map stay cached, so this is a lower bound on a truly cold disk) and N times **warm**, with
 the job's own stage times from ``--json`` and the rest (start-up + imports + exit) next to them.
+``--against SRC`` alternates each warm run with one of another checkout's likeness (its ``src``
+folder) and prints both medians: before and after, back to back, on a machine others share.
 """
 
 from __future__ import annotations
@@ -72,6 +75,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--backend", default="dlib")
     parser.add_argument("--cli", type=int, default=0, help="also time `likeness swap` N times (warm)")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        help="with --cli: alternate each warm run with one of the likeness in this src folder (another "
+        "checkout's), and print both medians: a before/after in one run on a shared machine",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,14 +185,31 @@ def main() -> None:
 
             import likeness
 
+            pycache = folder / "pycache"
+            # One untimed run compiles likeness's modules into `pycache`, as installing does.
+            cli_swap(home, source_path, target_path, folder / "cli.jpg", args.backend, pycache)
             installed = [Path(sysconfig.get_paths()["purelib"]), *map(Path, site.getsitepackages())]
-            files = [*installed, Path(likeness.__file__).parent, home.root, target_path]
+            files = [*installed, Path(likeness.__file__).parent, home.root, target_path, pycache]
             drop_cache(list(dict.fromkeys(files)))
-            wall, timings = cli_swap(home, source_path, target_path, folder / "cli.jpg", args.backend)
+            wall, timings = cli_swap(
+                home, source_path, target_path, folder / "cli.jpg", args.backend, pycache
+            )
             cli_rows.append(("cold", wall, timings))
+            if args.against is not None:  # its bytecode compiled, untimed
+                other = folder / "pycache-against"
+                cli_swap(
+                    home, source_path, target_path, folder / "cli.jpg", args.backend, other, args.against
+                )
             for i in range(args.cli):
-                wall, timings = cli_swap(home, source_path, target_path, folder / "cli.jpg", args.backend)
+                wall, timings = cli_swap(
+                    home, source_path, target_path, folder / "cli.jpg", args.backend, pycache
+                )
                 cli_rows.append((f"warm {i + 1}", wall, timings))
+                if args.against is not None:
+                    wall, timings = cli_swap(
+                        home, source_path, target_path, folder / "cli.jpg", args.backend, other, args.against
+                    )
+                    cli_rows.append((f"against {i + 1}", wall, timings))
             load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
     width = max(len(name) for name, _ in rows) + 2
@@ -197,17 +224,25 @@ def main() -> None:
     print(f"{'model load':<{width}} {load_s * 1000:8.1f}  (once per process)")
     if cli_rows:
         print(f"\n`likeness swap` end to end (1920×1080 target, new process each; load average {load})")
-        stages = [s for s in cli_rows[0][2] if s != "CPU"]
+        stages = list(dict.fromkeys(s for _, _, timings in cli_rows for s in timings if s != "CPU"))
         print(
-            f"{'run':<8}{'wall ms':>9}{'CPU ms':>8}{'start+imports+exit':>20}"
+            f"{'run':<11}{'wall ms':>9}{'CPU ms':>8}{'start+imports+exit':>20}"
             + "".join(f"{s:>13}" for s in stages)
         )
         for name, wall, timings in cli_rows:
-            rest = wall - sum(timings[s] for s in stages)
+            rest = wall - sum(timings.get(s, 0.0) for s in stages)
             print(
-                f"{name:<8}{wall * 1000:>9.0f}{timings['CPU'] * 1000:>8.0f}{rest * 1000:>20.0f}"
+                f"{name:<11}{wall * 1000:>9.0f}{timings['CPU'] * 1000:>8.0f}{rest * 1000:>20.0f}"
                 + "".join(f"{timings.get(s, 0.0) * 1000:>13.0f}" for s in stages)
             )
+        for label, prefix in (("this tree", "warm"), (f"{args.against}", "against")):
+            runs = [(wall, timings["CPU"]) for name, wall, timings in cli_rows if name.startswith(prefix)]
+            if runs and args.against is not None:
+                print(
+                    f"median of {len(runs)} warm runs, {label}: "
+                    f"wall {statistics.median(w for w, _ in runs) * 1000:.0f} ms, "
+                    f"CPU {statistics.median(c for _, c in runs) * 1000:.0f} ms"
+                )
 
 
 def drop_cache(paths: list[Path]) -> int:
@@ -231,7 +266,15 @@ def drop_cache(paths: list[Path]) -> int:
     return told
 
 
-def cli_swap(home: Home, source: Path, target: Path, out: Path, backend: str) -> tuple[float, dict]:
+def cli_swap(
+    home: Home, source: Path, target: Path, out: Path, backend: str, pycache: Path, src: Path | None = None
+) -> tuple[float, dict]:
+    """One ``likeness swap`` in a new process: wall seconds, and its CPU seconds and stage times.
+
+    The child keeps compiled bytecode in ``pycache`` (``PYTHONPYCACHEPREFIX``) even where the caller
+    runs with ``PYTHONDONTWRITEBYTECODE`` (this project's machines do): an installed package has its
+    bytecode compiled, and compiling every likeness module at each start costs ≈ 0.1 s of CPU.
+    ``src``: run the likeness found in this folder instead (``--against``)."""
     import json
     import os
     import subprocess
@@ -259,7 +302,10 @@ def cli_swap(home: Home, source: Path, target: Path, out: Path, backend: str) ->
     ]
     import resource
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    paths = [str(src)] if src is not None else []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, *(p for p in sys.path if p)])}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)

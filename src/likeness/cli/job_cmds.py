@@ -56,7 +56,7 @@ def faces(
 
     data_home = resolve_cli_home(ctx, home)
     picture = load_image(target_image)
-    analyzer = load_analyzer(backend, data_home)  # faces only: no swapper to load
+    analyzer = load_analyzer(backend, data_home, swapping=False)  # faces only: no swapper, no 68 points
     found = analyzer.analyze(picture.pixels)
     with Registry.open(data_home) as registry:
         if purpose is not None:
@@ -195,7 +195,7 @@ def swap(
     disclosed output. Ctrl-C stops a job cleanly (exit 130); a video job resumes when run again."""
     from likeness.jobs.requests import SwapRequest, VideoSwapRequest
     from likeness.media.image import DEFAULT_MAX_PIXELS
-    from likeness.media.video import looks_like_video
+    from likeness.media.video_probe import looks_like_video
 
     check_label_for_profile(ctx, disclosure_profile, label_corner, label_language)
     common = {
@@ -307,8 +307,6 @@ def _run_job(request, home, progress):
     import signal
     import threading
 
-    from likeness.jobs.road import run_job
-
     cancel = threading.Event()
 
     def interrupt(signum: int, frame: object) -> None:
@@ -317,15 +315,38 @@ def _run_job(request, home, progress):
         cancel.set()
         click.echo("\nlikeness: stopping at the next step (press Ctrl-C again to stop at once)", err=True)
 
+    helper = _landmark_helper(request, home)  # first: it reads its model while the rest is imported
+    from likeness.jobs.road import run_job
+
     try:
         previous = signal.signal(signal.SIGINT, interrupt)
     except ValueError:  # not the main thread: no signal handling, Ctrl-C ends the process
         previous = None
     try:
-        return run_job(request, home=home, progress=progress, cancel=cancel)
+        engines = None
+        if helper is not None:
+            from likeness.faces.dlib_backend import DlibAnalyzer
+            from likeness.jobs.engines import Engines
+            from likeness.swap.backends import load_swapper
+
+            analyzer = DlibAnalyzer(home, defer_models=True, landmarks_helper=helper)
+            engines = Engines(backend="dlib", analyzer=analyzer, swapper=load_swapper("dlib", home))
+        return run_job(request, home=home, progress=progress, cancel=cancel, engines=engines)
     finally:
+        if helper is not None:
+            helper.close()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+def _landmark_helper(request, home):
+    """With dlib: the 68-point model loaded in a helper process (:mod:`likeness.faces.landmark_helper`)
+    while this one imports and loads the rest, or ``None``."""
+    if request.backend != "dlib":
+        return None
+    from likeness.faces.landmark_helper import LandmarkHelper
+
+    return LandmarkHelper.start(home)
 
 
 @click.command()

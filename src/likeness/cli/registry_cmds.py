@@ -142,7 +142,7 @@ def identity_reembed(
     from likeness.faces.backends import load_analyzer
 
     chosen = resolve_cli_home(ctx, home)
-    analyzer = load_analyzer(backend, chosen)
+    analyzer = load_analyzer(backend, chosen, swapping=False)  # embeddings only
     with Registry.open(chosen) as registry:
         result = reembed_identity(registry, identity_ref, analyzer, operator=_operator())
     if as_json:

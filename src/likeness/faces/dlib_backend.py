@@ -3,6 +3,17 @@
 Everything runs offline from the model files of the ``face_recognition_models`` wheel, each checked
 against its sha256 in :mod:`likeness.models` before it is loaded (once per analyzer instance, ~0.6 s).
 
+Loading and threads (measured: a thread that sleeps 1 ms wakes on time while another runs the call,
+or not): dlib holds the GIL for the whole time it reads a model file (0.48 s for the 68-point one)
+and while it computes landmarks and embeddings, but releases it while the HOG detector runs. So an
+analysis is split in two: :meth:`DlibAnalyzer.find` (HOG; needs no model file) and
+:meth:`DlibAnalyzer.finish` (landmarks, embeddings). ``defer_models=True`` loads only the detector
+(≈ 1 ms), so a job detects in worker threads while its own thread loads the rest
+(:mod:`likeness.jobs.inputs`); each thread gets its own copy of the detector (one detector run from two
+threads at once corrupts memory). A thread cannot hide the 68-point model's loading from the Python
+work around it; ``likeness swap`` on a still has it read in a forked process meanwhile
+(:mod:`likeness.faces.landmark_helper`, the ``landmarks_helper`` argument).
+
 How detection copes with image size (measured on ``testdata/faces``):
 
 * Large images are detected on a copy whose longer side is at most ``detect_long_side`` (2048 px;
@@ -31,8 +42,11 @@ follows (no upsampling), and :meth:`DlibAnalyzer.embed` adds the embedding of on
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from likeness.errors import BadInput
+from likeness.faces.landmark_helper import HelperGone, LandmarkHelper, shape_points
 from likeness.faces.types import Face
 from likeness.fsutil import sha256_file
 from likeness.home import Home
@@ -75,6 +90,88 @@ class Analysis:
     upsample: int = 0
 
 
+_Candidate = tuple[tuple[int, int, int, int], tuple[int, int, int, int], float, int, str]
+"""One HOG detection: (unclipped box, box clipped to the image, score, the kept face's size, why it is
+skipped or "")."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """What :meth:`DlibAnalyzer.find` detected in ``pixels``; :meth:`DlibAnalyzer.finish` completes it."""
+
+    pixels: np.ndarray = field(repr=False)
+    candidates: list[_Candidate]
+    detect_scale: float
+    upsample: int
+
+    def kept(self) -> list[_Candidate]:
+        """The detections that become faces (not skipped)."""
+        return [candidate for candidate in self.candidates if not candidate[4]]
+
+
+@dataclass(frozen=True)
+class _Models:
+    """The loaded landmark and recognition models and their verified files."""
+
+    landmarks68: Any
+    """dlib's 68-point predictor, a :class:`LandmarkHelper` (another process) that holds it, or ``None``
+    (not loaded: faces get no 68 landmarks)."""
+    landmarks5: Any
+    recogniser: Any
+    verified: dict[str, VerifiedModel]
+
+    def points68(self, pixels: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
+        """The 68 landmarks of each box (unclipped: the predictor normalises by the box)."""
+        import dlib
+
+        if self.landmarks68 is None:
+            return [np.empty((0, 2), dtype=np.float32) for _ in boxes]
+        if isinstance(self.landmarks68, LandmarkHelper):
+            return self.landmarks68.points(pixels, boxes)
+        return [shape_points(self.landmarks68(pixels, dlib.rectangle(*box))) for box in boxes]
+
+
+def _load_models(
+    home: Home | None, helper: LandmarkHelper | None = None, *, landmarks68: bool = True
+) -> _Models:
+    """Verify every file, then load it. The 95 MB 68-point model's hash (0.05–0.16 s) runs in a thread,
+    without the GIL, while the small files, checked first, load (dlib holds the GIL while it reads).
+    With a ``helper`` that process verifies and loads the 68-point model (unless it is gone: then it is
+    loaded here); without ``landmarks68`` it is not loaded at all."""
+    import dlib
+
+    if not landmarks68:
+        landmarks5 = locate_verified("dlib_landmarks_5", home)
+        resnet = locate_verified("dlib_resnet_v1", home)
+        return _Models(
+            landmarks68=None,
+            landmarks5=dlib.shape_predictor(str(landmarks5.path)),
+            recogniser=dlib.face_recognition_model_v1(str(resnet.path)),
+            verified={"dlib_landmarks_5": landmarks5, "dlib_resnet_v1": resnet},
+        )
+
+    with ThreadPoolExecutor(1, thread_name_prefix="verify-model") as pool:
+        landmarks68 = None if helper is not None else pool.submit(locate_verified, "dlib_landmarks_68", home)
+        landmarks5 = locate_verified("dlib_landmarks_5", home)
+        resnet = locate_verified("dlib_resnet_v1", home)
+        shape5 = dlib.shape_predictor(str(landmarks5.path))
+        recogniser = dlib.face_recognition_model_v1(str(resnet.path))
+        shape68: Any = helper
+        if helper is not None:
+            try:
+                verified68 = helper.ready()  # raises ModelMissing: the helper did not read the file
+            except HelperGone:
+                verified68 = locate_verified("dlib_landmarks_68", home)
+                shape68 = None
+        else:
+            assert landmarks68 is not None
+            verified68 = landmarks68.result()  # raises ModelMissing: the file is not read
+    if shape68 is None:
+        shape68 = dlib.shape_predictor(str(verified68.path))
+    verified = {"dlib_landmarks_68": verified68, "dlib_landmarks_5": landmarks5, "dlib_resnet_v1": resnet}
+    return _Models(landmarks68=shape68, landmarks5=shape5, recogniser=recogniser, verified=verified)
+
+
 def check_pixels(pixels: np.ndarray) -> np.ndarray:
     """Return ``pixels`` as a C-contiguous H×W×3 uint8 array, or raise :class:`BadInput`."""
     if (
@@ -97,7 +194,8 @@ def check_pixels(pixels: np.ndarray) -> np.ndarray:
 class DlibAnalyzer:
     """dlib backend implementing :class:`likeness.faces.types.Analyzer`.
 
-    Load once and reuse: constructing it verifies and loads the model files (~0.6 s).
+    Load once and reuse: constructing it verifies and loads the model files (~0.6 s), or with
+    ``defer_models=True`` only the detector (~1 ms), the rest at :meth:`load_models` or first use.
     """
 
     name = "dlib"
@@ -112,6 +210,9 @@ class DlibAnalyzer:
         upsample_below: int = 1024,
         min_upsampled_score: float = 0.2,
         num_jitters: int = 0,
+        defer_models: bool = False,
+        landmarks_helper: LandmarkHelper | None = None,
+        landmarks68: bool = True,
     ) -> None:
         import dlib
 
@@ -121,21 +222,43 @@ class DlibAnalyzer:
         self.min_upsampled_score = min_upsampled_score
         self.num_jitters = num_jitters
         self._dlib_version = str(dlib.__version__)
-        # Every file is verified before dlib reads it. The 95 MB 68-point model's hash (0.05–0.16 s) runs
-        # in a thread, without the GIL, while the small files, checked first, load (dlib holds the GIL).
-        with ThreadPoolExecutor(1, thread_name_prefix="verify-model") as pool:
-            landmarks68 = pool.submit(locate_verified, "dlib_landmarks_68", home)
-            landmarks5 = locate_verified("dlib_landmarks_5", home)
-            resnet = locate_verified("dlib_resnet_v1", home)
-            self._landmarks5 = dlib.shape_predictor(str(landmarks5.path))
-            self._recogniser = dlib.face_recognition_model_v1(str(resnet.path))
-            self._detector = frontal_face_detector(home)
-            self.models: dict[str, VerifiedModel] = {
-                "dlib_landmarks_68": landmarks68.result(),  # raises ModelMissing: the file is not read
-                "dlib_landmarks_5": landmarks5,
-                "dlib_resnet_v1": resnet,
-            }
-        self._landmarks68 = dlib.shape_predictor(str(self.models["dlib_landmarks_68"].path))
+        self._home = home
+        self._helper = landmarks_helper
+        self.landmarks68 = landmarks68
+        """False: the 68-point model (0.48 s to load) is neither loaded nor run and faces carry no 68
+        landmarks (an empty 0×2 array): enough to find and identify faces, not to swap them."""
+        self._detector_template = frontal_face_detector(home)
+        """Never run: the copies in :attr:`_detectors` are made from it."""
+        self._detectors: list[Any] = []
+        """Idle HOG detectors. One runs in one thread at a time: two threads in the same one corrupt memory
+        (dlib runs it without the GIL); :meth:`_detector` copies another (≈ 1 ms) when all are busy."""
+        self._detectors_lock = threading.Lock()
+        self._loaded: _Models | None = None
+        self._loading = threading.Lock()
+        if not defer_models:
+            self.load_models()
+
+    def load_models(self) -> None:
+        """Verify and load the landmark and recognition models (~0.6 s), once; later calls return at once.
+
+        ``defer_models=True`` leaves this to the caller (or to the first method that needs them): the
+        HOG detector is ready without them (:meth:`find`), and dlib releases the GIL while it detects but
+        not while it reads model files, so detection run in another thread overlaps the loading.
+        """
+        with self._loading:
+            if self._loaded is None:
+                self._loaded = _load_models(self._home, self._helper, landmarks68=self.landmarks68)
+
+    def _models(self) -> _Models:
+        if self._loaded is None:
+            self.load_models()
+        assert self._loaded is not None
+        return self._loaded
+
+    @property
+    def models(self) -> dict[str, VerifiedModel]:
+        """The verified model files (loading them first if that was deferred)."""
+        return self._models().verified
 
     # -- the Analyzer protocol -------------------------------------------------------------------
 
@@ -157,7 +280,9 @@ class DlibAnalyzer:
             "library": f"dlib {self._dlib_version}",
             "embedding_space": self.embedding_space,
             "detector": "dlib HOG frontal_face_detector (built in)",
-            "landmarks_68": self.models["dlib_landmarks_68"].describe(),
+            "landmarks_68": (
+                self.models["dlib_landmarks_68"].describe() if self.landmarks68 else "not loaded (not needed)"
+            ),
             "landmarks_5": self.models["dlib_landmarks_5"].describe(),
             "recognition": self.models["dlib_resnet_v1"].describe(),
             "settings": (
@@ -192,7 +317,7 @@ class DlibAnalyzer:
             dlib.rectangle(*(int(v) for v in face.box)),
             [dlib.point(round(x), round(y)) for x, y in points],
         )
-        descriptor = self._recogniser.compute_face_descriptor(pixels, shape5, self.num_jitters)
+        descriptor = self._models().recogniser.compute_face_descriptor(pixels, shape5, self.num_jitters)
         return replace(face, embedding=np.asarray(descriptor, dtype=np.float32))
 
     def analyze_portrait(self, pixels: np.ndarray) -> list[Face]:
@@ -209,11 +334,7 @@ class DlibAnalyzer:
         differ; ≤ 0.12 embedding distance on the test photos). Targets are never analysed this way:
         every face there must be found.
         """
-        first = self.analyze_detailed(pixels, upsample=False)
-        large = [face.size * first.detect_scale >= PORTRAIT_MIN_PX for face in first.faces]
-        if large and all(large):
-            return first.faces
-        return self.analyze(pixels)
+        return self.finish(self.find(pixels, portrait=True)).faces
 
     def analyze_detailed(
         self, pixels: np.ndarray, *, scale: float | None = None, embed: bool = True, upsample: bool = True
@@ -223,50 +344,91 @@ class DlibAnalyzer:
         ``scale`` and ``embed=False``: see :meth:`detect`. ``upsample=False``: never upsample (small
         photos included), as :meth:`analyze_portrait`'s first pass.
         """
+        return self.finish(self.find(pixels, scale=scale, upsample=upsample), embed=embed)
+
+    def find(
+        self, pixels: np.ndarray, *, scale: float | None = None, upsample: bool = True, portrait: bool = False
+    ) -> Found:
+        """The detection half of an analysis (HOG only): what :meth:`finish` turns into faces.
+
+        Needs none of the model files, and dlib releases the GIL while it detects, so a thread can run
+        this while another loads the models (:meth:`load_models`). ``portrait=True``: the source-photo
+        rule of :meth:`analyze_portrait`; else the arguments of :meth:`analyze_detailed`.
+        """
+        pixels = check_pixels(pixels)
+        if portrait:
+            first = self._found(pixels, None, upsample=False)
+            large = [candidate[3] * first.detect_scale >= PORTRAIT_MIN_PX for candidate in first.kept()]
+            if large and all(large):
+                return first
+        return self._found(pixels, scale, upsample=upsample)
+
+    def finish(self, found: Found, *, embed: bool = True) -> Analysis:
+        """Landmarks (and, with ``embed``, embeddings) of what :meth:`find` detected: the faces kept,
+        left to right, and the detections skipped."""
         import dlib
 
-        pixels = check_pixels(pixels)
-        detections, scale, upsample_used = self._detect(pixels, scale, upsample=upsample)
+        models = self._models()
+        pixels = found.pixels
+        kept = found.kept()
+        points68 = models.points68(pixels, [raw for raw, *_ in kept])
         faces: list[Face] = []
-        skipped: list[SkippedFace] = []
-        height, width = pixels.shape[:2]
-        for rect, score in detections:
-            small_at_detection = min(rect.width(), rect.height()) < HOG_WINDOW_PX
-            raw = _scaled_box(rect, 1.0 / scale)
-            box = (max(0, raw[0]), max(0, raw[1]), min(width - 1, raw[2]), min(height - 1, raw[3]))
-            size = min(raw[2] - raw[0], raw[3] - raw[1])
-            if size < self.min_face:
-                skipped.append(
-                    SkippedFace(box, score, f"face of {size} px is under the {self.min_face} px minimum")
-                )
-                continue
-            if upsample_used and small_at_detection and score < self.min_upsampled_score:
-                skipped.append(
-                    SkippedFace(
-                        box, score, f"small detection scored {score:.2f} < {self.min_upsampled_score}"
-                    )
-                )
-                continue
+        for (raw, box, score, _, _), landmarks in zip(kept, points68, strict=True):
             full_rect = dlib.rectangle(*raw)  # unclipped: the predictors normalise by the box
-            shape68 = self._landmarks68(pixels, full_rect)
-            shape5 = self._landmarks5(pixels, full_rect)
+            shape5 = models.landmarks5(pixels, full_rect)
             embedding = (
-                np.asarray(self._recogniser.compute_face_descriptor(pixels, shape5, self.num_jitters))
+                np.asarray(models.recogniser.compute_face_descriptor(pixels, shape5, self.num_jitters))
                 if embed
                 else ()
             )
             faces.append(
                 Face(
                     box=box,
-                    landmarks=_points(shape68),
-                    landmarks5=_points(shape5),
+                    landmarks=landmarks,
+                    landmarks5=shape_points(shape5),
                     embedding=np.asarray(embedding, dtype=np.float32),
                     score=float(score),
                     embedding_space=self.embedding_space,
                 )
             )
         faces.sort(key=lambda face: face.center_x)
-        return Analysis(faces=faces, skipped=skipped, detect_scale=scale, upsample=upsample_used)
+        skipped = [SkippedFace(box, score, reason) for _, box, score, _, reason in found.candidates if reason]
+        return Analysis(
+            faces=faces, skipped=skipped, detect_scale=found.detect_scale, upsample=found.upsample
+        )
+
+    def _found(self, pixels: np.ndarray, scale: float | None, *, upsample: bool) -> Found:
+        """HOG detections of ``pixels`` (checked), each with its box in image pixels and, for one that
+        is not kept, the reason."""
+        detections, scale, upsample_used = self._detect(pixels, scale, upsample=upsample)
+        candidates: list[_Candidate] = []
+        height, width = pixels.shape[:2]
+        for rect, score in detections:
+            small_at_detection = min(rect.width(), rect.height()) < HOG_WINDOW_PX  # type: ignore[attr-defined]
+            raw = _scaled_box(rect, 1.0 / scale)
+            box = (max(0, raw[0]), max(0, raw[1]), min(width - 1, raw[2]), min(height - 1, raw[3]))
+            size = min(raw[2] - raw[0], raw[3] - raw[1])
+            reason = ""
+            if size < self.min_face:
+                reason = f"face of {size} px is under the {self.min_face} px minimum"
+            elif upsample_used and small_at_detection and score < self.min_upsampled_score:
+                reason = f"small detection scored {score:.2f} < {self.min_upsampled_score}"
+            kept_size = min(box[2] - box[0], box[3] - box[1])  # Face.size of the face it becomes
+            candidates.append((raw, box, score, kept_size, reason))
+        return Found(pixels=pixels, candidates=candidates, detect_scale=scale, upsample=upsample_used)
+
+    @contextlib.contextmanager
+    def _detector(self) -> Iterator[Any]:
+        """A HOG detector for the calling thread alone until the block ends."""
+        with self._detectors_lock:
+            detector = self._detectors.pop() if self._detectors else None
+            if detector is None:
+                detector = copy.deepcopy(self._detector_template)  # ≈ 1 ms
+        try:
+            yield detector
+        finally:
+            with self._detectors_lock:
+                self._detectors.append(detector)
 
     def _detect(
         self, pixels: np.ndarray, chosen: float | None = None, *, upsample: bool = True
@@ -288,7 +450,8 @@ class DlibAnalyzer:
         else:
             work = pixels
         steps = 1 if upsample and chosen is None and max(work.shape[:2]) <= self.upsample_below else 0
-        rects, scores, _ = self._detector.run(work, steps, 0.0)
+        with self._detector() as detector:
+            rects, scores, _ = detector.run(work, steps, 0.0)
         return list(zip(rects, (float(s) for s in scores), strict=True)), scale, steps
 
 
@@ -336,8 +499,3 @@ def _scaled_box(rect: object, factor: float) -> tuple[int, int, int, int]:
     right = round((rect.right() + 1) * factor) - 1  # type: ignore[attr-defined]
     bottom = round((rect.bottom() + 1) * factor) - 1  # type: ignore[attr-defined]
     return (int(left), int(top), int(right), int(bottom))
-
-
-def _points(shape: object) -> np.ndarray:
-    parts = shape.parts()  # type: ignore[attr-defined]
-    return np.array([[p.x, p.y] for p in parts], dtype=np.float32)

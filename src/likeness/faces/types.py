@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -79,6 +79,28 @@ class LazyAnalyzer(Analyzer, Protocol):
 
     def embed(self, pixels: np.ndarray, face: Face) -> Face:
         """``face``, found in ``pixels`` by :meth:`detect`, with its embedding."""
+        ...
+
+
+@runtime_checkable
+class DetectFirstAnalyzer(Analyzer, Protocol):
+    """An analyzer whose detection needs none of its other models and runs without the GIL (dlib), so a
+    job detects in one thread while the other models load in another
+    (:class:`likeness.faces.dlib_backend.DlibAnalyzer`, built with ``defer_models=True``).
+
+    ``finish(find(x)).faces`` is ``analyze(x)``; with ``portrait=True``, ``analyze_portrait(x)``.
+    """
+
+    def load_models(self) -> None:
+        """Load what detection does not need (once; later calls return at once)."""
+        ...
+
+    def find(self, pixels: np.ndarray, *, portrait: bool = False) -> Any:
+        """The detection half of an analysis (no model file needed)."""
+        ...
+
+    def finish(self, found: Any) -> Any:
+        """The rest of the analysis of what :meth:`find` returned: an object with ``faces``."""
         ...
 
 

@@ -2,7 +2,9 @@
 
 Loading verifies and reads the model files (about 0.7 s for dlib); a long-running caller such as
 the app keeps them in a pool (:class:`likeness.webapp.engines.EnginePool`) and lends them to every
-job; the CLI loads them once per job.
+job; the CLI loads them once per job, dlib's 68-point model in a helper process meanwhile
+(:mod:`likeness.faces.landmark_helper`), and a job given no engines defers what detection does not
+need (``defer_models``) so that its inputs are detected while the rest loads (:mod:`likeness.jobs.inputs`).
 """
 
 from __future__ import annotations
@@ -27,17 +29,21 @@ class Engines:
     swapper: Swapper
 
 
-def load_engines(backend: str, home: Home) -> Engines:
+def load_engines(backend: str, home: Home, *, defer_models: bool = False) -> Engines:
+    """The backend's analyzer and swapper (``defer_models``: see
+    :func:`likeness.faces.backends.load_analyzer`)."""
     return Engines(
-        backend=backend, analyzer=load_analyzer(backend, home), swapper=load_swapper(backend, home)
+        backend=backend,
+        analyzer=load_analyzer(backend, home, defer_models=defer_models),
+        swapper=load_swapper(backend, home),
     )
 
 
-def engines_for(backend: str, home: Home, engines: Engines | None) -> Engines:
+def engines_for(backend: str, home: Home, engines: Engines | None, *, defer_models: bool = False) -> Engines:
     """``engines`` when they are the backend's, else freshly loaded ones."""
     if engines is not None and engines.backend == backend:
         return engines
-    return load_engines(backend, home)
+    return load_engines(backend, home, defer_models=defer_models)
 
 
 def detect_faces(

