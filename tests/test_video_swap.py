@@ -313,7 +313,7 @@ def test_footage_reuses_loaded_engines(
     monkeypatch.setattr(engines_module, "load_analyzer", no_reload)
     monkeypatch.setattr(engines_module, "load_swapper", no_reload)
     outcome = swap_video(request(faces_dir, small_clip, outs / "out.mp4"), home=home, engines=loaded)
-    assert outcome.faces_swapped >= 1 and outcome.timings["load models"] < 0.05
+    assert outcome.faces_swapped >= 1  # and no_reload was never called
 
 
 def test_cancelling_footage_is_the_same_error_and_exit_code_as_a_still(
