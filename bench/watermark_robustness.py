@@ -568,7 +568,7 @@ def main() -> int:
 
     names = list(methods)
     column = 26
-    width = max(len(a) for a in attacks) + 2
+    width = max((len(a) for a in attacks), default=24) + 2
     print("\ncells: exact/total %, m = missing (no id), w = wrong id (an id that is not the embedded one;")
     print("invisible-watermark has no check code, so everything it reads back that is not exact is wrong)")
     for group, members in groups.items():
