@@ -61,7 +61,11 @@ Decoding
      (every angle and period at once), each peak polished on the fine spectrum and then let
      become any affine map near it (unequal scales and shear).
   3. For each map the whitened picture is resampled upright at period ``TILE`` and folded (all
-     tiles summed); the cyclic shift of the tile grid (a crop moves it) comes from FFT
+     tiles summed). Every frequency bin of the folded tile is divided by its noise amplitude
+     to the power ``FOLD_WHITEN``, the noise being the mean power of the single tiles in that
+     bin (the mark adds up only in the sum): what covers the picture unevenly across
+     frequencies (snow, frost, a blur's smear, JPEG's block grid) counts less where it is
+     strong. The cyclic shift of the tile grid (a crop moves it) comes from FFT
      cross-correlation of the folded tile with every bit's pattern at all 4096 shifts at once:
      the shift where the 160 soft bits, each normalised by its own spread, are strongest. The
      folded tile is read as it is and flipped left-right (a mirrored picture).
@@ -71,8 +75,9 @@ Decoding
      the picture is straightened by each of ``KEYSTONES`` on each side in turn, and the
      straightening whose spectrum holds the lattice most clearly is searched and read as in 2–3.
      A zoom blur smears the mark in proportion to the distance from the centre: the unmoved grid
-     is read once more through the blur's adjoint (the matched filter for the blurred mark), for
-     the amount in ``ZOOM_BLUR_AMOUNTS`` where the grid stands out most from the other shifts.
+     is read once more through the blur's adjoint (the matched filter for the blurred mark: zooms
+     in steps of ``ZOOM_BLUR_STEP``, as imagecorruptions' zoom blur takes them), for the amount
+     in ``ZOOM_BLUR_AMOUNTS`` where the grid stands out most from the other shifts.
   6. At most ``MAX_HYPOTHESES`` grid hypotheses are Viterbi-decoded; an id is reported only if
      its CRC-24 matches and its weight is balanced, so a clean image reports one with
      probability at most ``FALSE_POSITIVE_RATE``.
@@ -664,10 +669,9 @@ def _correlations(folded: _Folded) -> tuple[np.ndarray, np.ndarray]:
     return corr, score / (float(np.median(score)) + 1e-20)
 
 
-_MATCHED_AT_ORIGIN = (
-    np.concatenate([_PATTERN.matched_fft.real, -_PATTERN.matched_fft.imag], axis=2).reshape(CODED_BITS, -1)
-    * np.float32(2.0 / (TILE * TILE))
-)
+_MATCHED_AT_ORIGIN = np.concatenate([_PATTERN.matched_fft.real, -_PATTERN.matched_fft.imag], axis=2).reshape(
+    CODED_BITS, -1
+) * np.float32(2.0 / (TILE * TILE))
 """Every bit's correlation at the unmoved grid from the weighted folded spectrum, as one matrix
 product (no bit uses the kx = 0 or Nyquist columns, so each bin counts twice)."""
 
