@@ -2,7 +2,7 @@
 
     python bench/watermark_robustness.py [--photos 24] [--suites likeness,geometric,imagecorruptions,augly]
         [--svd] [--rivagan 3] [--clean N] [--baseline FILE] [--severities 1,2] [--attacks gaussian,zoom]
-        [--first 0]
+        [--first 0] [--cache DIR]
 
 Suites of attacks (``--suites``, all by default):
 
@@ -47,6 +47,12 @@ backdrops, sky and skin. PSNR alone hides it.
 ``--baseline FILE`` adds another likeness watermark module (for example the previous version:
 ``git show HEAD:src/likeness/disclosure/watermark.py > /tmp/old.py``) as a column, same photos.
 
+``--cache DIR`` keeps every attacked picture on disk (PNG, under a folder named by a hash of the
+marked picture, so a change of the embedder or of the id starts afresh) and reads it back on the
+next run instead of attacking again: iterating on the decoder then costs the decodes only (some
+imagecorruptions, glass blur above all, take seconds per picture). With it, each photo's id is
+derived from the photo's name (the same on every run), not fresh.
+
 ``--clean N`` also decodes N unmarked images (random crops of every test photo, and noise) with
 likeness's decoder and counts reported ids (expected: none; the analytic bound is printed).
 """
@@ -59,6 +65,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
 import io  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -70,7 +77,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageFilter  # noqa: E402
 
 from likeness.disclosure import watermark  # noqa: E402
-from likeness.disclosure.output_id import new_output_id, output_id_bits  # noqa: E402
+from likeness.disclosure.output_id import is_balanced, new_output_id, output_id_bits  # noqa: E402
 from likeness.media import load_image  # noqa: E402
 from watermark_visibility import load_module, measure  # noqa: E402
 
@@ -386,6 +393,41 @@ def clean_check(count: int) -> tuple[int, int]:
     return found, count
 
 
+def fixed_bits(name: str, method: str, count: int) -> np.ndarray:
+    """Payload bits derived from the photo's and method's names (the same on every run): a
+    balanced id for likeness, raw bits for the others."""
+    seed = int.from_bytes(hashlib.sha1(f"{method}|{name}".encode()).digest()[:8], "big")
+    rng = np.random.default_rng(seed)
+    while True:
+        bits = rng.integers(0, 2, count).astype(np.uint8)
+        if not method.startswith("likeness") or is_balanced(bits):
+            return bits
+
+
+class AttackCache:
+    """Attacked pictures on disk, keyed by a hash of the marked picture and the attack's name."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+
+    def attacked(self, marked: np.ndarray, attack: str, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        if self.root is None:
+            return np.ascontiguousarray(fn(marked))
+        digest = hashlib.sha1(np.ascontiguousarray(marked).tobytes()).hexdigest()[:16]
+        slug = "".join(c if c.isalnum() else "_" for c in attack)
+        path = self.root / f"{digest}-{marked.shape[0]}x{marked.shape[1]}" / f"{slug}.png"
+        if path.exists():
+            stored = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if stored is not None:
+                return np.ascontiguousarray(stored[..., ::-1])
+        attacked = np.ascontiguousarray(fn(marked))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part.png")
+        cv2.imwrite(str(partial), np.ascontiguousarray(attacked[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        partial.replace(path)
+        return attacked
+
+
 def _tally(total: int, exact: int, wrong: int) -> str:
     return (
         f"{exact:>3}/{total:<3} {100 * exact / max(total, 1):3.0f}% m{total - exact - wrong:<3} w{wrong:<3}"
@@ -428,6 +470,7 @@ def main() -> int:
     parser.add_argument("--severities", default="1,2,3", help="imagecorruptions severities to run")
     parser.add_argument("--attacks", default="", help="only attacks whose name contains one of these words")
     parser.add_argument("--first", type=int, default=0, help="skip this many of the picked photos")
+    parser.add_argument("--cache", type=Path, default=None, help="keep attacked pictures in this folder")
     args = parser.parse_args()
 
     photos = pick_photos(args.photos)[args.first :]
@@ -482,22 +525,24 @@ def main() -> int:
     psnrs: dict[str, list[float]] = {name: [] for name in methods}
     flat_rms: dict[str, list[float]] = {name: [] for name in methods}
     rng = np.random.default_rng(7)
+    cache = AttackCache(args.cache)
     started = time.perf_counter()
     for index, (name_of_photo, pixels) in enumerate(photos):
         for method, (embed, decode) in methods.items():
             if index not in sample[method]:
                 continue
-            bits = (
-                output_id_bits(new_output_id())
-                if method in likeness_like
-                else rng.integers(0, 2, payload_bits[method]).astype(np.uint8)
-            )
+            if args.cache is not None:
+                bits = fixed_bits(name_of_photo, method, payload_bits[method])
+            elif method in likeness_like:
+                bits = output_id_bits(new_output_id())
+            else:
+                bits = rng.integers(0, 2, payload_bits[method]).astype(np.uint8)
             marked = embed(pixels, bits)
             psnrs[method].append(psnr(pixels, marked))
             flat_rms[method].append(measure(pixels, marked).flat_rms)
             for attack, fn in attacks.items():
                 try:
-                    attacked = np.ascontiguousarray(fn(marked))
+                    attacked = cache.attacked(marked, attack, fn)
                 except Exception as error:  # noqa: BLE001 - a third-party operation that cannot run here
                     failed[attack] = f"{type(error).__name__}: {error}"[:120]
                     continue
@@ -523,7 +568,7 @@ def main() -> int:
 
     names = list(methods)
     column = 26
-    width = max(len(a) for a in attacks) + 2
+    width = max((len(a) for a in attacks), default=24) + 2
     print("\ncells: exact/total %, m = missing (no id), w = wrong id (an id that is not the embedded one;")
     print("invisible-watermark has no check code, so everything it reads back that is not exact is wrong)")
     for group, members in groups.items():
