@@ -314,6 +314,30 @@ def test_installed_script_and_demo(tmp_path: Path) -> None:
     assert report["watermark"]["found"] and report["ledger"]["found"]
     assert not (tmp_path / "unused-home").exists()
 
+    # A still swap pays for no heavy module it does not use (the self-check's watermark read included).
+    assets = Path(__file__).resolve().parents[1] / "src" / "likeness" / "demo_assets"
+    probe = (
+        "import sys\n"
+        "from likeness.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit as stop:\n"
+        "    assert not stop.code, stop.code\n"
+        "heavy = ('scipy', 'torch', 'diffusers', 'gradio', 'onnxruntime', 'ray', 'av', 'sklearn')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    inputs = ["--source", str(assets / "darwin_1.jpg"), "--target", str(assets / "lincoln_1.jpg")]
+    job = [*inputs, "--purpose", "education", "--out", str(tmp_path / "probe.jpg")]
+    swap = subprocess.run(
+        [sys.executable, "-c", probe, "--home", str(tmp_path / "demo" / "home"), "swap", *job],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert swap.returncode == 0, swap.stderr
+    assert swap.stdout.strip().splitlines()[-1] == "[]", swap.stdout
+
 
 def test_commercial_purpose_needs_a_licence_for_non_commercial_models(
     studio: dict, faces_dir: Path, tmp_path: Path
