@@ -17,10 +17,11 @@ builds them once. Per frame it only does what depends on the picture, at the wor
    as ``embed``'s float path gives (a value within float32 error of halfway between two grey
    levels may round the other way): see :func:`add_to_rgb`.
 
-1080p on one core (bench/frame_mark.py, CPU time of the thread): about 6 to 7 ms a frame where
-``embed_id`` takes about 60 when the machine is quiet; 9 to 13 ms against 57 to 107 when other
-processes load it heavily: most of what is left is passes over the full frame in memory (grey,
-enlarge, RMS, the three-channel add), which a busy memory bus slows more than ``embed_id``'s
+1080p on one core (bench/frame_mark.py, CPU time of the thread, load average about 1.5): 11.0 ms
+median, 12.7 mean, 9.9 best, where ``embed_id`` takes 64.7 / 72.4; the two take turns on every
+frame, so each frame starts with cold caches, as in a footage job. One frame marked over and over
+(warm caches) takes about 6 ms. Most of it is passes over the full frame in memory (grey, enlarge,
+RMS, the three-channel add), which cold caches and a busy memory bus slow more than ``embed_id``'s
 arithmetic.
 
 Host-interference cancellation (``watermark._cancelling_gains``: every coded bit gets the gain
