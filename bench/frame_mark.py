@@ -2,7 +2,7 @@
 ``FrameMarker`` (the fixed pattern built once per output), on one thread.
 
     python bench/frame_mark.py [--sizes 720p,1080p] [--frames 48] [--seconds 6] [--photo FILE]
-                               [--gains-every 12,1,0] [--no-readback]
+                               [--gains-every 12,1,0] [--no-readback] [--alone]
 
 Frames: a pan that zooms in slowly over a photo (default: the public-domain demo portrait
 ``lincoln_1.jpg``; ``--photo`` any picture), made, encoded and re-encoded with the video tests'
@@ -87,18 +87,35 @@ def markers(output_id: str, size: tuple[int, int], gains_every: list[int]) -> di
 
 
 def timing(
-    marks: dict[str, Mark], frames: list[np.ndarray]
-) -> dict[str, tuple[list[float], list[float], list]]:
+    marks: dict[str, Mark], frames: list[np.ndarray], *, alone: bool = False
+) -> dict[str, tuple[list[float], list[float], list, list]]:
     """Per method: CPU ms, wall ms and the marked frame, for every frame; the methods take turns on
-    each frame, so a busy moment of the machine falls on all of them alike."""
-    timed: dict[str, tuple[list[float], list[float], list]] = {name: ([], [], []) for name in marks}
-    for frame in frames:
-        for name, mark in marks.items():
-            cpu, wall, out = timed[name]
-            start_cpu, start_wall = time.thread_time(), time.perf_counter()
-            out.append(mark(frame))
-            cpu.append((time.thread_time() - start_cpu) * 1000)
-            wall.append((time.perf_counter() - start_wall) * 1000)
+    each frame, so a busy moment of the machine falls on all of them alike (each frame then starts
+    with caches the other method filled). ``alone``: each method marks every frame in its own pass,
+    as a footage job's marker does (frames still differ, so caches start cold for each).
+
+    Only every fourth marked frame is kept (for the flat-area measure); the others are measured
+    (luma change, PSNR) and dropped at once, as a job hands each frame to its encoder: keeping
+    every 6 MB output makes each new one fresh memory, whose page faults would be timed too.
+    Returns per method: CPU ms and wall ms per frame, (luma change, PSNR) per frame, and the kept
+    (frame, marked) pairs."""
+    timed: dict[str, tuple[list[float], list[float], list, list]] = {name: ([], [], [], []) for name in marks}
+    turns = (
+        [(index, name) for name in marks for index in range(len(frames))]
+        if alone
+        else [(index, name) for index in range(len(frames)) for name in marks]
+    )
+    for index, name in turns:
+        cpu, wall, changes, kept = timed[name]
+        frame = frames[index]
+        start_cpu, start_wall = time.thread_time(), time.perf_counter()
+        marked = marks[name](frame)
+        cpu.append((time.thread_time() - start_cpu) * 1000)
+        wall.append((time.perf_counter() - start_wall) * 1000)
+        changes.append(luma_change(frame, marked))
+        if index % 4 == 0:
+            kept.append((frame, marked))
+        del marked
     return timed
 
 
@@ -158,6 +175,9 @@ def main() -> None:
         "--gains-every", default=str(GAINS_EVERY), help="refresh intervals to compare (0: once)"
     )
     parser.add_argument("--no-readback", action="store_true")
+    parser.add_argument(
+        "--alone", action="store_true", help="time each method in its own pass instead of taking turns"
+    )
     args = parser.parse_args()
 
     photo = load_image(args.photo or asset("lincoln_1.jpg")).pixels
@@ -175,9 +195,9 @@ def main() -> None:
         speed, looks, reads = [], [], []
         with tempfile.TemporaryDirectory(prefix="likeness-frame-mark-") as tmp:
             made = markers(output_id, size, gains_every)
-            results = timing({name: make() for name, make in made.items()}, timed)
+            results = timing({name: make() for name, make in made.items()}, timed, alone=args.alone)
             baseline_cpu = statistics.fmean(results["embed_id"][0])
-            for name, (cpu, wall, out) in results.items():
+            for name, (cpu, wall, changes, kept) in results.items():
                 mean_cpu = statistics.fmean(cpu)
                 speed.append(
                     [
@@ -190,8 +210,7 @@ def main() -> None:
                         f"{baseline_cpu / mean_cpu:.1f}×",
                     ]
                 )
-                changes = [luma_change(f, m) for f, m in zip(timed, out, strict=True)]
-                flat = [measure(f, m) for f, m in zip(timed[::4], out[::4], strict=True)]
+                flat = [measure(f, m) for f, m in kept]
                 looks.append(
                     [
                         name,

@@ -17,11 +17,12 @@ builds them once. Per frame it only does what depends on the picture, at the wor
    as ``embed``'s float path gives (a value within float32 error of halfway between two grey
    levels may round the other way): see :func:`add_to_rgb`.
 
-1080p on one core (bench/frame_mark.py, CPU time of the thread, load average about 1.5): 11.0 ms
-median, 12.7 mean, 9.9 best, where ``embed_id`` takes 64.7 / 72.4; the two take turns on every
-frame, so each frame starts with cold caches, as in a footage job. One frame marked over and over
-(warm caches) takes about 6 ms. Most of it is passes over the full frame in memory (grey, enlarge,
-RMS, the three-channel add), which cold caches and a busy memory bus slow more than ``embed_id``'s
+1080p on one core (bench/frame_mark.py, CPU time of the thread, load average under 1): 9.7 ms
+median, 10.6 mean, 9.1 best, where ``embed_id`` takes 61–62 / 62–66 (720p: 6.1–6.3 / 7.0–7.2
+against 29–30); the same whether the two take turns on every frame or each marks the whole pan
+(``--alone``). Each frame starts with cold caches, as in a footage job; one frame marked over and
+over takes about 6 ms. Most of it is passes over the full frame in memory (grey, enlarge, RMS, the
+three-channel add), which cold caches and a busy memory bus slow more than ``embed_id``'s
 arithmetic.
 
 Host-interference cancellation (``watermark._cancelling_gains``: every coded bit gets the gain
