@@ -20,7 +20,6 @@ numbers are noisy; compare the modes within one run.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import statistics
@@ -28,34 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from likeness.consent.registry import Registry
 from likeness.demo import asset
 from likeness.home import Home
 from likeness.jobs.batch import run_batch
 from likeness.jobs.batch_local import DEFAULT_JOBS_PER_WORKER, local_runner
-from likeness.jobs.enrol import enrol_identity
-from likeness.jobs.requests import EnrolRequest
-from swap_image import USES, make_1080p_target  # the same target and cast as bench/swap_image.py
-
-
-def make_cast(home: Home, backend: str) -> None:
-    for name, photo in (("Charles Darwin", "darwin_1.jpg"), ("Abraham Lincoln", "lincoln_1.jpg")):
-        ident = enrol_identity(EnrolRequest(name=name, photos=[asset(photo)], backend=backend), home=home)
-        with Registry.open(home) as registry:
-            registry.grant(
-                ident.id,
-                purposes=["education"],
-                roles=["source", "target"],
-                media=["image"],
-                valid_until=dt.date.today() + dt.timedelta(days=30),
-                uses=USES,
-                operator="bench",
-                capacity="rights_expired",
-                date_of_death=dt.date(1882, 4, 19),
-                jurisdiction="GB",
-                basis="died over 125 years ago",
-                grantor="bench",
-            )
+from swap_image import make_1080p_target, make_cast  # the same target and cast as bench/swap_image.py
 
 
 def jobs_file(folder: Path, target: Path, count: int, backend: str) -> Path:

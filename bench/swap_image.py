@@ -50,6 +50,26 @@ from likeness.swap.backends import load_swapper
 USES = "benchmark of likeness's own pipeline on public-domain 19th-century portraits"
 
 
+def make_cast(home: Home, backend: str) -> None:
+    for name, photo in (("Charles Darwin", "darwin_1.jpg"), ("Abraham Lincoln", "lincoln_1.jpg")):
+        ident = enrol_identity(EnrolRequest(name=name, photos=[asset(photo)], backend=backend), home=home)
+        with Registry.open(home) as registry:
+            registry.grant(
+                ident.id,
+                purposes=["education"],
+                roles=["source", "target"],
+                media=["image"],
+                valid_until=dt.date.today() + dt.timedelta(days=30),
+                uses=USES,
+                operator="bench",
+                capacity="rights_expired",
+                date_of_death=dt.date(1882, 4, 19),
+                jurisdiction="GB",
+                basis="died over 125 years ago",
+                grantor="bench",
+            )
+
+
 def make_1080p_target(folder: Path) -> Path:
     portrait = Image.open(asset("lincoln_1.jpg")).convert("RGB")
     scale = 1080 / portrait.height
@@ -89,26 +109,7 @@ def main() -> None:
         home = Home(root=folder / "home").ensure()
         target_path = make_1080p_target(folder)
         source_path = asset("darwin_1.jpg")
-        today = dt.date.today()
-        for name, photo in (("Charles Darwin", "darwin_1.jpg"), ("Abraham Lincoln", "lincoln_1.jpg")):
-            ident = enrol_identity(
-                EnrolRequest(name=name, photos=[asset(photo)], backend=args.backend), home=home
-            )
-            with Registry.open(home) as registry:
-                registry.grant(
-                    ident.id,
-                    purposes=["education"],
-                    roles=["source", "target"],
-                    media=["image"],
-                    valid_until=today + dt.timedelta(days=30),
-                    uses=USES,
-                    operator="bench",
-                    capacity="rights_expired",
-                    date_of_death=dt.date(1882, 4, 19),
-                    jurisdiction="GB",
-                    basis="died over 125 years ago",
-                    grantor="bench",
-                )
+        make_cast(home, args.backend)
 
         rows: list[tuple[str, float]] = []
         load_start = time.perf_counter()
