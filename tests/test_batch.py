@@ -756,3 +756,22 @@ def test_the_cli_runs_a_batch_on_ray_with_sqlite_on_a_one_machine_cluster(
     assert code == 4, err  # both bad input
     assert [job["exit_code"] for job in json.loads(out)["jobs"]] == [4, 4]
     assert "submitted to the Ray cluster (2 CPU(s))" in err
+
+
+def test_a_results_file_that_cannot_be_opened_is_a_usage_error(tmp_path: Path, faces_dir: Path) -> None:
+    jobs = jsonl(
+        tmp_path / "jobs.jsonl",
+        {
+            "kind": "swap",
+            "source": str(faces_dir / "obama/1.jpg"),
+            "target": str(faces_dir / "biden/1.jpg"),
+            "purpose": "education",
+            "out": str(tmp_path / "out.jpg"),
+        },
+    )
+    (tmp_path / "a-file").write_text("not a folder")
+    where = tmp_path / "a-file" / "results.jsonl"
+    code, _, err = cli(tmp_path / "home", "batch", str(jobs), "--results", str(where))
+    assert code == 2, err
+    assert f"{where}: cannot open the results file" in err and "Traceback" not in err
+    assert not (tmp_path / "out.jpg").exists()

@@ -684,3 +684,25 @@ def test_a_batch_job_takes_the_same_option_and_a_bad_one_stops_the_file_before_a
     code, _, err = _run(tmp_path / "home", "batch", str(jobs_file("us")))
     assert code == 2 and "unknown disclosure profile 'us'" in err
     assert not (tmp_path / "us.jsonl.results.jsonl").exists(), "nothing ran"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("label_corner", "top-left", r"puts the label top-right, not top-left"),
+        ("label_language", "de", r"sets the label's own wording; label_language de does not apply"),
+    ],
+)
+def test_a_batch_job_whose_label_choice_its_profile_would_override_is_refused_as_on_the_command_line(
+    tmp_path: Path, key: str, value: str, message: str
+) -> None:
+    from likeness.jobs.batch_file import read_jobs
+
+    path = tmp_path / "jobs.jsonl"
+    job = {"kind": "swap", "source": "a.jpg", "target": "b.jpg", "purpose": "film", "out": "x.jpg"}
+    path.write_text(json.dumps({**job, "disclosure_profile": "eu", key: value}) + "\n", encoding="utf-8")
+    with pytest.raises(UsageError, match=r"jobs\.jsonl:1: job 1: the eu disclosure profile " + message):
+        read_jobs(path)
+    path.write_text(json.dumps({**job, "disclosure_profile": "default", key: value}) + "\n", encoding="utf-8")
+    (only,) = read_jobs(path)  # the default profile takes the choice
+    assert only.options[key] == value

@@ -123,6 +123,27 @@ def _dead_helper_replaced(faces_dir: Path) -> None:
         np.testing.assert_array_equal(face.landmarks, expected.landmarks)
 
 
+def test_a_helper_that_dies_after_it_was_ready_is_replaced_by_loading_the_model_here(faces_dir: Path) -> None:
+    _in_a_fresh_process("_helper_dies_mid_job", faces_dir)
+
+
+def _helper_dies_mid_job(faces_dir: Path) -> None:
+    helper = LandmarkHelper.start(None)
+    assert helper is not None
+    with helper:
+        analyzer = DlibAnalyzer(defer_models=True, landmarks_helper=helper)
+        first = load_image(faces_dir / "obama/1.jpg").pixels
+        (before,) = analyzer.analyze(first)  # through the helper
+        os.kill(helper._pid, signal.SIGKILL)
+        os.waitpid(helper._pid, 0)
+        helper._pid = 0
+        second = load_image(faces_dir / "biden/1.jpg").pixels
+        (after,) = analyzer.analyze(second)  # the helper is gone: the model is read here
+        local = DlibAnalyzer()
+        np.testing.assert_array_equal(before.landmarks, local.analyze(first)[0].landmarks)
+        np.testing.assert_array_equal(after.landmarks, local.analyze(second)[0].landmarks)
+
+
 def test_the_helper_ends_when_its_command_goes_away() -> None:
     """The command killed with -9 cannot stop its helper: the helper sees its socket close and exits."""
     script = (

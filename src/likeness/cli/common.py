@@ -88,23 +88,13 @@ def check_label_for_profile(ctx: click.Context, profile: str | None, corner: str
         return
     from click.core import ParameterSource
 
-    from likeness.disclosure.profiles import get_profile
+    from likeness.disclosure.profiles import check_label_choice, get_profile
 
-    chosen = get_profile(profile)
-    given = {
-        name
-        for name in ("label_corner", "label_language")
-        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
-    }
-    if "label_corner" in given and corner not in chosen.corners:
-        raise UsageError(
-            f"the {chosen.name} disclosure profile puts the label {' or '.join(chosen.corners)}, "
-            f"not {corner}",
-            hint="drop --label-corner, or choose another --disclosure-profile",
-        )
-    if "label_language" in given and chosen.wording is not None:
-        raise UsageError(
-            f"the {chosen.name} disclosure profile sets the label's own wording; --label-language {language} "
-            "does not apply",
-            hint="drop --label-language, or use --disclosure-profile default",
-        )
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+    check_label_choice(
+        get_profile(profile),
+        corner=corner if given("label_corner") else None,
+        language=language if given("label_language") else None,
+    )

@@ -316,13 +316,14 @@ def _run_job(request, home, progress):
         click.echo("\nlikeness: stopping at the next step (press Ctrl-C again to stop at once)", err=True)
 
     helper = _landmark_helper(request, home)  # first: it reads its model while the rest is imported
-    from likeness.jobs.road import run_job
+    previous = None
+    try:
+        from likeness.jobs.road import run_job
 
-    try:
-        previous = signal.signal(signal.SIGINT, interrupt)
-    except ValueError:  # not the main thread: no signal handling, Ctrl-C ends the process
-        previous = None
-    try:
+        try:
+            previous = signal.signal(signal.SIGINT, interrupt)
+        except ValueError:  # not the main thread: no signal handling, Ctrl-C ends the process
+            previous = None
         engines = None
         if helper is not None:
             from likeness.faces.dlib_backend import DlibAnalyzer
@@ -340,9 +341,12 @@ def _run_job(request, home, progress):
 
 
 def _landmark_helper(request, home):
-    """With dlib: the 68-point model loaded in a helper process (:mod:`likeness.faces.landmark_helper`)
-    while this one imports and loads the rest, or ``None``."""
-    if request.backend != "dlib":
+    """A dlib swap onto a still: the 68-point model loaded in a helper process
+    (:mod:`likeness.faces.landmark_helper`) while this one imports and loads the rest, or ``None``.
+    Footage loads it here: over many frames the helper's round trips cost more than it saves."""
+    from likeness.jobs.requests import SwapRequest
+
+    if type(request) is not SwapRequest or request.backend != "dlib":
         return None
     from likeness.faces.landmark_helper import LandmarkHelper
 

@@ -30,18 +30,17 @@ here; ``likeness verify`` compares the two.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import os
 import re
 import struct
-import tempfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
 from likeness.errors import DisclosureError
+from likeness.fsutil import write_atomic
 
 TC260_NS = "http://www.tc260.org.cn/ns/AIGC/1.0/"
 FIELDS = (
@@ -139,29 +138,14 @@ def _png_with(data: bytes, packet: bytes) -> bytes:
     return data[:at] + _png_chunk(b"iTXt", body) + data[at:]
 
 
-def _replace(path: Path, data: bytes) -> None:
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".aigc")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(name, path.stat().st_mode & 0o777)
-        os.replace(name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
-        raise
-
-
 def embed_aigc(path: Path, media_type: str, fields: Mapping[str, str]) -> None:
     """Write the AIGC implicit label into the finished file ``path`` (before it is signed)."""
     path = Path(path)
     packet = xmp_packet(fields)
     if media_type == "image/jpeg":
-        _replace(path, _jpeg_with(path.read_bytes(), packet))
+        write_atomic(path, _jpeg_with(path.read_bytes(), packet), mode=path.stat().st_mode & 0o777)
     elif media_type == "image/png":
-        _replace(path, _png_with(path.read_bytes(), packet))
+        write_atomic(path, _png_with(path.read_bytes(), packet), mode=path.stat().st_mode & 0o777)
     elif media_type in ("video/mp4", "video/quicktime"):
         box = struct.pack(">I", 8 + 16 + len(packet)) + b"uuid" + XMP_UUID + packet
         with path.open("ab") as handle:

@@ -108,3 +108,28 @@ def get_profile(name: str) -> DisclosureProfile:
             "the policy file's [disclosure] default_profile sets the default",
         )
     return found
+
+
+def check_label_choice(
+    profile: DisclosureProfile,
+    *,
+    corner: str | None = None,
+    language: str | None = None,
+    corner_option: str = "--label-corner",
+    language_option: str = "--label-language",
+) -> None:
+    """A label corner or language the user chose (``None``: not chosen) that ``profile`` would
+    override is a usage error, not silently ignored; ``*_option`` name the choice in the message as
+    the user gave it (a command-line option, a jobs-file key)."""
+    if corner is not None and corner not in profile.corners:
+        raise UsageError(
+            f"the {profile.name} disclosure profile puts the label {' or '.join(profile.corners)}, "
+            f"not {corner}",
+            hint=f"drop {corner_option}, or choose another disclosure profile",
+        )
+    if language is not None and profile.wording is not None:
+        raise UsageError(
+            f"the {profile.name} disclosure profile sets the label's own wording; {language_option} "
+            f"{language} does not apply",
+            hint=f"drop {language_option}, or use the default disclosure profile",
+        )

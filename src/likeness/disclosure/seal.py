@@ -189,10 +189,9 @@ def credential_facts(
     sealed: SealedOutput,
     job: SealJob,
     consent_hashes: Mapping[str, str],
-    disclosure: Mapping[str, Any] | None = None,
-    aigc: Mapping[str, str] | None = None,
 ) -> CredentialFacts:
-    """The one builder of what a manifest states, for stills and footage alike."""
+    """The one builder of what a manifest states, for stills and footage alike (the disclosure as
+    drawn and the AIGC label from ``sealed``, as its ledger entry states them too)."""
     return CredentialFacts(
         output_id=sealed.output_id,
         kind=sealed.kind,
@@ -203,8 +202,8 @@ def credential_facts(
         tools=dict(job.tools),
         consent_hashes=dict(consent_hashes),
         ledger_head=dict(sealed.ledger_head) if sealed.ledger_head else None,
-        disclosure=dict(disclosure) if disclosure else None,
-        aigc=dict(aigc) if aigc else None,
+        disclosure=dict(sealed.disclosure) if sealed.disclosure else None,
+        aigc=dict(sealed.aigc) if sealed.aigc else None,
     )
 
 
@@ -466,9 +465,7 @@ def _seal_once(
     with timed(timer, "sign"):
         credentials = sign_content_credentials(
             encoded,
-            facts=credential_facts(
-                sealed, job, job.consent_hashes(consent_ids), disclosure=sealed.disclosure, aigc=aigc
-            ),
+            facts=credential_facts(sealed, job, job.consent_hashes(consent_ids)),
             home=home,
         )
     sealed = dataclasses.replace(sealed, sha256=sha256_file(encoded), c2pa=True)

@@ -109,16 +109,17 @@ class Found:
         return [candidate for candidate in self.candidates if not candidate[4]]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Models:
     """The loaded landmark and recognition models and their verified files."""
 
     landmarks68: Any
     """dlib's 68-point predictor, a :class:`LandmarkHelper` (another process) that holds it, or ``None``
-    (not loaded: faces get no 68 landmarks)."""
+    (not loaded: faces get no 68 landmarks). A helper that dies is replaced by the model loaded here."""
     landmarks5: Any
     recogniser: Any
     verified: dict[str, VerifiedModel]
+    home: Home | None = None
 
     def points68(self, pixels: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
         """The 68 landmarks of each box (unclipped: the predictor normalises by the box)."""
@@ -126,8 +127,13 @@ class _Models:
 
         if self.landmarks68 is None:
             return [np.empty((0, 2), dtype=np.float32) for _ in boxes]
-        if isinstance(self.landmarks68, LandmarkHelper):
-            return self.landmarks68.points(pixels, boxes)
+        helper = self.landmarks68
+        if isinstance(helper, LandmarkHelper):
+            try:
+                return helper.points(pixels, boxes)
+            except HelperGone:  # verified again, then read here: the same file gives the same points
+                verified = locate_verified("dlib_landmarks_68", self.home)
+                self.landmarks68 = dlib.shape_predictor(str(verified.path))
         return [shape_points(self.landmarks68(pixels, dlib.rectangle(*box))) for box in boxes]
 
 
@@ -169,7 +175,9 @@ def _load_models(
     if shape68 is None:
         shape68 = dlib.shape_predictor(str(verified68.path))
     verified = {"dlib_landmarks_68": verified68, "dlib_landmarks_5": landmarks5, "dlib_resnet_v1": resnet}
-    return _Models(landmarks68=shape68, landmarks5=shape5, recogniser=recogniser, verified=verified)
+    return _Models(
+        landmarks68=shape68, landmarks5=shape5, recogniser=recogniser, verified=verified, home=home
+    )
 
 
 def check_pixels(pixels: np.ndarray) -> np.ndarray:

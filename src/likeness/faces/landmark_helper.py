@@ -88,7 +88,10 @@ class LandmarkHelper:
         if not boxes:
             return []
         crops = [crop_around(pixels, box) for box in boxes]
-        _send(self._channel, [(crop, shifted) for crop, shifted, _ in crops])
+        try:
+            _send(self._channel, [(crop, shifted) for crop, shifted, _ in crops])
+        except OSError as exc:  # the helper died since it was ready (a broken pipe)
+            raise HelperGone(f"the landmark helper is gone ({exc})") from exc
         kind, *value = self._receive()
         if kind != "points" or len(value[0]) != len(boxes):
             raise HelperGone(f"the landmark helper answered {kind!r} to a request for landmarks")

@@ -209,8 +209,14 @@ class ResultsFile:
     _lock: IO[str] | None = field(default=None, repr=False)
 
     def __enter__(self) -> ResultsFile:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = try_lock(self.path)  # the file itself: no lock file left beside it
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = try_lock(self.path)  # the file itself: no lock file left beside it
+        except OSError as exc:
+            raise UsageError(
+                f"{self.path}: cannot open the results file ({exc.strerror or exc})",
+                hint="choose a --results file in a folder you can write to",
+            ) from None
         if self._lock is None:
             raise UsageError(
                 f"another likeness batch is running these jobs (its results file is {self.path})",

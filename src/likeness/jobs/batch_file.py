@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from likeness.disclosure.profiles import get_profile
+from likeness.disclosure.profiles import check_label_choice, get_profile
 from likeness.errors import UsageError
 from likeness.jobs.requests import EditRequest, GenerateRequest, SwapRequest, VideoSwapRequest
 from likeness.media.video import looks_like_video
@@ -204,9 +204,17 @@ def _check_job(path: Path, number: int, line: int, raw: Mapping[str, Any]) -> Ba
         )
     if options.get("disclosure_profile") is not None:
         try:
-            options["disclosure_profile"] = get_profile(options["disclosure_profile"]).name
+            profile = get_profile(options["disclosure_profile"])
+            check_label_choice(
+                profile,
+                corner=options.get("label_corner"),
+                language=options.get("label_language"),
+                corner_option="label_corner",
+                language_option="label_language",
+            )
         except UsageError as error:
             raise UsageError(f"{where}: {error.reason}", hint=error.hint) from None
+        options["disclosure_profile"] = profile.name
     if cls is VideoSwapRequest and options.get("face_index") is not None:
         raise UsageError(
             f"{where}: face_index applies to images; in a video faces are followed and chosen by consent",

@@ -306,7 +306,8 @@ def beard_weight(rgb: np.ndarray, points: np.ndarray, lab: np.ndarray | None = N
     darker = skin_l - cv2.GaussianBlur(lightness, (0, 0), max(0.8, 0.015 * size))
     textured_darker, textured = BEARD_PIXEL_TEXTURED
     hair = (darker > BEARD_PIXEL_DARKER) | ((darker > textured_darker) & (spread > textured * skin_t))
-    source_only = polygon_mask(points[OUTER_LIPS], shape) | polygon_mask(points[UPPER_LIP], shape)
+    lips = polygon_mask(points[OUTER_LIPS], shape)
+    source_only = lips | polygon_mask(points[UPPER_LIP], shape)
     hair &= region & ~source_only
     step = max(1, round(0.025 * size))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * step + 1, 2 * step + 1))
@@ -317,4 +318,4 @@ def beard_weight(rgb: np.ndarray, points: np.ndarray, lab: np.ndarray | None = N
     specks = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < 0.02 * region.sum())
     hair[np.isin(labels, specks[specks > 0])] = False
     soft = cv2.GaussianBlur(hair.astype(np.float32), (0, 0), max(0.8, BEARD_FEATHER * size))
-    return np.where(polygon_mask(points[OUTER_LIPS], shape), 0.0, soft).astype(np.float32)
+    return np.where(lips, 0.0, soft).astype(np.float32)
