@@ -16,8 +16,10 @@ import itertools
 import json
 import pickle
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from sqlalchemy import create_engine, text
 from likeness.consent.gate import check_consent
 from likeness.consent.records import Involvement
 from likeness.consent.registry import Reference, Registry
+from likeness.consent.store import make_engine
 from likeness.errors import ConsentRefused
 from likeness.faces.backends import load_analyzer
 from likeness.home import Home
@@ -231,6 +234,30 @@ def assert_whole(registry: Registry) -> None:
     enrolled = sum(e.payload["references"] for e in entries if e.kind in ("enrol", "references_added"))
     erased = sum(e.payload["references_deleted"] for e in entries if e.kind == "erasure")
     assert stored == enrolled - erased, "every stored reference has its enrolment entry"
+
+
+def test_a_fresh_registry_file_waits_for_another_connection_before_switching_to_wal(tmp_path: Path) -> None:
+    """Switching a new SQLite file to WAL waits for other connections instead of failing at once.
+
+    SQLite refuses that switch with "database is locked", without calling the busy handler, while
+    another connection holds a write lock; two processes opening a fresh data home at the same
+    moment used to fail one of them (test_two_processes_enrolling_one_person_at_once, 2 in 25 runs).
+    """
+    path = tmp_path / "registry.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE placeholder (x)")
+    holder.execute("BEGIN IMMEDIATE")  # a writer that has not committed yet, as another process may be
+    holder.execute("INSERT INTO placeholder VALUES (1)")
+    releaser = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    releaser.start()
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+    finally:
+        engine.dispose()
+        releaser.join()
+        holder.close()
 
 
 @pytest.mark.slow

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields, replace
@@ -24,6 +26,8 @@ from likeness.consent.records import ConsentRecord, OutputRecord
 from likeness.errors import RegistryError
 
 BUSY_TIMEOUT_S = 30.0
+WAL_RETRY_S = 0.02
+"""Pause between tries to switch a new SQLite file to WAL while another process has it open."""
 SCHEMA_LOCK_KEY = 4242
 """PostgreSQL advisory lock taken while creating tables (the ledger table may not exist yet)."""
 
@@ -59,7 +63,7 @@ def make_engine(url: str) -> Engine:
         dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event below starts transactions
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _use_wal(cursor)
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA secure_delete = ON")  # erased biometrics are overwritten, not just unlinked
@@ -70,6 +74,28 @@ def make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
     return engine
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database in WAL mode, waiting up to the busy timeout for other processes to let go.
+
+    WAL is a property of the file, so this only switches a new database. SQLite answers "database
+    is locked" at once, without calling the busy handler, when another connection holds a write lock
+    during the switch (waiting could deadlock). Two likeness processes starting on a fresh data home
+    both get here, so the switch is retried until the busy timeout instead of failing one of them.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(WAL_RETRY_S)
 
 
 def describe(engine: Engine) -> str:
