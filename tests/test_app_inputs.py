@@ -46,4 +46,3 @@ def test_bad_uploads_are_refused_as_bad_input_in_the_api_json(studio, tmp_path: 
     report = views.verify_json(studio.verify(user, fake))
     assert report["status"] == "none" and report["unreadable"].startswith("portrait.jpg: ")
     assert str(tmp_path) not in str(report)
-

@@ -494,6 +494,46 @@ def test_resumed_footage_records_the_start_label_an_earlier_run_drew(faces_dir: 
     assert still.facts()["start_label"] is None
 
 
+def test_a_resumed_job_places_its_labels_where_the_first_run_did_though_the_faces_moved(
+    faces_dir: Path,
+) -> None:
+    """A resumed footage job sees other faces than its first run did (someone walked in): from the
+    first run's checkpoint it places the corner label and records the start label where they were
+    drawn; built without it, it would have placed both elsewhere."""
+    from likeness.disclosure.seal import Marker
+
+    pixels = vf.resize(load_image(faces_dir / PHOTO).pixels, 640, 360)
+    seen = [[(250, 40, 420, 230)]]
+    job = SealJob(
+        kind="swap",
+        purpose="test",
+        ingredients=[],
+        tools={},
+        operator="tester",
+        consent_ids=lambda: [],
+        faces=lambda: seen[0],
+        disclosure_profile="cn",
+    )
+    output_id = new_output_id()
+    first = Marker(output_id, job, 4.5, footage=True)
+    drawn = first.label(pixels, 0.0)
+    state = json.loads(json.dumps(first.checkpoint()))  # as the job folder stores it
+    seen[0] = [(200, 180, 440, 360), (450, 170, 640, 360)]  # now faces at the bottom and bottom right
+
+    resumed = Marker(output_id, job, 4.5, footage=True, resumed=state)
+    later = resumed.label(pixels, 2.5)
+    assert resumed.facts()["label"] == first.facts()["label"]
+    assert resumed.facts()["start_label"] == first.facts()["start_label"] is not None
+    left, top, right, bottom = _box(first.facts()["label"])
+    assert np.array_equal(later[top:bottom, left:right], drawn[top:bottom, left:right])
+    assert resumed.notes() == first.notes() == ()
+
+    unaware = Marker(output_id, job, 4.5, footage=True)  # no checkpoint: placed from the faces seen now
+    unaware.label(pixels, 2.5)
+    assert unaware.facts()["label"] != first.facts()["label"]
+    assert unaware.facts()["start_label"] != first.facts()["start_label"]
+
+
 def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 

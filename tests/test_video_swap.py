@@ -460,6 +460,9 @@ def test_ctrl_c_then_kill_then_rerun_resumes_to_a_complete_output(
     assert first.returncode == 130, first.stderr
     assert "cancelled at frame" in first.stderr and "run the same command again" in first.stderr
     assert not out.exists() and (job / "seg_00001.mkv").exists()
+    # The checkpoint keeps where the labels were placed: A's face, the only one in the first frame.
+    labels = json.loads((job / "manifest.json").read_text())["resume_state"]["disclosure_labels"]
+    assert len(labels["label_avoid"]) == 1 and labels["start_avoid"] is None, labels
 
     # A real SIGKILL later in the rerun: still nothing under the final name.
     second = _run_until(command, job, "seg_00003.mkv", signal.SIGKILL)

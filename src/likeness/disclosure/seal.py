@@ -43,6 +43,7 @@ from likeness.disclosure.implicit import aigc_fields, embed_aigc
 from likeness.disclosure.label import (
     CORNERS,
     LABEL_TEXT,
+    Box,
     LabelBox,
     apply_label,
     apply_start_label,
@@ -57,6 +58,8 @@ from likeness.media.frames import Frame, FrameSource, ResumePoint
 from likeness.progress import CancelToken, Progress, StageTimer, no_progress, timed
 
 Result = TypeVar("Result", covariant=True)
+LABELS_STATE = "disclosure_labels"
+"""The key under which a footage checkpoint keeps :meth:`Marker.checkpoint`."""
 LABEL_COVERS_FACE = (
     "the visible label covers a detected face: at the legal size every corner would have covered one"
 )
@@ -218,6 +221,11 @@ class Marker:
 
     The watermark: with ``per_output`` (footage) a :class:`FrameMarker` built for the frame size
     marks every frame (a new one if the size changes); else :func:`watermark.embed_id`.
+
+    Resuming footage: :meth:`checkpoint` states the face boxes each label was placed to avoid, and
+    a marker built with that state (``resumed``) places its labels from those boxes, not from the
+    faces it sees now, so a resumed job's labels sit where the first run drew them and its facts
+    state the start label as drawn.
     """
 
     def __init__(
@@ -229,6 +237,7 @@ class Marker:
         per_output: bool = False,
         footage: bool = False,
         start_time: float = 0.0,
+        resumed: Mapping[str, Any] | None = None,
     ) -> None:
         self.output_id = output_id
         self.per_output = per_output
@@ -249,6 +258,15 @@ class Marker:
         self.start_box: LabelBox | None = None
         self.size: tuple[int, int] = (0, 0)
         self._start: tuple[tuple[slice, slice], np.ndarray] | None = None
+        earlier = resumed or {}
+        self.label_avoid: list[Box] | None = _boxes(earlier.get("label_avoid"))
+        """The faces the corner label was placed to avoid (set when it is first placed)."""
+        self.start_avoid: list[Box] | None = _boxes(earlier.get("start_avoid"))
+        """The faces the start label was placed to avoid (set when it is first drawn)."""
+
+    def checkpoint(self) -> dict[str, Any]:
+        """What a resumed job needs to place its labels as this run did (JSON)."""
+        return {"label_avoid": self.label_avoid, "start_avoid": self.start_avoid}
 
     def label(self, pixels: np.ndarray, time: float = 0.0) -> np.ndarray:
         labelled = self._corner_label(pixels)
@@ -261,12 +279,14 @@ class Marker:
             out = pixels.copy()
             out[self._where] = self._patch
             return out
+        if self.label_avoid is None:
+            self.label_avoid = [_box(face) for face in self.faces()]
         labelled, box = apply_label(
             pixels,
             self.output_id,
             corner=self.profile.corner(self.corner),
             language=self.font_language,
-            avoid=self.faces(),
+            avoid=self.label_avoid,
             text=self.text,
             corners=self.profile.corners,
         )
@@ -285,10 +305,14 @@ class Marker:
             where, patch = self._start
             labelled[where] = patch
             return labelled
-        corner = self.box
-        keep_clear = [(corner.left, corner.top, corner.right, corner.bottom)] if corner else []
+        if self.start_avoid is None:
+            self.start_avoid = [_box(face) for face in self.faces()]
         out, box = apply_start_label(
-            labelled, self.text, language=self.font_language, avoid=self.faces(), keep_clear=keep_clear
+            labelled,
+            self.text,
+            language=self.font_language,
+            avoid=self.start_avoid,
+            keep_clear=self._corner_clear(),
         )
         self.start_box = box
         self._start = (
@@ -297,10 +321,25 @@ class Marker:
         )
         return out
 
+    def _corner_clear(self) -> list[Box]:
+        corner = self.box
+        return [(corner.left, corner.top, corner.right, corner.bottom)] if corner else []
+
+    def _drawn_start_box(self) -> LabelBox | None:
+        """The start label as drawn, in this run or (resumed after the first seconds) an earlier one."""
+        if self.start_box is not None or self.start_seconds <= 0 or self.box is None:
+            return self.start_box
+        # Resumed after its first seconds: an earlier run drew the start label, placed to avoid
+        # ``start_avoid`` (a job folder from before that was recorded: the faces seen now).
+        avoid = self.start_avoid if self.start_avoid is not None else self.faces()
+        width, height = self.size
+        return start_label_box(width, height, self.text, self.font_language, avoid, self._corner_clear())[0]
+
     def notes(self) -> tuple[str, ...]:
         """What the user should know about where the labels went."""
         notes = [label_covers_face(self.profile)] if self.covers_face else []
-        if self.start_box is not None and self.start_box.covers_face:
+        start = self._drawn_start_box()
+        if start is not None and start.covers_face:
             notes.append(START_LABEL_COVERS_FACE)
         return tuple(notes)
 
@@ -314,12 +353,7 @@ class Marker:
             "start_label": None,
             "implicit_label": "AIGC XMP (TC260)" if self.profile.implicit else None,
         }
-        start = self.start_box
-        if start is None and self.start_seconds > 0 and self.box is not None:
-            # A footage job resumed after its first seconds drew the start label in an earlier run:
-            # the same frames and faces put it in the same place.
-            corner = (self.box.left, self.box.top, self.box.right, self.box.bottom)
-            start = start_label_box(width, height, self.text, self.font_language, self.faces(), [corner])[0]
+        start = self._drawn_start_box()
         if start is not None:
             facts["start_label"] = {**start.facts(width, height), "seconds": self.start_seconds}
         return facts
@@ -332,6 +366,16 @@ class Marker:
         if marker is None or (marker.height, marker.width) != (height, width):
             marker = self._frame_marker = FrameMarker(height, width, self.output_id, strength=self.strength)
         return marker.mark(labelled)
+
+
+def _box(face: Sequence[int]) -> Box:
+    left, top, right, bottom = (int(v) for v in face)
+    return (left, top, right, bottom)
+
+
+def _boxes(value: Any) -> list[Box] | None:
+    """Boxes as a checkpoint stores them (JSON lists), or ``None`` where none were stored."""
+    return None if value is None else [_box(face) for face in value]
 
 
 def _check_pixels(pixels: np.ndarray) -> None:
@@ -411,7 +455,16 @@ def _seal_once(
     cancel: CancelToken,
     timer: StageTimer | None,
 ) -> Result | None:
-    begun = sink.begin(source.checkpoint)
+    marker: Marker | None = None
+
+    def checkpoint() -> dict[str, Any]:
+        """The source's state and, apart, the labels' (``frames`` ignores keys it does not know)."""
+        state = dict(source.checkpoint())
+        if marker is not None:
+            state[LABELS_STATE] = marker.checkpoint()
+        return state
+
+    begun = sink.begin(checkpoint)
     if recorded_sha256(begun.output_id) is not None:
         return sink.adopt(recorded_sha256)
     marker = Marker(
@@ -421,6 +474,7 @@ def _seal_once(
         per_output=sink.watermark_per_output,
         footage=sink.media_type.startswith("video/"),
         start_time=sink.start_time,
+        resumed=begun.start.state.get(LABELS_STATE),
     )
     for frame in _frames(source, begun.start):
         cancel.check(
