@@ -18,6 +18,7 @@ import re
 import shutil
 import sqlite3
 import struct
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -463,22 +464,26 @@ def test_footage_whose_start_label_was_painted_out_no_longer_meets_its_profile(
     assert {c["check"]: c["ok"] for c in own["checks"]}["start label in the pixels"] is True
 
 
-def test_resumed_footage_records_the_start_label_an_earlier_run_drew(faces_dir: Path) -> None:
-    """A footage job resumed after its first 2 s draws no start label itself; its manifest still
-    records the one its earlier run drew, in the same place."""
-    from likeness.disclosure.seal import Marker
-
-    pixels = vf.resize(load_image(faces_dir / PHOTO).pixels, 640, 360)
-    job = SealJob(
+def _cn_footage_job(faces: Callable[[], list[tuple[int, int, int, int]]]) -> SealJob:
+    return SealJob(
         kind="swap",
         purpose="test",
         ingredients=[],
         tools={},
         operator="tester",
         consent_ids=lambda: [],
-        faces=lambda: [(250, 40, 420, 230)],
+        faces=faces,
         disclosure_profile="cn",
     )
+
+
+def test_resumed_footage_records_the_start_label_an_earlier_run_drew(faces_dir: Path) -> None:
+    """A footage job resumed after its first 2 s draws no start label itself; its manifest still
+    records the one its earlier run drew, in the same place."""
+    from likeness.disclosure.seal import Marker
+
+    pixels = vf.resize(load_image(faces_dir / PHOTO).pixels, 640, 360)
+    job = _cn_footage_job(lambda: [(250, 40, 420, 230)])
     output_id = new_output_id()
     first = Marker(output_id, job, 4.5, footage=True)
     drawn = first.label(pixels, 0.0)
@@ -504,16 +509,7 @@ def test_a_resumed_job_places_its_labels_where_the_first_run_did_though_the_face
 
     pixels = vf.resize(load_image(faces_dir / PHOTO).pixels, 640, 360)
     seen = [[(250, 40, 420, 230)]]
-    job = SealJob(
-        kind="swap",
-        purpose="test",
-        ingredients=[],
-        tools={},
-        operator="tester",
-        consent_ids=lambda: [],
-        faces=lambda: seen[0],
-        disclosure_profile="cn",
-    )
+    job = _cn_footage_job(lambda: seen[0])
     output_id = new_output_id()
     first = Marker(output_id, job, 4.5, footage=True)
     drawn = first.label(pixels, 0.0)
