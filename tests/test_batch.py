@@ -722,6 +722,42 @@ def test_ray_with_postgres_mixed_outcomes_a_killed_worker_and_a_resume(
     assert ledger_length(home) > 0  # one chain on PostgreSQL, every output and refusal in it
 
 
+@pytest.mark.kill
+def test_ctrl_c_on_ray_cancels_the_running_task_and_writes_down_every_result_back(
+    ray_cluster, home: Home, faces_dir: Path, clip: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C while the batch waits on Ray is counted, not raised, so no result that came back is
+    lost between taking it and writing it down: the still that finished is done, the footage task
+    is cancelled (exit 130), and the rerun resumes the footage and records each output once."""
+    from likeness.jobs.batch_ray import ray_runner
+
+    make_cast(home, faces_dir)
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", *footage_jobs(clip, faces_dir))
+    job = job_folder(tmp_path / "shot.mp4")
+
+    def interrupt_when_under_way() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if (job / "seg_00001.mkv").exists() and (tmp_path / "still.jpg").exists():
+                os.kill(os.getpid(), signal.SIGINT)  # the driver's Ctrl-C
+                return
+            time.sleep(0.05)
+
+    interrupter = threading.Thread(target=interrupt_when_under_way)
+    interrupter.start()
+    first = run_batch(jobs_file, home=home, runner=ray_runner("auto"), operator="tester")
+    interrupter.join()
+    by_out = {Path(r.out).name: r for r in first.results}
+    assert (by_out["shot.mp4"].exit_code, by_out["shot.mp4"].error) == (130, "cancelled"), by_out
+    assert by_out["still.jpg"].status == "done", by_out
+    assert first.exit_code == 130 and not (tmp_path / "shot.mp4").exists()
+    assert (job / "seg_00001.mkv").exists(), "the cancelled footage keeps its finished segments"
+
+    second = run_batch(jobs_file, home=home, runner=ray_runner("auto"), operator="tester")
+    assert [r.status for r in second.results] == ["done", "skipped"]
+    check_footage_rerun(second, home, tmp_path)
+
+
 def test_ray_resource_requests() -> None:
     from likeness.jobs.batch_file import BatchJob
     from likeness.jobs.batch_ray import resources

@@ -81,3 +81,36 @@ class CancelToken:
                 f"cancelled {where}; nothing was written under the output name",
                 hint=hint or "run the same command again to start over",
             )
+
+
+@dataclass
+class Interrupts:
+    """How many times Ctrl-C (SIGINT) was pressed while :func:`counting_interrupts` held it."""
+
+    count: int = 0
+
+
+@contextlib.contextmanager
+def counting_interrupts(on_interrupt: Callable[[int], None] | None = None) -> Iterator[Interrupts]:
+    """Ctrl-C counted instead of raised while the block runs; ``on_interrupt(count)`` is called
+    from the handler. For loops that must act on it between steps: a ``KeyboardInterrupt`` raised at
+    an arbitrary point could lose a result that was received but not yet written down. Outside
+    the main thread Ctrl-C is not ours to handle, and nothing is installed."""
+    import signal
+
+    interrupts = Interrupts()
+
+    def handler(signum: int, frame: object) -> None:
+        interrupts.count += 1
+        if on_interrupt is not None:
+            on_interrupt(interrupts.count)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        yield interrupts
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)

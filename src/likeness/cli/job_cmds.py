@@ -304,40 +304,35 @@ def _run_job(request, home, progress):
     """Run a job on the one road with a clean Ctrl-C: the first one stops it at the next step or
     frame (exit 130; footage keeps its finished segments and the same command resumes), a second
     one at once."""
-    import signal
     import threading
+
+    from likeness.progress import counting_interrupts
 
     cancel = threading.Event()
 
-    def interrupt(signum: int, frame: object) -> None:
-        if cancel.is_set():
+    def interrupt(count: int) -> None:
+        if count > 1:
             raise KeyboardInterrupt
         cancel.set()
         click.echo("\nlikeness: stopping at the next step (press Ctrl-C again to stop at once)", err=True)
 
     helper = _landmark_helper(request, home)  # first: it reads its model while the rest is imported
-    previous = None
     try:
         from likeness.jobs.road import run_job
 
-        try:
-            previous = signal.signal(signal.SIGINT, interrupt)
-        except ValueError:  # not the main thread: no signal handling, Ctrl-C ends the process
-            previous = None
-        engines = None
-        if helper is not None:
-            from likeness.faces.dlib_backend import DlibAnalyzer
-            from likeness.jobs.engines import Engines
-            from likeness.swap.backends import load_swapper
+        with counting_interrupts(interrupt):
+            engines = None
+            if helper is not None:
+                from likeness.faces.dlib_backend import DlibAnalyzer
+                from likeness.jobs.engines import Engines
+                from likeness.swap.backends import load_swapper
 
-            analyzer = DlibAnalyzer(home, defer_models=True, landmarks_helper=helper)
-            engines = Engines(backend="dlib", analyzer=analyzer, swapper=load_swapper("dlib", home))
-        return run_job(request, home=home, progress=progress, cancel=cancel, engines=engines)
+                analyzer = DlibAnalyzer(home, defer_models=True, landmarks_helper=helper)
+                engines = Engines(backend="dlib", analyzer=analyzer, swapper=load_swapper("dlib", home))
+            return run_job(request, home=home, progress=progress, cancel=cancel, engines=engines)
     finally:
         if helper is not None:
             helper.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
 
 
 def _landmark_helper(request, home):

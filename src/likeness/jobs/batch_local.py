@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 
 from likeness.home import Home
 from likeness.jobs.batch import BatchEvents, Pending, died, execute
+from likeness.progress import counting_interrupts
 
 if TYPE_CHECKING:
     from likeness.jobs.engines import Engines
@@ -175,14 +176,10 @@ def _run(todo: list[Pending], home: Home, operator: str, events: BatchEvents, li
     context = multiprocessing.get_context("spawn")
     queue = deque(todo)
     pool: dict[int, _Worker] = {}  # by process sentinel
-    interrupts = [0]
 
-    def interrupt(signum: int, frame: object) -> None:
-        # Counted here, acted on in the loop: an exception raised at an arbitrary point could lose a
-        # result that was received but not yet written to the results file.
-        interrupts[0] += 1
+    def interrupt(count: int) -> None:
         for worker in list(pool.values()):
-            if interrupts[0] > 1:
+            if count > 1:
                 worker.process.kill()
             elif worker.pending is not None and worker.process.pid is not None:
                 os.kill(worker.process.pid, CANCEL_SIGNAL)  # its job stops at its next step
@@ -198,39 +195,39 @@ def _run(todo: list[Pending], home: Home, operator: str, events: BatchEvents, li
         return worker
 
     try:
-        previous = signal.signal(signal.SIGINT, interrupt)
         # Ignored here, and so in a worker until it sets its handler (a relayed cancel must not kill
         # a worker still starting: the default action of SIGUSR1 is to end the process).
         previous_cancel = signal.signal(CANCEL_SIGNAL, signal.SIG_IGN)
     except ValueError:  # not the main thread: Ctrl-C is not ours to handle
-        previous = previous_cancel = None
+        previous_cancel = None
     told = False
     try:
-        while True:
-            if interrupts[0] and not told:
-                events.note("stopping: running jobs stop at their next step; Ctrl-C again stops them at once")
-                told = True
-            for worker in list(pool.values()):
-                if worker.pending is None and not worker.retiring:
-                    if queue and not interrupts[0]:
-                        _assign(worker, queue, events)
-                    else:
-                        _retire(worker)
-            while queue and len(pool) < limits.workers and not interrupts[0]:
-                _assign(start(), queue, events)
-            if not pool:
-                break
-            _collect(pool, events, limits)
+        with counting_interrupts(interrupt) as interrupts:
+            while True:
+                if interrupts.count and not told:
+                    events.note(
+                        "stopping: running jobs stop at their next step; Ctrl-C again stops them at once"
+                    )
+                    told = True
+                for worker in list(pool.values()):
+                    if worker.pending is None and not worker.retiring:
+                        if queue and not interrupts.count:
+                            _assign(worker, queue, events)
+                        else:
+                            _retire(worker)
+                while queue and len(pool) < limits.workers and not interrupts.count:
+                    _assign(start(), queue, events)
+                if not pool:
+                    break
+                _collect(pool, events, limits)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
         if previous_cancel is not None:
             signal.signal(CANCEL_SIGNAL, previous_cancel)
         for worker in pool.values():  # only when something above raised
             worker.process.kill()
             worker.process.join()
             worker.conn.close()
-    return interrupts[0] > 0
+    return interrupts.count > 0
 
 
 def _assign(worker: _Worker, queue: deque[Pending], events: BatchEvents) -> None:

@@ -27,9 +27,12 @@ from likeness.errors import UsageError
 from likeness.home import Home
 from likeness.jobs.batch import BatchEvents, JobResult, Pending, died, execute
 from likeness.jobs.batch_file import BatchJob
+from likeness.progress import counting_interrupts
 
 GPU_KINDS = ("generate", "edit")
 GPU_BACKENDS = ("insightface",)
+WAIT_S = 0.2
+"""How long the driver waits on Ray between looks at Ctrl-C (counted, not raised: see ``_run``)."""
 
 
 def wants_gpu(job: BatchJob) -> bool:
@@ -110,21 +113,20 @@ def _run(
     events.note(
         f"{len(refs)} task(s) submitted to the Ray cluster ({cpus:g} CPU(s){gpu_note}); Ray starts them"
     )
-    interrupts = 0
-    while refs:
-        try:
-            done, _ = ray.wait(list(refs), num_returns=1)
-            for ref in done:
+    cancelled = 0
+    with counting_interrupts() as interrupts:
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1, timeout=WAIT_S)
+            for ref in done:  # a Ctrl-C cannot fall between taking a result and writing it down
                 pending, started = refs.pop(ref)
                 events.finished(_result(ray, ref, pending, started))
-        except KeyboardInterrupt:
-            interrupts += 1
-            events.note(
-                "stopping: cancelling the batch's Ray tasks" + (" (forced)" if interrupts > 1 else "")
-            )
-            for ref in refs:
-                ray.cancel(ref, force=interrupts > 1)
-    return interrupts > 0
+            if interrupts.count > cancelled and refs:
+                cancelled = interrupts.count
+                forced = " (forced)" if cancelled > 1 else ""
+                events.note(f"stopping: cancelling the batch's Ray tasks{forced}")
+                for ref in refs:
+                    ray.cancel(ref, force=cancelled > 1)
+    return interrupts.count > 0
 
 
 def _result(ray: Any, ref: Any, pending: Pending, started: float) -> JobResult:
