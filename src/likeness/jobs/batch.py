@@ -35,7 +35,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -177,10 +177,16 @@ interrupted (jobs it never started get no result)."""
 # -- keys and the results file ----------------------------------------------------------------------------
 
 
-def job_key(job: BatchJob) -> str:
-    """sha256 of the job's normalized options and its input files' contents (None: unreadable)."""
-    inputs = {role: _hash_or_none(path) for role, path in job.inputs().items()}
-    body = canonical_json({"job": job.normalized(), "inputs": inputs})
+def input_hashes(job: BatchJob) -> dict[str, str | None]:
+    """Role → sha256 of each input file the job reads (``None``: missing or unreadable)."""
+    return {role: _hash_or_none(path) for role, path in job.inputs().items()}
+
+
+def job_key(job: BatchJob, inputs: Mapping[str, str | None] | None = None) -> str:
+    """sha256 of the job's normalized options and its input files' contents (:func:`input_hashes`,
+    worked out here unless given)."""
+    hashes = input_hashes(job) if inputs is None else dict(inputs)
+    body = canonical_json({"job": job.normalized(), "inputs": hashes})
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -274,11 +280,13 @@ def finished_before(
     record: dict[str, Any] | None,
     registry: Any,
     keys_by_output: dict[str, set[str]] | None = None,
+    inputs: Mapping[str, str | None] | None = None,
 ) -> JobResult | None:
     """The job's skipped result when its output is already made (see the module docstring), ``None``
     when it should run; a :class:`UsageError` result when its output name holds another file, or an
     output an earlier version of the job made (``keys_by_output``: output id → the keys the results
-    file recorded it under; an edited job has another key, and its old output is not its result)."""
+    file recorded it under; an edited job has another key, and its old output is not its result).
+    ``inputs``: the job's :func:`input_hashes`, when the caller has them (else worked out here)."""
     out = job.out
     if not out.is_file():
         return None
@@ -289,7 +297,9 @@ def finished_before(
             return _skipped(job, key, found, "finished in an earlier run")
     for candidate in registry.find_outputs_by_sha256(sha):
         found = registry.get_signed_output(candidate.output_id)
-        if found is None or not _is_jobs_output(job, out, found):
+        if inputs is None:
+            inputs = input_hashes(job)
+        if found is None or not _is_jobs_output(job, out, found, inputs):
             continue
         if (keys_by_output or {}).get(found.output_id, {key}) - {key}:
             return JobResult.failure(
@@ -314,14 +324,14 @@ def finished_before(
     )
 
 
-def _is_jobs_output(job: BatchJob, out: Path, found: OutputRecord) -> bool:
+def _is_jobs_output(job: BatchJob, out: Path, found: OutputRecord, inputs: Mapping[str, str | None]) -> bool:
     if found.path is None or Path(found.path).resolve() != out.resolve():
         return False
     if found.purpose != job.options.get("purpose"):
         return False
-    for role, path in job.inputs().items():
+    for role, sha in inputs.items():
         recorded = found.ingredient_sha256.get(role)
-        if recorded is not None and recorded != _hash_or_none(path):
+        if recorded is not None and recorded != sha:
             return False
     return True
 
@@ -412,7 +422,8 @@ def run_batch(
     shown = events or BatchEvents()
     jobs_file = Path(jobs_file).expanduser().absolute()
     jobs = read_jobs(jobs_file)  # 1. the whole file is checked before anything runs
-    keys = [job_key(job) for job in jobs]  # 2. keys
+    hashes = [input_hashes(job) for job in jobs]  # 2. keys, from each input file read once
+    keys = [job_key(job, inputs) for job, inputs in zip(jobs, hashes, strict=True)]
     where = Path(results) if results is not None else results_path(jobs_file, home)
     by_number: dict[int, JobResult] = {}
     with ResultsFile(where) as results_file:
@@ -427,8 +438,8 @@ def run_batch(
         keys_by_output = ResultsFile.keys_by_output(recorded)
         todo: list[Pending] = []
         with Registry.open(home) as registry:
-            for job, key in zip(jobs, keys, strict=True):
-                before = finished_before(job, key, recorded.get(key), registry, keys_by_output)
+            for job, key, inputs in zip(jobs, keys, hashes, strict=True):
+                before = finished_before(job, key, recorded.get(key), registry, keys_by_output, inputs)
                 if before is None:
                     todo.append(Pending(job, key))
                 else:

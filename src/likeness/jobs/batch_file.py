@@ -69,6 +69,8 @@ class BatchJob:
     kind: str
     options: Mapping[str, Any]
     """Request field → value; paths are absolute :class:`Path` objects."""
+    request_type: type[Request] | None = None
+    """The request class, worked out once when the file is read (``None``: from kind and target)."""
 
     @property
     def where(self) -> str:
@@ -82,10 +84,12 @@ class BatchJob:
         """The input files the job reads (role → path)."""
         return {key: Path(self.options[key]) for key in INPUT_KEYS if self.options.get(key) is not None}
 
+    def request_cls(self) -> type[Request]:
+        return self.request_type or request_class(self.kind, self.options)
+
     def request(self, operator: str) -> Request:
         """The request the one road runs (:func:`likeness.jobs.road.run_job`)."""
-        cls = request_class(self.kind, self.options)
-        return cls(**self.options, operator=operator)
+        return self.request_cls()(**self.options, operator=operator)
 
     def normalized(self) -> dict[str, Any]:
         """The job as plain JSON values (kind and options, paths as strings), for its key."""
@@ -220,7 +224,7 @@ def _check_job(path: Path, number: int, line: int, raw: Mapping[str, Any]) -> Ba
             f"{where}: face_index applies to images; in a video faces are followed and chosen by consent",
             hint="use faces = consented (only consenting targets) or all",
         )
-    return BatchJob(number=number, line=line, kind=kind, options=options)
+    return BatchJob(number=number, line=line, kind=kind, options=options, request_type=cls)
 
 
 def _candidate_class(kind: str, fields: Mapping[str, Any], folder: Path) -> type[Request]:
@@ -237,7 +241,7 @@ def _check_outputs(path: Path, jobs: list[BatchJob]) -> None:
     for job in jobs:
         out = job.out.resolve()
         try:
-            footage = request_class(job.kind, job.options) is VideoSwapRequest
+            footage = job.request_cls() is VideoSwapRequest
             check_output_path(out, names=".mp4 .mov" if footage else ".jpg .png")
         except UsageError as exc:
             raise UsageError(f"{path}:{job.line}: {job.where}: {exc.reason}", hint=exc.hint) from None
