@@ -440,6 +440,32 @@ def test_portrait_analysis_upsamples_only_when_faces_are_small(
     assert [f.box for f in analyzer.analyze_portrait(small)] == [f.box for f in analyzer.analyze(small)]
 
 
+def test_the_portrait_rule_runs_one_detection_on_a_photo_too_large_to_upsample(
+    analyzer: DlibAnalyzer, faces_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over ``upsample_below`` the full pass is the no-upsampling pass again: a small face (or none)
+    on a large photo is not looked for twice; on a small photo the upsampled pass still runs."""
+    runs: list[int] = []
+    detect = analyzer._detect
+
+    def counted(pixels, chosen=None, *, upsample=True):
+        found = detect(pixels, chosen, upsample=upsample)
+        runs.append(found[2])
+        return found
+
+    monkeypatch.setattr(analyzer, "_detect", counted)
+    small = load_image(faces_dir / "_hard/obama_240p_small.jpg").pixels
+    canvas = np.full((1300, 1700, 3), 128, dtype=np.uint8)  # over upsample_below, with a 62 px face
+    canvas[100 : 100 + small.shape[0], 200 : 200 + small.shape[1]] = small
+    assert max(canvas.shape[:2]) > analyzer.upsample_below
+    faces = analyzer.analyze_portrait(canvas)
+    assert runs == [0], runs  # one detection, not upsampled
+    assert [f.box for f in faces] == [f.box for f in analyzer.analyze(canvas)]
+    runs.clear()
+    analyzer.analyze_portrait(small)  # a small photo: the upsampled pass follows the coarse one
+    assert runs == [0, 1], runs
+
+
 def test_a_swap_source_is_found_by_the_portrait_rule(analyzer: DlibAnalyzer, faces_dir: Path) -> None:
     from likeness.jobs.selection import find_source_face
 

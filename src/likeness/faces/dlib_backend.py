@@ -369,6 +369,10 @@ class DlibAnalyzer:
             large = [candidate[3] * first.detect_scale >= PORTRAIT_MIN_PX for candidate in first.kept()]
             if large and all(large):
                 return first
+            if self._plan(pixels.shape[:2], scale, upsample=upsample) == self._plan(
+                pixels.shape[:2], None, upsample=False
+            ):
+                return first  # a photo too large to upsample: the full pass would be this one again
         return self._found(pixels, scale, upsample=upsample)
 
     def finish(self, found: Found, *, embed: bool = True) -> Analysis:
@@ -447,20 +451,26 @@ class DlibAnalyzer:
         (``upsample=False``: never upsample)."""
         import cv2
 
-        height, width = pixels.shape[:2]
-        scale = min(1.0, self.detect_long_side / max(height, width))
-        if chosen is not None:
-            scale = min(scale, max(float(chosen), 16.0 / min(height, width)))
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            work = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-            scale = size[0] / width
-        else:
-            work = pixels
-        steps = 1 if upsample and chosen is None and max(work.shape[:2]) <= self.upsample_below else 0
+        size, steps = self._plan(pixels.shape[:2], chosen, upsample=upsample)
+        work = pixels if size is None else cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        scale = 1.0 if size is None else size[0] / pixels.shape[1]
         with self._detector() as detector:
             rects, scores, _ = detector.run(work, steps, 0.0)
         return list(zip(rects, (float(s) for s in scores), strict=True)), scale, steps
+
+    def _plan(
+        self, shape: tuple[int, ...], chosen: float | None, *, upsample: bool
+    ) -> tuple[tuple[int, int] | None, int]:
+        """How :meth:`_detect` works on a picture of ``shape``: the (width, height) it is resized to
+        (``None``: as it is) and the upsampling steps."""
+        height, width = shape[:2]
+        scale = min(1.0, self.detect_long_side / max(height, width))
+        if chosen is not None:
+            scale = min(scale, max(float(chosen), 16.0 / min(height, width)))
+        size = (max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1.0 else None
+        longest = max(size) if size is not None else max(height, width)
+        steps = 1 if upsample and chosen is None and longest <= self.upsample_below else 0
+        return size, steps
 
 
 def frontal_face_detector(home: Home | None) -> Any:
