@@ -223,9 +223,20 @@ def seam_score(out: np.ndarray, target: np.ndarray, face_size: float) -> float |
     return float(magnitude[band].mean() / max(float(magnitude[core].mean()), 1e-6))
 
 
-def outer_seam_score(out: np.ndarray, target: np.ndarray, face_size: float) -> float | None:
-    """:func:`seam_score` on the outer edge only: holes of the changed region filled, a band of the same
-    width around each hole left out of both the edge band and the inside."""
+@dataclass(frozen=True)
+class _Edges:
+    """The changed region with its holes filled, and the bands :func:`outer_seam_score` and
+    :func:`edge_step` measure in (each ``width`` wide)."""
+
+    band: np.ndarray
+    """Both sides of the outer edge, away from the holes."""
+    core: np.ndarray
+    """The filled region deeper than ``width``, away from the holes."""
+    near_hole: np.ndarray
+    holes: np.ndarray
+
+
+def _edges(out: np.ndarray, target: np.ndarray, face_size: float) -> _Edges | None:
     from scipy.ndimage import binary_fill_holes
 
     changed = np.any(out != target, axis=2)
@@ -239,10 +250,17 @@ def outer_seam_score(out: np.ndarray, target: np.ndarray, face_size: float) -> f
     near_hole = cv2.distanceTransform(1 - holes, cv2.DIST_L2, 5) < width
     band = ((filled & (inside < width)) | (~filled & (outside < width))) & ~near_hole
     core = filled & (inside >= width) & ~near_hole
-    if core.sum() < 50 or not band.any():
+    return _Edges(band=band, core=core, near_hole=near_hole, holes=holes)
+
+
+def outer_seam_score(out: np.ndarray, target: np.ndarray, face_size: float) -> float | None:
+    """:func:`seam_score` on the outer edge only: holes of the changed region filled, a band of the same
+    width around each hole left out of both the edge band and the inside."""
+    edges = _edges(out, target, face_size)
+    if edges is None or edges.core.sum() < 50 or not edges.band.any():
         return None
     magnitude = change_gradient(out, target, face_size)
-    return float(magnitude[band].mean() / max(float(magnitude[core].mean()), 1e-6))
+    return float(magnitude[edges.band].mean() / max(float(magnitude[edges.core].mean()), 1e-6))
 
 
 def edge_step(out: np.ndarray, target: np.ndarray, face_size: float) -> tuple[float | None, float | None]:
@@ -251,21 +269,12 @@ def edge_step(out: np.ndarray, target: np.ndarray, face_size: float) -> tuple[fl
     size (0: no step; the same absolute unit for every swapper, so nothing depends on what it kept).
     The hole value is None when there is no hole.
     """
-    from scipy.ndimage import binary_fill_holes
-
-    changed = np.any(out != target, axis=2)
-    if changed.sum() < 100:
+    edges = _edges(out, target, face_size)
+    if edges is None:
         return None, None
-    filled = binary_fill_holes(changed)
-    holes = cv2.morphologyEx((filled & ~changed).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    width = max(3.0, 0.05 * face_size)
-    inside = cv2.distanceTransform(filled.astype(np.uint8), cv2.DIST_L2, 5)
-    outside = cv2.distanceTransform(1 - filled.astype(np.uint8), cv2.DIST_L2, 5)
-    near_hole = cv2.distanceTransform(1 - holes, cv2.DIST_L2, 5) < width
-    band = ((filled & (inside < width)) | (~filled & (outside < width))) & ~near_hole
     per_percent = change_gradient(out, target, face_size) * (0.01 * face_size)
-    outer = float(per_percent[band].mean()) if band.any() else None
-    return outer, float(per_percent[near_hole].mean()) if holes.any() else None
+    outer = float(per_percent[edges.band].mean()) if edges.band.any() else None
+    return outer, float(per_percent[edges.near_hole].mean()) if edges.holes.any() else None
 
 
 def change_gradient(out: np.ndarray, target: np.ndarray, face_size: float) -> np.ndarray:
