@@ -128,6 +128,8 @@ class FrameMarker:
 
     def mark(self, pixels: np.ndarray) -> np.ndarray:
         """A marked copy of ``pixels`` (``height``×``width``×3 uint8 RGB)."""
+        import cv2
+
         if pixels.shape != (self.height, self.width, 3) or pixels.dtype != np.uint8:
             raise ValueError(
                 f"this marker marks {self.width}×{self.height}×3 uint8 frames, got shape {pixels.shape} "
@@ -135,7 +137,8 @@ class FrameMarker:
             )
         residual = self._residual(pixels)
         self.frames += 1
-        fixed = np.rint(np.clip(residual, -MAX_CHANGE, MAX_CHANGE) * FIXED_ONE).astype(np.int16)
+        fixed = np.clip(residual, -MAX_CHANGE, MAX_CHANGE, out=residual)
+        fixed = cv2.multiply(fixed, float(FIXED_ONE), dtype=cv2.CV_16S)  # rounds half to even, as np.rint
         full = self._enlarge(fixed)
         rms = self._full_rms(fixed, 1.0 / FIXED_ONE, full)
         scale = min(1.0, self.target / (rms + 1e-12)) / FIXED_ONE
@@ -171,26 +174,29 @@ class WorkingShrink:
        left: ``INTER_LINEAR`` at exactly half is the mean of each 2×2 (or 1×2) cell, and its fast
        path (1080p: 0.13 ms for 540×1920 → 270×480, where ``INTER_AREA`` by 2×4 takes 0.42);
     3. the last resize to the working size, by a factor ``left`` in [1, 2): ``INTER_AREA`` from 1.5
-       (its cells of 1.5 px or more average evenly), ``INTER_LINEAR`` from 1.25, ``INTER_CUBIC``
-       below (nearer 1, area's uneven cells and linear's half-pixel shifts blur the working image,
-       which lowers the mask; cubic does not).
+       (its cells of 1.5 px or more average evenly), ``INTER_LINEAR`` from 1.25; below, the mean of
+       ``INTER_LINEAR`` and ``INTER_CUBIC``. Two resizes after one another blur more than the one
+       area average of ``embed``: nearer 1, linear (and area's uneven cells) lowered the mask by
+       1–5 %, cubic's sharpening raised it by 1–6 %; their mean is within 2.5 %.
 
-    The visual mask of the result against ``embed``'s, on 4 of the shared test photos (relative RMS
-    difference; mean ratio): 1080p 2.6–5.5 % (1.016–1.034); 720p 1.8–3.9 % (1.000–1.005); 2160p
-    1.9–3.4 % (1.010–1.020); 853×479 0.5–1.1 % (1.000–1.001). The old path (grey of the whole
-    frame, area halvings, an area resize by 2 to 4) was within 0.3–2.1 % at 2.1 ms a 1080p frame
-    (warm); this one takes 1.0 ms.
+    The visual mask of the result against ``embed``'s (relative RMS difference; mean ratio), on 4
+    of the shared test photos and bench/frame_mark.py's demo portrait: 1080p 2.2–6.2 %
+    (0.993–1.025); 2160p 1.8–4.0 % (0.985–0.999); 1080×1920 1.8–4.4 % (0.991–1.005); on the 4
+    photos, 720p 1.8–3.9 % (1.000–1.005), 853×479 0.5–1.1 % (1.000–1.001). The old path (grey of
+    the whole frame, area halvings, an area resize by 2 to 4) was within 0.3–2.1 % at 2.1 ms a
+    1080p frame (warm caches); this one takes 1.0 ms.
     """
 
     def __init__(
-        self, rows: int, halvings: tuple[tuple[int, int], ...], size: tuple[int, int], interpolation: int
+        self, rows: int, halvings: tuple[tuple[int, int], ...], size: tuple[int, int], last: tuple[int, ...]
     ) -> None:
         self.rows = rows
         self.halvings = halvings
         """Each halving's (rows, columns) after it."""
         self.size = size
         """(height, width): the working size."""
-        self.interpolation = interpolation
+        self.last = last
+        """The interpolation(s) of the last resize (two: their mean)."""
 
     @classmethod
     def plan(cls, height: int, width: int, work_h: int, work_w: int) -> WorkingShrink:
@@ -204,12 +210,12 @@ class WorkingShrink:
             halvings.append((h, w))
         left = min(h / work_h, w / work_w)
         if left >= 1.5:
-            interpolation = cv2.INTER_AREA
+            last: tuple[int, ...] = (cv2.INTER_AREA,)
         elif left >= 1.25:
-            interpolation = cv2.INTER_LINEAR
+            last = (cv2.INTER_LINEAR,)
         else:
-            interpolation = cv2.INTER_CUBIC
-        return cls(rows, tuple(halvings), (work_h, work_w), interpolation)
+            last = (cv2.INTER_LINEAR, cv2.INTER_CUBIC)
+        return cls(rows, tuple(halvings), (work_h, work_w), last)
 
     def luma(self, pixels: np.ndarray) -> np.ndarray:
         """The working luma (float32) of an H×W×3 uint8 RGB frame."""
@@ -220,9 +226,12 @@ class WorkingShrink:
             fy, fx = grey.shape[0] // rows, grey.shape[1] // cols  # 1 or 2
             grey = cv2.resize(grey[: rows * fy, : cols * fx], (cols, rows), interpolation=cv2.INTER_LINEAR)
         work_h, work_w = self.size
-        if grey.shape != (work_h, work_w):
-            grey = cv2.resize(grey, (work_w, work_h), interpolation=self.interpolation)
-        return grey.astype(np.float32)
+        if grey.shape == (work_h, work_w):
+            return grey.astype(np.float32)
+        resized = [cv2.resize(grey, (work_w, work_h), interpolation=kind) for kind in self.last]
+        if len(resized) == 1:
+            return resized[0].astype(np.float32)
+        return cv2.addWeighted(resized[0], 0.5, resized[1], 0.5, 0.0, dtype=cv2.CV_32F)
 
 
 @dataclass(frozen=True)
