@@ -2,7 +2,7 @@
 ``FrameMarker`` (the fixed pattern built once per output), on one thread.
 
     python bench/frame_mark.py [--sizes 720p,1080p] [--frames 48] [--seconds 6] [--photo FILE]
-                               [--gains-every 12,1,0] [--no-readback] [--alone] [--compare FILE]
+                               [--gains-every 24,12,1,0] [--no-readback] [--alone] [--compare FILE]
 
 Frames: a pan that zooms in slowly over a photo (default: the public-domain demo portrait
 ``lincoln_1.jpg``; ``--photo`` any picture), made, encoded and re-encoded with the video tests'
@@ -70,14 +70,15 @@ FPS = 25
 Mark = Callable[[np.ndarray], np.ndarray]
 
 
-def load_marker(path: Path) -> type[FrameMarker]:
-    """``FrameMarker`` from another copy of frame_mark.py (its imports are this checkout's)."""
+def load_marker(path: Path) -> tuple[type[FrameMarker], int]:
+    """``FrameMarker`` and its ``GAINS_EVERY`` from another copy of frame_mark.py (its imports are
+    this checkout's)."""
     spec = importlib.util.spec_from_file_location(f"frame_mark_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.FrameMarker
+    return module.FrameMarker, module.GAINS_EVERY
 
 
 def markers(
@@ -99,7 +100,8 @@ def markers(
             label = f"every {every}" if every else "first frame only"
             made[f"FrameMarker (gains {label})"] = frame_marker(every)
     if compare is not None:
-        made[f"{compare.name} (gains every {GAINS_EVERY})"] = frame_marker(GAINS_EVERY, load_marker(compare))
+        kind, every = load_marker(compare)
+        made[f"{compare.name} (gains every {every})"] = frame_marker(every, kind)
     return made
 
 

@@ -4,26 +4,24 @@ change from frame to frame built once per output.
 Every frame of one output carries the same id at the same frame size, so the coded bits, the
 working size, the tile and its repetition over the working image are fixed: a :class:`FrameMarker`
 builds them once. Per frame it only does what depends on the picture, at the working scale
-(``watermark.WORK`` = 256 px on the shorter side) wherever it can:
+(``watermark.WORK`` = 256 px on the shorter side) wherever it can, and passes over the whole frame
+as few times as it can (they are most of the cost: the frame comes from memory, not the cache):
 
-1. the luma at the working scale: ``cv2.cvtColor`` to grey (uint8), area halvings (the fast path
-   of ``INTER_AREA``) while a factor of at least 2 is left, then an area resize to the working size
-   (within about 1 % of ``embed``'s mask; with no halving left the final factor is near 1, where
-   ``INTER_AREA``'s uneven cells blur the working image and lower the mask by up to 5 %);
-2. the visual mask, ``watermark._amplitude``, as ``embed`` computes it, times the fixed pattern;
-3. that residual, in 1/64 grey levels as int16, enlarged to the frame (``watermark._resize``,
-   bilinear, as ``embed``); its RMS over the frame caps it at ``strength``, as in ``embed``;
+1. the luma at the working scale (:class:`WorkingShrink`): grey of every other row at 1080p and
+   up, exact halvings, one last resize; its mask is within a few per cent of ``embed``'s;
+2. the visual mask, ``watermark._amplitude``, in fewer cv2 passes (:class:`MaskParts`, equal
+   within float32 rounding), times the fixed pattern;
+3. that residual, in 1/64 grey levels as int16, enlarged to the frame (bilinear, as ``embed``); its
+   RMS over the frame caps it at ``strength``, as in ``embed``; the full-size RMS is only
+   computed when a bound from the working RMS (``_enlarged_rms_bound``) does not already show
+   the cap is not reached;
 4. added to R, G and B alike with saturating 8-bit arithmetic, ``clip(pixel + rint(residual))``
    as ``embed``'s float path gives (a value within float32 error of halfway between two grey
-   levels may round the other way): see :func:`add_to_rgb`.
+   levels may round the other way), ``STRIP_ROWS`` rows at a time so the passes stay in the
+   cache: see :func:`add_to_rgb`.
 
-1080p on one core (bench/frame_mark.py, CPU time of the thread, load average under 1): 9.7 ms
-median, 10.6 mean, 9.1 best, where ``embed_id`` takes 61–62 / 62–66 (720p: 6.1–6.3 / 7.0–7.2
-against 29–30); the same whether the two take turns on every frame or each marks the whole pan
-(``--alone``). Each frame starts with cold caches, as in a footage job; one frame marked over and
-over takes about 6 ms. Most of it is passes over the full frame in memory (grey, enlarge, RMS, the
-three-channel add), which cold caches and a busy memory bus slow more than ``embed_id``'s
-arithmetic.
+1080p on one core (bench/frame_mark.py, CPU time of the thread; old: this module before these
+changes, timed in the same run with ``--compare``): RESULTS_PLACEHOLDER
 
 Host-interference cancellation (``watermark._cancelling_gains``: every coded bit gets the gain
 that leaves all bits the same margin against what the picture alone pushes them to) reads the
@@ -33,7 +31,15 @@ next to a 2 s reading window, so the gains are computed on the first frame and a
 bench/frame_mark.py (6 s pans at 720p and 1080p, 2 s windows after re-encoding at CRF 28, and at
 CRF 28 at 480p): every 12 frames the windows' confidence is that of gains on every frame (within
 0.03) and of ``embed_id``'s (within 0.04); gains from the first frame only lose 0 to 0.17 (0.1
-or more in most cases), every 25 or 50 frames 0.01 to 0.07.
+or more in most cases), every 25 or 50 frames 0.01 to 0.07 (an earlier measurement, which chose
+12). Both readings use the decoder's whitening in cv2 passes (:func:`soft_at_origin`, equal to
+``watermark._soft_at_origin`` within float32 rounding), the first with the frame's own
+:class:`MaskParts`; a frame that computes the gains takes about 9.5 ms more at 1080p, 0.8 ms a
+frame on average every 12 frames, 0.4 every 24. Every 24 against every 12 (this module, one run
+each, a new id per run, so about ±0.03 is noise; the demo portrait and a landscape photo): every
+window read the id with no wrong id at CRF 18, CRF 28 and 480p CRF 28, at 1080p and 720p; the
+mean window confidence at 480p CRF 28 was 0.88 against 0.91 (portrait, 1080p), 0.85 against 0.87
+(portrait, 720p), 0.99–1.00 against 1.00 (landscape), and the same (0.97–1.00) elsewhere.
 
 Stills keep :func:`likeness.disclosure.watermark.embed_id` (one frame: nothing to reuse).
 """
@@ -47,9 +53,9 @@ import numpy as np
 from likeness.disclosure import watermark
 from likeness.disclosure.ecc import conv_encode
 
-GAINS_EVERY = 12
-"""Frames between two computations of the host-interference cancellation gains (about 0.5 s at
-25 fps): frame 0, 12, 24, ..."""
+GAINS_EVERY = 24
+"""Frames between two computations of the host-interference cancellation gains (about 1 s at
+25 fps, two in every 2 s reading window): frame 0, 24, 48, ..."""
 
 
 MAX_CHANGE = 127.0
