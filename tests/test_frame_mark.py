@@ -127,7 +127,7 @@ def test_the_cv2_mask_and_gains_reading_are_watermarks_own(faces_dir: Path, name
 
 
 @pytest.mark.parametrize(
-    "size", [(1920, 1080), (1080, 1920), (1280, 720), (853, 479), (3840, 2160), (640, 360)]
+    "size", [(1920, 1080), (1080, 1920), (1280, 720), (853, 479), (3840, 2160), (640, 360), (400, 200)]
 )
 def test_the_working_luma_gives_nearly_embeds_mask(faces_dir: Path, size: tuple[int, int]) -> None:
     """WorkingShrink reads every other row at 1080p and up, and halves and resizes on uint8: the

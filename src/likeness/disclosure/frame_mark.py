@@ -187,7 +187,8 @@ class WorkingShrink:
        left: ``INTER_LINEAR`` at exactly half is the mean of each 2×2 (or 1×2) cell, and its fast
        path (1080p: 0.13 ms for 540×1920 → 270×480, where ``INTER_AREA`` by 2×4 takes 0.42);
     3. the last resize to the working size, by a factor ``left`` in [1, 2): ``INTER_AREA`` from 1.5
-       (its cells of 1.5 px or more average evenly), ``INTER_LINEAR`` from 1.25; below, the mean of
+       (its cells of 1.5 px or more average evenly), ``INTER_LINEAR`` from 1.25 (and for a frame
+       smaller than the working size, as ``embed`` enlarges it); below, the mean of
        ``INTER_LINEAR`` and ``INTER_CUBIC``. Two resizes after one another blur more than the one
        area average of ``embed``: nearer 1, linear (and area's uneven cells) lowered the mask by
        1–5 %, cubic's sharpening raised it by 1–6 %; their mean is within 2.5 %.
@@ -197,7 +198,7 @@ class WorkingShrink:
     (0.993–1.025); 2160p 1.8–4.0 % (0.985–0.999); 1080×1920 1.8–4.4 % (0.991–1.005); on the 4
     photos, 720p 1.8–3.9 % (1.000–1.005), 853×479 0.5–1.1 % (1.000–1.001). The old path (grey of
     the whole frame, area halvings, an area resize by 2 to 4) was within 0.3–2.1 % at 2.1 ms a
-    1080p frame (warm caches); this one takes 1.0 ms.
+    1080p frame (warm caches); this one takes about 1 ms.
     """
 
     def __init__(
@@ -224,7 +225,7 @@ class WorkingShrink:
         left = min(h / work_h, w / work_w)
         if left >= 1.5:
             last: tuple[int, ...] = (cv2.INTER_AREA,)
-        elif left >= 1.25:
+        elif left >= 1.25 or left <= 1.0:  # below 1, a frame under the working size: as embed enlarges
             last = (cv2.INTER_LINEAR,)
         else:
             last = (cv2.INTER_LINEAR, cv2.INTER_CUBIC)
