@@ -237,7 +237,7 @@ class WorkingShrink:
 
         grey = cv2.cvtColor(pixels[:: self.rows], cv2.COLOR_RGB2GRAY)
         for rows, cols in self.halvings:
-            fy, fx = grey.shape[0] // rows, grey.shape[1] // cols  # 1 or 2
+            fy, fx = (2 if rows < grey.shape[0] else 1), (2 if cols < grey.shape[1] else 1)
             grey = cv2.resize(grey[: rows * fy, : cols * fx], (cols, rows), interpolation=cv2.INTER_LINEAR)
         work_h, work_w = self.size
         if grey.shape == (work_h, work_w):
