@@ -2,7 +2,7 @@
 ``FrameMarker`` (the fixed pattern built once per output), on one thread.
 
     python bench/frame_mark.py [--sizes 720p,1080p] [--frames 48] [--seconds 6] [--photo FILE]
-                               [--gains-every 12,1,0] [--no-readback] [--alone]
+                               [--gains-every 24,12,1,0] [--no-readback] [--alone] [--compare FILE]
 
 Frames: a pan that zooms in slowly over a photo (default: the public-domain demo portrait
 ``lincoln_1.jpg``; ``--photo`` any picture), made, encoded and re-encoded with the video tests'
@@ -22,6 +22,10 @@ its visual mask, differs. For each size, three tables:
   read the right id / all windows, wrong ids, and the mean window confidence. ``--gains-every``
   adds rows for other refresh intervals (0: only on the first frame).
 
+``--compare FILE`` adds a row for the ``FrameMarker`` of another copy of
+``likeness/disclosure/frame_mark.py`` (e.g. main's: ``git show main:src/likeness/disclosure/frame_mark.py
+> /tmp/old.py``), loaded as its own module, so old and new are timed in one run, taking turns.
+
 Numbers from a shared machine are noisy: compare the rows of one run, not runs.
 """
 
@@ -33,6 +37,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -65,14 +70,25 @@ FPS = 25
 Mark = Callable[[np.ndarray], np.ndarray]
 
 
-def markers(output_id: str, size: tuple[int, int], gains_every: list[int]) -> dict[str, Callable[[], Mark]]:
+def load_marker(path: Path) -> tuple[type[FrameMarker], int]:
+    """``FrameMarker`` and its ``GAINS_EVERY`` from another copy of frame_mark.py (its imports are
+    this checkout's)."""
+    spec = importlib.util.spec_from_file_location(f"frame_mark_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FrameMarker, module.GAINS_EVERY
+
+
+def markers(
+    output_id: str, size: tuple[int, int], gains_every: list[int], compare: Path | None = None
+) -> dict[str, Callable[[], Mark]]:
     width, height = size
 
-    def frame_marker(every: int) -> Callable[[], Mark]:
+    def frame_marker(every: int, kind: type[FrameMarker] = FrameMarker) -> Callable[[], Mark]:
         return lambda: (
-            FrameMarker(
-                height, width, output_id, strength=VIDEO_WATERMARK_STRENGTH, gains_every=every or 10**9
-            ).mark
+            kind(height, width, output_id, strength=VIDEO_WATERMARK_STRENGTH, gains_every=every or 10**9).mark
         )
 
     made: dict[str, Callable[[], Mark]] = {
@@ -83,6 +99,9 @@ def markers(output_id: str, size: tuple[int, int], gains_every: list[int]) -> di
         if every != GAINS_EVERY:
             label = f"every {every}" if every else "first frame only"
             made[f"FrameMarker (gains {label})"] = frame_marker(every)
+    if compare is not None:
+        kind, every = load_marker(compare)
+        made[f"{compare.name} (gains every {every})"] = frame_marker(every, kind)
     return made
 
 
@@ -178,13 +197,18 @@ def main() -> None:
     parser.add_argument(
         "--alone", action="store_true", help="time each method in its own pass instead of taking turns"
     )
+    parser.add_argument(
+        "--compare", type=Path, default=None, help="another frame_mark.py whose FrameMarker is timed too"
+    )
     args = parser.parse_args()
 
     photo = load_image(args.photo or asset("lincoln_1.jpg")).pixels
     gains_every = [int(v) for v in args.gains_every.split(",") if v.strip()]
     print(
         f"photo: {args.photo or 'demo lincoln_1.jpg'}; strength {VIDEO_WATERMARK_STRENGTH}; cv2 threads "
-        f"{cv2.getNumThreads()}; {args.frames} frames timed per method\n"
+        f"{cv2.getNumThreads()}; {args.frames} frames timed per method; "
+        f"{'each method alone' if args.alone else 'methods taking turns'}; "
+        f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n"
     )
     for size_name in args.sizes.split(","):
         size = SIZES[size_name.strip()]
@@ -194,7 +218,7 @@ def main() -> None:
         timed = frames[: args.frames]
         speed, looks, reads = [], [], []
         with tempfile.TemporaryDirectory(prefix="likeness-frame-mark-") as tmp:
-            made = markers(output_id, size, gains_every)
+            made = markers(output_id, size, gains_every, args.compare)
             results = timing({name: make() for name, make in made.items()}, timed, alone=args.alone)
             baseline_cpu = statistics.fmean(results["embed_id"][0])
             for name, (cpu, wall, changes, kept) in results.items():

@@ -17,7 +17,17 @@ import video_fixtures as vf
 from likeness.disclosure import watermark
 from likeness.disclosure.footage_read import read_video_disclosure
 from likeness.disclosure.footage_sink import VIDEO_WATERMARK_STRENGTH, FootageSink
-from likeness.disclosure.frame_mark import MAX_CHANGE, FrameMarker, add_to_rgb
+from likeness.disclosure.frame_mark import (
+    MAX_CHANGE,
+    FrameMarker,
+    WorkingShrink,
+    _enlarged_rms_bound,
+    _percentile,
+    _StripBuffers,
+    add_to_rgb,
+    soft_at_origin,
+    visual_mask,
+)
 from likeness.disclosure.output_id import ID_BITS, format_output_id, is_balanced, new_output_id
 from likeness.disclosure.seal import Marker, SealJob
 from likeness.disclosure.still_sink import StillSink
@@ -89,7 +99,81 @@ def test_add_to_rgb_is_the_rounded_saturating_sum() -> None:
         assert got.dtype == np.uint8 and clear.mean() > 0.9
         assert np.array_equal(got[clear], expected[clear])
         assert (np.abs(got.astype(np.int16) - expected)[~clear] <= 1).all()
+        for rows in (1, 7, 97):  # strips that do not divide the height, and one strip
+            assert np.array_equal(
+                add_to_rgb(pixels, change, scale=scale, strips=_StripBuffers(rows, 131)), got
+            )
     assert np.array_equal(add_to_rgb(pixels, np.zeros((97, 131), np.float32)), pixels)
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_the_cv2_mask_and_gains_reading_are_watermarks_own(faces_dir: Path, name: str) -> None:
+    """visual_mask and soft_at_origin compute watermark._amplitude and _soft_at_origin (the same
+    filters, done in fewer passes): equal within float32 rounding, on a clean and a noisy picture."""
+    frame = frame_of(faces_dir, name, 1280, 720)
+    clean = watermark._resize(watermark._luma(frame), 256, 455)
+    noisy = clean + np.random.default_rng(5).normal(0.0, 4.0, clean.shape).astype(np.float32)
+    for work in (clean, noisy):
+        for boost, noise_texture in ((1.0, 0.0), (1.5, 0.0), (0.5, 0.0), (1.0, 1.3)):
+            ours = visual_mask(work, boost, noise_texture=noise_texture)
+            theirs = watermark._amplitude(work, boost, noise_texture=noise_texture)
+            assert ours.dtype == np.float32 and ours.shape == theirs.shape
+            assert np.abs(ours - theirs).max() <= 1e-4 * theirs.max(), (boost, noise_texture)
+        ours, theirs = soft_at_origin(work), watermark._soft_at_origin(work)
+        assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
+    power = np.abs(noisy - clean).reshape(-1)
+    for percent in (0.0, 10.0, 37.5, 100.0):
+        assert _percentile(power, percent) == pytest.approx(float(np.percentile(power, percent)), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "size", [(1920, 1080), (1080, 1920), (1280, 720), (853, 479), (3840, 2160), (640, 360), (400, 200)]
+)
+def test_the_working_luma_gives_nearly_embeds_mask(faces_dir: Path, size: tuple[int, int]) -> None:
+    """WorkingShrink reads every other row at 1080p and up, and halves and resizes on uint8: the
+    visual mask it gives stays within a few per cent of embed's (area average of the float luma)."""
+    width, height = size
+    work_h, work_w = watermark._working_size(height, width)
+    shrink = WorkingShrink.plan(height, width, work_h, work_w)
+    assert shrink.rows == (2 if height >= 4 * work_h else 1)
+    for name in PHOTOS:
+        frame = frame_of(faces_dir, name, width, height)
+        work = shrink.luma(frame)
+        assert work.shape == (work_h, work_w) and work.dtype == np.float32
+        ours = watermark._amplitude(work, 1.5)
+        theirs = watermark._amplitude(watermark._resize(watermark._luma(frame), work_h, work_w), 1.5)
+        assert 0.97 < ours.mean() / theirs.mean() < 1.04, (name, ours.mean() / theirs.mean())
+        assert rms(ours - theirs) < 0.07 * rms(theirs), (name, rms(ours - theirs) / rms(theirs))
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (1280, 720), (853, 479), (640, 360), (3000, 100)])
+def test_the_rms_cap_skips_the_full_size_norm_only_where_the_bound_allows(
+    faces_dir: Path, size: tuple[int, int]
+) -> None:
+    """The enlarged residual's RMS is never above the bound from the working RMS (a constant, a
+    corner, the borders, noise and a real frame's mark), and FrameMarker's cap sees the exact RMS
+    whenever the bound would reach the target."""
+    width, height = size
+    work_h, work_w = watermark._working_size(height, width)
+    bound = _enlarged_rms_bound(work_h, work_w, height, width)
+    assert 1.0 <= bound < 1.2
+    rng = np.random.default_rng(3)
+    corner = np.zeros((work_h, work_w), np.float32)
+    corner[0, 0] = 1.0
+    borders = np.zeros((work_h, work_w), np.float32)
+    borders[[0, -1], :] = borders[:, [0, -1]] = 1.0
+    noise = rng.standard_normal((work_h, work_w)).astype(np.float32)
+    for residual in (np.ones((work_h, work_w), np.float32), corner, borders, noise):
+        assert rms(watermark._resize(residual, height, width)) <= bound * rms(residual) + 1e-6
+
+    frame = frame_of(faces_dir, PHOTOS[1], width, height)
+    for strength in (4.5, 1.0):
+        marker = FrameMarker(height, width, new_output_id(), strength=strength)
+        residual = marker._residual(frame)
+        exact = rms(watermark._resize(residual, height, width))
+        told = marker._full_rms(residual, 1.0)
+        assert told >= exact * (1 - 1e-5)
+        assert told <= strength or told == pytest.approx(exact, rel=1e-5)
 
 
 def test_a_frame_of_another_size_or_type_is_refused(faces_dir: Path) -> None:
