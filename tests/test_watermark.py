@@ -462,7 +462,7 @@ def test_pictures_of_704_px_and_more_are_marked_as_before(faces_dir: Path) -> No
 
 def test_a_sharp_busy_small_still_keeps_the_fine_mark(faces_dir: Path) -> None:
     """Downscaled to 420 px, this portrait is busy enough that the RMS cap binds: the coarse mark
-    would read back unattacked at about 1.9 against the fine one's 5.8 (``SMALL_MIN_SNR``), so it
+    would read back unattacked at 1.5 against the fine one's 5.9 for this id (``SMALL_MIN_SNR``), so it
     gets the fine mark, as before."""
     small = _shrink(load_image(faces_dir / "obama" / "1.jpg").pixels, 420)
     output_id = _fixed_id(8)
@@ -480,6 +480,29 @@ def test_a_sharp_busy_small_still_keeps_the_fine_mark(faces_dir: Path) -> None:
     marked = watermark.embed_id(small, output_id)
     assert np.array_equal(marked, fine)
     assert watermark.decode(_jpeg(marked, 70)).output_id == output_id
+
+
+def test_marking_and_reading_a_small_still_imports_no_scipy(faces_dir: Path) -> None:
+    """The coarse mark's choice (its own reading) and the decoder's choice of grid use numpy's FFT,
+    as the first hypothesis does: a still swap's self-check on a small output imports no scipy."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from likeness.media import load_image\n"
+        "from likeness.disclosure import watermark\n"
+        f"pixels = load_image({str(faces_dir / '_hard' / 'profile_right.png')!r}).pixels\n"
+        "assert watermark._is_small(*pixels.shape[:2])\n"
+        "marked = watermark.embed_id(pixels, sys.argv[1])\n"
+        "assert watermark.decode(marked).output_id == sys.argv[1]\n"
+        "print('scipy' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, _fixed_id(9)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 @pytest.mark.slow
