@@ -383,15 +383,126 @@ def test_analytic_false_positive_rate_is_stated() -> None:
     assert watermark.FALSE_POSITIVE_RATE < 1e-6
 
 
-def test_decode_never_reads_more_hypotheses_than_the_bound_counts(faces_dir: Path) -> None:
+@pytest.mark.parametrize("size", [(1920, 1080), (641, 418)], ids=["1080p", "small still"])
+def test_decode_never_reads_more_hypotheses_than_the_bound_counts(
+    faces_dir: Path, size: tuple[int, int]
+) -> None:
     """The bound counts Viterbi decodes: an unmarked 1080p picture (both zooms, the keystone
-    search) must not get more than ``MAX_HYPOTHESES`` of them."""
+    search) must not get more than ``MAX_HYPOTHESES`` of them; nor a small still, whose unmoved
+    grid and zoom-blur reading each look at two working sizes but read one of them."""
     import cv2
 
-    pixels = cv2.resize(load_image(faces_dir / "obama" / "4.jpg").pixels, (1920, 1080))
+    pixels = cv2.resize(load_image(faces_dir / "obama" / "4.jpg").pixels, size, interpolation=cv2.INTER_AREA)
     produced = list(watermark._hypotheses(pixels))
     assert len(produced) == watermark.MAX_HYPOTHESES
     assert not watermark.decode(pixels).found
+
+
+def _shrink(pixels: np.ndarray, short_side: int) -> np.ndarray:
+    import cv2
+
+    h, w = pixels.shape[:2]
+    factor = short_side / min(h, w)
+    return cv2.resize(pixels, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize(("photo", "seed"), [("obama/4.jpg", 1), ("obama/4.jpg", 2), ("biden/1.jpg", 3)])
+def test_a_small_still_shown_at_40_percent_in_a_screenshot_and_jpeg70_reads(
+    faces_dir: Path, photo: str, seed: int
+) -> None:
+    """A 420 px still inside app chrome at 40 % (168 px), then JPEG q70: the mark of ``WORK``
+    working pixels had its finest period at 2.2 px there and read none of these (0 of 6 ids on each
+    photo before small stills got the coarser mark); the coarse mark reads them."""
+    small = _shrink(load_image(faces_dir / photo).pixels, 420)
+    assert watermark._is_small(*small.shape[:2])
+    output_id = _fixed_id(seed)
+    marked = watermark.embed_id(small, output_id)
+    coarse = watermark._embed(
+        small, output_id_bits(output_id), None, watermark._embed_working_size(*small.shape[:2]), 1.4
+    )
+    assert np.array_equal(marked, coarse)  # the coarse mark was kept: it reads well unattacked
+    assert _psnr(small, marked) >= 38.0
+    assert watermark.decode(marked).output_id == output_id
+    shot = _jpeg(_ui_screenshot(marked, 0.4), 70)
+    assert 0.16 * small.size < 0.35 * shot.size  # the picture covers under a third of the screenshot
+    assert watermark.decode(shot).output_id == output_id
+
+
+@pytest.mark.parametrize(
+    ("photo", "side"),
+    [("_noface/hubble_ultra_deep_field.jpg", 259), ("kit_harington/2.jpg", 374), ("_hard/head_up.jpg", 682)],
+)
+def test_marks_made_before_small_stills_got_the_coarse_mark_still_read(
+    faces_dir: Path, photo: str, side: int
+) -> None:
+    """Outputs sealed before exist: the fine mark (``coarse_when_small=False``: the embedder as it
+    was, and what footage gets at every size) on small stills still reads, unattacked, after JPEG
+    q80 and after a resize to half."""
+    pixels = load_image(faces_dir / photo).pixels
+    assert min(pixels.shape[:2]) == side and watermark._is_small(*pixels.shape[:2])
+    output_id = _fixed_id(side)
+    old = watermark.embed_id(pixels, output_id, coarse_when_small=False)
+    fine_size = watermark._working_size(*pixels.shape[:2])
+    assert np.array_equal(old, watermark._embed(pixels, output_id_bits(output_id), None, fine_size, 1.0))
+    assert not np.array_equal(old, watermark.embed_id(pixels, output_id))
+    for name, image in {"as is": old, "jpeg80": _jpeg(old, 80), "half": _resize(old, 0.5)}.items():
+        assert watermark.decode(image).output_id == output_id, name
+
+
+def test_pictures_of_704_px_and_more_are_marked_as_before(faces_dir: Path) -> None:
+    """Only stills under ``WORK`` × ``SMALL_RATIO`` (704 px) get the coarse mark."""
+    pixels = _shrink(load_image(faces_dir / "obama" / "4.jpg").pixels, 704)
+    assert not watermark._is_small(*pixels.shape[:2])
+    output_id = _fixed_id(7)
+    assert np.array_equal(
+        watermark.embed_id(pixels, output_id), watermark.embed_id(pixels, output_id, coarse_when_small=False)
+    )
+    assert watermark._is_small(703, 1000) and not watermark._is_small(704, 1000)
+
+
+def test_a_sharp_busy_small_still_keeps_the_fine_mark(faces_dir: Path) -> None:
+    """Downscaled to 420 px, this portrait is busy enough that the RMS cap binds: the coarse mark
+    would read back unattacked at 1.5 against the fine one's 5.9 for this id (``SMALL_MIN_SNR``), so it
+    gets the fine mark, as before."""
+    small = _shrink(load_image(faces_dir / "obama" / "1.jpg").pixels, 420)
+    output_id = _fixed_id(8)
+    bits = output_id_bits(output_id)
+    height, width = small.shape[:2]
+    coarse_size, fine_size = (
+        watermark._embed_working_size(height, width),
+        watermark._working_size(height, width),
+    )
+    coarse = watermark._embed(small, bits, None, coarse_size, watermark.SMALL_BOOST)
+    fine = watermark._embed(small, bits, None, fine_size, 1.0)
+    assert watermark._own_snr(coarse, bits, coarse_size) < min(
+        watermark.SMALL_MIN_SNR, watermark.SMALL_SHARE * watermark._own_snr(fine, bits, fine_size)
+    )
+    marked = watermark.embed_id(small, output_id)
+    assert np.array_equal(marked, fine)
+    assert watermark.decode(_jpeg(marked, 70)).output_id == output_id
+
+
+def test_marking_and_reading_a_small_still_imports_no_scipy(faces_dir: Path) -> None:
+    """The coarse mark's choice (its own reading) and the decoder's choice of grid use numpy's FFT,
+    as the first hypothesis does: a still swap's self-check on a small output imports no scipy."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from likeness.media import load_image\n"
+        "from likeness.disclosure import watermark\n"
+        f"pixels = load_image({str(faces_dir / '_hard' / 'profile_right.png')!r}).pixels\n"
+        "assert watermark._is_small(*pixels.shape[:2])\n"
+        "marked = watermark.embed_id(pixels, sys.argv[1])\n"
+        "assert watermark.decode(marked).output_id == sys.argv[1]\n"
+        "print('scipy' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, _fixed_id(9)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 @pytest.mark.slow

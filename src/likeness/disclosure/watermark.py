@@ -41,6 +41,11 @@ amplitude on flat areas:
 Embedding
   1. Luma is resized to a working image whose shorter side is ``WORK`` (256) pixels, so the mark
      has the same geometry relative to the picture at every size and survives downscaling to 0.25×.
+     A small still (shorter side under ``WORK`` × ``SMALL_RATIO`` = 704 px) gets a coarser mark: a
+     working side of its side / ``SMALL_RATIO`` (at least ``SMALL_WORK``) and the textured part of
+     the mask × ``SMALL_BOOST``, so that shown at 40 % in a screenshot and recompressed its band is
+     not above what the downscale and JPEG keep; unless that mark reads back weakly unattacked
+     (``SMALL_MIN_SNR``), then it gets the fine one. Footage (``frame_mark``) keeps ``WORK``.
   2. The payload (50 id bits + CRC-24) is convolutionally coded (rate 1/2, K=7) to 160 bits.
      Each coded bit owns its own ~7 (frequency, real/imaginary) slots of the 2-D DFT of a
      ``TILE``×``TILE`` tile, inside the radial band ``BAND`` (cycles per working pixel), with a
@@ -55,11 +60,13 @@ Decoding
   1. The same working luma, whitened: detail (minus a Gaussian blur) times the expected mark
      amplitude over the local variance.
   2. Tile maps (tile → picture, 2×2): the identity first (every attack but a crop, reframing or
-     geometric change keeps it); then the ``MAPS_PER_ZOOM`` best maps of the lattice search:
-     the spectrum resampled on log-polar axes, where rotation (±``ANGLE_RANGE``) and scale
-     (``PERIOD_RANGE``) are shifts, cross-correlated with the lattice's own log-polar template
-     (every angle and period at once), each peak polished on the fine spectrum and then let
-     become any affine map near it (unequal scales and shear).
+     geometric change keeps it; on a small still, at whichever of the two working sizes, the
+     coarse and the ``WORK`` one, the grid stands out more: one hypothesis); then the
+     ``MAPS_PER_ZOOM`` best maps of the lattice search: the spectrum resampled on log-polar axes,
+     where rotation (±``ANGLE_RANGE``) and scale (``PERIOD_RANGE``) are shifts, cross-correlated
+     with the lattice's own log-polar template (every angle and period at once), each peak
+     polished on the fine spectrum and then let become any affine map near it (unequal scales
+     and shear). The coarse mark of a small still shows there at 1 to 2 × ``TILE``.
   3. For each map the whitened picture is resampled upright at period ``TILE`` and folded (all
      tiles summed). Every frequency bin of the folded tile is divided by its noise amplitude
      to the power ``FOLD_WHITEN``, the noise being the mean power of the single tiles in that
@@ -77,13 +84,15 @@ Decoding
      A zoom blur smears the mark in proportion to the distance from the centre: the unmoved grid
      is read once more through the blur's adjoint (the matched filter for the blurred mark: zooms
      in steps of ``ZOOM_BLUR_STEP``, as imagecorruptions' zoom blur takes them), for the amount
-     in ``ZOOM_BLUR_AMOUNTS`` where the grid stands out most from the other shifts.
+     in ``ZOOM_BLUR_AMOUNTS`` (and, on a small still, the working size) where the grid stands out
+     most from the other shifts.
   6. At most ``MAX_HYPOTHESES`` grid hypotheses are Viterbi-decoded; an id is reported only if
      its CRC-24 matches and its weight is balanced, so a clean image reports one with
      probability at most ``FALSE_POSITIVE_RATE``.
 
 The tile layout (``KEY``, ``TILE``, ``BAND``, slot assignment) is the one of the first version,
-so pictures marked by it still decode.
+so pictures marked by it still decode; small stills marked before the coarse mark (the ``WORK``
+geometry) are read at the ``WORK`` working size, which the decoder still tries.
 """
 
 from __future__ import annotations
@@ -116,6 +125,31 @@ PAYLOAD_BITS = ID_BITS + CRC24.width
 CODED_BITS = 2 * (PAYLOAD_BITS + CONV_TAIL)
 MAX_WORK_LONG = 8 * WORK
 MIN_SIDE = 16
+SMALL_RATIO = 2.75
+"""A still whose shorter side is under ``WORK`` × ``SMALL_RATIO`` (704 px) is marked on a working image
+of its shorter side / ``SMALL_RATIO`` (at least ``SMALL_WORK``) instead of ``WORK``: a coarser mark.
+At ``WORK`` the band's finest period (3.3 working pixels) is 5.4 px on a 418 px picture and 2.2 px
+once that picture is shown at 40 % in a screenshot, where the downscale and JPEG q70 erase it: read
+on the true grid, the soft bits' SNR along the true codeword was 0.7–1.1 on the bench's three
+failing photos (418–682 px). Chosen on the bench's 17 photos under 1024 px (SMALL_RATIO 2.5 / 2.75 /
+3 with ``SMALL_BOOST``: lowest SNR after that attack 1.06 / 1.70 / 1.45, median unattacked 7.7 /
+6.9 / 6.3, before 8.1). Pictures of 704 px and more, and all footage (``frame_mark`` keeps
+``_working_size``), are marked as before."""
+SMALL_WORK = 128
+"""The smallest working side of a small still (reached at 352 px): the tile still fits twice, and
+the mark's period as the ``WORK`` working image sees it stays within 2 × ``TILE``, inside the lattice
+search's ``PERIOD_RANGE``."""
+SMALL_BOOST = 1.4
+"""``MASK_GAIN`` × this on a small still (under ``MASK_CAP``; the flat floor and the RMS cap
+``strength`` stay): the coarser working image has fewer samples to fold, which costs about
+√(``WORK`` / its side) of soft-bit SNR; this wins most of it back where texture hides the mark."""
+
+SMALL_MIN_SNR, SMALL_SHARE = 4.0, 0.8
+"""A small still keeps the coarse mark only where it reads back, unattacked, with a soft-bit SNR
+(along the codeword) of at least ``SMALL_MIN_SNR`` or ``SMALL_SHARE`` × the fine mark's; else it
+gets the fine mark, as before. On a sharp, busy small picture the RMS cap binds and the coarse band
+competes with more of the picture's own energy (obama/1 downscaled to 420 px: 1.9 coarse, 5.8 fine),
+so the coarse mark would trade too much of every other attack's margin for the screenshot."""
 
 # The visual mask (amplitudes in grey levels RMS of the local pattern, at ``STRENGTH``).
 MASK_GAIN = 1.0
@@ -183,7 +217,9 @@ CRC-24 by chance with probability 2**-24 (and must also have a balanced id weigh
 lowers it). At most ``MAX_HYPOTHESES`` are decoded (16: the unmoved grid; 3 maps × upright and
 mirrored at each of 2 zooms; 1 keystone map × upright and mirrored; the unmoved grid through
 the adjoint of 1 zoom blur), so the union bound is 16 · 2**-24 ≈ 9.5e-7 per image (the first
-version decoded 5: 3.0e-7)."""
+version decoded 5: 3.0e-7). On a small still the unmoved grid and the zoom-blur reading each look
+at two working sizes (``SMALL_RATIO``) but decode only the one where the grid stands out more from
+the other shifts, chosen before any Viterbi decode: still 16."""
 
 
 @dataclass(frozen=True)
@@ -283,6 +319,22 @@ def _working_size(height: int, width: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def _embed_working_size(height: int, width: int) -> tuple[int, int]:
+    """A still's working size: ``_working_size``, or for a small still (shorter side under ``WORK``
+    × ``SMALL_RATIO``) a shorter side of side / ``SMALL_RATIO``, at least ``SMALL_WORK``."""
+    short = min(height, width)
+    if not _is_small(height, width):
+        return _working_size(height, width)
+    work = max(float(SMALL_WORK), short / SMALL_RATIO)
+    scale = min(work / short, MAX_WORK_LONG / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _is_small(height: int, width: int) -> bool:
+    """Whether a still of this size may get the coarse mark (``_embed_working_size``, ``SMALL_BOOST``)."""
+    return min(height, width) < WORK * SMALL_RATIO
+
+
 def _resize(image: np.ndarray, height: int, width: int, *, enlarge: str = "linear") -> np.ndarray:
     """Area-average when shrinking; ``enlarge`` "linear" or "cubic" when enlarging."""
     import cv2
@@ -324,19 +376,22 @@ def _texture(work: np.ndarray) -> np.ndarray:
     return _blur(texture, 1.0)
 
 
-def _amplitude(work: np.ndarray, boost: float = 1.0, *, noise_texture: float = 0.0) -> np.ndarray:
+def _amplitude(
+    work: np.ndarray, boost: float = 1.0, *, noise_texture: float = 0.0, texture_gain: float = 1.0
+) -> np.ndarray:
     """The visual mask: the mark's local amplitude (grey levels RMS) per working pixel.
 
     ``boost`` (``strength / STRENGTH``) scales the textured part only; the floor on flat areas
     stays where it is invisible. ``noise_texture`` (the decoder's): the texture contrast that noise
     added after embedding reads, taken off in quadrature (noise is not texture the mark was given).
+    ``texture_gain`` multiplies ``MASK_GAIN`` (under ``MASK_CAP``): ``SMALL_BOOST`` on a small still.
     """
     base = _blur(work, 2.0)
     luminance = np.clip((base + 14.0) / (LUM_REF + 14.0), 0.4, 1.0)
     texture = _texture(work)
     if noise_texture > 0.0:
         texture = np.sqrt(np.maximum(texture * texture - np.float32(noise_texture**2), 0.0))
-    masked = np.minimum(MASK_GAIN * texture, MASK_CAP) * np.float32(boost)
+    masked = np.minimum(np.float32(MASK_GAIN * texture_gain) * texture, MASK_CAP) * np.float32(boost)
     amplitude = np.maximum(MASK_FLOOR * luminance, masked)
     headroom = np.maximum(np.minimum(base, 255.0 - base), 0.0) / MASK_HEADROOM
     return np.minimum(amplitude, headroom).astype(np.float32)
@@ -371,12 +426,46 @@ def _cancelling_gains(host: np.ndarray, unit: np.ndarray, signs: np.ndarray) -> 
     return gains
 
 
-def embed(pixels: np.ndarray, bits: np.ndarray, *, strength: float | None = None) -> np.ndarray:
+def embed(
+    pixels: np.ndarray, bits: np.ndarray, *, strength: float | None = None, coarse_when_small: bool = True
+) -> np.ndarray:
     """Return a copy of ``pixels`` (H×W×3 uint8 RGB) carrying the 50 id ``bits``.
 
     ``strength`` (grey levels RMS, default ``STRENGTH``) scales the textured part of the mask and
     caps the RMS of the change: PSNR ≥ 20·log10(255 / strength).
+    ``coarse_when_small``: a still under ``WORK`` × ``SMALL_RATIO`` px gets the coarser, boosted
+    mark (``SMALL_RATIO``, ``SMALL_BOOST``); False gives every size the geometry of larger pictures,
+    which is what footage gets (``frame_mark.FrameMarker`` reproduces this mark, built per output)
+    and what every still got before.
     """
+    bits = np.asarray(bits, dtype=np.uint8)
+    height, width = pixels.shape[:2]
+    fine_size = _working_size(height, width)
+    if not (coarse_when_small and _is_small(height, width)):
+        return _embed(pixels, bits, strength, fine_size, 1.0)
+    coarse_size = _embed_working_size(height, width)
+    coarse = _embed(pixels, bits, strength, coarse_size, SMALL_BOOST)
+    own = _own_snr(coarse, bits, coarse_size)
+    if own >= SMALL_MIN_SNR:
+        return coarse
+    fine = _embed(pixels, bits, strength, fine_size, 1.0)
+    return coarse if own >= SMALL_SHARE * _own_snr(fine, bits, fine_size) else fine
+
+
+def _own_snr(marked: np.ndarray, bits: np.ndarray, size: tuple[int, int]) -> float:
+    """The soft-bit SNR (mean over spread along the codeword) of a freshly marked picture, read as the
+    decoder reads the unmoved grid on a working image of ``size``."""
+    payload = np.concatenate([bits, bits_from_int(crc(bits, CRC24), CRC24.width)])
+    signs = conv_encode(payload).astype(np.float64) * 2.0 - 1.0
+    white = _whiten(_resize(_luma(marked), *size))
+    along = _soft_unmoved(_folded(white, light=True)) * signs
+    return float(np.mean(along) / (np.std(along) + 1e-12))
+
+
+def _embed(
+    pixels: np.ndarray, bits: np.ndarray, strength: float | None, size: tuple[int, int], boost: float
+) -> np.ndarray:
+    """``embed`` on a working image of ``size`` (height, width), ``MASK_GAIN`` × ``boost``."""
     bits = np.asarray(bits, dtype=np.uint8)
     if bits.shape != (ID_BITS,):
         raise ValueError(f"the watermark carries {ID_BITS} id bits, got {bits.shape}")
@@ -385,9 +474,9 @@ def embed(pixels: np.ndarray, bits: np.ndarray, *, strength: float | None = None
     target = STRENGTH if strength is None else float(strength)
 
     height, width = pixels.shape[:2]
-    work_h, work_w = _working_size(height, width)
+    work_h, work_w = size
     work = _resize(_luma(pixels), work_h, work_w)
-    amplitude = _amplitude(work, target / STRENGTH)
+    amplitude = _amplitude(work, target / STRENGTH, texture_gain=boost)
     reps = (-(-work_h // TILE), -(-work_w // TILE))
     unit_rms = float(np.sqrt(np.mean(_tile(signs) ** 2)))
 
@@ -412,8 +501,11 @@ def embed(pixels: np.ndarray, bits: np.ndarray, *, strength: float | None = None
     return np.clip(np.rint(marked), 0, 255).astype(np.uint8)
 
 
-def embed_id(pixels: np.ndarray, output_id: str, *, strength: float | None = None) -> np.ndarray:
-    return embed(pixels, output_id_bits(output_id), strength=strength)
+def embed_id(
+    pixels: np.ndarray, output_id: str, *, strength: float | None = None, coarse_when_small: bool = True
+) -> np.ndarray:
+    """``embed`` for an output id."""
+    return embed(pixels, output_id_bits(output_id), strength=strength, coarse_when_small=coarse_when_small)
 
 
 def _noise_level(work: np.ndarray) -> float:
@@ -670,12 +762,17 @@ def _weighted(folded: _Folded) -> np.ndarray:
     return folded.spectrum / noise ** np.float32(FOLD_WHITEN / 2)
 
 
-def _correlations(folded: _Folded) -> tuple[np.ndarray, np.ndarray]:
+def _correlations(folded: _Folded, *, light: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Every bit's correlation at every cyclic shift of the tile grid (bits, dy, dx), and the
-    shift score: the bits' absolute correlations, each over its own RMS, summed (over median)."""
-    import scipy.fft
+    shift score: the bits' absolute correlations, each over its own RMS, summed (over median).
+    ``light``: numpy's FFT, not scipy's (see ``_folded``)."""
+    product = _weighted(folded)[None] * _PATTERN.matched_fft
+    if light:
+        corr = np.fft.irfft2(product, s=(TILE, TILE)).astype(np.float32)
+    else:
+        import scipy.fft
 
-    corr = scipy.fft.irfft2(_weighted(folded)[None] * _PATTERN.matched_fft, s=(TILE, TILE), workers=1)
+        corr = scipy.fft.irfft2(product, s=(TILE, TILE), workers=1)
     spread = np.sqrt(np.mean(corr * corr, axis=(1, 2), keepdims=True)) + 1e-20
     score = (np.abs(corr) / spread).sum(axis=0)
     return corr, score / (float(np.median(score)) + 1e-20)
@@ -710,9 +807,10 @@ def _best_shift(folded: _Folded, period: float, degrees: float, mirrored: bool) 
     return _Hypothesis(float(score[dy, dx]), period, degrees, mirrored, (int(dy), int(dx)), corr[:, dy, dx])
 
 
-def _working_white(luma: np.ndarray, zoom: float) -> np.ndarray:
+def _working_white(luma: np.ndarray, zoom: float, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The whitened working image at ``zoom`` × ``size`` (default: ``_working_size``)."""
     height, width = luma.shape
-    work_h, work_w = _working_size(height, width)
+    work_h, work_w = _working_size(height, width) if size is None else size
     size = max(1, round(work_h * zoom)), max(1, round(work_w * zoom))
     return _whiten(_resize(luma, *size, enlarge="cubic"))
 
@@ -753,14 +851,33 @@ def _zoom_blur_adjoints(white: np.ndarray) -> Iterator[tuple[float, np.ndarray]]
             amount = next(amounts, -1.0)
 
 
-def _zoom_blur_hypothesis(white: np.ndarray) -> _Hypothesis:
-    """The unmoved grid read through the adjoint of a zoom blur, at the amount of
-    ``ZOOM_BLUR_AMOUNTS`` where the grid stands out most from the other shifts."""
+def _unmoved_hypothesis(white: np.ndarray, coarse: np.ndarray | None) -> _Hypothesis:
+    """The unmoved grid. A small still has two (``coarse``: its working image of
+    ``_embed_working_size``, which marks made since small stills got a coarser mark use; ``white``:
+    the ``WORK`` one of marks made before, and of every larger picture): the one that stands out
+    most from the other shifts is read, so it is still one hypothesis. numpy's FFT only (``_folded``)."""
+    if coarse is None:
+        return _Hypothesis(0.0, float(TILE), 0.0, False, (0, 0), _soft_unmoved(_folded(white, light=True)))
     best = _Hypothesis(-1.0, float(TILE), 0.0, False, (0, 0), np.zeros(CODED_BITS))
-    for _, adjoint in _zoom_blur_adjoints(white):
-        corr, score = _correlations(_folded(adjoint))
+    for image in (coarse, white):
+        corr, score = _correlations(_folded(image, light=True), light=True)
         if score[0, 0] > best.peak:
-            best = _Hypothesis(float(score[0, 0]), float(TILE), 0.0, False, (0, 0), corr[:, 0, 0])
+            period = TILE * white.shape[0] / image.shape[0]
+            best = _Hypothesis(float(score[0, 0]), period, 0.0, False, (0, 0), corr[:, 0, 0])
+    return best
+
+
+def _zoom_blur_hypothesis(white: np.ndarray, coarse: np.ndarray | None = None) -> _Hypothesis:
+    """The unmoved grid read through the adjoint of a zoom blur, at the amount of
+    ``ZOOM_BLUR_AMOUNTS`` (and, on a small still, on the working image: ``coarse`` or ``white``)
+    where the grid stands out most from the other shifts."""
+    best = _Hypothesis(-1.0, float(TILE), 0.0, False, (0, 0), np.zeros(CODED_BITS))
+    for image in (white,) if coarse is None else (coarse, white):
+        period = TILE * white.shape[0] / image.shape[0]
+        for _, adjoint in _zoom_blur_adjoints(image):
+            corr, score = _correlations(_folded(adjoint))
+            if score[0, 0] > best.peak:
+                best = _Hypothesis(float(score[0, 0]), period, 0.0, False, (0, 0), corr[:, 0, 0])
     return best
 
 
@@ -798,10 +915,13 @@ def _hypotheses(pixels: np.ndarray) -> Iterator[_Hypothesis]:
     work_h, work_w = _working_size(height, width)
     larger = min(ZOOM, height / work_h, width / work_w)
     luma = _luma(pixels)
+    coarse = None
     for zoom in (1.0, larger) if larger >= MIN_ZOOM else (1.0,):
         white = _working_white(luma, zoom)
         if zoom == 1.0:
-            yield _Hypothesis(0.0, float(TILE), 0.0, False, (0, 0), _soft_unmoved(_folded(white, light=True)))
+            if _is_small(height, width):
+                coarse = _working_white(luma, 1.0, _embed_working_size(height, width))
+            yield _unmoved_hypothesis(white, coarse)
         for tile_map in _maps(white, MAPS_PER_ZOOM):
             yield from _folds(white, tile_map, zoom)
         if zoom == 1.0 and min(white.shape) >= 2 * TILE:
@@ -817,7 +937,7 @@ def _hypotheses(pixels: np.ndarray) -> Iterator[_Hypothesis]:
                 _, straightened, spectrum, period, degrees = best
                 tile_map = _refine(spectrum, _similarity(period, degrees))[1]
                 yield from _folds(straightened, tile_map, zoom)
-            yield _zoom_blur_hypothesis(white)
+            yield _zoom_blur_hypothesis(white, coarse)
 
 
 def decode(pixels: np.ndarray) -> WatermarkReading:
