@@ -48,7 +48,9 @@ window read the id with no wrong id at CRF 18, CRF 28 and 480p CRF 28, at 1080p 
 mean window confidence at 480p CRF 28 was 0.88 against 0.91 (portrait, 1080p), 0.85 against 0.87
 (portrait, 720p), 0.99–1.00 against 1.00 (landscape), and the same (0.97–1.00) elsewhere.
 
-Stills keep :func:`likeness.disclosure.watermark.embed_id` (one frame: nothing to reuse).
+Stills keep :func:`likeness.disclosure.watermark.embed_id` (one frame: nothing to reuse), which
+gives a still under ``watermark.SMALL_RATIO`` × 256 px a coarser mark; footage of any size keeps the
+standard one, as ``embed_id(..., coarse_when_small=False)`` draws it.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ _ROUNDING = 0.5 / FIXED_ONE
 
 class FrameMarker:
     """Marks frames of ``height``×``width`` with ``output_id`` at ``strength`` (grey levels RMS,
-    default ``watermark.STRENGTH``), as :func:`watermark.embed_id` would, reusing its fixed parts."""
+    default ``watermark.STRENGTH``), as :func:`watermark.embed_id` with ``coarse_when_small=False``
+    would, reusing its fixed parts."""
 
     def __init__(
         self,
