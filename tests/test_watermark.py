@@ -406,19 +406,24 @@ def _shrink(pixels: np.ndarray, short_side: int) -> np.ndarray:
     return cv2.resize(pixels, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
 
 
-@pytest.mark.parametrize(("photo", "seed"), [("obama/4.jpg", 1), ("obama/4.jpg", 2), ("biden/1.jpg", 3)])
+@pytest.mark.parametrize(
+    ("photo", "side", "seed"), [("rose_leslie/1.jpg", 500, 4), ("rose_leslie/1.jpg", 540, 4)]
+)
 def test_a_small_still_shown_at_40_percent_in_a_screenshot_and_jpeg70_reads(
-    faces_dir: Path, photo: str, seed: int
+    faces_dir: Path, photo: str, side: int, seed: int
 ) -> None:
-    """A 420 px still inside app chrome at 40 % (168 px), then JPEG q70: the mark of ``WORK``
-    working pixels had its finest period at 2.2 px there and read none of these (0 of 6 ids on each
-    photo before small stills got the coarser mark); the coarse mark reads them."""
-    small = _shrink(load_image(faces_dir / photo).pixels, 420)
-    assert watermark._is_small(*small.shape[:2])
+    """A 500–540 px still inside app chrome at 40 % (200–216 px), then JPEG q70: the standard mark
+    (``coarse_when_small=False``) misses it; the coarse mark reads it."""
+    small = _shrink(load_image(faces_dir / photo).pixels, side)
+    assert watermark._gets_coarse(*small.shape[:2])
     output_id = _fixed_id(seed)
     marked = watermark.embed_id(small, output_id)
     coarse = watermark._embed(
-        small, output_id_bits(output_id), None, watermark._embed_working_size(*small.shape[:2]), 1.4
+        small,
+        output_id_bits(output_id),
+        None,
+        watermark._embed_working_size(*small.shape[:2]),
+        watermark.SMALL_BOOST,
     )
     assert np.array_equal(marked, coarse)  # the coarse mark was kept: it reads well unattacked
     assert _psnr(small, marked) >= 38.0
@@ -426,6 +431,56 @@ def test_a_small_still_shown_at_40_percent_in_a_screenshot_and_jpeg70_reads(
     shot = _jpeg(_ui_screenshot(marked, 0.4), 70)
     assert 0.16 * small.size < 0.35 * shot.size  # the picture covers under a third of the screenshot
     assert watermark.decode(shot).output_id == output_id
+    standard = watermark.embed_id(small, output_id, coarse_when_small=False)
+    assert watermark.decode(_jpeg(_ui_screenshot(standard, 0.4), 70)).output_id is None
+
+
+@pytest.mark.parametrize(("photo", "seed"), [("rose_leslie/1.jpg", 4), ("obama/4.jpg", 1)])
+def test_a_coarse_marked_small_still_survives_a_crop_to_three_quarters(
+    faces_dir: Path, photo: str, seed: int
+) -> None:
+    """The geometric search reads the coarse mark on the standard working image; from
+    ``SMALL_MIN_SIDE`` a centre crop to 0.75 of each side (and JPEG q80 after it) still reads."""
+    small = _shrink(load_image(faces_dir / photo).pixels, watermark.SMALL_MIN_SIDE + 20)
+    output_id = _fixed_id(seed)
+    marked = watermark.embed_id(small, output_id)
+    assert not np.array_equal(marked, watermark.embed_id(small, output_id, coarse_when_small=False))
+    height, width = marked.shape[:2]
+    crop = marked[height // 8 : height - height // 8, width // 8 : width - width // 8]
+    assert watermark.decode(crop).output_id == output_id
+    assert watermark.decode(_jpeg(crop, 80)).output_id == output_id
+
+
+def test_stills_under_the_smallest_coarse_side_keep_the_standard_mark(faces_dir: Path) -> None:
+    """Under ``SMALL_MIN_SIDE`` a crop would take the coarse mark out of the search's range, so those
+    stills are marked as before."""
+    pixels = load_image(faces_dir / "rose_leslie" / "1.jpg").pixels
+    output_id = _fixed_id(9)
+    under = _shrink(pixels, watermark.SMALL_MIN_SIDE - 1)
+    at = _shrink(pixels, watermark.SMALL_MIN_SIDE)
+    assert np.array_equal(
+        watermark.embed_id(under, output_id), watermark.embed_id(under, output_id, coarse_when_small=False)
+    )
+    assert not np.array_equal(
+        watermark.embed_id(at, output_id), watermark.embed_id(at, output_id, coarse_when_small=False)
+    )
+
+
+def test_footage_is_read_without_the_coarse_working_image(
+    faces_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Footage only carries the standard mark, and a window is read at 512 px: its reading builds no
+    coarse working image (noise there could outscore the standard grid near the threshold)."""
+    frame = _shrink(load_image(faces_dir / "obama" / "4.jpg").pixels, 512)
+    output_id = _fixed_id(10)
+    marked = watermark.embed_id(frame, output_id, coarse_when_small=False)
+    built: list[tuple[int, int]] = []
+    sizes = watermark._embed_working_size
+    monkeypatch.setattr(watermark, "_embed_working_size", lambda h, w: built.append((h, w)) or sizes(h, w))
+    assert watermark.decode(marked, coarse_when_small=False).output_id == output_id
+    assert built == []
+    assert watermark.decode(marked).output_id == output_id
+    assert built, "a still's reading does build it"
 
 
 @pytest.mark.parametrize(
@@ -444,7 +499,9 @@ def test_marks_made_before_small_stills_got_the_coarse_mark_still_read(
     old = watermark.embed_id(pixels, output_id, coarse_when_small=False)
     fine_size = watermark._working_size(*pixels.shape[:2])
     assert np.array_equal(old, watermark._embed(pixels, output_id_bits(output_id), None, fine_size, 1.0))
-    assert not np.array_equal(old, watermark.embed_id(pixels, output_id))
+    # Stills from SMALL_MIN_SIDE (head_up, 682 px) now get the coarse mark; smaller ones still this one.
+    coarse = watermark._gets_coarse(*pixels.shape[:2])
+    assert np.array_equal(old, watermark.embed_id(pixels, output_id)) is not coarse
     for name, image in {"as is": old, "jpeg80": _jpeg(old, 80), "half": _resize(old, 0.5)}.items():
         assert watermark.decode(image).output_id == output_id, name
 
@@ -461,10 +518,11 @@ def test_pictures_of_704_px_and_more_are_marked_as_before(faces_dir: Path) -> No
 
 
 def test_a_sharp_busy_small_still_keeps_the_fine_mark(faces_dir: Path) -> None:
-    """Downscaled to 420 px, this portrait is busy enough that the RMS cap binds: the coarse mark
-    would read back unattacked at 1.5 against the fine one's 5.9 for this id (``SMALL_MIN_SNR``), so it
+    """Downscaled to 500 px, this portrait is busy enough that the RMS cap binds: the coarse mark
+    reads back unattacked under ``SMALL_MIN_SNR`` and under ``SMALL_SHARE`` × the fine one's, so it
     gets the fine mark, as before."""
-    small = _shrink(load_image(faces_dir / "obama" / "1.jpg").pixels, 420)
+    small = _shrink(load_image(faces_dir / "obama" / "1.jpg").pixels, 500)
+    assert watermark._gets_coarse(*small.shape[:2])
     output_id = _fixed_id(8)
     bits = output_id_bits(output_id)
     height, width = small.shape[:2]

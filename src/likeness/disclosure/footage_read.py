@@ -208,12 +208,12 @@ class _Window:
         if average:
             self.total = work if self.total is None else self.total + work
         if key_frame and len(self.keyframe_ids) < KEYFRAMES_PER_WINDOW:
-            self.keyframe_ids.append(decode(work).output_id)
+            self.keyframe_ids.append(decode(work, coarse_when_small=False).output_id)
 
     def finding(self, frame_duration: float) -> WindowFinding:
         reading = None
         if self.total is not None:
-            reading = decode(self.total / np.float32(self.frames))
+            reading = decode(self.total / np.float32(self.frames), coarse_when_small=False)
         window_id = reading.output_id if reading is not None and reading.found else None
         if window_id is None:
             ids = Counter(i for i in self.keyframe_ids if i is not None)

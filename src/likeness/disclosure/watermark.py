@@ -41,11 +41,13 @@ amplitude on flat areas:
 Embedding
   1. Luma is resized to a working image whose shorter side is ``WORK`` (256) pixels, so the mark
      has the same geometry relative to the picture at every size and survives downscaling to 0.25×.
-     A small still (shorter side under ``WORK`` × ``SMALL_RATIO`` = 704 px) gets a coarser mark: a
-     working side of its side / ``SMALL_RATIO`` (at least ``SMALL_WORK``) and the textured part of
-     the mask × ``SMALL_BOOST``, so that shown at 40 % in a screenshot and recompressed its band is
-     not above what the downscale and JPEG keep; unless that mark reads back weakly unattacked
-     (``SMALL_MIN_SNR``), then it gets the fine one. Footage (``frame_mark``) keeps ``WORK``.
+     A small still (shorter side from ``SMALL_MIN_SIDE`` = 480 px up to ``WORK`` × ``SMALL_RATIO``
+     = 704 px) gets a coarser mark: a working side of its side / ``SMALL_RATIO`` (at least
+     ``SMALL_WORK``) and the textured part of the mask × ``SMALL_BOOST``, so that shown at 40 % in
+     a screenshot and recompressed its band is not above what the downscale and JPEG keep; unless
+     that mark reads back weakly unattacked, under ``SMALL_MIN_SNR`` and under ``SMALL_SHARE`` ×
+     what the fine mark reads, then it gets the fine one. Footage (``frame_mark``) keeps ``WORK``,
+     and footage is read without the coarse working image (``decode(coarse_when_small=False)``).
   2. The payload (50 id bits + CRC-24) is convolutionally coded (rate 1/2, K=7) to 160 bits.
      Each coded bit owns its own ~7 (frequency, real/imaginary) slots of the 2-D DFT of a
      ``TILE``×``TILE`` tile, inside the radial band ``BAND`` (cycles per working pixel), with a
@@ -135,6 +137,14 @@ failing photos (418–682 px). Chosen on the bench's 17 photos under 1024 px (SM
 3 with ``SMALL_BOOST``: lowest SNR after that attack 1.06 / 1.70 / 1.45, median unattacked 7.7 /
 6.9 / 6.3, before 8.1). Pictures of 704 px and more, and all footage (``frame_mark`` keeps
 ``_working_size``), are marked as before."""
+SMALL_MIN_SIDE = 480
+"""Stills under this shorter side keep the standard mark. The geometric search reads the coarse
+mark on the standard working image, where its period is ``TILE`` × 704 px / the picture's shorter
+side: a crop that leaves a coarse-marked still under about 320 px (``PERIOD_RANGE``'s 2.2) loses
+it, while the standard mark survives crops down to 0.45 of a side. From 480 px a crop to 0.67 of a
+side still reads; a 420 px still cropped to 0.75 did not (review probe: biden and rose_leslie at
+420 px, obama at 300 px). The bench's 418 px photo therefore keeps the standard mark, and its 40 %
+screenshot + q70 is missed, as before."""
 SMALL_WORK = 128
 """The smallest working side of a small still (reached at 352 px): the tile still fits twice, and
 the mark's period as the ``WORK`` working image sees it stays within 2 × ``TILE``, inside the lattice
@@ -331,8 +341,14 @@ def _embed_working_size(height: int, width: int) -> tuple[int, int]:
 
 
 def _is_small(height: int, width: int) -> bool:
-    """Whether a still of this size may get the coarse mark (``_embed_working_size``, ``SMALL_BOOST``)."""
+    """Whether a picture of this size is read at the coarse working size too (``_embed_working_size``)."""
     return min(height, width) < WORK * SMALL_RATIO
+
+
+def _gets_coarse(height: int, width: int) -> bool:
+    """Whether a still of this size may get the coarse mark: small, and not under
+    ``SMALL_MIN_SIDE``."""
+    return SMALL_MIN_SIDE <= min(height, width) < WORK * SMALL_RATIO
 
 
 def _resize(image: np.ndarray, height: int, width: int, *, enlarge: str = "linear") -> np.ndarray:
@@ -441,7 +457,7 @@ def embed(
     bits = np.asarray(bits, dtype=np.uint8)
     height, width = pixels.shape[:2]
     fine_size = _working_size(height, width)
-    if not (coarse_when_small and _is_small(height, width)):
+    if not (coarse_when_small and _gets_coarse(height, width)):
         return _embed(pixels, bits, strength, fine_size, 1.0)
     coarse_size = _embed_working_size(height, width)
     coarse = _embed(pixels, bits, strength, coarse_size, SMALL_BOOST)
@@ -903,12 +919,13 @@ def _folds(white: np.ndarray, tile_map: np.ndarray, zoom: float) -> list[_Hypoth
     return sorted((upright, flipped), key=lambda h: -h.peak)
 
 
-def _hypotheses(pixels: np.ndarray) -> Iterator[_Hypothesis]:
+def _hypotheses(pixels: np.ndarray, coarse_when_small: bool = True) -> Iterator[_Hypothesis]:
     """Grid hypotheses, most likely first: the unmoved grid (period ``TILE``, shift 0); then for
     each zoom of the working image, the affine maps where the spectrum holds the mark's lattice,
     each folded upright and mirrored, at the cyclic shift that fits best; after the first zoom,
     the one keystone correction (of four) whose spectrum holds the lattice most clearly, and the
-    unmoved grid read through the adjoint of a zoom blur."""
+    unmoved grid read through the adjoint of a zoom blur. ``coarse_when_small``: also read a small
+    picture's coarse working image (see :func:`decode`)."""
     height, width = pixels.shape[:2]
     if min(height, width) < MIN_SIDE:
         return
@@ -919,8 +936,10 @@ def _hypotheses(pixels: np.ndarray) -> Iterator[_Hypothesis]:
     for zoom in (1.0, larger) if larger >= MIN_ZOOM else (1.0,):
         white = _working_white(luma, zoom)
         if zoom == 1.0:
-            if _is_small(height, width):
-                coarse = _working_white(luma, 1.0, _embed_working_size(height, width))
+            if coarse_when_small and _is_small(height, width):
+                coarse_size = _embed_working_size(height, width)
+                if coarse_size != (work_h, work_w):  # near 704 px it rounds to the standard one
+                    coarse = _working_white(luma, 1.0, coarse_size)
             yield _unmoved_hypothesis(white, coarse)
         for tile_map in _maps(white, MAPS_PER_ZOOM):
             yield from _folds(white, tile_map, zoom)
@@ -940,10 +959,14 @@ def _hypotheses(pixels: np.ndarray) -> Iterator[_Hypothesis]:
             yield _zoom_blur_hypothesis(white, coarse)
 
 
-def decode(pixels: np.ndarray) -> WatermarkReading:
-    """Look for the watermark in ``pixels`` (H×W×3 uint8 RGB)."""
+def decode(pixels: np.ndarray, *, coarse_when_small: bool = True) -> WatermarkReading:
+    """Look for the watermark in ``pixels`` (H×W×3 uint8 RGB).
+
+    ``coarse_when_small=False``: ``pixels`` can only carry the standard mark (footage, whose frames
+    ``frame_mark`` marks at every size), so a small picture's coarse working image is not read:
+    near the reading threshold, noise on it can outscore the standard grid and lose a reading."""
     best = WatermarkReading(found=False, output_id=None, confidence=0.0)
-    for count, hypothesis in enumerate(_hypotheses(pixels)):
+    for count, hypothesis in enumerate(_hypotheses(pixels, coarse_when_small)):
         if count == MAX_HYPOTHESES:
             break
         output_id, confidence = read_payload(hypothesis.soft)
