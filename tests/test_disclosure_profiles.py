@@ -529,6 +529,12 @@ def test_a_resumed_job_places_its_labels_where_the_first_run_did_though_the_face
     assert unaware.facts()["label"] != first.facts()["label"]
     assert unaware.facts()["start_label"] != first.facts()["start_label"]
 
+    # Killed after its last segment (during mux, self-check or signing): the rerun has no frame to
+    # label, and its manifest still states the labels as drawn.
+    idle = Marker(output_id, job, 4.5, footage=True, resumed=json.loads(json.dumps(resumed.checkpoint())))
+    assert idle.facts() == first.facts() and idle.notes() == first.notes()
+    assert Marker(output_id, job, 4.5, footage=True).facts()["label"] is None  # what it was without
+
 
 def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]

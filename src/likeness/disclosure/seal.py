@@ -263,10 +263,19 @@ class Marker:
         """The faces the corner label was placed to avoid (set when it is first placed)."""
         self.start_avoid: list[Box] | None = _boxes(earlier.get("start_avoid"))
         """The faces the start label was placed to avoid (set when it is first drawn)."""
+        self._earlier: Mapping[str, Any] = earlier
+        """An earlier run's state: its facts and notes stand for a resumed run that labels nothing
+        (its frames were all in finished segments)."""
 
     def checkpoint(self) -> dict[str, Any]:
-        """What a resumed job needs to place its labels as this run did (JSON)."""
-        return {"label_avoid": self.label_avoid, "start_avoid": self.start_avoid}
+        """What a resumed job needs to place its labels as this run did, and what it drew (JSON)."""
+        drawn = self.box is not None
+        return {
+            "label_avoid": self.label_avoid,
+            "start_avoid": self.start_avoid,
+            "facts": self.facts() if drawn else self._earlier.get("facts"),
+            "notes": list(self.notes()) if drawn else self._earlier.get("notes"),
+        }
 
     def label(self, pixels: np.ndarray, time: float = 0.0) -> np.ndarray:
         labelled = self._corner_label(pixels)
@@ -337,6 +346,8 @@ class Marker:
 
     def notes(self) -> tuple[str, ...]:
         """What the user should know about where the labels went."""
+        if self.box is None and self._earlier.get("notes") is not None:
+            return tuple(self._earlier["notes"])
         notes = [label_covers_face(self.profile)] if self.covers_face else []
         start = self._drawn_start_box()
         if start is not None and start.covers_face:
@@ -345,6 +356,8 @@ class Marker:
 
     def facts(self) -> dict[str, Any]:
         """The manifest's ``org.likeness.disclosure``: the profile, its rule, the labels as drawn."""
+        if self.box is None and self._earlier.get("facts") is not None:
+            return dict(self._earlier["facts"])
         width, height = self.size
         facts: dict[str, Any] = {
             "profile": self.profile.name,
