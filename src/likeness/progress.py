@@ -108,9 +108,9 @@ def counting_interrupts(on_interrupt: Callable[[int], None] | None = None) -> It
     try:
         previous = signal.signal(signal.SIGINT, handler)
     except ValueError:  # not the main thread
-        previous = None
+        yield interrupts
+        return
     try:
         yield interrupts
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    finally:  # a handler not set from Python reads as None: the default is what it was
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)

@@ -304,6 +304,7 @@ def _run_job(request, home, progress):
     """Run a job on the one road with a clean Ctrl-C: the first one stops it at the next step or
     frame (exit 130; footage keeps its finished segments and the same command resumes), a second
     one at once."""
+    import os
     import threading
 
     from likeness.progress import counting_interrupts
@@ -314,7 +315,9 @@ def _run_job(request, home, progress):
         if count > 1:
             raise KeyboardInterrupt
         cancel.set()
-        click.echo("\nlikeness: stopping at the next step (press Ctrl-C again to stop at once)", err=True)
+        # os.write, not click.echo: the handler may run while the progress display is writing to
+        # stderr, where a buffered write would raise "reentrant call"
+        os.write(2, b"\nlikeness: stopping at the next step (press Ctrl-C again to stop at once)\n")
 
     helper = _landmark_helper(request, home)  # first: it reads its model while the rest is imported
     try:

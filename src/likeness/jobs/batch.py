@@ -177,9 +177,17 @@ interrupted (jobs it never started get no result)."""
 # -- keys and the results file ----------------------------------------------------------------------------
 
 
-def input_hashes(job: BatchJob) -> dict[str, str | None]:
-    """Role → sha256 of each input file the job reads (``None``: missing or unreadable)."""
-    return {role: _hash_or_none(path) for role, path in job.inputs().items()}
+def input_hashes(job: BatchJob, known: dict[Path, str | None] | None = None) -> dict[str, str | None]:
+    """Role → sha256 of each input file the job reads (``None``: missing or unreadable); ``known``:
+    hashes by resolved path, read from and added to (a file several jobs share is read once)."""
+    seen = {} if known is None else known
+    hashes: dict[str, str | None] = {}
+    for role, path in job.inputs().items():
+        where = path.resolve()
+        if where not in seen:
+            seen[where] = _hash_or_none(path)
+        hashes[role] = seen[where]
+    return hashes
 
 
 def job_key(job: BatchJob, inputs: Mapping[str, str | None] | None = None) -> str:
@@ -422,7 +430,8 @@ def run_batch(
     shown = events or BatchEvents()
     jobs_file = Path(jobs_file).expanduser().absolute()
     jobs = read_jobs(jobs_file)  # 1. the whole file is checked before anything runs
-    hashes = [input_hashes(job) for job in jobs]  # 2. keys, from each input file read once
+    known: dict[Path, str | None] = {}
+    hashes = [input_hashes(job, known) for job in jobs]  # 2. keys, each input file read once
     keys = [job_key(job, inputs) for job, inputs in zip(jobs, hashes, strict=True)]
     where = Path(results) if results is not None else results_path(jobs_file, home)
     by_number: dict[int, JobResult] = {}

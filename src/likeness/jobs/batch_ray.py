@@ -114,7 +114,12 @@ def _run(
         f"{len(refs)} task(s) submitted to the Ray cluster ({cpus:g} CPU(s){gpu_note}); Ray starts them"
     )
     cancelled = 0
-    with counting_interrupts() as interrupts:
+
+    def give_up(count: int) -> None:
+        if count >= 3:  # a cluster that does not answer: the third Ctrl-C leaves at once
+            raise KeyboardInterrupt
+
+    with counting_interrupts(give_up) as interrupts:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1, timeout=WAIT_S)
             for ref in done:  # a Ctrl-C cannot fall between taking a result and writing it down
