@@ -51,7 +51,11 @@ USES = "benchmark of likeness's own pipeline on public-domain 19th-century portr
 
 
 def make_cast(home: Home, backend: str) -> None:
-    for name, photo in (("Charles Darwin", "darwin_1.jpg"), ("Abraham Lincoln", "lincoln_1.jpg")):
+    sitters = (
+        ("Charles Darwin", "darwin_1.jpg", dt.date(1882, 4, 19)),
+        ("Abraham Lincoln", "lincoln_1.jpg", dt.date(1865, 4, 15)),
+    )
+    for name, photo, died in sitters:
         ident = enrol_identity(EnrolRequest(name=name, photos=[asset(photo)], backend=backend), home=home)
         with Registry.open(home) as registry:
             registry.grant(
@@ -63,7 +67,7 @@ def make_cast(home: Home, backend: str) -> None:
                 uses=USES,
                 operator="bench",
                 capacity="rights_expired",
-                date_of_death=dt.date(1882, 4, 19),
+                date_of_death=died,
                 jurisdiction="GB",
                 basis="died over 125 years ago",
                 grantor="bench",

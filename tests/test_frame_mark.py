@@ -20,13 +20,13 @@ from likeness.disclosure.footage_sink import VIDEO_WATERMARK_STRENGTH, FootageSi
 from likeness.disclosure.frame_mark import (
     MAX_CHANGE,
     FrameMarker,
+    MaskParts,
     WorkingShrink,
     _enlarged_rms_bound,
     _percentile,
     _StripBuffers,
     add_to_rgb,
     soft_at_origin,
-    visual_mask,
 )
 from likeness.disclosure.output_id import ID_BITS, format_output_id, is_balanced, new_output_id
 from likeness.disclosure.seal import Marker, SealJob
@@ -111,14 +111,14 @@ def test_add_to_rgb_is_the_rounded_saturating_sum() -> None:
 
 @pytest.mark.parametrize("name", PHOTOS)
 def test_the_cv2_mask_and_gains_reading_are_watermarks_own(faces_dir: Path, name: str) -> None:
-    """visual_mask and soft_at_origin compute watermark._amplitude and _soft_at_origin (the same
-    filters, done in fewer passes): equal within float32 rounding, on a clean and a noisy picture."""
+    """MaskParts.amplitude and soft_at_origin compute watermark._amplitude and _soft_at_origin (the
+    same filters, done in fewer passes): equal within float32 rounding, on a clean and a noisy picture."""
     frame = frame_of(faces_dir, name, 1280, 720)
     clean = watermark._resize(watermark._luma(frame), 256, 455)
     noisy = clean + np.random.default_rng(5).normal(0.0, 4.0, clean.shape).astype(np.float32)
     for work in (clean, noisy):
         for boost, noise_texture in ((1.0, 0.0), (1.5, 0.0), (0.5, 0.0), (1.0, 1.3)):
-            ours = visual_mask(work, boost, noise_texture=noise_texture)
+            ours = MaskParts.of(work).amplitude(boost, noise_texture=noise_texture)
             theirs = watermark._amplitude(work, boost, noise_texture=noise_texture)
             assert ours.dtype == np.float32 and ours.shape == theirs.shape
             assert np.abs(ours - theirs).max() <= 1e-4 * theirs.max(), (boost, noise_texture)

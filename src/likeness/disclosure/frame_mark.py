@@ -60,7 +60,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from likeness.disclosure import watermark
-from likeness.disclosure.ecc import conv_encode
 
 GAINS_EVERY = 24
 """Frames between two computations of the host-interference cancellation gains (about once a
@@ -108,7 +107,7 @@ class FrameMarker:
         self.output_id = output_id
         self.target = watermark.STRENGTH if strength is None else float(strength)
         self.gains_every = gains_every
-        self._signs = conv_encode(watermark.payload_bits(output_id)).astype(np.float64) * 2.0 - 1.0
+        self._signs = watermark.coded_signs(watermark.payload_bits(output_id))
         self._work_h, self._work_w = watermark._working_size(height, width)
         self._shrink = WorkingShrink.plan(height, width, self._work_h, self._work_w)
         self._root_size = float(np.sqrt(height * width))
@@ -299,13 +298,6 @@ class MaskParts:
         headroom = cv2.max(cv2.subtract(127.5, cv2.absdiff(base, 127.5)), 0.0)
         headroom = cv2.multiply(headroom, 1.0 / watermark.MASK_HEADROOM)
         return cv2.min(cv2.max(floor, masked), headroom)
-
-
-def visual_mask(work: np.ndarray, boost: float = 1.0, *, noise_texture: float = 0.0) -> np.ndarray:
-    """``watermark._amplitude(work, boost, noise_texture=...)`` (the visual mask, float32) in cv2
-    passes (:class:`MaskParts`): equal to it within float32 rounding (1e-5 of its largest value),
-    and about 0.4 ms faster on a 256×455 working image."""
-    return MaskParts.of(work).amplitude(boost, noise_texture=noise_texture)
 
 
 def soft_at_origin(work: np.ndarray, parts: MaskParts | None = None) -> np.ndarray:

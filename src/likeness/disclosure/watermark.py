@@ -308,8 +308,17 @@ _PATTERN = _make_pattern()  # derived from constants only; never mutated
 
 def payload_bits(output_id: str) -> np.ndarray:
     """The 74 payload bits: the id's 50 bits and their CRC-24."""
-    bits = output_id_bits(output_id)
+    return _payload(output_id_bits(output_id))
+
+
+def _payload(bits: np.ndarray) -> np.ndarray:
+    """50 id bits followed by their CRC-24."""
     return np.concatenate([bits, bits_from_int(crc(bits, CRC24), CRC24.width)])
+
+
+def coded_signs(payload: np.ndarray) -> np.ndarray:
+    """The 160 convolutionally coded payload bits as ±1 (float64): what the tile carries."""
+    return conv_encode(payload).astype(np.float64) * 2.0 - 1.0
 
 
 def _tile(weights: np.ndarray) -> np.ndarray:
@@ -471,8 +480,7 @@ def embed(
 def _own_snr(marked: np.ndarray, bits: np.ndarray, size: tuple[int, int]) -> float:
     """The soft-bit SNR (mean over spread along the codeword) of a freshly marked picture, read as the
     decoder reads the unmoved grid on a working image of ``size``."""
-    payload = np.concatenate([bits, bits_from_int(crc(bits, CRC24), CRC24.width)])
-    signs = conv_encode(payload).astype(np.float64) * 2.0 - 1.0
+    signs = coded_signs(_payload(bits))
     white = _whiten(_resize(_luma(marked), *size))
     along = _soft_unmoved(_folded(white, light=True)) * signs
     return float(np.mean(along) / (np.std(along) + 1e-12))
@@ -485,8 +493,7 @@ def _embed(
     bits = np.asarray(bits, dtype=np.uint8)
     if bits.shape != (ID_BITS,):
         raise ValueError(f"the watermark carries {ID_BITS} id bits, got {bits.shape}")
-    payload = np.concatenate([bits, bits_from_int(crc(bits, CRC24), CRC24.width)])
-    signs = conv_encode(payload).astype(np.float64) * 2.0 - 1.0
+    signs = coded_signs(_payload(bits))
     target = STRENGTH if strength is None else float(strength)
 
     height, width = pixels.shape[:2]
