@@ -555,12 +555,12 @@ def _merge_close(dst: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """Drop target points within MERGE_PX of an earlier one, with their source partners; also return the
     indices kept."""
     offsets = dst[:, None, :] - dst[None, :, :]
-    far = np.hypot(offsets[..., 0], offsets[..., 1]) >= MERGE_PX
-    keep: list[int] = []
-    for index in range(len(dst)):
-        if far[index, keep].all():
-            keep.append(index)
-    return dst[keep], src[keep], np.array(keep)
+    close = np.tril(np.hypot(offsets[..., 0], offsets[..., 1]) < MERGE_PX, k=-1)  # to an earlier point
+    kept = np.ones(len(dst), dtype=bool)
+    for index in np.flatnonzero(close.any(axis=1)).tolist():  # the rest are kept whatever came before
+        kept[index] = not (close[index] & kept).any()
+    keep = np.flatnonzero(kept)
+    return dst[keep], src[keep], keep
 
 
 def _border_points(width: int, height: int, per_side: int = 4) -> np.ndarray:
@@ -639,6 +639,17 @@ def _delaunay(points: np.ndarray) -> np.ndarray:
     return np.array(triangles, dtype=np.int64).reshape(-1, 3)
 
 
+@dataclass(frozen=True)
+class _Mesh:
+    """The warp's triangulation: ``dst`` points (target) and their ``src`` partners, the Delaunay
+    ``triangles`` of ``dst`` (M×3 indices) and the ``similarity`` (2×3, target → source) outside them."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    triangles: np.ndarray
+    similarity: np.ndarray
+
+
 def _warp_piecewise_affine(
     src_image: np.ndarray,
     src: np.ndarray,
@@ -657,6 +668,16 @@ def _warp_piecewise_affine(
     """
     import cv2
 
+    map_x, map_y = _warp_maps(_warp_mesh(src, dst, size, loose=loose), size)
+    interpolation = cv2.INTER_CUBIC if smooth else cv2.INTER_LINEAR
+    return cv2.remap(src_image, map_x, map_y, interpolation, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def _warp_mesh(src: np.ndarray, dst: np.ndarray, size: tuple[int, int], *, loose: int = 0) -> _Mesh:
+    """The triangulated mesh of :func:`_warp_piecewise_affine`: close points merged, border points added
+    (mapped by the best similarity transform), folded triangles relaxed."""
+    import cv2
+
     width, height = size
     count = len(dst)
     dst, src, kept = _merge_close(dst, src)
@@ -671,25 +692,44 @@ def _warp_piecewise_affine(
     is_loose = np.concatenate([kept >= count - loose, np.zeros(len(border), dtype=bool)])
     unchecked = is_loose[simplices].all(axis=1) if loose else None
     src_all = _unfold(src_all, dst_all, simplices, predicted, fixed=len(border), unchecked=unchecked)
+    return _Mesh(src_all, dst_all, simplices, similarity)
 
-    # Which triangle owns each pixel (-1: none), and each triangle's affine map target → source.
+
+def _warp_maps(mesh: _Mesh, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.remap``'s float32 maps (target pixel → source position) of ``mesh`` over ``size``: each pixel
+    takes the affine map of the triangle that owns it (filled in order, so a later triangle takes a shared
+    edge), pixels outside every triangle take the similarity transform."""
+    import cv2
+
+    width, height = size
+    affines, valid = _triangle_affines(mesh.src, mesh.dst, mesh.triangles)
     owner = np.full((height, width), -1, dtype=np.int32)
-    affines = np.zeros((len(simplices), 2, 3), dtype=np.float64)
-    for number, corners in enumerate(simplices):
-        dst_triangle = np.column_stack([dst_all[corners], np.ones(3)])
-        if abs(np.linalg.det(dst_triangle)) < 1e-6:
-            continue
-        affines[number] = np.linalg.solve(dst_triangle, src_all[corners]).T
-        cv2.fillConvexPoly(owner, np.round(dst_all[corners] * 16).astype(np.int32), number, cv2.LINE_8, 4)
-    uncovered = owner < 0
-    affines = np.vstack([affines, similarity[None]]).astype(np.float32)
-    owner[uncovered] = len(affines) - 1
+    corners = np.round(mesh.dst * 16).astype(np.int32)[mesh.triangles]
+    for number in np.flatnonzero(valid).tolist():
+        cv2.fillConvexPoly(owner, corners[number], number, cv2.LINE_8, 4)
+    owner[owner < 0] = len(affines)
+    # x' = a·x + b·y + c, y' = d·x + e·y + f: each coefficient gathered once from a 6×(M+1) table.
+    table = np.vstack([affines, mesh.similarity[None]]).astype(np.float32).reshape(-1, 6).T
+    a, b, c, d, e, f = np.take(np.ascontiguousarray(table), owner, axis=1)
     xs = np.arange(width, dtype=np.float32)[None, :]
     ys = np.arange(height, dtype=np.float32)[:, None]
-    map_x = affines[:, 0, 0][owner] * xs + affines[:, 0, 1][owner] * ys + affines[:, 0, 2][owner]
-    map_y = affines[:, 1, 0][owner] * xs + affines[:, 1, 1][owner] * ys + affines[:, 1, 2][owner]
-    interpolation = cv2.INTER_CUBIC if smooth else cv2.INTER_LINEAR
-    return cv2.remap(src_image, map_x, map_y, interpolation, borderMode=cv2.BORDER_REFLECT_101)
+    return a * xs + b * ys + c, d * xs + e * ys + f
+
+
+def _triangle_affines(
+    src: np.ndarray, dst: np.ndarray, simplices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each triangle's affine map from ``dst`` to ``src`` corners (M×2×3, float64) and whether it has one
+    (M bools): a triangle whose ``dst`` corners are (nearly) collinear has none (zeros).
+
+    All triangles are solved at once (one batched ``np.linalg.solve``, the same LAPACK solve per triangle
+    as one call each: identical results)."""
+    corners = np.concatenate([dst[simplices], np.ones((len(simplices), 3, 1))], axis=2)
+    valid = np.abs(np.linalg.det(corners)) >= 1e-6
+    affines = np.zeros((len(simplices), 2, 3), dtype=np.float64)
+    if valid.any():
+        affines[valid] = np.linalg.solve(corners[valid], src[simplices[valid]]).transpose(0, 2, 1)
+    return affines, valid
 
 
 def _hull_mask(outline: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
