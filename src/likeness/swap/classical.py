@@ -777,26 +777,35 @@ def _poisson_blend(face: np.ndarray, target: np.ndarray, core: np.ndarray) -> np
 
 
 def _pyramid_blend(face: np.ndarray, target: np.ndarray, alpha: np.ndarray, levels: int = 5) -> np.ndarray:
-    """Laplacian-pyramid blend of ``face`` over ``target`` with weights ``alpha``."""
+    """Laplacian-pyramid blend of ``face`` over ``target`` with weights ``alpha``.
+
+    Each level of the blend is ``w·L(face) + (1 − w)·L(target) = L(target) + w·L(face − target)`` (the
+    pyramids are linear), and the target's own levels add up to the target again: so the blend is the
+    target plus the weighted pyramid of the difference alone, one pyramid instead of two (the same
+    result but for float rounding).
+    """
     import cv2
 
     levels = max(1, min(levels, int(np.log2(max(2, min(alpha.shape)))) - 3))
-    gauss_a, gauss_b = [face.astype(np.float32)], [target.astype(np.float32)]
-    weights = [alpha.astype(np.float32)]
+    base = target.astype(np.float32)
+    difference = face.astype(np.float32)
+    difference -= base
+    gauss, weights = [difference], [alpha.astype(np.float32)]
     for _ in range(levels):
-        gauss_a.append(cv2.pyrDown(gauss_a[-1]))
-        gauss_b.append(cv2.pyrDown(gauss_b[-1]))
+        gauss.append(cv2.pyrDown(gauss[-1]))
         weights.append(cv2.pyrDown(weights[-1]))
-    blended = gauss_a[levels] * weights[levels][..., None] + gauss_b[levels] * (
-        1.0 - weights[levels][..., None]
-    )
+    blended = gauss[levels] * weights[levels][..., None]
     for level in range(levels - 1, -1, -1):
-        size = (gauss_a[level].shape[1], gauss_a[level].shape[0])
-        lap_a = gauss_a[level] - cv2.pyrUp(gauss_a[level + 1], dstsize=size)
-        lap_b = gauss_b[level] - cv2.pyrUp(gauss_b[level + 1], dstsize=size)
-        weight = weights[level][..., None]
-        blended = cv2.pyrUp(blended, dstsize=size) + lap_a * weight + lap_b * (1.0 - weight)
-    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        size = (gauss[level].shape[1], gauss[level].shape[0])
+        detail = cv2.pyrUp(gauss[level + 1], dstsize=size)
+        np.subtract(gauss[level], detail, out=detail)
+        detail *= weights[level][..., None]
+        blended = cv2.pyrUp(blended, dstsize=size)
+        blended += detail
+    blended += base
+    blended += np.float32(0.5)
+    np.clip(blended, np.float32(0.0), np.float32(255.0), out=blended)
+    return blended.astype(np.uint8)
 
 
 def _compose(
@@ -827,6 +836,13 @@ def _compose(
         inner = (slice(top - region.y0, bottom - region.y0), slice(x0 - region.x0, x1 - region.x0))
         weight = alpha[inner][..., None]
         picture = result[top:bottom, x0:x1]
-        mixed = blended[inner].astype(np.float32) * weight + picture.astype(np.float32) * (1.0 - weight)
-        picture[...] = np.where(weight > 0, np.clip(mixed + 0.5, 0, 255).astype(np.uint8), picture)
+        # blended·w + picture·(1 − w), rounded: the same float32 steps, in place.
+        mixed = blended[inner].astype(np.float32)
+        mixed *= weight
+        rest = picture.astype(np.float32)
+        rest *= 1.0 - weight
+        mixed += rest
+        mixed += np.float32(0.5)
+        np.clip(mixed, np.float32(0.0), np.float32(255.0), out=mixed)
+        np.copyto(picture, mixed.astype(np.uint8), where=weight > 0)
     return result
