@@ -20,6 +20,7 @@ from likeness.media.image import load_image
 from likeness.swap import classical
 from likeness.swap.classical import ClassicalSwapper
 
+DEMO = Path(__file__).resolve().parents[1] / "src" / "likeness" / "demo_assets"
 PAIRS = (
     ("obama/1.jpg", "biden/2.jpg"),
     ("biden/1.jpg", "kit_harington/2.jpg"),
@@ -166,3 +167,83 @@ def test_the_pyramid_blend_equals_the_two_pyramid_reference(photo, monkeypatch) 
         # on at most 1 in 10,000 values.
         assert change.max() <= 1 and (change > 0).mean() < 1e-4
         assert not np.array_equal(blended, target)  # the face is in it
+
+
+# -- the beard --------------------------------------------------------------------------------------
+
+
+def reference_beard_weight(rgb: np.ndarray, points: np.ndarray, lab: np.ndarray | None) -> np.ndarray:
+    """:func:`classical_masks.beard_weight` computed over the whole image, step by step."""
+    import cv2
+
+    from likeness.swap.classical_masks import (
+        BEARD_FEATHER,
+        BEARD_PIXEL_DARKER,
+        BEARD_PIXEL_TEXTURED,
+        CHEEKS,
+        LOWER_FACE,
+        OUTER_LIPS,
+        UPPER_LIP,
+        face_size,
+        fill_holes,
+        polygon_mask,
+        to_lab,
+    )
+
+    shape = rgb.shape[:2]
+    size = face_size(points)
+    lightness = (to_lab(rgb) if lab is None else lab)[..., 0]
+    sigma = max(0.8, 0.012 * size)
+    fine = lightness - cv2.GaussianBlur(lightness, (0, 0), sigma)
+    spread = np.sqrt(cv2.GaussianBlur(fine * fine, (0, 0), 2 * sigma))
+    cheeks = polygon_mask(points[CHEEKS], shape)
+    for eye in (points[36:42], points[42:48]):
+        cheeks &= ~polygon_mask(eye, shape)
+    region = polygon_mask(points[LOWER_FACE], shape)
+    if cheeks.sum() < 20 or region.sum() < 20:
+        return np.zeros(shape, dtype=np.float32)
+    skin_l = float(np.median(lightness[cheeks]))
+    skin_t = max(float(np.median(spread[cheeks])), 0.5)
+    darker = skin_l - cv2.GaussianBlur(lightness, (0, 0), max(0.8, 0.015 * size))
+    textured_darker, textured = BEARD_PIXEL_TEXTURED
+    hair = (darker > BEARD_PIXEL_DARKER) | ((darker > textured_darker) & (spread > textured * skin_t))
+    lips = polygon_mask(points[OUTER_LIPS], shape)
+    source_only = lips | polygon_mask(points[UPPER_LIP], shape)
+    hair &= region & ~source_only
+    step = max(1, round(0.025 * size))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * step + 1, 2 * step + 1))
+    hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0
+    hair = fill_holes(hair | source_only) & region & ~source_only
+    hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(hair.astype(np.uint8), connectivity=8)
+    specks = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < 0.02 * region.sum())
+    hair[np.isin(labels, specks[specks > 0])] = False
+    soft = cv2.GaussianBlur(hair.astype(np.float32), (0, 0), max(0.8, BEARD_FEATHER * size))
+    return np.where(lips, 0.0, soft).astype(np.float32)
+
+
+BEARDED = ("demo/lincoln_1.jpg", "kit_harington/1.jpg", "kit_harington/3.jpg", "biden/2.jpg", "obama/2.jpg")
+
+
+@pytest.mark.parametrize("name", BEARDED)
+def test_the_beard_weight_over_its_box_equals_the_whole_image_computation(faces_dir, name) -> None:
+    from likeness.swap.classical_masks import beard_weight, to_lab
+
+    path = DEMO / name.removeprefix("demo/") if name.startswith("demo/") else faces_dir / name
+    pixels = load_image(path).pixels
+    points = DlibAnalyzer().analyze(pixels)[0].landmarks.astype(np.float64)
+    # The photo, and the face pushed against each edge of a crop (the box is clipped there).
+    x0, y0 = np.floor(points.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(points.max(axis=0)).astype(int)
+    crops = [(0, 0, pixels.shape[1], pixels.shape[0]), (x0 + 5, y0, pixels.shape[1], pixels.shape[0])]
+    crops.append((0, 0, x1 - 8, y1 - 3))
+    for left, top, right, bottom in crops:
+        rgb = np.ascontiguousarray(pixels[top:bottom, left:right])
+        local = points - (left, top)
+        for lab in (None, to_lab(rgb)):
+            weight = beard_weight(rgb, local, lab)
+            reference = reference_beard_weight(rgb, local, lab)
+            # Tolerance: none beyond float rounding (in practice equal to the bit).
+            assert np.abs(weight - reference).max() <= 1e-6
+    if name == "demo/lincoln_1.jpg":
+        assert (beard_weight(pixels, points) > 0.5).sum() > 1000  # a real beard, found
