@@ -114,6 +114,50 @@ def test_the_warp_maps_equal_a_per_triangle_reference(photo, monkeypatch) -> Non
             assert abs(map_x[y, x] - mesh.src[i, 0]) < 0.05 and abs(map_y[y, x] - mesh.src[i, 1]) < 0.05
 
 
+def test_the_warp_maps_of_a_mesh_of_many_triangles_equal_the_reference() -> None:
+    # More than 255 triangles: their numbers no longer fit the byte that cv2.LUT looks up.
+    rng = np.random.default_rng(5)
+    size = (300, 260)
+    dst = np.unique(np.round(rng.uniform(5, 250, (200, 2)), 1), axis=0)
+    src = dst + rng.uniform(-3, 3, dst.shape)
+    mesh = classical._warp_mesh(src, dst, size)
+    assert len(mesh.triangles) > 300
+    map_x, map_y = classical._warp_maps(mesh, size)
+    ref_x, ref_y = reference_maps(mesh, size)
+    assert np.abs(map_x - ref_x).max() <= 1e-4 and np.abs(map_y - ref_y).max() <= 1e-4
+
+
+def reference_delaunay(points: np.ndarray) -> np.ndarray:
+    """Subdiv2D's triangles, each corner looked up by its coordinates in a dict, one at a time."""
+    import cv2
+
+    low, high = np.floor(points.min(axis=0)) - 2.0, np.ceil(points.max(axis=0)) + 2.0
+    subdiv = cv2.Subdiv2D((int(low[0]), int(low[1]), int(high[0] - low[0]), int(high[1] - low[1])))
+    index: dict[tuple[float, float], int] = {}
+    for number, (x, y) in enumerate(points.astype(np.float32).tolist()):
+        subdiv.insert((x, y))
+        index[(x, y)] = number
+    corners = subdiv.getTriangleList().reshape(-1, 3, 2).tolist()
+    triangles = [
+        [index[tuple(c)] for c in corner] for corner in corners if all(tuple(c) in index for c in corner)
+    ]
+    return np.array(triangles, dtype=np.int64).reshape(-1, 3)
+
+
+def test_the_triangulation_equals_the_per_corner_lookup(photo, monkeypatch) -> None:
+    calls = calls_of(monkeypatch, classical, "_warp_piecewise_affine", photo)
+    for (_, src, dst, size), _ in calls:
+        points = np.vstack([classical._merge_close(dst, src)[0], classical._border_points(*size)])
+        assert np.array_equal(classical._delaunay(points), reference_delaunay(points))
+    rng = np.random.default_rng(1)
+    for _ in range(100):  # integer grids (co-circular points), sub-pixel points, zeros of either sign
+        points = np.round(rng.uniform(-50, 300, (70, 2))) * rng.choice([1.0, -1.0])
+        points = points + rng.integers(0, 2) * rng.uniform(0, 1, points.shape)
+        points = np.unique(points, axis=0)
+        rng.shuffle(points)
+        assert np.array_equal(classical._delaunay(points), reference_delaunay(points))
+
+
 def test_merge_close_equals_the_greedy_reference(photo) -> None:
     def greedy(dst: np.ndarray) -> list[int]:
         keep: list[int] = []

@@ -624,19 +624,17 @@ def _delaunay(points: np.ndarray) -> np.ndarray:
     low = np.floor(points.min(axis=0)) - 2.0
     high = np.ceil(points.max(axis=0)) + 2.0
     subdiv = cv2.Subdiv2D((int(low[0]), int(low[1]), int(high[0] - low[0]), int(high[1] - low[1])))
-    index: dict[tuple[float, float], int] = {}
-    for number, (x, y) in enumerate(points.astype(np.float32).tolist()):
-        subdiv.insert((x, y))
-        index[(x, y)] = number
-    if len(index) != len(points):
+    vertices = points.astype(np.float32) + np.float32(0.0)  # -0.0 → 0.0: equal floats, equal bits
+    keys = vertices.view(np.int64).ravel()  # one key per (x, y): its two float32s' bits
+    if len(np.unique(keys)) != len(points):
         raise BadInput("the face landmarks are degenerate (points coincide); cannot warp")
-    corners = subdiv.getTriangleList().reshape(-1, 3, 2).tolist()
-    triangles = [
-        [index[tuple(corner)] for corner in triangle]
-        for triangle in corners
-        if all(tuple(corner) in index for corner in triangle)
-    ]
-    return np.array(triangles, dtype=np.int64).reshape(-1, 3)
+    subdiv.insert([(x, y) for x, y in vertices.tolist()])
+    # Each corner's vertex number; triangles touching Subdiv2D's outer helper vertices are dropped.
+    corners = (subdiv.getTriangleList() + np.float32(0.0)).view(np.int64).ravel()
+    order = np.argsort(keys)
+    number = order[np.searchsorted(keys[order], corners).clip(max=len(keys) - 1)]
+    found = (keys[number] == corners).reshape(-1, 3).all(axis=1)
+    return number.astype(np.int64).reshape(-1, 3)[found]
 
 
 @dataclass(frozen=True)
@@ -703,14 +701,20 @@ def _warp_maps(mesh: _Mesh, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
 
     width, height = size
     affines, valid = _triangle_affines(mesh.src, mesh.dst, mesh.triangles)
-    owner = np.full((height, width), -1, dtype=np.int32)
+    # Each pixel's triangle; M (the similarity transform's row of the table) where none owns it.
+    small = len(affines) < 256  # numbers fit a byte: cv2.LUT gathers the coefficients, 2–3× faster
+    owner = np.full((height, width), len(affines), dtype=np.uint8 if small else np.int32)
     corners = np.round(mesh.dst * 16).astype(np.int32)[mesh.triangles]
     for number in np.flatnonzero(valid).tolist():
         cv2.fillConvexPoly(owner, corners[number], number, cv2.LINE_8, 4)
-    owner[owner < 0] = len(affines)
-    # x' = a·x + b·y + c, y' = d·x + e·y + f: each coefficient gathered once from a 6×(M+1) table.
+    # x' = a·x + b·y + c, y' = d·x + e·y + f: each coefficient gathered from a 6×(M+1) table.
     table = np.vstack([affines, mesh.similarity[None]]).astype(np.float32).reshape(-1, 6).T
-    a, b, c, d, e, f = np.take(np.ascontiguousarray(table), owner, axis=1)
+    if small:
+        lut = np.zeros((6, 256), dtype=np.float32)
+        lut[:, : table.shape[1]] = table
+        a, b, c, d, e, f = (cv2.LUT(owner, row) for row in lut)
+    else:
+        a, b, c, d, e, f = np.take(np.ascontiguousarray(table), owner, axis=1)
     xs = np.arange(width, dtype=np.float32)[None, :]
     ys = np.arange(height, dtype=np.float32)[:, None]
     return a * xs + b * ys + c, d * xs + e * ys + f
