@@ -155,7 +155,9 @@ def to_lab(rgb: np.ndarray) -> np.ndarray:
     """CIELAB (float32; L* 0–100) of an RGB uint8 image."""
     import cv2
 
-    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    scaled = rgb.astype(np.float32)
+    scaled /= np.float32(255.0)  # in place: the same float32 division as rgb.astype(np.float32) / 255.0
+    return cv2.cvtColor(scaled, cv2.COLOR_RGB2LAB)
 
 
 def _hair_sigma(size: float) -> float:
