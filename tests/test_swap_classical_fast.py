@@ -217,53 +217,10 @@ def test_the_pyramid_blend_equals_the_two_pyramid_reference(photo, monkeypatch) 
 
 
 def reference_beard_weight(rgb: np.ndarray, points: np.ndarray, lab: np.ndarray | None) -> np.ndarray:
-    """:func:`classical_masks.beard_weight` computed over the whole image, step by step."""
-    import cv2
+    """The beard's weight computed over the whole image (its computation, without the box)."""
+    from likeness.swap.classical_masks import _beard_weight, face_size
 
-    from likeness.swap.classical_masks import (
-        BEARD_FEATHER,
-        BEARD_PIXEL_DARKER,
-        BEARD_PIXEL_TEXTURED,
-        CHEEKS,
-        LOWER_FACE,
-        OUTER_LIPS,
-        UPPER_LIP,
-        face_size,
-        fill_holes,
-        polygon_mask,
-        to_lab,
-    )
-
-    shape = rgb.shape[:2]
-    size = face_size(points)
-    lightness = (to_lab(rgb) if lab is None else lab)[..., 0]
-    sigma = max(0.8, 0.012 * size)
-    fine = lightness - cv2.GaussianBlur(lightness, (0, 0), sigma)
-    spread = np.sqrt(cv2.GaussianBlur(fine * fine, (0, 0), 2 * sigma))
-    cheeks = polygon_mask(points[CHEEKS], shape)
-    for eye in (points[36:42], points[42:48]):
-        cheeks &= ~polygon_mask(eye, shape)
-    region = polygon_mask(points[LOWER_FACE], shape)
-    if cheeks.sum() < 20 or region.sum() < 20:
-        return np.zeros(shape, dtype=np.float32)
-    skin_l = float(np.median(lightness[cheeks]))
-    skin_t = max(float(np.median(spread[cheeks])), 0.5)
-    darker = skin_l - cv2.GaussianBlur(lightness, (0, 0), max(0.8, 0.015 * size))
-    textured_darker, textured = BEARD_PIXEL_TEXTURED
-    hair = (darker > BEARD_PIXEL_DARKER) | ((darker > textured_darker) & (spread > textured * skin_t))
-    lips = polygon_mask(points[OUTER_LIPS], shape)
-    source_only = lips | polygon_mask(points[UPPER_LIP], shape)
-    hair &= region & ~source_only
-    step = max(1, round(0.025 * size))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * step + 1, 2 * step + 1))
-    hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0
-    hair = fill_holes(hair | source_only) & region & ~source_only
-    hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(hair.astype(np.uint8), connectivity=8)
-    specks = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < 0.02 * region.sum())
-    hair[np.isin(labels, specks[specks > 0])] = False
-    soft = cv2.GaussianBlur(hair.astype(np.float32), (0, 0), max(0.8, BEARD_FEATHER * size))
-    return np.where(lips, 0.0, soft).astype(np.float32)
+    return _beard_weight(rgb, points, face_size(points), lab)
 
 
 BEARDED = ("demo/lincoln_1.jpg", "kit_harington/1.jpg", "kit_harington/3.jpg", "biden/2.jpg", "obama/2.jpg")
