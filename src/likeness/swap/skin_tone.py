@@ -35,7 +35,7 @@ GREY_CHROMA_STD = 3.0
 def from_lab(lab: np.ndarray) -> np.ndarray:
     import cv2
 
-    rgb = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_LAB2RGB)
+    rgb = cv2.cvtColor(np.asarray(lab, dtype=np.float32), cv2.COLOR_LAB2RGB)  # no copy of float32 input
     rgb *= np.float32(255.0)  # in place: the same float32 steps as np.clip(rgb * 255 + 0.5, 0, 255)
     rgb += np.float32(0.5)
     np.clip(rgb, np.float32(0.0), np.float32(255.0), out=rgb)
@@ -113,11 +113,10 @@ def _lightness_curve(source: np.ndarray, target: np.ndarray) -> Callable[[np.nda
 
 def _soft_limit(lightness: np.ndarray, low: float = 10.0, high: float = 90.0) -> np.ndarray:
     """Squeeze L* values beyond ``low``/``high`` smoothly into 0..100 instead of clipping them."""
-    lightness = np.ascontiguousarray(lightness)  # a channel of an L*a*b* image: masks index it faster
-    out = lightness.copy()
-    above, below = lightness > high, lightness < low
-    out[above] = high + (100.0 - high) * np.tanh((lightness[above] - high) / (100.0 - high))
-    out[below] = low - low * np.tanh((low - lightness[below]) / low)
+    out = np.array(lightness, order="C")  # a contiguous copy (masks index a channel of L*a*b* slowly)
+    above, below = out > high, out < low
+    out[above] = high + (100.0 - high) * np.tanh((out[above] - high) / (100.0 - high))
+    out[below] = low - low * np.tanh((low - out[below]) / low)  # apart from the values changed above
     return out
 
 
@@ -274,6 +273,7 @@ def match_surroundings(
     shift = cv2.GaussianBlur(shift.astype(np.float32), (0, 0), 0.5 * sigma)
     shift *= _rim_weight(inside, size * scale)[..., None]
     full = cv2.resize(shift, (target.shape[1], target.shape[0]), interpolation=cv2.INTER_CUBIC)
-    lab = to_lab(matched) + full
+    lab = to_lab(matched)
+    lab += full
     lab[..., 0] = _soft_limit(lab[..., 0])  # no clipped, flat highlights
     return from_lab(lab)
