@@ -555,12 +555,12 @@ def _merge_close(dst: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """Drop target points within MERGE_PX of an earlier one, with their source partners; also return the
     indices kept."""
     offsets = dst[:, None, :] - dst[None, :, :]
-    far = np.hypot(offsets[..., 0], offsets[..., 1]) >= MERGE_PX
-    keep: list[int] = []
-    for index in range(len(dst)):
-        if far[index, keep].all():
-            keep.append(index)
-    return dst[keep], src[keep], np.array(keep)
+    close = np.tril(np.hypot(offsets[..., 0], offsets[..., 1]) < MERGE_PX, k=-1)  # to an earlier point
+    kept = np.ones(len(dst), dtype=bool)
+    for index in np.flatnonzero(close.any(axis=1)).tolist():  # the rest are kept whatever came before
+        kept[index] = not (close[index] & kept).any()
+    keep = np.flatnonzero(kept)
+    return dst[keep], src[keep], keep
 
 
 def _border_points(width: int, height: int, per_side: int = 4) -> np.ndarray:
@@ -624,19 +624,28 @@ def _delaunay(points: np.ndarray) -> np.ndarray:
     low = np.floor(points.min(axis=0)) - 2.0
     high = np.ceil(points.max(axis=0)) + 2.0
     subdiv = cv2.Subdiv2D((int(low[0]), int(low[1]), int(high[0] - low[0]), int(high[1] - low[1])))
-    index: dict[tuple[float, float], int] = {}
-    for number, (x, y) in enumerate(points.astype(np.float32).tolist()):
-        subdiv.insert((x, y))
-        index[(x, y)] = number
-    if len(index) != len(points):
+    vertices = points.astype(np.float32) + np.float32(0.0)  # -0.0 → 0.0: equal floats, equal bits
+    keys = vertices.view(np.int64).ravel()  # one key per (x, y): its two float32s' bits
+    if len(np.unique(keys)) != len(points):
         raise BadInput("the face landmarks are degenerate (points coincide); cannot warp")
-    corners = subdiv.getTriangleList().reshape(-1, 3, 2).tolist()
-    triangles = [
-        [index[tuple(corner)] for corner in triangle]
-        for triangle in corners
-        if all(tuple(corner) in index for corner in triangle)
-    ]
-    return np.array(triangles, dtype=np.int64).reshape(-1, 3)
+    subdiv.insert([(x, y) for x, y in vertices.tolist()])
+    # Each corner's vertex number; triangles touching Subdiv2D's outer helper vertices are dropped.
+    corners = (subdiv.getTriangleList() + np.float32(0.0)).view(np.int64).ravel()
+    order = np.argsort(keys)
+    number = order[np.searchsorted(keys[order], corners).clip(max=len(keys) - 1)]
+    found = (keys[number] == corners).reshape(-1, 3).all(axis=1)
+    return number.astype(np.int64).reshape(-1, 3)[found]
+
+
+@dataclass(frozen=True)
+class _Mesh:
+    """The warp's triangulation: ``dst`` points (target) and their ``src`` partners, the Delaunay
+    ``triangles`` of ``dst`` (M×3 indices) and the ``similarity`` (2×3, target → source) outside them."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    triangles: np.ndarray
+    similarity: np.ndarray
 
 
 def _warp_piecewise_affine(
@@ -657,6 +666,16 @@ def _warp_piecewise_affine(
     """
     import cv2
 
+    map_x, map_y = _warp_maps(_warp_mesh(src, dst, size, loose=loose), size)
+    interpolation = cv2.INTER_CUBIC if smooth else cv2.INTER_LINEAR
+    return cv2.remap(src_image, map_x, map_y, interpolation, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def _warp_mesh(src: np.ndarray, dst: np.ndarray, size: tuple[int, int], *, loose: int = 0) -> _Mesh:
+    """The triangulated mesh of :func:`_warp_piecewise_affine`: close points merged, border points added
+    (mapped by the best similarity transform), folded triangles relaxed."""
+    import cv2
+
     width, height = size
     count = len(dst)
     dst, src, kept = _merge_close(dst, src)
@@ -671,25 +690,50 @@ def _warp_piecewise_affine(
     is_loose = np.concatenate([kept >= count - loose, np.zeros(len(border), dtype=bool)])
     unchecked = is_loose[simplices].all(axis=1) if loose else None
     src_all = _unfold(src_all, dst_all, simplices, predicted, fixed=len(border), unchecked=unchecked)
+    return _Mesh(src_all, dst_all, simplices, similarity)
 
-    # Which triangle owns each pixel (-1: none), and each triangle's affine map target → source.
-    owner = np.full((height, width), -1, dtype=np.int32)
-    affines = np.zeros((len(simplices), 2, 3), dtype=np.float64)
-    for number, corners in enumerate(simplices):
-        dst_triangle = np.column_stack([dst_all[corners], np.ones(3)])
-        if abs(np.linalg.det(dst_triangle)) < 1e-6:
-            continue
-        affines[number] = np.linalg.solve(dst_triangle, src_all[corners]).T
-        cv2.fillConvexPoly(owner, np.round(dst_all[corners] * 16).astype(np.int32), number, cv2.LINE_8, 4)
-    uncovered = owner < 0
-    affines = np.vstack([affines, similarity[None]]).astype(np.float32)
-    owner[uncovered] = len(affines) - 1
+
+def _warp_maps(mesh: _Mesh, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.remap``'s float32 maps (target pixel → source position) of ``mesh`` over ``size``: each pixel
+    takes the affine map of the triangle that owns it (filled in order, so a later triangle takes a shared
+    edge), pixels outside every triangle take the similarity transform."""
+    import cv2
+
+    width, height = size
+    affines, valid = _triangle_affines(mesh.src, mesh.dst, mesh.triangles)
+    # Each pixel's triangle; M (the similarity transform's row of the table) where none owns it.
+    small = len(affines) < 256  # numbers fit a byte: cv2.LUT gathers the coefficients, 2–3× faster
+    owner = np.full((height, width), len(affines), dtype=np.uint8 if small else np.int32)
+    corners = np.round(mesh.dst * 16).astype(np.int32)[mesh.triangles]
+    for number in np.flatnonzero(valid).tolist():
+        cv2.fillConvexPoly(owner, corners[number], number, cv2.LINE_8, 4)
+    # x' = a·x + b·y + c, y' = d·x + e·y + f: each coefficient gathered from a 6×(M+1) table.
+    table = np.vstack([affines, mesh.similarity[None]]).astype(np.float32).reshape(-1, 6).T
+    if small:
+        lut = np.zeros((6, 256), dtype=np.float32)
+        lut[:, : table.shape[1]] = table
+        a, b, c, d, e, f = (cv2.LUT(owner, row) for row in lut)
+    else:
+        a, b, c, d, e, f = np.take(np.ascontiguousarray(table), owner, axis=1)
     xs = np.arange(width, dtype=np.float32)[None, :]
     ys = np.arange(height, dtype=np.float32)[:, None]
-    map_x = affines[:, 0, 0][owner] * xs + affines[:, 0, 1][owner] * ys + affines[:, 0, 2][owner]
-    map_y = affines[:, 1, 0][owner] * xs + affines[:, 1, 1][owner] * ys + affines[:, 1, 2][owner]
-    interpolation = cv2.INTER_CUBIC if smooth else cv2.INTER_LINEAR
-    return cv2.remap(src_image, map_x, map_y, interpolation, borderMode=cv2.BORDER_REFLECT_101)
+    return a * xs + b * ys + c, d * xs + e * ys + f
+
+
+def _triangle_affines(
+    src: np.ndarray, dst: np.ndarray, simplices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each triangle's affine map from ``dst`` to ``src`` corners (M×2×3, float64) and whether it has one
+    (M bools): a triangle whose ``dst`` corners are (nearly) collinear has none (zeros).
+
+    All triangles are solved at once (one batched ``np.linalg.solve``, the same LAPACK solve per triangle
+    as one call each: identical results)."""
+    corners = np.concatenate([dst[simplices], np.ones((len(simplices), 3, 1))], axis=2)
+    valid = np.abs(np.linalg.det(corners)) >= 1e-6
+    affines = np.zeros((len(simplices), 2, 3), dtype=np.float64)
+    if valid.any():
+        affines[valid] = np.linalg.solve(corners[valid], src[simplices[valid]]).transpose(0, 2, 1)
+    return affines, valid
 
 
 def _hull_mask(outline: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -737,26 +781,35 @@ def _poisson_blend(face: np.ndarray, target: np.ndarray, core: np.ndarray) -> np
 
 
 def _pyramid_blend(face: np.ndarray, target: np.ndarray, alpha: np.ndarray, levels: int = 5) -> np.ndarray:
-    """Laplacian-pyramid blend of ``face`` over ``target`` with weights ``alpha``."""
+    """Laplacian-pyramid blend of ``face`` over ``target`` with weights ``alpha``.
+
+    Each level of the blend is ``w·L(face) + (1 − w)·L(target) = L(target) + w·L(face − target)`` (the
+    pyramids are linear), and the target's own levels add up to the target again: so the blend is the
+    target plus the weighted pyramid of the difference alone, one pyramid instead of two (the same
+    result but for float rounding).
+    """
     import cv2
 
     levels = max(1, min(levels, int(np.log2(max(2, min(alpha.shape)))) - 3))
-    gauss_a, gauss_b = [face.astype(np.float32)], [target.astype(np.float32)]
-    weights = [alpha.astype(np.float32)]
+    base = target.astype(np.float32)
+    difference = face.astype(np.float32)
+    difference -= base
+    gauss, weights = [difference], [alpha.astype(np.float32)]
     for _ in range(levels):
-        gauss_a.append(cv2.pyrDown(gauss_a[-1]))
-        gauss_b.append(cv2.pyrDown(gauss_b[-1]))
+        gauss.append(cv2.pyrDown(gauss[-1]))
         weights.append(cv2.pyrDown(weights[-1]))
-    blended = gauss_a[levels] * weights[levels][..., None] + gauss_b[levels] * (
-        1.0 - weights[levels][..., None]
-    )
+    blended = gauss[levels] * weights[levels][..., None]
     for level in range(levels - 1, -1, -1):
-        size = (gauss_a[level].shape[1], gauss_a[level].shape[0])
-        lap_a = gauss_a[level] - cv2.pyrUp(gauss_a[level + 1], dstsize=size)
-        lap_b = gauss_b[level] - cv2.pyrUp(gauss_b[level + 1], dstsize=size)
-        weight = weights[level][..., None]
-        blended = cv2.pyrUp(blended, dstsize=size) + lap_a * weight + lap_b * (1.0 - weight)
-    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        size = (gauss[level].shape[1], gauss[level].shape[0])
+        detail = cv2.pyrUp(gauss[level + 1], dstsize=size)
+        np.subtract(gauss[level], detail, out=detail)
+        detail *= weights[level][..., None]
+        blended = cv2.pyrUp(blended, dstsize=size)
+        blended += detail
+    blended += base
+    blended += np.float32(0.5)
+    np.clip(blended, np.float32(0.0), np.float32(255.0), out=blended)
+    return blended.astype(np.uint8)
 
 
 def _compose(
@@ -787,6 +840,13 @@ def _compose(
         inner = (slice(top - region.y0, bottom - region.y0), slice(x0 - region.x0, x1 - region.x0))
         weight = alpha[inner][..., None]
         picture = result[top:bottom, x0:x1]
-        mixed = blended[inner].astype(np.float32) * weight + picture.astype(np.float32) * (1.0 - weight)
-        picture[...] = np.where(weight > 0, np.clip(mixed + 0.5, 0, 255).astype(np.uint8), picture)
+        # blended·w + picture·(1 − w), rounded: the same float32 steps, in place.
+        mixed = blended[inner].astype(np.float32)
+        mixed *= weight
+        rest = picture.astype(np.float32)
+        rest *= 1.0 - weight
+        mixed += rest
+        mixed += np.float32(0.5)
+        np.clip(mixed, np.float32(0.0), np.float32(255.0), out=mixed)
+        np.copyto(picture, mixed.astype(np.uint8), where=weight > 0)
     return result

@@ -155,19 +155,27 @@ def to_lab(rgb: np.ndarray) -> np.ndarray:
     """CIELAB (float32; L* 0–100) of an RGB uint8 image."""
     import cv2
 
-    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    scaled = rgb.astype(np.float32)
+    scaled /= np.float32(255.0)  # in place: the same float32 division as rgb.astype(np.float32) / 255.0
+    return cv2.cvtColor(scaled, cv2.COLOR_RGB2LAB)
+
+
+def _hair_sigma(size: float) -> float:
+    """The Gaussian scale of single hairs, for a face of ``size`` (see :func:`face_size`)."""
+    return max(0.8, 0.012 * size)
 
 
 def _lightness_and_texture(
-    rgb: np.ndarray, points: np.ndarray, lab: np.ndarray | None = None
+    rgb: np.ndarray, points: np.ndarray, lab: np.ndarray | None = None, size: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """L* (0–100) and its local spread at the scale of single hairs (about 1 % of the face size).
 
-    ``lab``: ``to_lab(rgb)`` when the caller already has it (the swap shares it with colour matching)."""
+    ``lab``: ``to_lab(rgb)`` when the caller already has it (the swap shares it with colour matching);
+    ``size``: the face's size when ``points`` are not all of it."""
     import cv2
 
     lightness = (to_lab(rgb) if lab is None else lab)[..., 0]
-    sigma = max(0.8, 0.012 * face_size(points))
+    sigma = _hair_sigma(face_size(points) if size is None else size)
     fine = lightness - cv2.GaussianBlur(lightness, (0, 0), sigma)
     spread = np.sqrt(cv2.GaussianBlur(fine * fine, (0, 0), 2 * sigma))
     return lightness, spread
@@ -289,12 +297,56 @@ def beard_weight(rgb: np.ndarray, points: np.ndarray, lab: np.ndarray | None = N
     darker and more textured; then closed, holes filled (skin showing through a beard stays beard) and
     specks dropped, so the mask follows the beard's own upper edge on the cheeks instead of a fixed
     polygon. ``lab``: :func:`to_lab` of ``rgb`` when the caller already has it.
+
+    Computed over the lower face's box only, grown by the reach of every filter (:func:`_beard_box`):
+    the same weights as over the whole image, which are exactly 0 outside that box.
     """
+    size = face_size(points)
+    x0, y0, x1, y1 = _beard_box(points, size, rgb.shape[:2])
+    weight = np.zeros(rgb.shape[:2], dtype=np.float32)
+    if (x1 - x0) * (y1 - y0) < 20:  # the lower face is outside the image: no region to measure
+        return weight
+    box = (slice(y0, y1), slice(x0, x1))
+    local_lab = None if lab is None else lab[box]
+    weight[box] = _beard_weight(rgb[box], points - (x0, y0), size, local_lab)
+    return weight
+
+
+def _filter_reach(sigma: float) -> int:
+    """Pixels a ``cv2.GaussianBlur`` of float data with this sigma (and no kernel size) reaches, at least."""
+    return int(np.ceil(4.0 * sigma)) + 1
+
+
+def _beard_box(points: np.ndarray, size: float, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the box that :func:`_beard_weight` needs: the cheeks', eyes', lips' and lower
+    face's landmarks, grown by what its filters reach (blurs, the texture's blur of a blur, morphology
+    and the final feather), clipped to the image.
+
+    With that margin every pixel it measures sees only real pixels (or the image's own edge), the beard
+    stays clear of the box's edge (background connected round it for the hole filling), and the feather
+    falls to exactly 0 inside it.
+    """
+    hair = _hair_sigma(size)
+    step = max(1, round(0.025 * size))
+    margin = 2 + max(
+        _filter_reach(hair) + _filter_reach(2 * hair),
+        _filter_reach(max(0.8, 0.015 * size)),
+        2 * step + 2,
+        _filter_reach(max(0.8, BEARD_FEATHER * size)),
+    )
+    used = points[np.r_[1:16, 27:60]]
+    low = np.floor(used.min(axis=0)).astype(int) - margin
+    high = np.ceil(used.max(axis=0)).astype(int) + 1 + margin
+    height, width = shape
+    return max(0, low[0]), max(0, low[1]), min(width, high[0]), min(height, high[1])
+
+
+def _beard_weight(rgb: np.ndarray, points: np.ndarray, size: float, lab: np.ndarray | None) -> np.ndarray:
+    """:func:`beard_weight` over ``rgb`` (a crop: ``points`` in its coordinates, ``size`` the face's)."""
     import cv2
 
     shape = rgb.shape[:2]
-    size = face_size(points)
-    lightness, spread = _lightness_and_texture(rgb, points, lab)
+    lightness, spread = _lightness_and_texture(rgb, points, lab, size)
     cheeks = polygon_mask(points[CHEEKS], shape)
     for eye in (points[36:42], points[42:48]):
         cheeks &= ~polygon_mask(eye, shape)

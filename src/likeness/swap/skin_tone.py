@@ -35,8 +35,11 @@ GREY_CHROMA_STD = 3.0
 def from_lab(lab: np.ndarray) -> np.ndarray:
     import cv2
 
-    rgb = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_LAB2RGB)
-    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    rgb = cv2.cvtColor(np.asarray(lab, dtype=np.float32), cv2.COLOR_LAB2RGB)  # no copy of float32 input
+    rgb *= np.float32(255.0)  # in place: the same float32 steps as np.clip(rgb * 255 + 0.5, 0, 255)
+    rgb += np.float32(0.5)
+    np.clip(rgb, np.float32(0.0), np.float32(255.0), out=rgb)
+    return rgb.astype(np.uint8)
 
 
 def _skin_mask(points: np.ndarray, core: np.ndarray) -> np.ndarray:
@@ -66,21 +69,22 @@ def match_colour(
     src_lab = to_lab(warped)
     dst_lab = to_lab(target) if target_lab is None else target_lab
     skin = _skin_mask(points, core)
-    src_skin, dst_skin = src_lab[skin], dst_lab[skin]
+    # L* and the chroma's spread channel by channel: one channel's pixels gathered at a time is much
+    # faster than the pixels' L*a*b* triples (the same values; the spreads but for float rounding).
     out = np.empty_like(src_lab)
-    out[..., 0] = _lightness_curve(src_skin[:, 0], dst_skin[:, 0])(src_lab[..., 0])
-    if src_lab[core][:, 1:].std(axis=0).max() < GREY_CHROMA_STD:
+    out[..., 0] = _lightness_curve(src_lab[..., 0][skin], dst_lab[..., 0][skin])(src_lab[..., 0])
+    if max(float(src_lab[..., channel][core].std()) for channel in (1, 2)) < GREY_CHROMA_STD:
         # No colour to transfer: use the target's own chroma, smoothed so its texture does not show.
         sigma = max(1.0, 0.03 * face_size(points))
         out[..., 1] = cv2.GaussianBlur(dst_lab[..., 1], (0, 0), sigma)
         out[..., 2] = cv2.GaussianBlur(dst_lab[..., 2], (0, 0), sigma)
     else:
-        src_mean, dst_mean = src_skin.mean(axis=0), dst_skin.mean(axis=0)
+        src_mean, dst_mean = src_lab[skin].mean(axis=0), dst_lab[skin].mean(axis=0)
         for channel in (1, 2):
             if src_mean[channel] > 3.0 and dst_mean[channel] >= 0.0:
                 # Scale, do not shift: neutral whites (teeth, eyes) stay neutral instead of turning cyan.
                 gain = np.clip(dst_mean[channel] / src_mean[channel], 0.0, 2.5)
-                out[..., channel] = src_lab[..., channel] * gain
+                np.multiply(src_lab[..., channel], gain, out=out[..., channel])
             else:
                 out[..., channel] = src_lab[..., channel] - src_mean[channel] + dst_mean[channel]
     return from_lab(out)
@@ -100,18 +104,19 @@ def _lightness_curve(source: np.ndarray, target: np.ndarray) -> Callable[[np.nda
 
     def curve(lightness: np.ndarray) -> np.ndarray:
         offset = lightness - src_q[1]
-        mapped = dst_q[1] + np.where(offset < 0, offset * low_slope, offset * high_slope)
-        return _soft_limit(mapped.astype(np.float32))
+        offset *= np.where(offset < 0, low_slope, high_slope)
+        offset += dst_q[1]
+        return _soft_limit(offset.astype(np.float32))
 
     return curve
 
 
 def _soft_limit(lightness: np.ndarray, low: float = 10.0, high: float = 90.0) -> np.ndarray:
     """Squeeze L* values beyond ``low``/``high`` smoothly into 0..100 instead of clipping them."""
-    out = lightness.copy()
-    above, below = lightness > high, lightness < low
-    out[above] = high + (100.0 - high) * np.tanh((lightness[above] - high) / (100.0 - high))
-    out[below] = low - low * np.tanh((low - lightness[below]) / low)
+    out = np.array(lightness, order="C")  # a contiguous copy (masks index a channel of L*a*b* slowly)
+    above, below = out > high, out < low
+    out[above] = high + (100.0 - high) * np.tanh((out[above] - high) / (100.0 - high))
+    out[below] = low - low * np.tanh((low - out[below]) / low)  # apart from the values changed above
     return out
 
 
@@ -190,7 +195,7 @@ def _lowpass(lab: np.ndarray, weights: np.ndarray, sigma: float) -> tuple[np.nda
     import cv2
 
     density = cv2.GaussianBlur(weights, (0, 0), sigma)
-    total = cv2.GaussianBlur(lab * weights[..., None], (0, 0), sigma)
+    total = cv2.GaussianBlur(lab * weights[..., None], (0, 0), sigma).reshape(lab.shape)  # one channel too
     return total / np.maximum(density, 1e-4)[..., None], density
 
 
@@ -203,12 +208,13 @@ def _local_shift(
     sigma: float,
 ) -> np.ndarray:
     """Low-frequency difference target − source of the weighted skin colours; where either side has
-    little skin nearby, the mean difference over the face."""
+    little skin nearby, the mean difference over the face. Channel by channel: ``src_lab`` and
+    ``dst_lab`` may hold any of L*, a*, b* (H×W×C)."""
     src_low, src_density = _lowpass(src_lab, src_w, sigma)
     dst_low, dst_density = _lowpass(dst_lab, dst_w, sigma)
     confidence = np.clip(np.minimum(src_density, dst_density) / 0.15, 0.0, 1.0)[..., None]
     mean_shift = (dst_low - src_low)[inside & (confidence[..., 0] > 0.99)]
-    fallback = mean_shift.mean(axis=0) if len(mean_shift) else np.zeros(3, np.float32)
+    fallback = mean_shift.mean(axis=0) if len(mean_shift) else np.zeros(src_lab.shape[-1], np.float32)
     return (confidence * (dst_low - src_low) + (1.0 - confidence) * fallback).astype(np.float32)
 
 
@@ -261,10 +267,13 @@ def match_surroundings(
         dst_w = skin_weights(dst_lab, pts, (inside | reach) & ~not_skin, inside)
         if src_w.sum() < 10 or dst_w.sum() < 10:
             continue
-        shift[..., channels] = _local_shift(src_lab, src_w, dst_lab, dst_w, inside, sigma)[..., channels]
+        shift[..., channels] = _local_shift(
+            src_lab[..., channels], src_w, dst_lab[..., channels], dst_w, inside, sigma
+        )
     shift = cv2.GaussianBlur(shift.astype(np.float32), (0, 0), 0.5 * sigma)
     shift *= _rim_weight(inside, size * scale)[..., None]
     full = cv2.resize(shift, (target.shape[1], target.shape[0]), interpolation=cv2.INTER_CUBIC)
-    lab = to_lab(matched) + full
+    lab = to_lab(matched)
+    lab += full
     lab[..., 0] = _soft_limit(lab[..., 0])  # no clipped, flat highlights
     return from_lab(lab)
