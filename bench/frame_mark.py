@@ -37,7 +37,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import importlib.util  # noqa: E402
+import inspect  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -87,9 +89,17 @@ def markers(
     width, height = size
 
     def frame_marker(every: int, kind: type[FrameMarker] = FrameMarker) -> Callable[[], Mark]:
-        return lambda: (
-            kind(height, width, output_id, strength=VIDEO_WATERMARK_STRENGTH, gains_every=every or 10**9).mark
-        )
+        def make() -> Mark:
+            marker = kind(
+                height, width, output_id, strength=VIDEO_WATERMARK_STRENGTH, gains_every=every or 10**9
+            )
+            if "in_place" not in inspect.signature(marker.mark).parameters:
+                return marker.mark  # an older frame_mark.py (--compare): marks a copy
+            mark = functools.partial(marker.mark, in_place=True)
+            setattr(mark, "in_place", True)  # noqa: B010
+            return mark
+
+        return make
 
     made: dict[str, Callable[[], Mark]] = {
         "embed_id": lambda: lambda f: watermark.embed_id(f, output_id, strength=VIDEO_WATERMARK_STRENGTH),
@@ -111,7 +121,10 @@ def timing(
     """Per method: CPU ms, wall ms and the marked frame, for every frame; the methods take turns on
     each frame, so a busy moment of the machine falls on all of them alike (each frame then starts
     with caches the other method filled). ``alone``: each method marks every frame in its own pass,
-    as a footage job's marker does (frames still differ, so caches start cold for each).
+    as a footage job's marker does (frames still differ, so caches start cold for each). A mark that
+    works in place (``FrameMarker.mark(..., in_place=True)``, as the sealing path calls it on the
+    labelled copy of each frame) gets its own copy of every frame, all made before the first is
+    timed, so each copy is as cold as the frame itself.
 
     Only every fourth marked frame is kept (for the flat-area measure); the others are measured
     (luma change, PSNR) and dropped at once, as a job hands each frame to its encoder: keeping
@@ -124,17 +137,23 @@ def timing(
         if alone
         else [(index, name) for index in range(len(frames)) for name in marks]
     )
+    copies = {
+        name: [f.copy() for f in frames] for name, mark in marks.items() if getattr(mark, "in_place", False)
+    }
     for index, name in turns:
         cpu, wall, changes, kept = timed[name]
         frame = frames[index]
+        given = copies[name][index] if name in copies else frame
         start_cpu, start_wall = time.thread_time(), time.perf_counter()
-        marked = marks[name](frame)
+        marked = marks[name](given)
         cpu.append((time.thread_time() - start_cpu) * 1000)
         wall.append((time.perf_counter() - start_wall) * 1000)
         changes.append(luma_change(frame, marked))
         if index % 4 == 0:
             kept.append((frame, marked))
-        del marked
+        del marked, given
+        if name in copies:
+            copies[name][index] = None
     return timed
 
 
@@ -247,7 +266,7 @@ def main() -> None:
             if not args.no_readback:
                 for name, make in made.items():
                     mark = make()
-                    marked = [mark(f) for f in frames]
+                    marked = [mark(f.copy()) for f in frames]
                     reads.append([name, *readback(marked, output_id, Path(tmp), f"{size_name}-{len(reads)}")])
         print(f"## {size_name} ({size[0]}×{size[1]})\n")
         table(["method", "CPU ms/frame", "median", "best", "worst", "wall ms", "speed-up"], speed)

@@ -106,6 +106,9 @@ def test_add_to_rgb_is_the_rounded_saturating_sum() -> None:
             assert np.array_equal(
                 add_to_rgb(pixels, change, scale=scale, strips=_StripBuffers(rows, 131)), got
             )
+        inside = pixels.copy()
+        assert add_to_rgb(inside, change, scale=scale, strips=_StripBuffers(7, 131), out=inside) is inside
+        assert np.array_equal(inside, got), "in place as into a new array"
     assert np.array_equal(add_to_rgb(pixels, np.zeros((97, 131), np.float32)), pixels)
 
 
@@ -213,9 +216,17 @@ def test_the_sealing_path_marks_footage_per_output_and_stills_with_embed_id(face
     footage = Marker(output_id, job, VIDEO_WATERMARK_STRENGTH, per_output=True)
     reference = FrameMarker(360, 640, output_id, strength=VIDEO_WATERMARK_STRENGTH)
     for frame in (first, second):
-        assert np.array_equal(footage.mark(frame), reference.mark(frame))
+        labelled = frame.copy()  # as Marker.label returns it: a copy of the frame's own
+        marked = footage.mark(labelled)
+        assert marked is labelled, "footage is marked in place, in the labelled copy"
+        assert np.array_equal(marked, reference.mark(frame))
+    before = first.copy()
+    labelled = footage.label(first, 0.0)
+    assert not np.shares_memory(labelled, first), "the label is drawn on a copy: the frame is never written"
+    footage.mark(labelled)
+    assert np.array_equal(first, before)
     other = frame_of(faces_dir, "obama/1.jpg", 480, 270)  # a new size: a new pattern
-    assert watermark.decode(footage.mark(other)).output_id == output_id
+    assert watermark.decode(footage.mark(other.copy())).output_id == output_id
 
     still = Marker(output_id, job, watermark.STRENGTH)
     assert np.array_equal(

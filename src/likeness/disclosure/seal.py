@@ -111,6 +111,8 @@ class MarkedFrame:
 
     frame: Frame
     labelled: np.ndarray
+    """The labelled frame before its watermark (a still's sink marks it again, stronger, when the
+    self-check asks); footage's is marked in place, so there it is ``marked`` itself."""
     marked: np.ndarray
 
 
@@ -378,7 +380,8 @@ class Marker:
         marker = self._frame_marker
         if marker is None or (marker.height, marker.width) != (height, width):
             marker = self._frame_marker = FrameMarker(height, width, self.output_id, strength=self.strength)
-        return marker.mark(labelled)
+        # In place: ``label`` returned a copy of its own (the frame's pixels are never written).
+        return marker.mark(labelled, in_place=True)
 
 
 def _box(face: Sequence[int]) -> Box:
