@@ -124,7 +124,9 @@ def timing(
     as a footage job's marker does (frames still differ, so caches start cold for each). A mark that
     works in place (``FrameMarker.mark(..., in_place=True)``, as the sealing path calls it on the
     labelled copy of each frame) gets its own copy of every frame, all made before the first is
-    timed, so each copy is as cold as the frame itself.
+    timed (``--frames`` × 6 MB at 1080p per such method): alone, each copy is as cold as the frame
+    itself; taking turns, a method that copies reads the frame the methods before it in the turn have
+    just read, while the copy is cold, so the in-place method's times are the pessimistic ones.
 
     Only every fourth marked frame is kept (for the flat-area measure); the others are measured
     (luma change, PSNR) and dropped at once, as a job hands each frame to its encoder: keeping

@@ -220,18 +220,44 @@ def test_the_sealing_path_marks_footage_per_output_and_stills_with_embed_id(face
         marked = footage.mark(labelled)
         assert marked is labelled, "footage is marked in place, in the labelled copy"
         assert np.array_equal(marked, reference.mark(frame))
-    before = first.copy()
-    labelled = footage.label(first, 0.0)
-    assert not np.shares_memory(labelled, first), "the label is drawn on a copy: the frame is never written"
-    footage.mark(labelled)
-    assert np.array_equal(first, before)
     other = frame_of(faces_dir, "obama/1.jpg", 480, 270)  # a new size: a new pattern
     assert watermark.decode(footage.mark(other.copy())).output_id == output_id
+    with pytest.raises(ValueError, match="in place"):  # a view whose pixels are not packed in rows
+        footage.mark(other.copy()[:, ::2])
 
     still = Marker(output_id, job, watermark.STRENGTH)
-    assert np.array_equal(
-        still.mark(first), watermark.embed_id(first, output_id, strength=watermark.STRENGTH)
+    labelled = still.label(first)
+    kept = labelled.copy()
+    assert np.array_equal(still.mark(labelled), watermark.embed_id(kept, output_id, strength=watermark.STRENGTH))
+    assert np.array_equal(labelled, kept), "a still's labelled frame stays unmarked (its retry needs it)"
+
+
+def test_footage_labels_are_drawn_on_copies_so_marking_in_place_writes_no_frame(faces_dir: Path) -> None:
+    """Every path of the label step (the first frame's drawing, the corner label pasted on later
+    frames, the start label drawn and then pasted) returns a frame of its own: marking it in place
+    leaves the decoded or swapped frame it came from as it was."""
+    job = SealJob(
+        kind="swap",
+        purpose="research",
+        ingredients=[],
+        tools={},
+        operator="t",
+        consent_ids=lambda: [],
+        disclosure_profile="eu",  # a profile with a start label
     )
+    frames = [frame_of(faces_dir, n, 640, 360) for n in ("obama/1.jpg", "biden/2.jpg")] * 3
+    marker = Marker(new_output_id(), job, VIDEO_WATERMARK_STRENGTH, per_output=True, footage=True)
+    held = []
+    for index, frame in enumerate(frames):
+        before = frame.copy()
+        time = [0.0, 0.04, 0.08, 2.5, 2.54, 3.0][index]  # the start label's first seconds, then after
+        labelled = marker.label(frame, time)
+        assert not np.shares_memory(labelled, frame)
+        assert all(not np.shares_memory(labelled, other) for other in held)
+        assert marker.mark(labelled) is labelled
+        assert np.array_equal(frame, before), f"frame {index} was written"
+        held.append(labelled)
+    assert marker.start_seconds > 0 and marker._start is not None and marker._paste, "every path ran"
 
 
 def fixed_output_id(seed: int) -> str:

@@ -249,3 +249,16 @@ def test_the_beard_weight_over_its_box_equals_the_whole_image_computation(faces_
             assert np.abs(weight - reference).max() <= 1e-6
     if name == "demo/lincoln_1.jpg":
         assert (beard_weight(pixels, points) > 0.5).sum() > 1000  # a real beard, found
+
+
+def test_a_lower_face_wholly_outside_the_image_has_no_beard() -> None:
+    """Landmarks past an image's corner (both axes at once, where both sides of the clipped box are
+    negative) give zero weight, as the whole-image computation does, not an error."""
+    from likeness.swap.classical_masks import beard_weight
+
+    pixels = load_image(DEMO / "lincoln_1.jpg").pixels
+    points = DlibAnalyzer().analyze(pixels)[0].landmarks.astype(np.float64)
+    height, width = pixels.shape[:2]
+    for shift in ((width + 400, height + 400), (-width - 400, -height - 400), (width + 400, 0)):
+        weight = beard_weight(pixels, points + shift)
+        assert weight.shape == (height, width) and not weight.any()

@@ -155,6 +155,8 @@ class FrameMarker:
                 f"this marker marks {self.width}×{self.height}×3 uint8 frames, got shape {pixels.shape} "
                 f"{pixels.dtype}"
             )
+        if in_place and not (pixels.flags.writeable and pixels.strides[1:] == (3, 1)):
+            raise ValueError("a frame marked in place must be writable, its pixels' bytes packed in rows")
         residual = self._residual(pixels)
         self.frames += 1
         fixed = np.clip(residual, -MAX_CHANGE, MAX_CHANGE, out=residual)

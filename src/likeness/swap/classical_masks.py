@@ -304,7 +304,7 @@ def beard_weight(rgb: np.ndarray, points: np.ndarray, lab: np.ndarray | None = N
     size = face_size(points)
     x0, y0, x1, y1 = _beard_box(points, size, rgb.shape[:2])
     weight = np.zeros(rgb.shape[:2], dtype=np.float32)
-    if (x1 - x0) * (y1 - y0) < 20:  # the lower face is outside the image: no region to measure
+    if max(0, x1 - x0) * max(0, y1 - y0) < 20:  # the lower face is outside the image: nothing to measure
         return weight
     box = (slice(y0, y1), slice(x0, x1))
     local_lab = None if lab is None else lab[box]
