@@ -228,7 +228,9 @@ def test_the_sealing_path_marks_footage_per_output_and_stills_with_embed_id(face
     still = Marker(output_id, job, watermark.STRENGTH)
     labelled = still.label(first)
     kept = labelled.copy()
-    assert np.array_equal(still.mark(labelled), watermark.embed_id(kept, output_id, strength=watermark.STRENGTH))
+    assert np.array_equal(
+        still.mark(labelled), watermark.embed_id(kept, output_id, strength=watermark.STRENGTH)
+    )
     assert np.array_equal(labelled, kept), "a still's labelled frame stays unmarked (its retry needs it)"
 
 
