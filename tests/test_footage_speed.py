@@ -29,6 +29,7 @@ from likeness.faces.tracking import iou
 from likeness.faces.types import LazyAnalyzer, has_embedding
 from likeness.home import Home
 from likeness.jobs.enrol import enrol_identity
+from likeness.jobs.inputs import FirstScan, InputReader
 from likeness.jobs.requests import EnrolRequest, VideoSwapRequest
 from likeness.jobs.selection import SwapTransform
 from likeness.jobs.tracks import FootageFrames
@@ -308,7 +309,10 @@ def test_pipelined_footage_frames_are_the_serial_ones_and_embed_only_when_needed
             analyzer=analyzer,
             operator="tester",
         )
-        for pipeline in (False, True):
+        with InputReader(request, analyzer, footage=True) as reading:  # as the road reads footage
+            _, first_scan = reading.target()
+        assert isinstance(first_scan, FirstScan) and first_scan.index == 0
+        for pipeline, first in ((False, None), (True, None), ("first scan", first_scan)):
             counting = CountingAnalyzer(analyzer)
             frames = FootageFrames(
                 request=request,
@@ -318,7 +322,8 @@ def test_pipelined_footage_frames_are_the_serial_ones_and_embed_only_when_needed
                 transform=transform,
                 source_matches=decision.matches,
                 timer=StageTimer(),
-                pipeline=pipeline,
+                pipeline=bool(pipeline),
+                first_scan=first,
             )
             made = [(f.index, f.pts, f.pixels.tobytes()) for f in frames.frames(ResumePoint())]
             runs[pipeline] = (made, frames.tracks(), counting.embeds)
@@ -326,6 +331,8 @@ def test_pipelined_footage_frames_are_the_serial_ones_and_embed_only_when_needed
     serial, piped = runs[False], runs[True]
     assert len(piped[0]) == 50
     assert piped == serial  # same pixels, same track reports, same embeddings computed
+    assert runs["first scan"] == serial  # the first frame scanned while the models loaded: the same
+    assert scans["first scan"] == scans[True][1:]  # and not scanned again
     # The same scans at the same scales; pipelined, the scheduled ones in the detection thread.
     assert [scale for _, scale in scans[True]] == [scale for _, scale in scans[False]]
     here = threading.current_thread().name

@@ -74,6 +74,7 @@ from likeness.errors import BadInput, ConsentRefused, NoFace
 from likeness.faces.detect_scale import DetectScale, misses
 from likeness.faces.tracking import FaceTracker, Track, TrackedFace, TrackerSettings, iou
 from likeness.faces.types import Analyzer, Face, LazyAnalyzer, SplitDetectAnalyzer, has_embedding
+from likeness.jobs.inputs import FirstScan
 from likeness.jobs.requests import TrackReport, VideoSwapRequest
 from likeness.jobs.selection import SwapTransform
 from likeness.media.frames import Frame, ResumePoint
@@ -188,6 +189,7 @@ class FootageFrames:
         source_matches: list[Match],
         timer: StageTimer,
         pipeline: bool = True,
+        first_scan: FirstScan | None = None,
     ) -> None:
         self.request = request
         self.info = info
@@ -207,6 +209,9 @@ class FootageFrames:
         self.pipeline = pipeline
         """Decode and swap on other threads (the footage sink encodes on its own); ``False``: decode
         and swap in the caller's thread (the same frames, for tests and comparisons)."""
+        self.first_scan = first_scan
+        """The first frame's scan, made while the models loaded (:mod:`likeness.jobs.inputs`): taken
+        by the first detection when that frame comes with the same pixels (pipelined only)."""
         self.detect_scale = DetectScale()
         self._followed: list[Face] = []
         """The faces followed on the previous frame (their sizes set the detection scale)."""
@@ -233,7 +238,7 @@ class FootageFrames:
                 prefetch=DECODE_AHEAD if self.pipeline else 0,
             ) as reader,
             _SwapPool(self.transform, SWAP_WORKERS if self.pipeline else 0) as pool,
-            _EarlyDetection(self.analyzer if self.pipeline else None, self.timer) as early,
+            _EarlyDetection(self.analyzer if self.pipeline else None, self.timer, self.first_scan) as early,
         ):
             frames = iter(reader)
             pending: deque[_Pending] = deque()
@@ -702,20 +707,27 @@ class _EarlyDetection(_Threads):
     the newest (whose swap has just begun), so that a 1080p scan (≈ 45 ms) is covered. At frame
     *k* it takes the scan and finishes it (landmarks) itself: the same faces as a detection made
     there. An analyzer that cannot split its detection, or ``None`` (the serial road), scans in the
-    job's thread as before. The scan's own time is added to the timer as ``detect thread``."""
+    job's thread as before. The scan's own time is added to the timer as ``detect thread``. The
+    first frame's scan may come made already (``first``: :class:`~likeness.jobs.inputs.FirstScan`);
+    any scan is taken only for the frame index, scale and pixels it was made for."""
 
-    def __init__(self, analyzer: Analyzer | None, timer: StageTimer) -> None:
+    def __init__(self, analyzer: Analyzer | None, timer: StageTimer, first: FirstScan | None = None) -> None:
         self._analyzer = analyzer if isinstance(analyzer, SplitDetectAnalyzer) else None
         self._timer = timer
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="detect") if self._analyzer else None
-        self._started: tuple[int, float | None, Future[Any]] | None = None
+        self._started: tuple[int, float | None, np.ndarray, Future[Any]] | None = None
         self._busy = 0.0
+        if first is not None and self._analyzer is not None:  # scanned at full scale while models loaded
+            done: Future[Any] = Future()
+            done.set_result(first.found)
+            self._started = (first.index, None, first.pixels, done)
 
     def start(self, frame: Frame, scale: float | None) -> bool:
         """Scan ``frame`` at ``scale`` in the background; ``False``: not done (no splitting analyzer)."""
         if self._executor is None:
             return False
-        self._started = (frame.index, scale, self._executor.submit(self._find, frame.pixels, scale))
+        future = self._executor.submit(self._find, frame.pixels, scale)
+        self._started = (frame.index, scale, frame.pixels, future)
         return True
 
     def _find(self, pixels: np.ndarray, scale: float | None) -> Any:
@@ -732,8 +744,9 @@ class _EarlyDetection(_Threads):
         started, self._started = self._started, None
         if started is None or self._analyzer is None:
             return None
-        index, started_scale, future = started
-        if (index, started_scale) != (frame.index, scale):
+        index, started_scale, pixels, future = started
+        same = pixels is frame.pixels or np.array_equal(pixels, frame.pixels)
+        if (index, started_scale) != (frame.index, scale) or not same:
             future.cancel()
             return None
         return list(self._analyzer.finish(future.result(), embed=False).faces)
