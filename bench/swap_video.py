@@ -14,9 +14,9 @@ writes may be looked at and shared. For each size, in one run:
 * **swap_video** — ``likeness.jobs.road.swap_video`` end to end, and its share of the bound (the
   goal of issue 14: ≥ 40 %), split into its stages: the time the face-work thread spends per frame
   on each (decode = waiting for the decoder thread, swap = waiting for the swap pool, encode =
-  handing the frame to the encoder thread), the busy time of the swap and encoder threads beside it,
-  and the once-per-job load, mux, self-check, sign and record; CPU time per frame (all threads) is
-  printed next to the wall time, since the machine may be shared.
+  handing the frame to the encoder thread), the busy time of the swap, detection and encoder
+  threads beside it, and the once-per-job load, mux, self-check, sign and record; CPU time per
+  frame (all threads) is printed next to the wall time, since the machine may be shared.
 * ``--stand-in-marker`` runs each size again with a stand-in for the per-frame watermark at about
   the speed issue 13 asks of it (see :func:`stand_in_marker`), to show the share once that lands.
 
@@ -214,7 +214,7 @@ def stand_in_marker():
 # Stages timed in the thread that runs the face work (summed: that thread's time per frame), then
 # the busy time of the other threads (they run beside it). Older code has no "embed" or threads.
 MAIN_STAGES = ("decode", "detect", "embed", "track", "gate", "swap", "label", "watermark", "encode")
-THREAD_STAGES = ("swap thread", "encode thread")
+THREAD_STAGES = ("swap thread", "detect thread", "encode thread")
 
 
 def speed(args: argparse.Namespace, folder: Path, home: Home) -> None:

@@ -29,6 +29,7 @@ from likeness.faces.tracking import iou
 from likeness.faces.types import LazyAnalyzer, has_embedding
 from likeness.home import Home
 from likeness.jobs.enrol import enrol_identity
+from likeness.jobs.inputs import FirstScan, InputReader
 from likeness.jobs.requests import EnrolRequest, VideoSwapRequest
 from likeness.jobs.selection import SwapTransform
 from likeness.jobs.tracks import FootageFrames
@@ -235,12 +236,22 @@ class CountingAnalyzer:
         self.inner = inner
         self.name, self.embedding_space = inner.name, inner.embedding_space
         self.embeds = 0
+        self.scans: list[tuple[str, float | None]] = []
+        """(thread name, scale) of each detector scan."""
 
     def analyze(self, pixels):
         return self.inner.analyze(pixels)
 
     def detect(self, pixels, *, scale=None):
+        self.scans.append((threading.current_thread().name, scale))
         return self.inner.detect(pixels, scale=scale)
+
+    def find(self, pixels, *, scale=None):  # the scan that footage runs ahead, in a thread of its own
+        self.scans.append((threading.current_thread().name, scale))
+        return self.inner.find(pixels, scale=scale)
+
+    def finish(self, found, *, embed=True):
+        return self.inner.finish(found, embed=embed)
 
     def embed(self, pixels, face):
         self.embeds += 1
@@ -288,7 +299,7 @@ def test_pipelined_footage_frames_are_the_serial_ones_and_embed_only_when_needed
         source=source.path, target=clip, purpose=PURPOSE, out=tmp_path / "out.mp4", operator="tester"
     )
     info = probe_video(clip)
-    runs = {}
+    runs, scans = {}, {}
     with Registry.open(home) as registry:
         decision = check_consent(
             registry,
@@ -298,7 +309,10 @@ def test_pipelined_footage_frames_are_the_serial_ones_and_embed_only_when_needed
             analyzer=analyzer,
             operator="tester",
         )
-        for pipeline in (False, True):
+        with InputReader(request, analyzer, footage=True) as reading:  # as the road reads footage
+            _, first_scan = reading.target()
+        assert isinstance(first_scan, FirstScan) and first_scan.index == 0
+        for pipeline, first in ((False, None), (True, None), ("first scan", first_scan)):
             counting = CountingAnalyzer(analyzer)
             frames = FootageFrames(
                 request=request,
@@ -308,13 +322,23 @@ def test_pipelined_footage_frames_are_the_serial_ones_and_embed_only_when_needed
                 transform=transform,
                 source_matches=decision.matches,
                 timer=StageTimer(),
-                pipeline=pipeline,
+                pipeline=bool(pipeline),
+                first_scan=first,
             )
             made = [(f.index, f.pts, f.pixels.tobytes()) for f in frames.frames(ResumePoint())]
             runs[pipeline] = (made, frames.tracks(), counting.embeds)
+            scans[pipeline] = counting.scans
     serial, piped = runs[False], runs[True]
     assert len(piped[0]) == 50
     assert piped == serial  # same pixels, same track reports, same embeddings computed
+    assert runs["first scan"] == serial  # the first frame scanned while the models loaded: the same
+    assert scans["first scan"] == scans[True][1:]  # and not scanned again
+    # The same scans at the same scales; pipelined, the scheduled ones in the detection thread.
+    assert [scale for _, scale in scans[True]] == [scale for _, scale in scans[False]]
+    here = threading.current_thread().name
+    assert {name for name, _ in scans[False]} == {here}
+    ahead = [name for name, _ in scans[True] if name != here]
+    assert len(ahead) >= 9 and all(name.startswith("detect") for name in ahead), scans[True]
     tracks = piped[1]
     swapped = [t for t in tracks if t.decision == "swapped"]
     assert [t.identity_id for t in swapped] == [obama] and swapped[0].frames_swapped >= 45

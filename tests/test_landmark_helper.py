@@ -1,5 +1,5 @@
-"""The 68-point model in a forked helper process (``likeness swap`` on a still): the same landmarks as
-in-process, the same fail-closed model check, and no process left behind."""
+"""The 68-point model in a forked helper process (``likeness swap`` on a still or footage): the same
+landmarks as in-process, the same fail-closed model check, and no process left behind."""
 
 from __future__ import annotations
 
@@ -87,6 +87,52 @@ def _same_landmarks(faces_dir: Path) -> None:
         pid = helper._pid
     assert compared >= 130
     assert _gone(pid)  # closed and reaped
+
+
+def test_the_helper_finds_the_same_landmarks_in_footage_at_each_detection_scale(
+    faces_dir: Path, tmp_path: Path
+) -> None:
+    """Footage asks the helper for the landmarks of what it detects: on the decoded frames of a real
+    H.264 clip, at full scale, at the reduced scale followed faces allow, and in the crop around a
+    face that a re-identification looks at, the helper's points are the model's here."""
+    import video_fixtures as vf
+
+    a, b = vf.scene_photos(faces_dir)
+    scene = vf.Scene(a, b, size=(1280, 720), face_px=220, b_enters=-40, count=8)  # both in view
+    clip = vf.write_clip(tmp_path / "two.mp4", scene.frames(), fps=25, audio=None)
+    _in_a_fresh_process("_same_landmarks_in_footage", clip)
+
+
+def _same_landmarks_in_footage(clip: Path) -> None:
+    from likeness.media.video import iter_frames
+
+    local = DlibAnalyzer()
+    helper = LandmarkHelper.start(None)
+    assert helper is not None
+    compared = 0
+    with helper:
+        remote = DlibAnalyzer(defer_models=True, landmarks_helper=helper)
+        for frame in iter_frames(clip):
+            for scale in (None, 0.45):
+                expected, faces = (
+                    local.detect(frame.pixels, scale=scale),
+                    remote.detect(frame.pixels, scale=scale),
+                )
+                assert [f.box for f in faces] == [f.box for f in expected]
+                for face, other in zip(faces, expected, strict=True):
+                    np.testing.assert_array_equal(face.landmarks, other.landmarks)
+                    np.testing.assert_array_equal(face.landmarks5, other.landmarks5)
+                compared += len(faces)
+            left, top, right, bottom = expected[0].box
+            crop = np.ascontiguousarray(
+                frame.pixels[max(0, top - 110) : bottom + 110, max(0, left - 110) : right + 110]
+            )
+            (face,), (other,) = remote.detect(crop, scale=0.45), local.detect(crop, scale=0.45)
+            np.testing.assert_array_equal(face.landmarks, other.landmarks)
+            np.testing.assert_array_equal(
+                remote.embed(crop, face).embedding, local.embed(crop, other).embedding
+            )
+    assert compared == 32  # 8 frames, 2 scales, 2 faces
 
 
 def test_a_changed_68_point_model_is_refused_by_the_helper(home, faces_dir: Path) -> None:

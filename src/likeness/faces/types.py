@@ -83,6 +83,24 @@ class LazyAnalyzer(Analyzer, Protocol):
 
 
 @runtime_checkable
+class SplitDetectAnalyzer(LazyAnalyzer, Protocol):
+    """A :class:`LazyAnalyzer` whose :meth:`~LazyAnalyzer.detect` splits in two:
+    ``finish(find(x, scale=s), embed=False).faces`` is ``detect(x, scale=s)``. :meth:`find` (the
+    detector's scan) needs no model file, releases the GIL and may run in any thread (dlib: each
+    thread gets its own detector); :meth:`finish` (landmarks) runs in the job's thread. Footage scans
+    the next frame in a thread of its own while the frames before it are sealed
+    (:class:`likeness.faces.dlib_backend.DlibAnalyzer`)."""
+
+    def find(self, pixels: np.ndarray, *, scale: float | None = None) -> Any:
+        """The detection half of :meth:`~LazyAnalyzer.detect` at ``scale``."""
+        ...
+
+    def finish(self, found: Any, *, embed: bool = True) -> Any:
+        """The rest (landmarks; embeddings with ``embed``): an object with ``faces``."""
+        ...
+
+
+@runtime_checkable
 class DetectFirstAnalyzer(Analyzer, Protocol):
     """An analyzer whose detection needs none of its other models and runs without the GIL (dlib), so a
     job detects in one thread while the other models load in another

@@ -233,6 +233,7 @@ def run_job(
                 transform=transform,
                 source_matches=decision.matches,
                 timer=timer,
+                first_scan=still_found,
             )
             frames = tracked
 

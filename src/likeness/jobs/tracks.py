@@ -38,7 +38,10 @@ again, or re-checked as above; a bystander's track is re-checked on the same sch
 at the scale the followed faces allow (:mod:`likeness.faces.detect_scale`). Decoding runs in its own
 thread and each frame's swap on a small pool, a few frames behind the detection, tracking and gating,
 which stay in the caller's thread in frame order (every decision is made before the frame it applies
-to is swapped); the sink encodes in its own thread. Every queue is bounded, so memory stays flat.
+to is swapped); the sink encodes in its own thread. A detection's scan (dlib's HOG) starts in a
+thread of its own once the frame before it is analysed, while finished frames are sealed
+(:class:`_EarlyDetection`); its landmarks are found in the caller's thread. Every queue is bounded,
+so memory stays flat.
 
 If no face at all is replaced, the job fails (nothing written): an output that silently swapped
 nobody is the "no output, no reason" failure users complain about elsewhere.
@@ -60,7 +63,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 
@@ -70,7 +73,8 @@ from likeness.disclosure.footage_sink import VIDEO_WATERMARK_STRENGTH
 from likeness.errors import BadInput, ConsentRefused, NoFace
 from likeness.faces.detect_scale import DetectScale, misses
 from likeness.faces.tracking import FaceTracker, Track, TrackedFace, TrackerSettings, iou
-from likeness.faces.types import Analyzer, Face, LazyAnalyzer, has_embedding
+from likeness.faces.types import Analyzer, Face, LazyAnalyzer, SplitDetectAnalyzer, has_embedding
+from likeness.jobs.inputs import FirstScan
 from likeness.jobs.requests import TrackReport, VideoSwapRequest
 from likeness.jobs.selection import SwapTransform
 from likeness.media.frames import Frame, ResumePoint
@@ -185,6 +189,7 @@ class FootageFrames:
         source_matches: list[Match],
         timer: StageTimer,
         pipeline: bool = True,
+        first_scan: FirstScan | None = None,
     ) -> None:
         self.request = request
         self.info = info
@@ -204,6 +209,9 @@ class FootageFrames:
         self.pipeline = pipeline
         """Decode and swap on other threads (the footage sink encodes on its own); ``False``: decode
         and swap in the caller's thread (the same frames, for tests and comparisons)."""
+        self.first_scan = first_scan
+        """The first frame's scan, made while the models loaded (:mod:`likeness.jobs.inputs`): taken
+        by the first detection when that frame comes with the same pixels (pipelined only)."""
         self.detect_scale = DetectScale()
         self._followed: list[Face] = []
         """The faces followed on the previous frame (their sizes set the detection scale)."""
@@ -230,16 +238,21 @@ class FootageFrames:
                 prefetch=DECODE_AHEAD if self.pipeline else 0,
             ) as reader,
             _SwapPool(self.transform, SWAP_WORKERS if self.pipeline else 0) as pool,
+            _EarlyDetection(self.analyzer if self.pipeline else None, self.timer, self.first_scan) as early,
         ):
             frames = iter(reader)
             pending: deque[_Pending] = deque()
-            while True:
+            with self.timer.stage("decode"):
+                frame = next(frames, None)
+            while frame is not None:
+                pending.append(self._analyse(tracker, frame, pool, early))
                 with self.timer.stage("decode"):
                     frame = next(frames, None)
-                if frame is None:
-                    break
-                pending.append(self._analyse(tracker, frame, pool))
-                while len(pending) > ahead:
+                keep = ahead
+                if frame is not None and tracker.wants_detection(frame.index):
+                    # scanned while the frames below are sealed: all but the newest, whose swap just began
+                    keep = min(ahead, 1) if early.start(frame, self._scale(frame)) else ahead
+                while len(pending) > keep:
                     yield self._finish(pending.popleft())
             while pending:
                 yield self._finish(pending.popleft())
@@ -291,17 +304,22 @@ class FootageFrames:
             return self.analyzer.detect(pixels, scale=scale)
         return self.analyzer.analyze(pixels)
 
-    def _detect(self, frame: Frame) -> list[Face]:
-        """A detection round, at the scale the followed faces allow (:mod:`likeness.faces.detect_scale`)."""
+    def _scale(self, frame: Frame) -> float | None:
+        """The scale to detect at on ``frame``, from the faces followed on the frame before it."""
+        if not isinstance(self.analyzer, LazyAnalyzer):
+            return None
+        since = None if self._last_full is None else frame.time - self._last_full
+        return self.detect_scale.choose([face.size for face in self._followed], since)
+
+    def _detect(self, frame: Frame, early: _EarlyDetection) -> list[Face]:
+        """A detection round, at the scale the followed faces allow (:mod:`likeness.faces.detect_scale`);
+        its scan already made in the background when ``early`` started it for this frame and scale."""
         with self.timer.stage("detect"):
             followed = [face.box for face in self._followed]
-            since = None if self._last_full is None else frame.time - self._last_full
-            scale = (
-                self.detect_scale.choose([face.size for face in self._followed], since)
-                if isinstance(self.analyzer, LazyAnalyzer)
-                else None
-            )
-            faces = self._find(frame.pixels, scale)
+            scale = self._scale(frame)
+            faces = early.faces(frame, scale)
+            if faces is None:
+                faces = self._find(frame.pixels, scale)
             if scale is not None and misses(followed, [face.box for face in faces]):
                 scale, faces = None, self._find(frame.pixels, None)
             if scale is None:
@@ -322,9 +340,11 @@ class FootageFrames:
         self.timer.add("embed", time.perf_counter() - started)
         return embedded
 
-    def _analyse(self, tracker: FaceTracker, frame: Frame, pool: _SwapPool) -> _Pending:
+    def _analyse(
+        self, tracker: FaceTracker, frame: Frame, pool: _SwapPool, early: _EarlyDetection
+    ) -> _Pending:
         """Detect, track and gate ``frame`` here; its swap is handed to ``pool``."""
-        detections = self._detect(frame) if tracker.wants_detection(frame.index) else None
+        detections = self._detect(frame, early) if tracker.wants_detection(frame.index) else None
         before = self.timer.seconds.get("detect", 0.0)
         started = time.perf_counter()
         update = tracker.update(frame.index, frame.time, frame.pixels, detections, redetect=self._redetect)
@@ -661,7 +681,85 @@ def _swap_faces(
     return pixels, done, time.perf_counter() - started
 
 
-class _SwapPool:
+class _Threads:
+    """Owns a thread pool (``None``: work runs in the caller's thread); leaving the block waits for
+    what runs and drops what has not started."""
+
+    _executor: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _EarlyDetection(_Threads):
+    """The next frame's detector scan, run in a thread of its own while the frames before it are sealed.
+
+    The job's thread decides, once it has analysed frame *k − 1*, whether frame *k* is detected and at
+    what scale (as it would at frame *k*: nothing between changes the tracker or the followed faces),
+    and starts the scan (:meth:`~likeness.faces.types.SplitDetectAnalyzer.find`: dlib's HOG, without
+    the GIL) before it hands the finished frames on to be labelled, watermarked and encoded: all but
+    the newest (whose swap has just begun), so that a 1080p scan (≈ 45 ms) is covered. At frame
+    *k* it takes the scan and finishes it (landmarks) itself: the same faces as a detection made
+    there. An analyzer that cannot split its detection, or ``None`` (the serial road), scans in the
+    job's thread as before. The scan's own time is added to the timer as ``detect thread``. The
+    first frame's scan may come made already (``first``: :class:`~likeness.jobs.inputs.FirstScan`);
+    any scan is taken only for the frame index, scale and pixels it was made for."""
+
+    def __init__(self, analyzer: Analyzer | None, timer: StageTimer, first: FirstScan | None = None) -> None:
+        self._analyzer = analyzer if isinstance(analyzer, SplitDetectAnalyzer) else None
+        self._timer = timer
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="detect") if self._analyzer else None
+        self._started: tuple[int, float | None, np.ndarray, Future[Any]] | None = None
+        self._busy = 0.0
+        if first is not None and self._analyzer is not None:  # scanned at full scale while models loaded
+            done: Future[Any] = Future()
+            done.set_result(first.found)
+            self._started = (first.index, None, first.pixels, done)
+
+    def start(self, frame: Frame, scale: float | None) -> bool:
+        """Scan ``frame`` at ``scale`` in the background; ``False``: not done (no splitting analyzer)."""
+        if self._executor is None:
+            return False
+        future = self._executor.submit(self._find, frame.pixels, scale)
+        self._started = (frame.index, scale, frame.pixels, future)
+        return True
+
+    def _find(self, pixels: np.ndarray, scale: float | None) -> Any:
+        assert self._analyzer is not None
+        started = time.perf_counter()
+        try:
+            return self._analyzer.find(pixels, scale=scale)
+        finally:
+            self._busy += time.perf_counter() - started  # one worker thread: one writer
+
+    def faces(self, frame: Frame, scale: float | None) -> list[Face] | None:
+        """The faces of the scan started for this frame at this scale (its error raised here), or
+        ``None`` when none was."""
+        started, self._started = self._started, None
+        if started is None or self._analyzer is None:
+            return None
+        index, started_scale, pixels, future = started
+        same = pixels is frame.pixels or np.array_equal(pixels, frame.pixels)
+        if (index, started_scale) != (frame.index, scale) or not same:
+            future.cancel()
+            return None
+        return list(self._analyzer.finish(future.result(), embed=False).faces)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        super().__exit__(exc_type, exc, tb)
+        if self._busy:
+            self._timer.add("detect thread", self._busy)
+
+
+class _SwapPool(_Threads):
     """Swaps frames on ``workers`` threads (0: at once, in the caller's thread)."""
 
     def __init__(self, transform: SwapTransform, workers: int) -> None:
@@ -674,12 +772,3 @@ class _SwapPool:
         future: Future[tuple[np.ndarray, list[bool], float]] = Future()
         future.set_result(_swap_faces(self.transform, pixels, faces))  # an error is raised here, at once
         return future
-
-    def __enter__(self) -> _SwapPool:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
