@@ -23,15 +23,15 @@ as few times as it can (they are most of the cost: the frame comes from memory, 
    a copy the label step made for it, so no new frame is allocated and each strip is written where
    it was just read (a new 6 MB frame at 1080p cost about 1 ms more in the bench, below).
 
-1080p on one core (bench/frame_mark.py, CPU time of the thread, gains included; "old": this
-module before the changes above, gains every 12, timed in the same run with ``--compare``; 3 runs
-taking turns and 3 with ``--alone``, load average 2.1–2.4 on the 2-core machine): 7.4–7.9 ms
-median, 7.7–8.1 mean, 6.9–7.4 best, where the old one took 9.8–10.5 / 10.8–11.5 / 8.9–9.9 and
-``embed_id`` 64–69 / 65–69 (720p: 4.4–5.0 / 4.7–5.3 against 6.0–6.7 / 6.8–7.5). Each frame
-starts with cold caches, as in the bench; the same frames marked with warm caches take about
-5 ms. Visibility (the same runs; PSNR, flat-area RMS): 1080p 37.9–38.0 dB, 0.87–0.89, where the
-old path gave 37.9–38.0, 0.86–0.87 and ``embed_id`` 37.8–37.9, 0.88–0.90; 720p 37.8–38.0, 0.87–0.88
-against 37.8–38.0, 0.84–0.85 for both the old path and ``embed_id``.
+1080p on one core (bench/frame_mark.py ``--alone``, CPU time of the thread, gains included; "old": this
+module before step 5, timed in the same run with ``--compare``; 4 runs, load average 0.7–2.3 on the
+2-core machine): 6.2–7.0 ms mean, 5.9–6.7 median, 5.6–6.2 best, where the old one took 7.0–9.6 / 6.7–8.0
+/ 5.9–7.3 in the same runs and ``embed_id`` 60–61 ms mean in the last two (720p: 3.9–5.2 mean against
+4.2–5.3); taking turns with ``embed_id`` (the copy-marking old one then reads warm frames), 7.3 against
+7.6. Each frame starts with cold caches, as in the bench. Before steps 1–4 (session 4) the same bench
+gave 10.6 mean at 1080p. Visibility (the last two runs; PSNR, flat-area RMS): 1080p 37.9–38.0 dB, 0.88,
+as ``embed_id`` (37.8–37.9, 0.88); 720p 37.8–37.9, 0.87–0.88 against 37.8–37.9, 0.84–0.85 for
+``embed_id``.
 
 Host-interference cancellation (``watermark._cancelling_gains``: every coded bit gets the gain
 that leaves all bits the same margin against what the picture alone pushes them to) reads the
