@@ -206,11 +206,21 @@ def test_the_gains_are_recomputed_on_schedule(faces_dir: Path) -> None:
     assert marker.frames == 3
 
 
+def seal_job(profile: str = "default") -> SealJob:
+    return SealJob(
+        kind="swap",
+        purpose="research",
+        ingredients=[],
+        tools={},
+        operator="t",
+        consent_ids=lambda: [],
+        disclosure_profile=profile,
+    )
+
+
 def test_the_sealing_path_marks_footage_per_output_and_stills_with_embed_id(faces_dir: Path) -> None:
     assert FootageSink.watermark_per_output and not StillSink.watermark_per_output
-    job = SealJob(
-        kind="swap", purpose="research", ingredients=[], tools={}, operator="t", consent_ids=lambda: []
-    )
+    job = seal_job()
     output_id = new_output_id()
     first, second = (frame_of(faces_dir, n, 640, 360) for n in ("obama/1.jpg", "biden/2.jpg"))
     footage = Marker(output_id, job, VIDEO_WATERMARK_STRENGTH, per_output=True)
@@ -238,15 +248,7 @@ def test_footage_labels_are_drawn_on_copies_so_marking_in_place_writes_no_frame(
     """Every path of the label step (the first frame's drawing, the corner label pasted on later
     frames, the start label drawn and then pasted) returns a frame of its own: marking it in place
     leaves the decoded or swapped frame it came from as it was."""
-    job = SealJob(
-        kind="swap",
-        purpose="research",
-        ingredients=[],
-        tools={},
-        operator="t",
-        consent_ids=lambda: [],
-        disclosure_profile="eu",  # a profile with a start label
-    )
+    job = seal_job(profile="eu")  # a profile with a start label
     frames = [frame_of(faces_dir, n, 640, 360) for n in ("obama/1.jpg", "biden/2.jpg")] * 3
     marker = Marker(new_output_id(), job, VIDEO_WATERMARK_STRENGTH, per_output=True, footage=True)
     held = []
