@@ -312,7 +312,13 @@ def test_pipelined_footage_frames_are_the_serial_ones_and_embed_only_when_needed
         with InputReader(request, analyzer, footage=True) as reading:  # as the road reads footage
             _, first_scan = reading.target()
         assert isinstance(first_scan, FirstScan) and first_scan.index == 0
-        for pipeline, first in ((False, None), (True, None), ("first scan", first_scan)):
+        # Scans that are not this job's first frame's are not taken: another frame's index (a job that
+        # resumes later in the file) or other pixels.
+        elsewhere = FirstScan(17, first_scan.pixels, first_scan.found)
+        other = FirstScan(0, np.zeros_like(first_scan.pixels), first_scan.found)
+        cases = [(False, None), (True, None), ("first scan", first_scan)]
+        cases += [("another index", elsewhere), ("other pixels", other)]
+        for pipeline, first in cases:
             counting = CountingAnalyzer(analyzer)
             frames = FootageFrames(
                 request=request,
@@ -333,6 +339,8 @@ def test_pipelined_footage_frames_are_the_serial_ones_and_embed_only_when_needed
     assert piped == serial  # same pixels, same track reports, same embeddings computed
     assert runs["first scan"] == serial  # the first frame scanned while the models loaded: the same
     assert scans["first scan"] == scans[True][1:]  # and not scanned again
+    for ignored in ("another index", "other pixels"):  # frame 0 scanned again, as without them
+        assert runs[ignored] == serial and scans[ignored] == scans[True], ignored
     # The same scans at the same scales; pipelined, the scheduled ones in the detection thread.
     assert [scale for _, scale in scans[True]] == [scale for _, scale in scans[False]]
     here = threading.current_thread().name

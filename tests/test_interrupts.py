@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -59,3 +60,68 @@ def test_outside_the_main_thread_nothing_is_installed() -> None:
     thread.start()
     thread.join()
     assert seen == [before, 0]
+
+
+@pytest.mark.parametrize("ending", ["an error", "normally"])
+def test_a_ctrl_c_while_a_jobs_threads_are_waited_for_still_waits_for_them(ending: str) -> None:
+    """Footage's thread pools (``jobs.tracks._Threads``): a Ctrl-C (a second one, "stop at once")
+    landing while the pool is waited for does not leave its thread running. When the block is already
+    unwinding (an error, a cancel, the frames' generator closed) that exception goes on, with no
+    second one raised over it from the clean-up; a block that ended normally raises the Ctrl-C once
+    the thread is done."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from likeness.jobs.tracks import _Threads
+
+    class Pool(_Threads):
+        def __init__(self) -> None:
+            super().__init__(ThreadPoolExecutor(1))
+
+    sent, done = threading.Event(), threading.Event()
+
+    def work() -> None:
+        sent.wait(10)  # still running when the Ctrl-C comes
+        time.sleep(0.3)
+        done.set()
+
+    def ctrl_c() -> None:
+        _send_sigint()
+        sent.set()
+
+    expected = ValueError if ending == "an error" else KeyboardInterrupt
+    with pytest.raises(expected):
+        with Pool() as pool:
+            pool._submit(work)
+            threading.Timer(0.2, ctrl_c).start()
+            if ending == "an error":
+                raise ValueError("the job stopped")
+    assert done.is_set(), "the thread was waited for"
+
+
+def test_leaving_a_jobs_threads_drops_queued_work_and_waits_for_the_started() -> None:
+    """Work still queued when the block ends is dropped (never started); work already running is
+    waited for. (A queued future that the pool cancels never counts as done for
+    ``concurrent.futures.wait``: waiting for it would hang the job.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from likeness.jobs.tracks import _Threads
+
+    started, finished = [], []
+
+    def work(number: int) -> None:
+        started.append(number)
+        time.sleep(0.3)
+        finished.append(number)
+
+    def leave() -> None:
+        with pytest.raises(ValueError), _Threads(ThreadPoolExecutor(1)) as pool:
+            for number in range(4):
+                pool._submit(work, number)
+            time.sleep(0.1)
+            raise ValueError("the job stopped")
+
+    leaving = threading.Thread(target=leave)
+    leaving.start()
+    leaving.join(10)
+    assert not leaving.is_alive(), "leaving the block hung"
+    assert started == [0] and finished == [0]

@@ -224,3 +224,29 @@ def test_no_helper_is_forked_from_a_process_running_threads() -> None:
     finally:
         stop.set()
         other.join()
+
+
+def test_the_command_starts_the_helper_for_dlib_swaps_only(home, tmp_path: Path) -> None:
+    """Stills and footage with dlib get the helper; generation and edits (which load no 68-point model
+    through it) and other backends do not fork one."""
+    _in_a_fresh_process("_helper_for_swaps_only", home.root, tmp_path)
+
+
+def _helper_for_swaps_only(root: Path, folder: Path) -> None:
+    from likeness.cli.job_cmds import _landmark_helper
+    from likeness.jobs.requests import EditRequest, GenerateRequest, SwapRequest, VideoSwapRequest
+
+    home = Home(root)
+    photo, clip, out = folder / "a.jpg", folder / "b.mp4", folder / "out"
+    swaps = [SwapRequest(photo, photo, "test", out), VideoSwapRequest(photo, clip, "test", out)]
+    others = [
+        SwapRequest(photo, photo, "test", out, backend="insightface"),
+        GenerateRequest(model="m", prompt="p", purpose="test", out=out),
+        EditRequest(model="m", target=photo, prompt="p", purpose="test", out=out),
+    ]
+    for request in others:
+        assert _landmark_helper(request, home) is None, request
+    for request in swaps:
+        helper = _landmark_helper(request, home)
+        assert isinstance(helper, LandmarkHelper), request
+        helper.close()

@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -503,10 +504,12 @@ def find_plates(pixels: np.ndarray, *, anywhere: bool = False) -> list[Plate]:
 
     height, width = pixels.shape[:2]
     short = min(height, width)
-    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    if pixels.ndim != 3:
+        raise ValueError(f"find_plates reads H×W×channels pictures, got an array of shape {pixels.shape}")
+    channels = [pixels[..., k] for k in range(min(3, pixels.shape[2]))]
     # channel by channel: numpy's max/min over the last axis of uint8 is ~20× slower (1080p: 46 ms each)
-    dark = np.maximum(np.maximum(red, green), blue) < 72
-    lowest = np.minimum(np.minimum(red, green), blue)
+    dark = functools.reduce(np.maximum, channels) < 72
+    lowest = functools.reduce(np.minimum, channels)
     light = lowest > 170
     bright = lowest > 140
     near = max(4.0, 0.08 * short)  # the plate's margin is 0.4 cap heights plus its outline

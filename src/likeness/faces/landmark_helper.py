@@ -1,4 +1,5 @@
-"""The 68-point landmark model in a helper process, for a one-shot command (``likeness swap`` on a still).
+"""The 68-point landmark model in a helper process, for a one-shot command (``likeness swap`` on a still
+or on footage).
 
 dlib holds the GIL for the whole ≈ 0.5 s it takes to read the 95 MB 68-point model, so in one process
 nothing else runs Python meanwhile: not the command's imports, not the other models' loading. A process

@@ -89,7 +89,8 @@ class InputReader:
         frame's detector scan (:class:`FirstScan`), made while they load."""
         try:
             info = probe_video(self._request.target)
-            first = _first_frame(info)
+            # Decoded only for an analyzer that can scan it before its models are loaded.
+            first = _first_frame(info) if isinstance(self._analyzer, SplitDetectAnalyzer) else None
         except BaseException as error:
             self._failed[1] = error
             raise

@@ -54,16 +54,17 @@ is left untouched on those frames (counted in :attr:`TrackReport.swap_failures`)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import time
 from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import numpy as np
 
@@ -80,6 +81,8 @@ from likeness.jobs.selection import SwapTransform
 from likeness.media.frames import Frame, ResumePoint
 from likeness.media.video import VideoInfo, open_frames
 from likeness.progress import StageTimer
+
+T = TypeVar("T")
 
 IDENTIFY_ROUNDS = 3
 """``faces="all"``: detections a new face may take to become identifiable before the job stops."""
@@ -211,7 +214,8 @@ class FootageFrames:
         and swap in the caller's thread (the same frames, for tests and comparisons)."""
         self.first_scan = first_scan
         """The first frame's scan, made while the models loaded (:mod:`likeness.jobs.inputs`): taken
-        by the first detection when that frame comes with the same pixels (pipelined only)."""
+        by the first detection when that frame comes with the same pixels (pipelined only). Handed to
+        the frames' run once and dropped here, so its frame is not kept for the whole job."""
         self.detect_scale = DetectScale()
         self._followed: list[Face] = []
         """The faces followed on the previous frame (their sizes set the detection scale)."""
@@ -238,7 +242,9 @@ class FootageFrames:
                 prefetch=DECODE_AHEAD if self.pipeline else 0,
             ) as reader,
             _SwapPool(self.transform, SWAP_WORKERS if self.pipeline else 0) as pool,
-            _EarlyDetection(self.analyzer if self.pipeline else None, self.timer, self.first_scan) as early,
+            _EarlyDetection(
+                self.analyzer if self.pipeline else None, self.timer, self._take_first_scan()
+            ) as early,
         ):
             frames = iter(reader)
             pending: deque[_Pending] = deque()
@@ -289,6 +295,10 @@ class FootageFrames:
     @property
     def target_matches(self) -> list[Match]:
         return list(self._matches.values())
+
+    def _take_first_scan(self) -> FirstScan | None:
+        first, self.first_scan = self.first_scan, None
+        return first
 
     def tracks(self) -> list[TrackReport]:
         return [*self._earlier, *(s.report() for s in self._tracks.values())]
@@ -685,16 +695,45 @@ class _Threads:
     """Owns a thread pool (``None``: work runs in the caller's thread); leaving the block waits for
     what runs and drops what has not started."""
 
-    _executor: ThreadPoolExecutor | None = None
+    def __init__(self, executor: ThreadPoolExecutor | None) -> None:
+        self._executor = executor
+        self._running: set[Future[Any]] = set()
+        """What was handed to the pool and may not be done yet."""
 
     def __enter__(self) -> Self:
         return self
 
+    def _submit(self, call: Callable[..., T], *args: Any) -> Future[T]:
+        assert self._executor is not None
+        self._running = {future for future in self._running if not future.done()}
+        future = self._executor.submit(call, *args)
+        self._running.add(future)
+        return future
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._executor is None:
+            return
+        self._executor.shutdown(wait=False, cancel_futures=True)  # what has not started never will
+        # A future cancelled in the queue never counts as done for ``wait``: only the started ones.
+        running = {future for future in self._running if not future.cancelled()}
+        try:
+            wait(running)
+        except KeyboardInterrupt:
+            # A Ctrl-C while the work is waited for: typically the second one ("stop at once"), landing
+            # while the job already unwinds (a cancel, an error, or the frames' generator closed, where
+            # raising would only print "Exception ignored" with a traceback). The work is still waited
+            # for, so no thread outlives the job, and the exception under way goes on; a block that
+            # was ending normally raises the Ctrl-C once the work is done. (The futures are waited
+            # for, not the threads: an interrupted Thread.join marks a running thread as ended on
+            # Python 3.11, and joining it again returns at once.)
+            wait(running)
+            if exc_type is None:
+                raise
+        finally:
+            with contextlib.suppress(KeyboardInterrupt):  # the threads are idle: they end at once
+                self._executor.shutdown(wait=True)
 
 
 class _EarlyDetection(_Threads):
@@ -714,7 +753,7 @@ class _EarlyDetection(_Threads):
     def __init__(self, analyzer: Analyzer | None, timer: StageTimer, first: FirstScan | None = None) -> None:
         self._analyzer = analyzer if isinstance(analyzer, SplitDetectAnalyzer) else None
         self._timer = timer
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="detect") if self._analyzer else None
+        super().__init__(ThreadPoolExecutor(1, thread_name_prefix="detect") if self._analyzer else None)
         self._started: tuple[int, float | None, np.ndarray, Future[Any]] | None = None
         self._busy = 0.0
         if first is not None and self._analyzer is not None:  # scanned at full scale while models loaded
@@ -726,7 +765,7 @@ class _EarlyDetection(_Threads):
         """Scan ``frame`` at ``scale`` in the background; ``False``: not done (no splitting analyzer)."""
         if self._executor is None:
             return False
-        future = self._executor.submit(self._find, frame.pixels, scale)
+        future = self._submit(self._find, frame.pixels, scale)
         self._started = (frame.index, scale, frame.pixels, future)
         return True
 
@@ -764,11 +803,11 @@ class _SwapPool(_Threads):
 
     def __init__(self, transform: SwapTransform, workers: int) -> None:
         self.transform = transform
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="swap") if workers > 0 else None
+        super().__init__(ThreadPoolExecutor(workers, thread_name_prefix="swap") if workers > 0 else None)
 
     def submit(self, pixels: np.ndarray, faces: list[Face]) -> Future[tuple[np.ndarray, list[bool], float]]:
         if self._executor is not None:
-            return self._executor.submit(_swap_faces, self.transform, pixels, faces)
+            return self._submit(_swap_faces, self.transform, pixels, faces)
         future: Future[tuple[np.ndarray, list[bool], float]] = Future()
         future.set_result(_swap_faces(self.transform, pixels, faces))  # an error is raised here, at once
         return future
