@@ -125,3 +125,29 @@ def test_leaving_a_jobs_threads_drops_queued_work_and_waits_for_the_started() ->
     leaving.join(10)
     assert not leaving.is_alive(), "leaving the block hung"
     assert started == [0] and finished == [0]
+
+
+def test_closing_a_prefetch_while_its_thread_works_waits_for_it_through_a_ctrl_c() -> None:
+    """The decoder's read-ahead (``media.background.prefetch``): closed while its thread is still
+    producing, with a Ctrl-C landing during the wait, it still waits for the thread, and the close
+    (an unwinding) raises nothing over what is under way: no "Exception ignored" traceback."""
+    from likeness.media.background import prefetch
+
+    sent, done = threading.Event(), threading.Event()
+
+    def make():
+        yield 1
+        sent.wait(10)  # still producing when the Ctrl-C comes
+        time.sleep(0.3)
+        done.set()
+        yield 2
+
+    def ctrl_c() -> None:
+        _send_sigint()
+        sent.set()
+
+    items = prefetch(make, 1)
+    assert next(items) == 1
+    threading.Timer(0.2, ctrl_c).start()
+    items.close()
+    assert done.is_set(), "the thread was waited for"

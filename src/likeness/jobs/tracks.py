@@ -78,6 +78,7 @@ from likeness.faces.types import Analyzer, Face, LazyAnalyzer, SplitDetectAnalyz
 from likeness.jobs.inputs import FirstScan
 from likeness.jobs.requests import TrackReport, VideoSwapRequest
 from likeness.jobs.selection import SwapTransform
+from likeness.media.background import wait_out
 from likeness.media.frames import Frame, ResumePoint
 from likeness.media.video import VideoInfo, open_frames
 from likeness.progress import StageTimer
@@ -719,18 +720,9 @@ class _Threads:
         # A future cancelled in the queue never counts as done for ``wait``: only the started ones.
         running = {future for future in self._running if not future.cancelled()}
         try:
-            wait(running)
-        except KeyboardInterrupt:
-            # A Ctrl-C while the work is waited for: typically the second one ("stop at once"), landing
-            # while the job already unwinds (a cancel, an error, or the frames' generator closed, where
-            # raising would only print "Exception ignored" with a traceback). The work is still waited
-            # for, so no thread outlives the job, and the exception under way goes on; a block that
-            # was ending normally raises the Ctrl-C once the work is done. (The futures are waited
-            # for, not the threads: an interrupted Thread.join marks a running thread as ended on
-            # Python 3.11, and joining it again returns at once.)
-            wait(running)
-            if exc_type is None:
-                raise
+            # The futures, not the threads (see wait_out), waited for through a Ctrl-C: no thread
+            # outlives the job, and the exception under way goes on.
+            wait_out(lambda: wait(running), reraise=exc_type is None)
         finally:
             with contextlib.suppress(KeyboardInterrupt):  # the threads are idle: they end at once
                 self._executor.shutdown(wait=True)

@@ -38,6 +38,25 @@ class _End:
 _END = _End()
 
 
+def wait_out(wait: Callable[[], object], *, reraise: bool) -> None:
+    """Call ``wait`` (a blocking wait for background work to end) until it returns, even when a
+    Ctrl-C interrupts it: the work's threads must not outlive the job.
+
+    The interrupting ``KeyboardInterrupt`` (typically a second Ctrl-C, "stop at once", landing while
+    the job already unwinds from a cancel or an error, or while a generator is closed, where raising
+    would only print "Exception ignored" with a traceback) is raised once the wait is over when
+    ``reraise`` (the work was ending normally), else dropped: the exception under way goes on.
+    ``wait`` must be safe to call again once interrupted (an ``Event.wait``, futures' ``wait``; not
+    ``Thread.join``, which on Python 3.11 marks a still running thread as ended when interrupted).
+    """
+    try:
+        wait()
+    except KeyboardInterrupt:
+        wait()
+        if reraise:
+            raise
+
+
 def prefetch(make: Callable[[], Iterator[T]], depth: int, *, name: str = "prefetch") -> Iterator[T]:
     """The items of ``make()``, produced in a background thread at most ``depth`` ahead.
 
@@ -49,7 +68,7 @@ def prefetch(make: Callable[[], Iterator[T]], depth: int, *, name: str = "prefet
         yield from make()
         return
     items: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    stop, finished = threading.Event(), threading.Event()
 
     def put(item: object) -> bool:
         while not stop.is_set():
@@ -60,7 +79,7 @@ def prefetch(make: Callable[[], Iterator[T]], depth: int, *, name: str = "prefet
                 continue
         return False
 
-    def run() -> None:
+    def produce() -> None:
         try:
             source = make()
             try:
@@ -76,19 +95,28 @@ def prefetch(make: Callable[[], Iterator[T]], depth: int, *, name: str = "prefet
             return
         put(_END)
 
+    def run() -> None:
+        try:
+            produce()
+        finally:
+            finished.set()
+
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
+    ended = False
     try:
         while True:
             item = items.get()
             if item is _END:
+                ended = True
                 return
             if isinstance(item, _Raised):
                 raise item.error
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        thread.join()
+        wait_out(finished.wait, reraise=ended)
+        thread.join()  # its last step: returns at once
 
 
 class SerialWorker:
