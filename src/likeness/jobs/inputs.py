@@ -87,19 +87,20 @@ class InputReader:
     def _read_footage(self) -> tuple[VideoInfo, FirstScan | None]:
         """Footage: the probe and the first frame (decoded before the job loads its models), then that
         frame's detector scan (:class:`FirstScan`), made while they load."""
+        # Decoded only for an analyzer that can scan it before its models are loaded.
+        scanner = self._analyzer if isinstance(self._analyzer, SplitDetectAnalyzer) else None
         try:
             info = probe_video(self._request.target)
-            # Decoded only for an analyzer that can scan it before its models are loaded.
-            first = _first_frame(info) if isinstance(self._analyzer, SplitDetectAnalyzer) else None
+            first = _first_frame(info) if scanner is not None else None
         except BaseException as error:
             self._failed[1] = error
             raise
         finally:
             self._decoded[1].set()
-        if first is None or not isinstance(self._analyzer, SplitDetectAnalyzer):
+        if first is None or scanner is None:
             return info, None
         try:
-            return info, FirstScan(first.index, first.pixels, self._analyzer.find(first.pixels, scale=None))
+            return info, FirstScan(first.index, first.pixels, scanner.find(first.pixels, scale=None))
         except Exception:  # noqa: BLE001 # the job's own detection raises it again, at its step
             return info, None
 

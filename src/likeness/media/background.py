@@ -14,6 +14,7 @@ stop their thread when the caller stops early: no thread outlives the job that s
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -116,7 +117,8 @@ def prefetch(make: Callable[[], Iterator[T]], depth: int, *, name: str = "prefet
     finally:
         stop.set()
         wait_out(finished.wait, reraise=ended)
-        thread.join()  # its last step: returns at once
+        with contextlib.suppress(KeyboardInterrupt):  # its last step: it ends at once
+            thread.join()
 
 
 class SerialWorker:
