@@ -13,6 +13,20 @@ FACES = SHARED / "testdata" / "faces"
 DEMO = REPO / "src" / "likeness" / "demo_assets"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of converted models (``LIKENESS_CACHE``) for the whole run, commands run by the tests
+    included: the 68-point model is converted once, not in every test, and never into the user's."""
+    folder = tmp_path_factory.mktemp("model-cache")
+    previous = os.environ.get("LIKENESS_CACHE")
+    os.environ["LIKENESS_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("LIKENESS_CACHE", None)
+    else:
+        os.environ["LIKENESS_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
     if not FACES.is_dir():

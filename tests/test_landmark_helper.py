@@ -227,8 +227,9 @@ def test_no_helper_is_forked_from_a_process_running_threads() -> None:
 
 
 def test_the_command_starts_the_helper_for_dlib_swaps_only(home, tmp_path: Path) -> None:
-    """Stills and footage with dlib get the helper; generation and edits (which load no 68-point model
-    through it) and other backends do not fork one."""
+    """Where the model cannot be had as arrays (the cache folder cannot be written), stills and footage
+    with dlib get the helper; generation and edits (which load no 68-point model through it) and
+    other backends do not fork one. Where it can (the cache folder is writable), no request does."""
     _in_a_fresh_process("_helper_for_swaps_only", home.root, tmp_path)
 
 
@@ -237,6 +238,17 @@ def _helper_for_swaps_only(root: Path, folder: Path) -> None:
     from likeness.jobs.requests import EditRequest, GenerateRequest, SwapRequest, VideoSwapRequest
 
     home = Home(root)
+    blocker = folder / "a-file"
+    blocker.write_bytes(b"")
+    writable, unwritable = folder / "cache", blocker / "cache"  # nothing can be created under a file
+    every = [
+        SwapRequest(folder / "a.jpg", folder / "a.jpg", "test", folder / "out"),
+        VideoSwapRequest(folder / "a.jpg", folder / "b.mp4", "test", folder / "out"),
+    ]
+    os.environ["LIKENESS_CACHE"] = str(writable)
+    for request in every:
+        assert _landmark_helper(request, home) is None, request
+    os.environ["LIKENESS_CACHE"] = str(unwritable)
     photo, clip, out = folder / "a.jpg", folder / "b.mp4", folder / "out"
     swaps = [SwapRequest(photo, photo, "test", out), VideoSwapRequest(photo, clip, "test", out)]
     others = [

@@ -339,18 +339,21 @@ def _run_job(request, home, progress):
 
 
 def _landmark_helper(request, home):
-    """A dlib swap (a still or footage; not generation or an edit, which use no 68-point model here):
-    the 68-point model loaded in a helper process (:mod:`likeness.faces.landmark_helper`) while this
-    one imports and loads the rest, or ``None``. Footage too: a job then asks the helper
-    for the landmarks of each detection, a round trip with a crop around each face that costs about
-    1 ms more than computing them here (1080p: 2.4 ms wall and CPU of both processes, against
-    1.3 ms), while the model's 0.5 s load leaves the job's start. That pays for itself up to about
-    400 detections: some 80 s of 25 fps footage detected every 5 frames, longer than most shots;
-    on a 10-minute clip it costs about 3 s of a job of several minutes."""
+    """A dlib swap (a still or footage; not generation or an edit, which use no 68-point model here)
+    where the 68-point model cannot be loaded from arrays (:mod:`likeness.faces.shape_cache`: they are
+    not cached and the cache folder cannot be written): the model loaded in a helper process
+    (:mod:`likeness.faces.landmark_helper`) while this one imports and loads the rest, or ``None``.
+    Footage too: a job then asks the helper for the landmarks of each detection, a round trip with a
+    crop around each face that costs about 1 ms more than computing them here (1080p: 2.4 ms wall and
+    CPU of both processes, against 1.3 ms), while dlib's 0.5 s load leaves the job's start."""
     from likeness.jobs.requests import SwapRequest  # footage's VideoSwapRequest is one too
 
     if not isinstance(request, SwapRequest) or request.backend != "dlib":
         return None
+    from likeness.faces.shape_cache import cache_usable
+
+    if cache_usable("dlib_landmarks_68"):
+        return None  # its arrays load in ≈ 0.1 s here, less than the helper's round trips cost
     from likeness.faces.landmark_helper import LandmarkHelper
 
     return LandmarkHelper.start(home)

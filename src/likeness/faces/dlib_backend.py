@@ -1,17 +1,19 @@
 """The embedded face backend: dlib's HOG detector, 68- and 5-point landmarks and 128-D ResNet embeddings.
 
 Everything runs offline from the model files of the ``face_recognition_models`` wheel, each checked
-against its sha256 in :mod:`likeness.models` before it is loaded (once per analyzer instance, ~0.6 s).
+against its sha256 in :mod:`likeness.models` before it is loaded (once per analyzer instance, ≈ 0.2 s).
+The 68-point model runs as numpy trees loaded from arrays (:mod:`likeness.faces.shape_trees`,
+:mod:`likeness.faces.shape_cache`): the same landmarks as dlib's predictor, without dlib's ≈ 0.45 s read
+of its 95 MB file, which holds the GIL. Where the arrays cannot be cached, dlib reads the file.
 
 Loading and threads (measured: a thread that sleeps 1 ms wakes on time while another runs the call,
-or not): dlib holds the GIL for the whole time it reads a model file (0.48 s for the 68-point one)
-and while it computes landmarks and embeddings, but releases it while the HOG detector runs. So an
-analysis is split in two: :meth:`DlibAnalyzer.find` (HOG; needs no model file) and
-:meth:`DlibAnalyzer.finish` (landmarks, embeddings). ``defer_models=True`` loads only the detector
-(≈ 1 ms), so a job detects in worker threads while its own thread loads the rest
-(:mod:`likeness.jobs.inputs`); each thread gets its own copy of the detector (one detector run from two
-threads at once corrupts memory). A thread cannot hide the 68-point model's loading from the Python
-work around it; ``likeness swap`` on a still has it read in a forked process meanwhile
+or not): dlib holds the GIL for the whole time it reads a model file and while it computes
+landmarks and embeddings, but releases it while the HOG detector runs. So an analysis is split in two:
+:meth:`DlibAnalyzer.find` (HOG; needs no model file) and :meth:`DlibAnalyzer.finish` (landmarks,
+embeddings). ``defer_models=True`` loads only the detector (≈ 1 ms), so a job detects in worker threads
+while its own thread loads the rest (:mod:`likeness.jobs.inputs`); each thread gets its own copy of the
+detector (one detector run from two threads at once corrupts memory). Where the 68-point model must be
+read by dlib, ``likeness swap`` has it read in a forked process meanwhile
 (:mod:`likeness.faces.landmark_helper`, the ``landmarks_helper`` argument).
 
 How detection copes with image size (measured on ``testdata/faces``):
@@ -56,6 +58,8 @@ import numpy as np
 
 from likeness.errors import BadInput
 from likeness.faces.landmark_helper import HelperGone, LandmarkHelper, shape_points
+from likeness.faces.shape_cache import load_trees
+from likeness.faces.shape_trees import ShapeTrees
 from likeness.faces.types import Face
 from likeness.fsutil import sha256_file
 from likeness.home import Home
@@ -114,8 +118,9 @@ class _Models:
     """The loaded landmark and recognition models and their verified files."""
 
     landmarks68: Any
-    """dlib's 68-point predictor, a :class:`LandmarkHelper` (another process) that holds it, or ``None``
-    (not loaded: faces get no 68 landmarks). A helper that dies is replaced by the model loaded here."""
+    """The 68-point model: its trees as arrays (:class:`ShapeTrees`), dlib's predictor, a
+    :class:`LandmarkHelper` (another process) that holds it, or ``None`` (not loaded: faces get no 68
+    landmarks). A helper that dies is replaced by the model loaded here."""
     landmarks5: Any
     recogniser: Any
     verified: dict[str, VerifiedModel]
@@ -132,16 +137,19 @@ class _Models:
             try:
                 return helper.points(pixels, boxes)
             except HelperGone:  # verified again, then read here: the same file gives the same points
-                verified = locate_verified("dlib_landmarks_68", self.home)
-                self.landmarks68 = dlib.shape_predictor(str(verified.path))
+                trees, verified = _landmarks68(self.home)
+                self.landmarks68 = trees or dlib.shape_predictor(str(verified.path))
+        if isinstance(self.landmarks68, ShapeTrees):
+            return [self.landmarks68.points(pixels, box) for box in boxes]
         return [shape_points(self.landmarks68(pixels, dlib.rectangle(*box))) for box in boxes]
 
 
 def _load_models(
     home: Home | None, helper: LandmarkHelper | None = None, *, landmarks68: bool = True
 ) -> _Models:
-    """Verify every file, then load it. The 95 MB 68-point model's hash (0.05–0.16 s) runs in a thread,
-    without the GIL, while the small files, checked first, load (dlib holds the GIL while it reads).
+    """Verify every file, then load it. The 68-point model (its file's hash and its arrays' read and
+    hash, ≈ 0.1 s, or its conversion the first time) runs in a thread, mostly without the GIL, while
+    the small files, checked first, load (dlib holds the GIL while it reads).
     With a ``helper`` that process verifies and loads the 68-point model (unless it is gone: then it is
     loaded here); without ``landmarks68`` it is not loaded at all."""
     import dlib
@@ -157,7 +165,8 @@ def _load_models(
         )
 
     with ThreadPoolExecutor(1, thread_name_prefix="verify-model") as pool:
-        landmarks68 = None if helper is not None else pool.submit(locate_verified, "dlib_landmarks_68", home)
+        # arrays: one read and a sha256 (no GIL) while the small files load; else the file's hash
+        landmarks68 = None if helper is not None else pool.submit(_landmarks68, home)
         landmarks5 = locate_verified("dlib_landmarks_5", home)
         resnet = locate_verified("dlib_resnet_v1", home)
         shape5 = dlib.shape_predictor(str(landmarks5.path))
@@ -167,17 +176,25 @@ def _load_models(
             try:
                 verified68 = helper.ready()  # raises ModelMissing: the helper did not read the file
             except HelperGone:
-                verified68 = locate_verified("dlib_landmarks_68", home)
-                shape68 = None
+                shape68, verified68 = _landmarks68(home)
         else:
             assert landmarks68 is not None
-            verified68 = landmarks68.result()  # raises ModelMissing: the file is not read
+            shape68, verified68 = landmarks68.result()  # raises ModelMissing: the file is not read
     if shape68 is None:
         shape68 = dlib.shape_predictor(str(verified68.path))
     verified = {"dlib_landmarks_68": verified68, "dlib_landmarks_5": landmarks5, "dlib_resnet_v1": resnet}
     return _Models(
         landmarks68=shape68, landmarks5=shape5, recogniser=recogniser, verified=verified, home=home
     )
+
+
+def _landmarks68(home: Home | None) -> tuple[ShapeTrees | None, VerifiedModel]:
+    """The 68-point model as arrays (:mod:`likeness.faces.shape_cache`) and its verified file, or
+    ``None`` and the verified file, for dlib to read, where it cannot be had as arrays."""
+    loaded = load_trees("dlib_landmarks_68", home)
+    if loaded is None:
+        return None, locate_verified("dlib_landmarks_68", home)
+    return loaded.trees, loaded.verified
 
 
 def check_pixels(pixels: np.ndarray) -> np.ndarray:
@@ -202,7 +219,7 @@ def check_pixels(pixels: np.ndarray) -> np.ndarray:
 class DlibAnalyzer:
     """dlib backend implementing :class:`likeness.faces.types.Analyzer`.
 
-    Load once and reuse: constructing it verifies and loads the model files (~0.6 s), or with
+    Load once and reuse: constructing it verifies and loads the model files (≈ 0.2 s), or with
     ``defer_models=True`` only the detector (~1 ms), the rest at :meth:`load_models` or first use.
     """
 
@@ -233,7 +250,7 @@ class DlibAnalyzer:
         self._home = home
         self._helper = landmarks_helper
         self.landmarks68 = landmarks68
-        """False: the 68-point model (0.48 s to load) is neither loaded nor run and faces carry no 68
+        """False: the 68-point model is neither loaded nor run and faces carry no 68
         landmarks (an empty 0×2 array): enough to find and identify faces, not to swap them."""
         self._detector_template = frontal_face_detector(home)
         """Never run: the copies in :attr:`_detectors` are made from it."""
@@ -247,7 +264,7 @@ class DlibAnalyzer:
             self.load_models()
 
     def load_models(self) -> None:
-        """Verify and load the landmark and recognition models (~0.6 s), once; later calls return at once.
+        """Verify and load the landmark and recognition models (≈ 0.2 s), once; later calls return at once.
 
         ``defer_models=True`` leaves this to the caller (or to the first method that needs them): the
         HOG detector is ready without them (:meth:`find`), and dlib releases the GIL while it detects but

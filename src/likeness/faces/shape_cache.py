@@ -1,0 +1,128 @@
+"""The 68-point landmark model kept as arrays that load in ≈ 0.1 s instead of dlib's ≈ 0.4–0.5 s.
+
+dlib reads its 95 MB ``shape_predictor_68_face_landmarks.dat`` number by number, holding the GIL, on
+every start: the largest single cost of a ``likeness swap`` on a still. The same trees, converted once
+(:func:`likeness.faces.shape_trees.from_dlib`, 2–4 s, the first time a machine needs them) and written
+to a cache folder, load in one read plus a sha256.
+
+Trust:
+
+* the ``.dat`` is located and its sha256 checked on every load, as before: a changed file is refused,
+  never silently replaced by its cached arrays;
+* the arrays are used only when their sha256 is the one pinned here for that file's pinned sha256
+  (:data:`TREES_SHA256`). The conversion is deterministic, so the pin holds on every machine. A
+  conversion that gives other bytes is not used (dlib loads the ``.dat``, as before); a cached file
+  that fails its check is converted again;
+* both hashes run without the GIL (≈ 0.1 s together), in the thread that
+  :mod:`likeness.faces.dlib_backend` verifies models in;
+* the model a job reports (the manifest's model list) is the ``.dat``: the arrays are its trees,
+  number for number, and give the same landmarks (``tests/test_shape_trees.py``).
+
+The folder: ``LIKENESS_CACHE`` if set, else the per-user cache folder (``~/.cache/likeness`` on
+Linux). It is shared by every data home of the user: it holds only what the pinned models give. Where it
+cannot be written, the ``.dat`` is loaded by dlib each time (:func:`cache_usable` says so in advance).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from likeness.faces.shape_trees import NotShapeTrees, ShapeTrees, from_dlib
+from likeness.fsutil import unwritable_reason, write_atomic
+from likeness.home import Home
+from likeness.models import VerifiedModel, locate_verified, model
+
+CACHE_ENV = "LIKENESS_CACHE"
+TREES_SHA256 = {
+    # shape_predictor_68_face_landmarks.dat → its trees as ShapeTrees.to_bytes() writes them
+    "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f": (
+        "e52acf787c8bf4f9529ab539937c8b794ad266e7cba3f26bab45de9ae9ce4550"
+    ),
+}
+"""sha256 of a pinned dlib ``.dat`` → sha256 of its trees' array file."""
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedTrees:
+    """A landmark model loaded from its arrays, and the verified ``.dat`` they are the trees of."""
+
+    trees: ShapeTrees
+    verified: VerifiedModel
+    converted_now: bool
+    """True: the arrays were made from the ``.dat`` by this call (the first use on this machine)."""
+
+
+def cache_dir() -> Path:
+    """Where converted models are kept: ``LIKENESS_CACHE``, else the per-user cache folder."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("likeness", appauthor=False))
+
+
+def trees_path(name: str) -> Path | None:
+    """The array file of model ``name`` (``None``: no pinned conversion for it)."""
+    entry = model(name)
+    if entry.sha256 not in TREES_SHA256:
+        return None
+    return cache_dir() / f"{entry.name}-{entry.sha256[:16]}.trees"
+
+
+def cache_usable(name: str) -> bool:
+    """True when :func:`load_trees` will load ``name`` from arrays: they are cached, or can be."""
+    path = trees_path(name)
+    if path is None:
+        return False
+    if path.is_file():
+        return True
+    folder = _nearest_existing(path.parent)
+    return folder is not None and unwritable_reason(folder) is None
+
+
+def load_trees(name: str, home: Home | None = None) -> LoadedTrees | None:
+    """Model ``name`` as trees: from the cache (checked against its pin), else converted from the
+    verified ``.dat`` and cached. ``None`` where there is no pinned conversion, or the conversion did
+    not give the pinned bytes: the caller loads the ``.dat`` with dlib. Raises
+    :class:`likeness.errors.ModelMissing` as :func:`likeness.models.locate_verified` does."""
+    path = trees_path(name)
+    if path is None:
+        return None
+    verified = locate_verified(name, home)  # the .dat is checked on every load, as dlib's would be
+    expected = TREES_SHA256[verified.sha256]
+    try:
+        data = path.read_bytes()
+    except OSError:
+        data = b""
+    if data and hashlib.sha256(data).hexdigest() == expected:
+        return LoadedTrees(trees=ShapeTrees.from_bytes(data), verified=verified, converted_now=False)
+    try:
+        trees = from_dlib(verified.path.read_bytes())
+    except (NotShapeTrees, OSError) as exc:
+        _log.warning("%s: cannot convert %s to arrays (%s); dlib loads it", name, verified.path, exc)
+        return None
+    data = trees.to_bytes()
+    if hashlib.sha256(data).hexdigest() != expected:
+        _log.warning("%s: its arrays are not the pinned ones; dlib loads the file", name)
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomic(path, data, mode=0o644)
+    except OSError as exc:
+        _log.info("%s: cannot cache its arrays in %s (%s)", name, path.parent, exc)
+    return LoadedTrees(trees=trees, verified=verified, converted_now=True)
+
+
+def _nearest_existing(folder: Path) -> Path | None:
+    """``folder`` or its nearest existing parent (where the cache folder would be created)."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return candidate if candidate.is_dir() else None
+    return None
