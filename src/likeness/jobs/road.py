@@ -119,6 +119,7 @@ def run_job(
     progress: Progress = no_progress,
     cancel: CancelToken | Any = None,
     engines: Engines | None = None,
+    reader: InputReader | None = None,
 ) -> SwapOutcome | GenerateOutcome:
     """Run one gated, disclosed job; see the module docstring.
 
@@ -129,6 +130,8 @@ def run_job(
     step or frame with :class:`~likeness.errors.Cancelled` (exit 130) and writes nothing under the
     output name (footage keeps its finished segments, so the same request resumes).
     ``engines``: already-loaded models to reuse (used when their backend is ``request.backend``).
+    ``reader``: the inputs' reader a command started early (:func:`likeness.jobs.inputs.start_early`),
+    taken over when it reads this request for these engines' analyzer; the caller closes it.
     """
     if isinstance(request, (GenerateRequest, EditRequest)):
         from likeness.jobs.generation import run_generation
@@ -152,7 +155,9 @@ def run_job(
         loaded = engines_for(request.backend, home, engines, defer_models=True)
     analyzer, swapper = loaded.analyzer, loaded.swapper
     token.check("before the inputs were read")
-    with InputReader(request, analyzer, footage=footage is not None) as reading:
+    if reader is None or not reader.serves(request, analyzer, footage=footage is not None):
+        reader = InputReader(request, analyzer, footage=footage is not None)
+    with reader as reading:
         with timer.stage("read inputs"):
             reading.wait_decoded()
         with timer.stage("load models"):
