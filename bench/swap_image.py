@@ -289,7 +289,7 @@ def cli_swap(
     command = [
         sys.executable,
         "-c",
-        "from likeness.cli import main; main()",
+        "from likeness import cli; getattr(cli, 'run', cli.main)()",
         "--home",
         str(home.root),
         "swap",

@@ -489,7 +489,7 @@ def cli_runs(args: argparse.Namespace, folder: Path, home: Home) -> None:
             for number, (label, src) in enumerate(trees.items()):
                 out = folder / f"cli-{name}-{attempt}-{number}.mp4"
                 command = [
-                    *(sys.executable, "-c", "from likeness.cli import main; main()"),
+                    *(sys.executable, "-c", "from likeness import cli; getattr(cli, 'run', cli.main)()"),
                     *("--home", str(home.root), "swap", "--source", str(asset("darwin_1.jpg"))),
                     *("--target", str(clip), "--purpose", PURPOSE, "--out", str(out), "--json"),
                     *("--detect-every", str(args.detect_every)),

@@ -348,8 +348,8 @@ def _start_early(request, home, helper):
     from likeness.swap.backends import load_swapper
 
     analyzer = DlibAnalyzer(home, defer_models=True, landmarks_helper=helper)
-    engines = Engines(backend="dlib", analyzer=analyzer, swapper=load_swapper("dlib", home))
-    return engines, start_early(request, analyzer)
+    reader = start_early(request, analyzer)  # before the swapper's imports: the reader needs none
+    return Engines(backend="dlib", analyzer=analyzer, swapper=load_swapper("dlib", home)), reader
 
 
 def _dlib_swap(request) -> bool:

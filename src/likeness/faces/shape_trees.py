@@ -267,21 +267,28 @@ def _vectors(reader: _Reader, levels: int, width: int) -> list[np.ndarray]:
 
 
 def _packed_integers(data: bytes) -> np.ndarray:
-    """Every packed integer of a dlib file, in order (int64)."""
+    """Every packed integer of a dlib file, in order (int64). Decoded a block of integers at a time,
+    so the temporaries stay small (the conversion of the 68-point model peaks near 0.8 GB)."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     starts = _integer_starts(buffer)
-    control = buffer[starts]
-    lengths = control & 0x0F
-    if (lengths > 8).any() or (control & 0x70).any():
-        raise NotShapeTrees("not a dlib file: an integer of more than 8 bytes")
     padded = np.concatenate([buffer, np.zeros(8, dtype=np.uint8)])
     # words[k]: the 8 bytes after byte k, read as one little-endian number (an unaligned view).
     words = np.ndarray(shape=(buffer.size,), dtype="<u8", buffer=padded, offset=1, strides=(1,))
     masks = np.array([(1 << (8 * count)) - 1 for count in range(9)], dtype=np.uint64)
-    magnitude = (words[starts] & masks[lengths]).view(np.int64)
-    return np.where(control & 0x80, -magnitude, magnitude)
+    out = np.empty(starts.size, dtype=np.int64)
+    for low in range(0, starts.size, _BLOCK):
+        at = starts[low : low + _BLOCK]
+        control = buffer[at]
+        lengths = control & 0x0F
+        if (lengths > 8).any() or (control & 0x70).any():
+            raise NotShapeTrees("not a dlib file: an integer of more than 8 bytes")
+        magnitude = (words[at] & masks[lengths]).view(np.int64)
+        out[low : low + at.size] = np.where(control & 0x80, -magnitude, magnitude)
+    return out
 
 
+_BLOCK = 1 << 20
+"""Integers :func:`_packed_integers` decodes at once."""
 _CHUNK = 8192
 """Bytes each speculative walk of :func:`_integer_starts` covers."""
 
