@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,33 @@ def test_closing_a_prefetch_while_its_thread_works_waits_for_it_through_a_ctrl_c
     threading.Timer(0.2, ctrl_c).start()
     items.close()
     assert done.is_set(), "the thread was waited for"
+
+
+def test_ctrl_c_while_likeness_swap_starts_ends_it_cleanly(tmp_path: Path) -> None:
+    """``likeness swap`` reads its inputs and loads its models in threads while it imports the job
+    (:func:`likeness.jobs.inputs.start_early`). A Ctrl-C, or two, in that first second must end the
+    command: exit 130 (or click's "Aborted!" before the handler is installed), no traceback, never a
+    hang with the threads blocked on an interrupted import."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    assets = repo / "src" / "likeness" / "demo_assets"
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    command = [sys.executable, "-c", "from likeness.cli import run; run()", "--home", str(tmp_path / "home")]
+    command += ["swap", "--source", str(assets / "darwin_1.jpg"), "--target", str(assets / "lincoln_1.jpg")]
+    command += ["--purpose", "education", "--out", str(tmp_path / "out.jpg")]
+    for delays in ((0.25,), (0.35,), (0.45,), (0.6,), (0.3, 0.35), (0.45, 0.5)):
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        start = time.monotonic()
+        for delay in delays:
+            time.sleep(max(0.0, start + delay - time.monotonic()))
+            child.send_signal(signal.SIGINT)
+        try:
+            _, stderr = child.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            raise AssertionError(f"likeness swap hung after Ctrl-C at {delays}") from None
+        assert child.returncode == 130 or (child.returncode == 1 and "Aborted!" in stderr), (delays, stderr)
+        assert "Traceback" not in stderr and "Exception ignored" not in stderr, (delays, stderr)
+        assert not (tmp_path / "out.jpg").exists()

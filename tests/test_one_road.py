@@ -389,3 +389,18 @@ def test_a_command_that_read_early_still_refuses_in_the_order_of_the_steps(
         GenerateRequest(model="m", prompt="p", purpose="research", out=out / "e.png"),
     ):
         assert _start_early(request, cast, None) == (None, None)
+
+
+def test_an_early_reader_closed_at_once_skips_the_work_nobody_will_use(cast: Home, faces_dir: Path) -> None:
+    """A reader the job never takes over (an option refused, a Ctrl-C) is closed: it waits only for
+    the step each thread is in (decoding), not for the detection and model loading after it."""
+    from likeness.jobs.engines import load_engines
+    from likeness.jobs.inputs import start_early
+
+    threads = threading.active_count()
+    analyzer = load_engines("dlib", cast, defer_models=True).analyzer
+    reader = start_early(swap(faces_dir, faces_dir / "unused.jpg"), analyzer)
+    reader.close()
+    assert analyzer._loaded is None  # type: ignore[attr-defined] # the models were never loaded
+    assert reader.source()[1] is None and reader.target()[1] is None  # decoded, not detected
+    assert threading.active_count() == threads

@@ -236,3 +236,21 @@ def test_an_unchanged_dat_is_hashed_once_and_any_write_to_it_is_caught(home, tmp
     with pytest.raises(ModelMissing, match=r"shape_predictor_5_face_landmarks\.dat"):
         load_trees("dlib_landmarks_5", home)
     assert hashed == [copy, copy]
+
+
+def test_values_dlib_would_not_write_and_damaged_array_files_are_refused(predictors) -> None:
+    """A float that is infinite or not a float at all, and an array file whose header is damaged,
+    raise NotShapeTrees (never a model with an infinite threshold, never another error)."""
+    with pytest.raises(NotShapeTrees):
+        shape_trees._floats(np.array([1]), np.array([2000]))  # 2**2000: no float32
+    with pytest.raises(NotShapeTrees):
+        shape_trees._floats(np.array([3]), np.array([-200]))  # under float32's smallest
+    data = predictors[1][2].to_bytes()
+    header_end = data.index(b"\n", len(shape_trees.MAGIC))
+    for damaged in (
+        data[: len(shape_trees.MAGIC)] + b"{}" + data[header_end:],  # no arrays named
+        data[: len(shape_trees.MAGIC)] + b"[1, 2]" + data[header_end:],  # not a table
+        data[: len(shape_trees.MAGIC) + 5],  # cut inside the header
+    ):
+        with pytest.raises(NotShapeTrees):
+            ShapeTrees.from_bytes(damaged)

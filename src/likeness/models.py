@@ -19,7 +19,10 @@ Hashing is done on every load, not cached in a stamp file: on this machine the s
 file (the 100 MB 68-point predictor) takes 0.05 s warm / 0.13 s cold, against 0.35–0.41 s for dlib to
 load it. A stamp keyed on size and mtime would save that 0.05 s but can be fooled by a same-size rewrite
 with a restored mtime, and adds state to keep consistent. The result of a check lives on the loaded object
-(:class:`VerifiedModel`), never in module state.
+(:class:`VerifiedModel`), never in module state. One exception: a landmark ``.dat`` whose trees are
+loaded from cached arrays (:mod:`likeness.faces.shape_cache`) is not read at all, so it is hashed once
+and then recognised by a stamp that includes its change time (which a restored mtime does not undo);
+the arrays themselves are hashed on every load.
 """
 
 from __future__ import annotations

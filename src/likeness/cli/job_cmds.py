@@ -310,9 +310,15 @@ def _run_job(request, home, progress):
     from likeness.progress import counting_interrupts
 
     cancel = threading.Event()
+    running = threading.Event()  # the job itself runs (the command's own imports are done)
 
     def interrupt(count: int) -> None:
         if count > 1:
+            if not running.is_set():
+                # Still starting: nothing is written yet, and a KeyboardInterrupt raised inside an
+                # import would leave the import lock held and the reader's threads blocked on it.
+                os.write(2, b"\nlikeness: stopped\n")
+                os._exit(130)
             raise KeyboardInterrupt
         cancel.set()
         # os.write, not click.echo: the handler may run while the progress display is writing to
@@ -321,35 +327,41 @@ def _run_job(request, home, progress):
 
     helper = _landmark_helper(request, home)  # first: it reads its model while the rest is imported
     reader = None
-    try:
-        engines, reader = _start_early(request, home, helper)
-        from likeness.jobs.road import run_job
+    # The handler first: a Ctrl-C then never raises inside the imports below, where an interrupted
+    # import lock would leave the early reader's threads blocked on it (and the command hung).
+    with counting_interrupts(interrupt):
+        try:
+            analyzer, reader = _start_early(request, home, helper)
+            engines = None
+            if analyzer is not None:
+                from likeness.jobs.engines import Engines
+                from likeness.swap.backends import load_swapper
 
-        with counting_interrupts(interrupt):
+                engines = Engines(backend="dlib", analyzer=analyzer, swapper=load_swapper("dlib", home))
+            from likeness.jobs.road import run_job
+
+            running.set()
             return run_job(
                 request, home=home, progress=progress, cancel=cancel, engines=engines, reader=reader
             )
-    finally:
-        if reader is not None:
-            reader.close(reraise=False)  # the job closed it already, unless it never took it over
-        if helper is not None:
-            helper.close()
+        finally:
+            if reader is not None:
+                reader.close(reraise=False)  # the job closed it already, unless it never took it over
+            if helper is not None:
+                helper.close()
 
 
 def _start_early(request, home, helper):
-    """A dlib swap: its engines, and its inputs' reader already started
+    """A dlib swap: its analyzer, and its inputs' reader already started
     (:func:`likeness.jobs.inputs.start_early`: decoding, detection and the models' loading run on the
     other core while this one imports the rest of the job); ``(None, None)`` for any other job."""
     if not _dlib_swap(request):
         return None, None
     from likeness.faces.dlib_backend import DlibAnalyzer
-    from likeness.jobs.engines import Engines
     from likeness.jobs.inputs import start_early
-    from likeness.swap.backends import load_swapper
 
     analyzer = DlibAnalyzer(home, defer_models=True, landmarks_helper=helper)
-    reader = start_early(request, analyzer)  # before the swapper's imports: the reader needs none
-    return Engines(backend="dlib", analyzer=analyzer, swapper=load_swapper("dlib", home)), reader
+    return analyzer, start_early(request, analyzer)
 
 
 def _dlib_swap(request) -> bool:

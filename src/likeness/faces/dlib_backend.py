@@ -2,9 +2,10 @@
 
 Everything runs offline from the model files of the ``face_recognition_models`` wheel, each checked
 against its sha256 in :mod:`likeness.models` before it is loaded (once per analyzer instance, ≈ 0.2 s).
-The 68-point model runs as numpy trees loaded from arrays (:mod:`likeness.faces.shape_trees`,
-:mod:`likeness.faces.shape_cache`): the same landmarks as dlib's predictor, without dlib's ≈ 0.45 s read
-of its 95 MB file, which holds the GIL. Where the arrays cannot be cached, dlib reads the file.
+The 68- and 5-point models run as numpy trees loaded from arrays (:mod:`likeness.faces.shape_trees`,
+:mod:`likeness.faces.shape_cache`): on every test face the same landmarks as dlib's predictors, without
+dlib's ≈ 0.45 s read of the 95 MB 68-point file, which holds the GIL. Where the arrays cannot be cached,
+dlib reads the files.
 
 Loading and threads (measured: a thread that sleeps 1 ms wakes on time while another runs the call,
 or not): dlib holds the GIL for the whole time it reads a model file and while it computes

@@ -71,7 +71,7 @@ def cache_dir() -> Path:
     """Where converted models are kept: ``LIKENESS_CACHE``, else the per-user cache folder."""
     explicit = os.environ.get(CACHE_ENV)
     if explicit:
-        return Path(explicit).expanduser()
+        return Path(explicit).expanduser().resolve()  # a relative one: from where the command started
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("likeness", appauthor=False))
@@ -124,9 +124,10 @@ def load_trees(name: str, home: Home | None = None) -> LoadedTrees | None:
         return None
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _sweep_stale(path)
         write_atomic(path, data, mode=0o644)
-    except OSError as exc:
-        _log.info("%s: cannot cache its arrays in %s (%s)", name, path.parent, exc)
+    except OSError as exc:  # a full disk: converted again next time, until the write succeeds
+        _log.warning("%s: cannot cache its arrays in %s (%s)", name, path.parent, exc)
     return LoadedTrees(trees=trees, verified=verified, converted_now=True)
 
 
@@ -166,6 +167,16 @@ def _stamp(path: Path) -> dict[str, object]:
         "modified_ns": info.st_mtime_ns,
         "changed_ns": info.st_ctime_ns,
     }
+
+
+def _sweep_stale(path: Path) -> None:
+    """Remove what an interrupted write of ``path`` left (write_atomic's temp files, an hour old)."""
+    import time
+
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 3600:
+                stale.unlink()
 
 
 def _writable(folder: Path) -> bool:

@@ -63,6 +63,9 @@ class InputReader:
         self._load_models = load_models
         """Also load the analyzer's models, in a third thread, once both inputs are decoded."""
         self._decoded = (threading.Event(), threading.Event())
+        self._closing = threading.Event()
+        """Set by :meth:`close`: the steps not yet begun are skipped (a reader the job never took over,
+        or a job that failed, waits only for the step each thread is in)."""
         self._failed: list[BaseException | None] = [None, None]
         self._pool = ThreadPoolExecutor(3 if load_models else 2, thread_name_prefix="read-inputs")
         self._source: Future[tuple[Picture, Any]] | None = None
@@ -98,7 +101,10 @@ class InputReader:
         self.close(reraise=exc_type is None)
 
     def close(self, *, reraise: bool = True) -> None:
-        """Wait for the threads (through a Ctrl-C too: see :func:`wait_out`); no thread outlives it."""
+        """Wait for the threads (through a Ctrl-C too: see :func:`wait_out`); no thread outlives it.
+        Steps not yet begun are skipped: a detection or model loading nobody will use is not waited
+        for (the job's own calls do them when it needs them)."""
+        self._closing.set()
         self._pool.shutdown(wait=False)
         started = [future for future in (self._source, self._target, self._loading) if future is not None]
         wait_out(lambda: wait(started), reraise=reraise)
@@ -107,6 +113,8 @@ class InputReader:
 
     def _load_when_decoded(self) -> None:
         self.wait_decoded()
+        if self._closing.is_set():
+            return
         with contextlib.suppress(Exception):  # the job's own finish_loading raises it again
             finish_loading(self._analyzer)
 
@@ -118,8 +126,9 @@ class InputReader:
             raise
         finally:
             self._decoded[index].set()
-        found = None if portrait is None else _find(self._analyzer, item, portrait)  # type: ignore[arg-type]
-        return item, found
+        if portrait is None or self._closing.is_set():
+            return item, None
+        return item, _find(self._analyzer, item, portrait)  # type: ignore[arg-type]
 
     def _read_footage(self) -> tuple[VideoInfo, FirstScan | None]:
         """Footage: the probe and the first frame (decoded before the job loads its models), then that
@@ -134,7 +143,7 @@ class InputReader:
             raise
         finally:
             self._decoded[1].set()
-        if first is None or scanner is None:
+        if first is None or scanner is None or self._closing.is_set():
             return info, None
         try:
             return info, FirstScan(first.index, first.pixels, scanner.find(first.pixels, scale=None))
