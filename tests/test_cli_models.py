@@ -373,3 +373,34 @@ def test_a_commercial_swap_with_non_commercial_models_is_refused(
     assert code == 2 and data["error"] == "licence"
     assert "inswapper_128" in data["reason"] and "likeness models licence" in data["hint"]
     assert not out.exists()
+
+
+def test_models_prepare_converts_the_landmark_models_once(tmp_path: Path, monkeypatch) -> None:
+    """``likeness models prepare`` converts both landmark models into the cache folder, then finds
+    them there; where the folder cannot be written it says dlib reads the files; a changed ``.dat``
+    exits 4 with the file named."""
+    from changed_models import write_changed_dlib_model
+    from likeness.home import Home
+
+    home = Home(tmp_path / "home").ensure()
+    monkeypatch.setenv("LIKENESS_CACHE", str(tmp_path / "cache"))
+    code, data = run_json(home.root, "models", "prepare")
+    assert code == 0
+    assert [(row["name"], row["state"]) for row in data["models"]] == [
+        ("dlib_landmarks_68", "converted"),
+        ("dlib_landmarks_5", "converted"),
+    ]
+    assert all(Path(row["arrays"]).is_file() for row in data["models"])
+    code, out, _ = run(home.root, "models", "prepare")
+    assert code == 0 and out.count("already cached") == 2
+
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    monkeypatch.setenv("LIKENESS_CACHE", str(blocker / "cache"))
+    code, out, _ = run(home.root, "models", "prepare")
+    assert code == 0 and out.count("dlib reads the file each time") == 2
+
+    monkeypatch.setenv("LIKENESS_CACHE", str(tmp_path / "cache"))
+    write_changed_dlib_model(home, "dlib_landmarks_5")
+    code, _, err = run(home.root, "models", "prepare")
+    assert code == 4 and "shape_predictor_5_face_landmarks.dat" in err and "Traceback" not in err

@@ -53,6 +53,8 @@ TREES_SHA256 = {
     ),
 }
 """sha256 of a pinned dlib ``.dat`` → sha256 of its trees' array file."""
+LANDMARK_MODELS = ("dlib_landmarks_68", "dlib_landmarks_5")
+"""The models kept as arrays (``likeness models prepare`` converts them)."""
 
 _log = logging.getLogger(__name__)
 
