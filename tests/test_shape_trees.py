@@ -168,6 +168,16 @@ def test_the_cache_converts_once_then_loads_and_rejects_a_changed_file(home, tmp
     monkeypatch.setenv("LIKENESS_CACHE", str(blocker / "cache"))  # nothing can be created under a file
     assert load_trees("dlib_landmarks_68", home) is None  # dlib reads the file: no conversion each time
 
+    # A disk without room for the arrays (the one mock here: the disk's free space, a system edge).
+    import shutil
+    from collections import namedtuple
+
+    monkeypatch.setenv("LIKENESS_CACHE", str(tmp_path / "other-cache"))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10**9, 10**9 - 10**6, 10**6))
+    assert load_trees("dlib_landmarks_68", home) is None and not (tmp_path / "other-cache").exists()
+    monkeypatch.undo()
+
     monkeypatch.setenv("LIKENESS_CACHE", str(tmp_path / "cache"))
     write_changed_dlib_model(home, "dlib_landmarks_68")
     with pytest.raises(ModelMissing, match=r"shape_predictor_68_face_landmarks\.dat"):

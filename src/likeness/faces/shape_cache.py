@@ -181,10 +181,23 @@ def _sweep_stale(path: Path) -> None:
                 stale.unlink()
 
 
+_ROOM = 128 * 1024 * 1024
+"""Free bytes a cache folder needs before a conversion is worth doing (the largest file is 65 MB)."""
+
+
 def _writable(folder: Path) -> bool:
-    """Whether a file can be created in ``folder`` (or in the folder that would be created there)."""
+    """Whether the arrays can be written in ``folder`` (or in the folder that would be created there):
+    a file can be created, and the disk has room for them (a full disk would otherwise convert on
+    every load, 2–4 s each, and fail to write each time)."""
+    import shutil
+
     existing = _nearest_existing(folder)
-    return existing is not None and unwritable_reason(existing) is None
+    if existing is None or unwritable_reason(existing) is not None:
+        return False
+    try:
+        return shutil.disk_usage(existing).free >= _ROOM
+    except OSError:
+        return False
 
 
 def _nearest_existing(folder: Path) -> Path | None:
