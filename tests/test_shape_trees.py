@@ -207,7 +207,9 @@ def test_the_analyzer_runs_the_trees_and_finds_dlibs_faces(home, faces_dir: Path
         assert np.array_equal(face.landmarks5, shape_points(shape5))
         embedding = np.asarray(recogniser.compute_face_descriptor(pixels, shape5, 0), dtype=np.float32)
         assert np.array_equal(face.embedding, embedding)
-    assert os.environ["LIKENESS_CACHE"]  # the session's folder (tests/conftest.py)
+    for name in ("dlib_landmarks_68", "dlib_landmarks_5"):  # loaded from the session's cache folder
+        path = trees_path(name)
+        assert path is not None and path.is_file() and str(path).startswith(os.environ["LIKENESS_CACHE"])
 
 
 def test_an_unchanged_dat_is_hashed_once_and_any_write_to_it_is_caught(home, tmp_path, monkeypatch) -> None:

@@ -206,7 +206,7 @@ def from_dlib(data: bytes) -> ShapeTrees:
             raise NotShapeTrees("dlib shape predictor: a leaf is not a shape offset")
         values = leaf_part[:, :, 2:].reshape(trees, leaf_count, landmarks2, 2)
         leaves.append(_floats(values[..., 0], values[..., 1]))
-    anchors = [reader.vector(1)[:, 0] for _ in range(reader.count(levels))]
+    anchors = [single[:, 0] for single in _vectors(reader, levels, 1)]
     deltas = [_floats(pair[:, 0::2], pair[:, 1::2]) for pair in _vectors(reader, levels, 4)]
     if not reader.done():
         raise NotShapeTrees("dlib shape predictor: unexpected data after the model")
@@ -270,6 +270,7 @@ class _Reader:
 
 
 def _vectors(reader: _Reader, levels: int, width: int) -> list[np.ndarray]:
+    """Per level, a vector of ``width``-number items (a count of levels first, then each vector)."""
     return [reader.vector(width) for _ in range(reader.count(levels))]
 
 

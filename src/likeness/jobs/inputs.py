@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -36,7 +36,7 @@ import numpy as np
 
 from likeness.faces.types import Analyzer, DetectFirstAnalyzer, SplitDetectAnalyzer
 from likeness.jobs.requests import SwapRequest, VideoSwapRequest
-from likeness.media.background import wait_out
+from likeness.media.background import close_pool
 from likeness.media.image import Picture, load_image
 from likeness.media.video_probe import VideoInfo, looks_like_video, probe_video
 
@@ -105,11 +105,8 @@ class InputReader:
         Steps not yet begun are skipped: a detection or model loading nobody will use is not waited
         for (the job's own calls do them when it needs them)."""
         self._closing.set()
-        self._pool.shutdown(wait=False)
-        started = [future for future in (self._source, self._target, self._loading) if future is not None]
-        wait_out(lambda: wait(started), reraise=reraise)
-        # The work is over and the threads are ending: join them (an interrupted join is harmless now).
-        wait_out(lambda: self._pool.shutdown(wait=True), reraise=reraise)
+        futures = [future for future in (self._source, self._target, self._loading) if future is not None]
+        close_pool(self._pool, futures, reraise=reraise)
 
     def _load_when_decoded(self) -> None:
         self.wait_decoded()
@@ -214,5 +211,9 @@ def finish_loading(analyzer: Analyzer) -> None:
 def start_early(request: SwapRequest, analyzer: Analyzer) -> InputReader:
     """A started reader of ``request``'s inputs that also loads ``analyzer``'s models, for a command to
     start before it imports the rest of the job (:func:`likeness.jobs.road.run_job` takes it over)."""
-    footage = isinstance(request, VideoSwapRequest) or looks_like_video(request.target)
-    return InputReader(request, analyzer, footage=footage, load_models=True).start()
+    return InputReader(request, analyzer, footage=is_footage(request), load_models=True).start()
+
+
+def is_footage(request: SwapRequest) -> bool:
+    """Whether the swap's target is footage: a footage request, or a target that looks like a video."""
+    return isinstance(request, VideoSwapRequest) or looks_like_video(request.target)

@@ -38,7 +38,7 @@ from likeness.faces.types import Face
 from likeness.fsutil import sha256_file
 from likeness.home import Home
 from likeness.jobs.engines import Engines, engines_for
-from likeness.jobs.inputs import InputReader, finish_loading
+from likeness.jobs.inputs import InputReader, finish_loading, is_footage
 from likeness.jobs.requests import (
     FACES_MODES,
     EditRequest,
@@ -74,7 +74,7 @@ def as_footage(request: SwapRequest) -> VideoSwapRequest | None:
     """The footage request for ``request``, or ``None`` for a still target."""
     if isinstance(request, VideoSwapRequest):
         return request
-    if not looks_like_video(request.target):
+    if not is_footage(request):
         return None
     if request.face_index is not None:
         raise UsageError(

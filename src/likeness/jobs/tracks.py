@@ -54,14 +54,13 @@ is left untouched on those frames (counted in :attr:`TrackReport.swap_failures`)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -78,7 +77,7 @@ from likeness.faces.types import Analyzer, Face, LazyAnalyzer, SplitDetectAnalyz
 from likeness.jobs.inputs import FirstScan
 from likeness.jobs.requests import TrackReport, VideoSwapRequest
 from likeness.jobs.selection import SwapTransform
-from likeness.media.background import wait_out
+from likeness.media.background import close_pool
 from likeness.media.frames import Frame, ResumePoint
 from likeness.media.video import VideoInfo, open_frames
 from likeness.progress import StageTimer
@@ -714,18 +713,8 @@ class _Threads:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._executor is None:
-            return
-        self._executor.shutdown(wait=False, cancel_futures=True)  # what has not started never will
-        # A future cancelled in the queue never counts as done for ``wait``: only the started ones.
-        running = {future for future in self._running if not future.cancelled()}
-        try:
-            # The futures, not the threads (see wait_out), waited for through a Ctrl-C: no thread
-            # outlives the job, and the exception under way goes on.
-            wait_out(lambda: wait(running), reraise=exc_type is None)
-        finally:
-            with contextlib.suppress(KeyboardInterrupt):  # the threads are idle: they end at once
-                self._executor.shutdown(wait=True)
+        if self._executor is not None:  # the exception under way, if any, goes on
+            close_pool(self._executor, self._running, reraise=exc_type is None)
 
 
 class _EarlyDetection(_Threads):

@@ -18,7 +18,8 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -56,6 +57,16 @@ def wait_out(wait: Callable[[], object], *, reraise: bool) -> None:
         wait()
         if reraise:
             raise
+
+
+def close_pool(executor: ThreadPoolExecutor, futures: Iterable[Future[object]], *, reraise: bool) -> None:
+    """Close a job's thread pool so that none of its threads outlives the job: what has not started is
+    dropped, the ``futures`` that started are waited for through a Ctrl-C (:func:`wait_out`), then
+    the threads, idle by then, are joined (an interrupted join is harmless at that point)."""
+    executor.shutdown(wait=False, cancel_futures=True)
+    started = [future for future in futures if not future.cancelled()]  # a cancelled one never ends
+    wait_out(lambda: wait(started), reraise=reraise)
+    wait_out(lambda: executor.shutdown(wait=True), reraise=reraise)
 
 
 def prefetch(make: Callable[[], Iterator[T]], depth: int, *, name: str = "prefetch") -> Iterator[T]:
