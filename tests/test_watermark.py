@@ -14,6 +14,7 @@ from likeness.disclosure import watermark
 from likeness.disclosure.ecc import CRC24, conv_encode, crc, viterbi_decode
 from likeness.disclosure.output_id import format_output_id, is_balanced, new_output_id, output_id_bits
 from likeness.media import load_image
+from likeness.media.luma import float_luma
 
 ROUNDTRIP_PHOTOS = [
     "John_Salley/1.jpg",
@@ -364,6 +365,29 @@ def test_embed_is_deterministic_and_changes_only_luma(faces_dir: Path) -> None:
     # The same change on R, G and B (up to rounding): chroma untouched.
     spread = delta[unclipped].max(axis=1) - delta[unclipped].min(axis=1)
     assert np.percentile(spread, 99) <= 1
+
+
+def test_the_luma_and_the_marked_sum_are_exactly_the_float32_formulas(faces_dir: Path) -> None:
+    """The luma (``float_luma``, the watermark's and the perceptual hash's) and ``_add_to_rgb`` (cv2,
+    no full-size float copies) give bit for bit what the plain numpy formulas give: a float32 luma
+    summed R, G, B in that order, and ``clip(rint(p + change))`` rounded half to even (ties on both
+    parities and saturation at both ends included), a strip of rows at a time."""
+    pixels = load_image(faces_dir / "obama" / "1.jpg").pixels
+    rgb = pixels.astype(np.float32)
+    plain = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    luma = float_luma(pixels)
+    assert luma.dtype == np.float32 and np.array_equal(luma, plain)
+
+    rng = np.random.default_rng(5)
+    height, width = pixels.shape[:2]
+    changes = [
+        rng.normal(0.0, 3.0, (height, width)).astype(np.float32),
+        (rng.integers(-9, 10, (height, width)) + 0.5).astype(np.float32),  # every sum a tie
+        rng.normal(0.0, 200.0, (height, width)).astype(np.float32),  # saturates both ways
+    ]
+    for change in changes:
+        expected = np.clip(np.rint(pixels.astype(np.float32) + change[..., None]), 0, 255).astype(np.uint8)
+        assert np.array_equal(watermark._add_to_rgb(pixels, change), expected)
 
 
 def test_embed_rejects_a_wrong_payload_size() -> None:
