@@ -307,6 +307,7 @@ def _run_job(request, home, progress):
     import os
     import threading
 
+    from likeness.cli.startup import collector_paused_while_importing
     from likeness.progress import counting_interrupts
 
     cancel = threading.Event()
@@ -329,7 +330,7 @@ def _run_job(request, home, progress):
     reader = None
     # The handler first: a Ctrl-C then never raises inside the imports below, where an interrupted
     # import lock would leave the early reader's threads blocked on it (and the command hung).
-    with counting_interrupts(interrupt):
+    with counting_interrupts(interrupt), collector_paused_while_importing() as imported:
         try:
             analyzer, reader = _start_early(request, home, helper)
             engines = None
@@ -340,6 +341,7 @@ def _run_job(request, home, progress):
                 engines = Engines(backend="dlib", analyzer=analyzer, swapper=load_swapper("dlib", home))
             from likeness.jobs.road import run_job
 
+            imported()
             running.set()
             return run_job(
                 request, home=home, progress=progress, cancel=cancel, engines=engines, reader=reader

@@ -1,0 +1,41 @@
+"""The command's start-up: the garbage collector paused while a job's imports run."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from likeness.cli.startup import collector_paused_while_importing
+
+
+def test_the_collector_is_paused_until_imported_then_frozen_objects_are_released() -> None:
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    with collector_paused_while_importing() as imported:
+        assert not gc.isenabled()
+        made = [[index] for index in range(1000)]  # objects the collector tracks
+        imported()
+        assert gc.isenabled()
+        frozen = gc.get_freeze_count()
+        assert frozen >= len(made)
+        imported()  # a second call freezes nothing more
+        assert gc.get_freeze_count() == frozen
+    assert gc.isenabled() and gc.get_freeze_count() == 0, "unfrozen: a process that goes on collects them"
+
+
+def test_an_error_before_the_imports_finish_restores_the_collector() -> None:
+    with pytest.raises(RuntimeError), collector_paused_while_importing():
+        assert not gc.isenabled()
+        raise RuntimeError("an import failed")
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_collector_that_was_off_stays_off() -> None:
+    gc.disable()
+    try:
+        with collector_paused_while_importing() as imported:
+            imported()
+            assert not gc.isenabled()
+        assert not gc.isenabled() and gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
