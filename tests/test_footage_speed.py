@@ -33,7 +33,7 @@ from likeness.jobs.inputs import FirstScan, InputReader
 from likeness.jobs.requests import EnrolRequest, VideoSwapRequest
 from likeness.jobs.selection import SwapTransform
 from likeness.jobs.tracks import FootageFrames
-from likeness.media.background import SerialWorker, prefetch
+from likeness.media.background import SerialWorker, in_background, prefetch
 from likeness.media.frames import ResumePoint
 from likeness.media.image import load_image
 from likeness.media.video import EncodeSettings, VideoEncoder, iter_frames, open_frames, probe_video
@@ -114,6 +114,32 @@ def test_serial_worker_runs_in_order_and_raises_a_failed_job_at_the_next_call() 
             worker.submit(lambda i=i: job(i))
     worker.abandon()
     assert ran == [0, 1, 2]  # nothing after the failed job ran
+
+
+def test_in_background_hands_over_the_value_or_the_error_and_never_leaves_its_thread() -> None:
+    threads = threading.active_count()
+    started = threading.Event()
+    with in_background(lambda: (started.set(), threading.current_thread().name)[1], name="prep") as made:
+        assert started.wait(5)
+        assert made.result().startswith("prep")
+    assert threading.active_count() == threads
+
+    def fails() -> None:
+        raise OSError("No space left on device")
+
+    with in_background(fails, name="prep") as failed, pytest.raises(OSError, match="No space left"):
+        failed.result()
+    assert threading.active_count() == threads
+
+    finished: list[bool] = []
+
+    def slow() -> None:
+        time.sleep(0.2)
+        finished.append(True)
+
+    with pytest.raises(ValueError, match="refused"), in_background(slow, name="prep"):
+        raise ValueError("refused")  # the block fails while the call still runs: it is waited for
+    assert finished == [True] and threading.active_count() == threads
 
 
 # -- decoding and encoding in their own threads ------------------------------------------------------------

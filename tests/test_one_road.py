@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from likeness.consent.registry import Registry
@@ -399,4 +400,44 @@ def test_an_early_reader_closed_at_once_skips_the_work_nobody_will_use(cast: Hom
     reader.close()
     assert analyzer._loaded is None  # type: ignore[attr-defined] # the models were never loaded
     assert reader.source()[1] is None and reader.target()[1] is None  # decoded, not detected
+    assert threading.active_count() == threads
+
+
+def test_an_early_reader_finishes_the_stills_analyses_and_the_job_does_not_redo_them(
+    cast: Home, faces_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started early (its models loaded in its own thread), the reader also finishes both stills'
+    analyses (landmarks, embeddings) in its threads, beside the command's imports; the job takes
+    them as they are and finishes nothing again. They are what finishing the detection gives."""
+    from likeness.jobs.engines import load_engines
+    from likeness.jobs.inputs import Finished, start_early
+
+    engines = load_engines("dlib", cast, defer_models=True)
+    analyzer = engines.analyzer
+    real_finish = analyzer.finish
+    finishing: list[str] = []
+
+    def finish(found: object, **options: object) -> object:
+        finishing.append(threading.current_thread().name)
+        return real_finish(found, **options)
+
+    monkeypatch.setattr(analyzer, "finish", finish)
+    threads = threading.active_count()
+    request = swap(faces_dir, tmp_path / "out.jpg")
+    reader = start_early(request, analyzer)
+    try:
+        found = [reader.source()[1], reader.target()[1]]
+        assert all(isinstance(item, Finished) for item in found)
+        for item in found:
+            again = real_finish(item.found).faces
+            assert [face.box for face in item.analysis.faces] == [face.box for face in again]
+            for mine, theirs in zip(item.analysis.faces, again, strict=True):
+                assert np.array_equal(mine.embedding, theirs.embedding)
+                assert np.array_equal(mine.landmarks, theirs.landmarks)
+        assert len(finishing) == 2 and all(name.startswith("read-inputs") for name in finishing)
+        outcome = run_job(request, home=cast, engines=engines, reader=reader)
+    finally:
+        reader.close()
+    assert outcome.faces_swapped == 1 and (tmp_path / "out.jpg").is_file()
+    assert len(finishing) == 2, "the job finished no analysis again"
     assert threading.active_count() == threads

@@ -125,7 +125,23 @@ class InputReader:
             self._decoded[index].set()
         if portrait is None or self._closing.is_set():
             return item, None
-        return item, _find(self._analyzer, item, portrait)  # type: ignore[arg-type]
+        found = _find(self._analyzer, item, portrait)  # type: ignore[arg-type]
+        if found is None or self._loading is None:
+            return item, found
+        return item, self._finish_when_loaded(found)
+
+    def _finish_when_loaded(self, found: Any) -> Any:
+        """Early start: ``found`` finished here (landmarks and embeddings, :class:`Finished`) once the
+        models are loaded, beside the job's imports instead of after them; ``found`` itself when the
+        reader is closing or the finishing fails (the job's own call raises the error at its step)."""
+        assert self._loading is not None
+        self._loading.result()
+        if self._closing.is_set():
+            return found
+        try:
+            return Finished(found, self._analyzer.finish(found))  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001
+            return found
 
     def _read_footage(self) -> tuple[VideoInfo, FirstScan | None]:
         """Footage: the probe and the first frame (decoded before the job loads its models), then that
@@ -168,6 +184,20 @@ class InputReader:
         :class:`FirstScan`, or ``None``)."""
         assert self._target is not None
         return self._target.result()
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A still's detection (``found``) that the reader also finished: ``analysis`` is
+    ``analyzer.finish(found)`` (see :func:`finished`)."""
+
+    found: Any = field(repr=False)
+    analysis: Any = field(repr=False)
+
+
+def finished(analyzer: Any, found: Any) -> Any:
+    """``analyzer.finish(found)``, or the analysis the reader already made of it (:class:`Finished`)."""
+    return found.analysis if isinstance(found, Finished) else analyzer.finish(found)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from likeness.faces.types import Face
 from likeness.fsutil import sha256_file
 from likeness.home import Home
 from likeness.jobs.engines import Engines, engines_for
-from likeness.jobs.inputs import InputReader, finish_loading, is_footage
+from likeness.jobs.inputs import InputReader, finish_loading, finished, is_footage
 from likeness.jobs.requests import (
     FACES_MODES,
     EditRequest,
@@ -50,6 +50,7 @@ from likeness.jobs.requests import (
 )
 from likeness.jobs.selection import SwapTransform, chosen_targets, find_source_face
 from likeness.licences import check_model_licences, manifest_entries
+from likeness.media.background import in_background
 from likeness.media.frames import FrameSource, StillSource
 from likeness.media.image import Picture, load_image
 from likeness.media.video_probe import VideoInfo, looks_like_video
@@ -185,15 +186,20 @@ def run_job(
                 still_faces = (
                     analyzer.analyze(target.still.pixels)
                     if still_found is None
-                    else analyzer.finish(still_found).faces  # type: ignore[attr-defined]
+                    else finished(analyzer, still_found).faces
                 )
                 targets = chosen_targets(still_faces, target.still, request.face_index)
-    transform = SwapTransform(swapper=swapper, source_pixels=source.pixels, source_face=source_face)
     media_kind = "image" if footage is None else "video"
     token.check("before the consent gate")
 
     progress("consent", 0.4 if footage is None else 0.01)
-    with Registry.open(home, policy=policy) as registry:
+    # The transform's source side (the classical swap measures the source's facial hair: ≈ 50 ms in
+    # a new process, most of it OpenCV building its colour tables) is prepared while the gate runs.
+    preparing = in_background(
+        lambda: SwapTransform(swapper=swapper, source_pixels=source.pixels, source_face=source_face),
+        name="prepare-source",
+    )
+    with preparing as prepared, Registry.open(home, policy=policy) as registry:
         # 5. Gate: the source likeness, then the target faces (a still's all at once; footage's per
         #    person as they appear, in step 6).
         registry.check_model_hashes(  # the model files' recorded hashes are signed facts too
@@ -215,6 +221,8 @@ def run_job(
                 operator=request.operator,
             )
         token.check("after the consent gate")
+        with timer.stage("prepare source"):
+            transform = prepared.result()
 
         # 6. Transform: a still's chosen faces now; footage frame by frame as the sink pulls them.
         frames: FrameSource

@@ -15,6 +15,7 @@ import numpy as np
 
 from likeness.errors import BadInput, NoFace, UsageError
 from likeness.faces.types import Face
+from likeness.jobs.inputs import finished
 from likeness.media.image import Picture
 from likeness.swap.types import Swapper
 
@@ -27,9 +28,10 @@ def find_source_face(
     1000 px photo), else by ``analyze``. Targets and enrolment photos keep ``analyze``.
 
     ``found``: the portrait detection already done (``analyzer.find(pixels, portrait=True)``, see
-    :mod:`likeness.jobs.inputs`); only the rest of the analysis is done here."""
+    :mod:`likeness.jobs.inputs`), or that detection already finished by the reader
+    (:class:`~likeness.jobs.inputs.Finished`); only what is left of the analysis is done here."""
     if found is not None:
-        return one_face(analyzer.finish(found).faces, picture, what)
+        return one_face(finished(analyzer, found).faces, picture, what)
     analyze = getattr(analyzer, "analyze_portrait", None) or analyzer.analyze
     return one_face(analyze(picture.pixels), picture, what)
 

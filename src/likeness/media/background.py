@@ -6,6 +6,7 @@ work holds this one, and a two-core machine is no longer half idle.
 
 * :func:`prefetch` runs an iterator in a thread, at most ``depth`` items ahead of its consumer.
 * :class:`SerialWorker` runs callables one after another in a thread, at most ``depth`` waiting.
+* :func:`in_background` runs one callable in a thread while a block runs.
 
 Both hand an exception raised in the thread to the caller, at the place it would have been raised
 without the thread (the item after the last good one; the next call after a failed job), and both
@@ -67,6 +68,21 @@ def close_pool(executor: ThreadPoolExecutor, futures: Iterable[Future[object]], 
     started = [future for future in futures if not future.cancelled()]  # a cancelled one never ends
     wait_out(lambda: wait(started), reraise=reraise)
     wait_out(lambda: executor.shutdown(wait=True), reraise=reraise)
+
+
+@contextlib.contextmanager
+def in_background(call: Callable[[], T], *, name: str) -> Iterator[Future[T]]:
+    """``call()`` run in a thread of its own while the block runs: the block gets its future
+    (``result()`` waits for the value, or raises what ``call`` raised). Leaving the block waits for
+    the thread (through a Ctrl-C, :func:`close_pool`): it never outlives the block."""
+    executor = ThreadPoolExecutor(1, thread_name_prefix=name)
+    future = executor.submit(call)
+    try:
+        yield future
+    except BaseException:
+        close_pool(executor, [future], reraise=False)
+        raise
+    close_pool(executor, [future], reraise=True)
 
 
 def prefetch(make: Callable[[], Iterator[T]], depth: int, *, name: str = "prefetch") -> Iterator[T]:
