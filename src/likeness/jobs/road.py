@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from likeness.consent.gate import GateDecision, Involvement, check_consent
 from likeness.consent.policy import Policy
 from likeness.consent.registry import Registry
-from likeness.disclosure.seal import SealJob, check_label_options, seal_frames
+from likeness.disclosure.seal import SealJob, check_label_options, import_sealing, seal_frames
 from likeness.disclosure.still_sink import StillSink, check_destination, output_format
 from likeness.disclosure.types import Ingredient, SealedOutput
 from likeness.errors import UsageError
@@ -222,6 +222,7 @@ def run_job(
             )
         token.check("after the consent gate")
         with timer.stage("prepare source"):
+            import_sealing()  # while the source side is still being prepared (cold: ≈ 30 ms of it)
             transform = prepared.result()
 
         # 6. Transform: a still's chosen faces now; footage frame by frame as the sink pulls them.
