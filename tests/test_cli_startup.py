@@ -39,3 +39,30 @@ def test_a_collector_that_was_off_stays_off() -> None:
         assert not gc.isenabled() and gc.get_freeze_count() == 0
     finally:
         gc.enable()
+
+
+def test_the_console_script_turns_numpys_huge_pages_off_unless_the_environment_says() -> None:
+    """numpy reads ``NUMPY_MADVISE_HUGEPAGE`` when it is imported: the console script sets it first
+    (huge-page allocations stalled jobs by up to 0.4 s), and leaves a value the user set alone."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.argv = ['likeness', '--version']\n"
+        "from likeness.cli import run\n"
+        "try:\n    run()\nexcept SystemExit:\n    pass\n"
+        "import numpy\n"
+        "print(numpy._core.multiarray._set_madvise_hugepage(True))\n"  # returns the setting it replaces
+    )
+    env = {key: value for key, value in os.environ.items() if key != "NUMPY_MADVISE_HUGEPAGE"}
+    plain = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert plain.stdout.splitlines()[-1] == "False"
+    chosen = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, "NUMPY_MADVISE_HUGEPAGE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert chosen.stdout.splitlines()[-1] == "True"
