@@ -17,10 +17,29 @@ def test_the_collector_is_paused_until_imported_then_frozen_objects_are_released
         imported()
         assert gc.isenabled()
         frozen = gc.get_freeze_count()
-        assert frozen >= len(made)
+        assert not _tracked(made), "frozen: out of the collector's sight"
         imported()  # a second call freezes nothing more
         assert gc.get_freeze_count() == frozen
     assert gc.isenabled() and gc.get_freeze_count() == 0, "unfrozen: a process that goes on collects them"
+    assert _tracked(made)
+
+
+def _tracked(item: object) -> bool:
+    """Whether the collector's generations hold ``item`` (frozen objects are in none of them)."""
+    return any(candidate is item for candidate in gc.get_objects())
+
+
+def test_what_someone_else_froze_stays_frozen() -> None:
+    theirs = [[index] for index in range(10)]
+    gc.freeze()  # as the landmark helper does before it forks
+    try:
+        with collector_paused_while_importing() as imported:
+            ours = [[index] for index in range(10)]
+            imported()
+        assert not _tracked(theirs) and not _tracked(ours), "gc.unfreeze would have released theirs too"
+    finally:
+        gc.unfreeze()
+    assert _tracked(theirs) and _tracked(ours)
 
 
 def test_an_error_before_the_imports_finish_restores_the_collector() -> None:

@@ -153,6 +153,46 @@ def _changed_model_refused(root: Path, faces_dir: Path) -> None:
             analyzer.analyze(load_image(faces_dir / "obama/1.jpg").pixels)
 
 
+def test_two_threads_asking_the_helper_at_once_each_get_their_own_answer(faces_dir: Path) -> None:
+    """A still swap's two input readers may ask the helper at the same moment: each request waits for
+    the other's answer, so neither answer is scrambled, swapped or lost (without the lock, 28 of 30
+    such pairs lost the helper)."""
+    _in_a_fresh_process("_two_threads_at_once", faces_dir)
+
+
+def _two_threads_at_once(faces_dir: Path) -> None:
+    helper = LandmarkHelper.start(None)
+    assert helper is not None
+    with helper:
+        local = DlibAnalyzer()
+        pictures = [load_image(faces_dir / name).pixels for name in ("obama/1.jpg", PHOTOS[0])]
+        boxes = [[raw for raw, *_ in local.find(pixels).kept()] for pixels in pictures]
+        models = local._models()
+        wanted = [models.points68(pixels, found) for pixels, found in zip(pictures, boxes, strict=True)]
+        start = threading.Barrier(2)
+        answers: list[list[str]] = [[], []]
+
+        def ask(index: int) -> None:
+            for _ in range(20):
+                start.wait(timeout=30)
+                try:
+                    got = helper.points(pictures[index], boxes[index])
+                except Exception as error:  # noqa: BLE001 # counted below
+                    answers[index].append(type(error).__name__)
+                    continue
+                same = len(got) == len(wanted[index]) and all(
+                    np.array_equal(a, b) for a, b in zip(got, wanted[index], strict=True)
+                )
+                answers[index].append("same" if same else "different")
+
+        threads = [threading.Thread(target=ask, args=(index,)) for index in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert answers == [["same"] * 20, ["same"] * 20]
+
+
 def test_a_helper_that_died_is_replaced_by_loading_the_model_here(faces_dir: Path) -> None:
     _in_a_fresh_process("_dead_helper_replaced", faces_dir)
 

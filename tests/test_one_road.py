@@ -441,3 +441,35 @@ def test_an_early_reader_finishes_the_stills_analyses_and_the_job_does_not_redo_
     assert outcome.faces_swapped == 1 and (tmp_path / "out.jpg").is_file()
     assert len(finishing) == 2, "the job finished no analysis again"
     assert threading.active_count() == threads
+
+
+def test_an_early_reader_whose_models_fail_to_load_finishes_nothing(
+    cast: Home, faces_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A changed model file: the reader's loading fails (the job's own loading raises it, at its
+    step); the reader threads do not try again through ``finish`` (each try hashes the 95 MB file)."""
+    from changed_models import write_changed_dlib_model
+    from likeness.jobs.engines import load_engines
+    from likeness.jobs.inputs import Finished, start_early
+    from likeness.models import model
+
+    changed = Home(tmp_path / "changed").ensure()
+    write_changed_dlib_model(changed, model("dlib_landmarks_68").name, at=0.5)
+    analyzer = load_engines("dlib", changed, defer_models=True).analyzer
+    finishing: list[str] = []
+    real_finish = analyzer.finish
+
+    def finish(found: object, **options: object) -> object:
+        finishing.append(threading.current_thread().name)
+        return real_finish(found, **options)
+
+    monkeypatch.setattr(analyzer, "finish", finish)
+    threads = threading.active_count()
+    reader = start_early(swap(faces_dir, tmp_path / "out.jpg"), analyzer)
+    try:
+        found = [reader.source()[1], reader.target()[1]]
+    finally:
+        reader.close()
+    assert found[0] is not None and found[1] is not None, "detected"
+    assert not any(isinstance(item, Finished) for item in found) and finishing == []
+    assert threading.active_count() == threads

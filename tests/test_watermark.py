@@ -388,6 +388,10 @@ def test_the_luma_and_the_marked_sum_are_exactly_the_float32_formulas(faces_dir:
     for change in changes:
         expected = np.clip(np.rint(pixels.astype(np.float32) + change[..., None]), 0, 255).astype(np.uint8)
         assert np.array_equal(watermark._add_to_rgb(pixels, change), expected)
+    turned = np.rot90(pixels)  # a view in another memory order
+    change = rng.normal(0.0, 3.0, turned.shape[:2]).astype(np.float32)
+    expected = np.clip(np.rint(turned.astype(np.float32) + change[..., None]), 0, 255).astype(np.uint8)
+    assert np.array_equal(watermark._add_to_rgb(turned, change), expected)
 
 
 def test_embed_rejects_a_wrong_payload_size() -> None:

@@ -337,7 +337,7 @@ def _add_to_rgb(pixels: np.ndarray, change: np.ndarray) -> np.ndarray:
     marking by 100–150 ms in 2 of 16 runs)."""
     import cv2
 
-    out = np.empty_like(pixels)
+    out = np.empty(pixels.shape, np.uint8)  # C order whatever the input's (cv2 writes into its rows)
     for top in range(0, pixels.shape[0], _ADD_ROWS):
         rows = slice(top, top + _ADD_ROWS)
         strip = change[rows]

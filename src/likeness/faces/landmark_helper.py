@@ -50,6 +50,9 @@ class LandmarkHelper:
         self._pid = pid
         self._channel = channel
         self._verified: VerifiedModel | None = None
+        self._turn = threading.Lock()
+        """One request and its answer at a time on the channel: two threads may ask at once (a still
+        swap's two input readers), and interleaved messages would scramble both answers."""
 
     @classmethod
     def start(cls, home: Home | None) -> LandmarkHelper | None:
@@ -70,14 +73,15 @@ class LandmarkHelper:
     def ready(self) -> VerifiedModel:
         """The verified model file, once the helper has loaded it; :class:`ModelMissing` when the file
         failed its check (dlib never read it), :class:`HelperGone` when the helper is gone."""
-        if self._verified is None:
-            kind, *value = self._receive()
-            if kind == "error":
-                raise ModelMissing(value[0], hint=value[1])
-            if kind != "ready":
-                raise HelperGone(f"the landmark helper answered {kind!r} before it was ready")
-            self._verified = value[0]
-        return self._verified
+        with self._turn:
+            if self._verified is None:
+                kind, *value = self._receive()
+                if kind == "error":
+                    raise ModelMissing(value[0], hint=value[1])
+                if kind != "ready":
+                    raise HelperGone(f"the landmark helper answered {kind!r} before it was ready")
+                self._verified = value[0]
+            return self._verified
 
     def points(self, pixels: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
         """The 68 landmarks (68×2 float32, image pixels) of each box (left, top, right, bottom).
@@ -89,11 +93,12 @@ class LandmarkHelper:
         if not boxes:
             return []
         crops = [crop_around(pixels, box) for box in boxes]
-        try:
-            _send(self._channel, [(crop, shifted) for crop, shifted, _ in crops])
-        except OSError as exc:  # the helper died since it was ready (a broken pipe)
-            raise HelperGone(f"the landmark helper is gone ({exc})") from exc
-        kind, *value = self._receive()
+        with self._turn:
+            try:
+                _send(self._channel, [(crop, shifted) for crop, shifted, _ in crops])
+            except OSError as exc:  # the helper died since it was ready (a broken pipe)
+                raise HelperGone(f"the landmark helper is gone ({exc})") from exc
+            kind, *value = self._receive()
         if kind != "points" or len(value[0]) != len(boxes):
             raise HelperGone(f"the landmark helper answered {kind!r} to a request for landmarks")
         return [points + offset for points, (_, _, offset) in zip(value[0], crops, strict=True)]

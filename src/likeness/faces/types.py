@@ -87,7 +87,8 @@ class SplitDetectAnalyzer(LazyAnalyzer, Protocol):
     """A :class:`LazyAnalyzer` whose :meth:`~LazyAnalyzer.detect` splits in two:
     ``finish(find(x, scale=s), embed=False).faces`` is ``detect(x, scale=s)``. :meth:`find` (the
     detector's scan) needs no model file, releases the GIL and may run in any thread (dlib: each
-    thread gets its own detector); :meth:`finish` (landmarks) runs in the job's thread. Footage scans
+    thread gets its own detector); :meth:`finish` (landmarks) runs in the job's thread, or in a
+    still's input reader started early (:mod:`likeness.jobs.inputs`), two at once. Footage scans
     the next frame in a thread of its own while the frames before it are sealed
     (:class:`likeness.faces.dlib_backend.DlibAnalyzer`)."""
 

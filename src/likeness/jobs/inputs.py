@@ -7,14 +7,17 @@ faces (≈ 0.3 s for a 1080p still and a source photo) run during the loading in
 :class:`InputReader` for the one condition: each thread must be inside its detection first), and the
 target's detection goes on while the job's thread finishes the source's faces. Only the detection
 runs here (:meth:`~likeness.faces.types.DetectFirstAnalyzer.find`); landmarks and embeddings follow in
-the job's thread once the models are there. An analyzer that cannot detect before its models are
-loaded gets only the decoding done here. Footage: its probe and first frame are read here, and that
+the job's thread once the models are there (a reader started early also finishes them here: see
+below). An analyzer that cannot detect before its models are loaded gets only the decoding done
+here. Footage: its probe and first frame are read here, and that
 frame is scanned (:class:`FirstScan`) for the job's first detection (a 1080p full-scale scan takes
 ≈ 0.17 s, which then runs beside the loading instead of after it).
 
 ``likeness swap`` starts the reader before it imports the rest of the job (:func:`start_early`): the
 two threads decode and detect, and a third loads the models once both inputs are decoded, on the core
-the imports leave idle (≈ 0.25 s of a still's start). The job then takes that reader over
+the imports leave idle (≈ 0.25 s of a still's start). Each still's thread then waits for the models and
+finishes its analysis (:class:`Finished`: landmarks and embeddings, ≈ 80 ms a face with dlib's GIL
+held), beside the imports instead of after them. The job then takes that reader over
 (:meth:`InputReader.serves`) instead of starting one; a reader nobody takes over is closed unused.
 
 Errors keep their order: a decoding error (the source's, then the target's) is raised when the job
@@ -25,7 +28,6 @@ where it would have been raised without the threads.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -108,12 +110,17 @@ class InputReader:
         futures = [future for future in (self._source, self._target, self._loading) if future is not None]
         close_pool(self._pool, futures, reraise=reraise)
 
-    def _load_when_decoded(self) -> None:
+    def _load_when_decoded(self) -> bool:
+        """Whether the models are loaded (a failure is not raised here: the job's own
+        :func:`finish_loading` raises it again, at its step)."""
         self.wait_decoded()
         if self._closing.is_set():
-            return
-        with contextlib.suppress(Exception):  # the job's own finish_loading raises it again
+            return False
+        try:
             finish_loading(self._analyzer)
+        except Exception:  # noqa: BLE001
+            return False
+        return True
 
     def _read(self, decode: Callable[[], T], portrait: bool | None, index: int) -> tuple[T, Any]:
         try:
@@ -133,10 +140,10 @@ class InputReader:
     def _finish_when_loaded(self, found: Any) -> Any:
         """Early start: ``found`` finished here (landmarks and embeddings, :class:`Finished`) once the
         models are loaded, beside the job's imports instead of after them; ``found`` itself when the
-        reader is closing or the finishing fails (the job's own call raises the error at its step)."""
+        reader is closing, the models failed to load or the finishing fails (the job's own calls
+        raise the error at their step)."""
         assert self._loading is not None
-        self._loading.result()
-        if self._closing.is_set():
+        if not self._loading.result() or self._closing.is_set():  # not loaded: not tried again here
             return found
         try:
             return Finished(found, self._analyzer.finish(found))  # type: ignore[attr-defined]

@@ -8,9 +8,10 @@ work holds this one, and a two-core machine is no longer half idle.
 * :class:`SerialWorker` runs callables one after another in a thread, at most ``depth`` waiting.
 * :func:`in_background` runs one callable in a thread while a block runs.
 
-Both hand an exception raised in the thread to the caller, at the place it would have been raised
-without the thread (the item after the last good one; the next call after a failed job), and both
-stop their thread when the caller stops early: no thread outlives the job that started it.
+Each hands an exception raised in the thread to the caller, at the place it would have been raised
+without the thread (the item after the last good one; the next call after a failed job; the
+future's ``result()``), and each stops or waits for its thread when the caller stops early: no
+thread outlives the job that started it.
 """
 
 from __future__ import annotations
