@@ -222,7 +222,7 @@ def run_job(
             )
         token.check("after the consent gate")
         with timer.stage("prepare source"):
-            import_sealing()  # while the source side is still being prepared (cold: ≈ 30 ms of it)
+            import_sealing()  # the sealing's first-use imports, while the source side is prepared
             transform = prepared.result()
 
         # 6. Transform: a still's chosen faces now; footage frame by frame as the sink pulls them.
