@@ -334,7 +334,9 @@ def _add_to_rgb(pixels: np.ndarray, change: np.ndarray) -> np.ndarray:
     saturates), a strip of rows at a time. numpy's way made four full-size float temporaries
     (≈ 100 MB at 1080p, ≈ 50 ms of a still's sealing in a new process); the strips stay under the
     4 MB from which numpy asks the kernel for huge pages (whose allocation stalled a 1080p still's
-    marking by 100–150 ms in 2 of 16 runs)."""
+    marking by 100–150 ms in 2 of 16 runs). Not :func:`likeness.disclosure.frame_mark.add_to_rgb`,
+    footage's: it rounds the change before adding it, which differs on ties (3 + 0.5 gives 3 there,
+    4 here), so a still's marked pixels would change."""
     import cv2
 
     out = np.empty(pixels.shape, np.uint8)  # C order whatever the input's (cv2 writes into its rows)

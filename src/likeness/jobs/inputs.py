@@ -72,7 +72,7 @@ class InputReader:
         self._pool = ThreadPoolExecutor(3 if load_models else 2, thread_name_prefix="read-inputs")
         self._source: Future[tuple[Picture, Any]] | None = None
         self._target: Future[tuple[Picture | VideoInfo, Any]] | None = None
-        self._loading: Future[None] | None = None
+        self._loading: Future[bool] | None = None
 
     def __enter__(self) -> InputReader:
         return self.start()
