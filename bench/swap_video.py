@@ -1,7 +1,7 @@
 """Frames per second of the consented, disclosed video swap, stage by stage, next to the bound.
 
     python bench/swap_video.py [--frames 60] [--sizes 720p,1080p] [--detect-every 5] [--preset medium]
-                               [--noise 0] [--stand-in-marker]
+                               [--noise 0] [--repeat 1] [--no-swap] [--stand-in-marker]
     python bench/swap_video.py --flicker          # a static shot, looked at frame by frame
     python bench/swap_video.py --memory 2160p --frames 60
 
@@ -26,6 +26,12 @@ writes may be looked at and shared. For each size, in one run:
   clip (σ 0, the reference of issue 14) is a flat canvas that x264 codes at 0.3 Mbit/s (720p) and
   0.5 Mbit/s (1080p) at CRF 18. Camera footage carries sensor noise; with σ 2 the same clip is coded
   at 3.7 and 8.2 Mbit/s, and the bound is 3× slower (measured: 34 and 17 fps against 100 and 45–58).
+* ``--repeat N`` measures each size N rounds, the bound, the watermark alone and each variant in
+  turn, and prints medians and each round's share (the bound is measured in the same round as the
+  job it is compared with: on a shared machine a single bound moves by ±30 % from run to run).
+* ``--no-swap`` runs each size again with the classical swap returning the frame as it was (see
+  :func:`no_swap`): what detection, tracking, embeddings, the gate and the disclosure leave of the
+  bound, whatever the swap costs.
 * ``--stand-in-marker`` runs each size again with a stand-in for the per-frame watermark at about
   the speed issue 13 asks of it (see :func:`stand_in_marker`), to show the share once that lands.
 
@@ -51,9 +57,11 @@ import datetime as dt
 import itertools
 import os
 import shutil
+import statistics
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -245,95 +253,160 @@ def stand_in_marker():
         seal.Marker.mark = real
 
 
+@contextlib.contextmanager
+def no_swap():
+    """The classical swap returns the frame unchanged (a copy) after its first real swap (whose report
+    stands for the rest): detection, tracking, embeddings, the gate and the disclosure run as in the
+    job. Shows what everything around the swap leaves of the bound. A bench tool only."""
+    from likeness.swap.classical import ClassicalSwapper
+
+    real = ClassicalSwapper.swap_prepared_with_report
+    first: list = []
+
+    def swap(self, target, target_face, prepared, *, timings=None):
+        if not first:
+            first.append(real(self, target, target_face, prepared, timings=timings)[1])
+        return target.copy(), first[0]
+
+    ClassicalSwapper.swap_prepared_with_report = swap
+    try:
+        yield
+    finally:
+        ClassicalSwapper.swap_prepared_with_report = real
+
+
 # Stages timed in the thread that runs the face work (summed: that thread's time per frame), then
 # the busy time of the other threads (they run beside it). Older code has no "embed" or threads.
 MAIN_STAGES = ("decode", "detect", "embed", "track", "gate", "swap", "label", "watermark", "encode")
 THREAD_STAGES = ("swap thread", "detect thread", "encode thread")
 
 
+@dataclass
+class _Round:
+    """One round of a size: the bound, the disclosure alone and each variant of the job (seconds, CPU)."""
+
+    bound: float
+    bound_cpu: float
+    bit_rate: float
+    marked: float
+    marked_cpu: float
+    jobs: dict[str, tuple[object, float, float]]
+    """Variant → (outcome, wall seconds, CPU seconds)."""
+
+
 def speed(args: argparse.Namespace, folder: Path, home: Home) -> None:
     markers = {"today's watermark": contextlib.nullcontext}
     if args.stand_in_marker:
         markers["stand-in marker (≈ 8 ms)"] = stand_in_marker
+    if args.no_swap:
+        markers["no swap (a copy)"] = no_swap
     summary = []
     for name in args.sizes.split(","):
         size = SIZES[name]
         clip = write_clip(folder / f"{name}.mp4", canvas_frames(size, args.frames, noise=args.noise))
-        cpu = _cpu_seconds()
-        bound, bit_rate = plain_decode_encode(clip, folder / f"{name}.job", args.preset)
-        bound_cpu = _cpu_seconds() - cpu
-        cpu = _cpu_seconds()
-        marked = decode_mark_encode(clip, folder / f"{name}.job", args.preset)
-        marked_cpu = _cpu_seconds() - cpu
-        for label, marker in markers.items():
-            with marker():
-                outcome, wall, used = run_swap(
-                    home,
-                    clip,
-                    folder / f"{name}-swapped.mp4",
-                    detect_every=args.detect_every,
-                    preset=args.preset,
+        rounds = []
+        for _ in range(args.repeat):  # each round measures everything in turn: a drifting load hits all
+            cpu = _cpu_seconds()
+            bound, bit_rate = plain_decode_encode(clip, folder / f"{name}.job", args.preset)
+            bound_cpu = _cpu_seconds() - cpu
+            cpu = _cpu_seconds()
+            marked = decode_mark_encode(clip, folder / f"{name}.job", args.preset)
+            jobs = {}
+            marked_cpu = _cpu_seconds() - cpu
+            for label, marker in markers.items():
+                with marker():
+                    jobs[label] = run_swap(
+                        home,
+                        clip,
+                        folder / f"{name}-swapped.mp4",
+                        detect_every=args.detect_every,
+                        preset=args.preset,
+                    )
+            rounds.append(_Round(bound, bound_cpu, bit_rate, marked, marked_cpu, jobs))
+        last = rounds[-1]
+        for label in markers:
+            _print_stages(args, name, label, last)
+            shares = [r.bound / r.jobs[label][1] for r in rounds]
+            summary.append(
+                (
+                    name,
+                    label,
+                    statistics.median(args.frames / r.bound for r in rounds),
+                    statistics.median(r.bound / r.marked for r in rounds),
+                    statistics.median(args.frames / r.jobs[label][1] for r in rounds),
+                    shares,
                 )
-            frames = outcome.video.frames
-            timings = dict(outcome.timings)
-            if "embed" in timings:  # embeddings are computed while gating: shown on their own
-                timings["gate"] = timings.get("gate", 0.0) - timings["embed"]
-            once = sum(timings.get(stage, 0.0) for stage in ONCE)
-            print(
-                f"\n{name} ({size[0]}×{size[1]}), {frames} frames, detect every {args.detect_every}, "
-                f"x264 preset {args.preset}, CRF 18 — {label}"
             )
-            print(f"{'stage':<30}{'ms/frame':>10}{'fps':>9}")
-            print(
-                f"{'decode+encode (the bound)':<30}{1000 * bound / frames:>10.1f}{frames / bound:>9.1f}"
-                f"   (CPU {1000 * bound_cpu / frames:.1f} ms/frame; writes {bit_rate:.1f} Mbit/s)"
-            )
-            print(
-                f"{'decode+watermark+encode':<30}{1000 * marked / frames:>10.1f}{frames / marked:>9.1f}"
-                f"   = {bound / marked:.0%} of the bound: the disclosure alone, no face work "
-                f"(CPU {1000 * marked_cpu / frames:.1f} ms/frame)"
-            )
-            print("  in the face-work thread:")
-            for stage in MAIN_STAGES:
-                if stage in timings:
-                    value = timings[stage] / frames
-                    print(f"{'    ' + stage:<30}{1000 * value:>10.1f}{_fps(value):>9.1f}")
-            loop = sum(timings.get(stage, 0.0) for stage in MAIN_STAGES) / frames
-            print(f"{'    sum':<30}{1000 * loop:>10.1f}{_fps(loop):>9.1f}")
-            if any(stage in timings for stage in THREAD_STAGES):
-                print("  beside it, busy:")
-                for stage in THREAD_STAGES:
-                    if stage in timings:
-                        value = timings[stage] / frames
-                        print(f"{'    ' + stage:<30}{1000 * value:>10.1f}{_fps(value):>9.1f}")
-            ratio = bound / wall
-            print(
-                f"{'swap_video, end to end':<30}{1000 * wall / frames:>10.1f}{frames / wall:>9.1f}"
-                f"   = {ratio:.0%} of the bound (CPU {1000 * used / frames:.1f} ms/frame)"
-            )
-            print(
-                f"    once per job: {once:.1f} s — "
-                + ", ".join(f"{s} {timings.get(s, 0.0):.2f}" for s in ONCE if s in timings)
-            )
-            steady = wall - once
-            print(
-                f"{'  without the once-per-job':<30}{1000 * steady / frames:>10.1f}{frames / steady:>9.1f}"
-                f"   = {bound / steady:.0%} of the bound"
-            )
-            swapped = [t for t in outcome.tracks if t.decision == "swapped"]
-            print(
-                f"  faces swapped: {len(swapped)} track(s); frames swapped: "
-                f"{sum(t.frames_swapped for t in swapped)}/{frames}"
-            )
-            summary.append((name, label, frames / bound, bound / marked, frames / wall, ratio))
     print(
-        f"\n{'size':<7}{'watermark':<28}{'bound fps':>10}{'watermark alone':>17}{'likeness fps':>14}"
+        f"\n{'size':<7}{'variant':<28}{'bound fps':>10}{'watermark alone':>17}{'likeness fps':>14}"
         f"{'share':>8}"
     )
-    for name, label, bound_fps, marked_share, fps, ratio in summary:
-        print(f"{name:<7}{label:<28}{bound_fps:>10.1f}{marked_share:>17.0%}{fps:>14.1f}{ratio:>8.0%}")
-    print(f"clip: {args.frames} frames, camera-like noise σ = {args.noise:g} grey levels")
+    for name, label, bound_fps, marked_share, fps, shares in summary:
+        each = f"   (each round: {', '.join(f'{x:.0%}' for x in shares)})" if len(shares) > 1 else ""
+        print(
+            f"{name:<7}{label:<28}{bound_fps:>10.1f}{marked_share:>17.0%}{fps:>14.1f}"
+            f"{statistics.median(shares):>8.0%}{each}"
+        )
+    rounds_note = f"; medians of {args.repeat} rounds" if args.repeat > 1 else ""
+    print(f"clip: {args.frames} frames, sensor-like noise σ = {args.noise:g} grey levels{rounds_note}")
     print(f"load average during the run (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+def _print_stages(args: argparse.Namespace, name: str, label: str, measured: _Round) -> None:
+    """One variant's stage table (from the last round)."""
+    outcome, wall, used = measured.jobs[label]
+    bound, marked = measured.bound, measured.marked
+    size = SIZES[name]
+    frames = outcome.video.frames
+    timings = dict(outcome.timings)
+    if "embed" in timings:  # embeddings are computed while gating: shown on their own
+        timings["gate"] = timings.get("gate", 0.0) - timings["embed"]
+    once = sum(timings.get(stage, 0.0) for stage in ONCE)
+    print(
+        f"\n{name} ({size[0]}×{size[1]}), {frames} frames, detect every {args.detect_every}, "
+        f"x264 preset {args.preset}, CRF 18 — {label}"
+    )
+    print(f"{'stage':<30}{'ms/frame':>10}{'fps':>9}")
+    print(
+        f"{'decode+encode (the bound)':<30}{1000 * bound / frames:>10.1f}{frames / bound:>9.1f}"
+        f"   (CPU {1000 * measured.bound_cpu / frames:.1f} ms/frame; writes {measured.bit_rate:.1f} Mbit/s)"
+    )
+    print(
+        f"{'decode+watermark+encode':<30}{1000 * marked / frames:>10.1f}{frames / marked:>9.1f}"
+        f"   = {bound / marked:.0%} of the bound: the disclosure alone, no face work "
+        f"(CPU {1000 * measured.marked_cpu / frames:.1f} ms/frame)"
+    )
+    print("  in the face-work thread:")
+    for stage in MAIN_STAGES:
+        if stage in timings:
+            value = timings[stage] / frames
+            print(f"{'    ' + stage:<30}{1000 * value:>10.1f}{_fps(value):>9.1f}")
+    loop = sum(timings.get(stage, 0.0) for stage in MAIN_STAGES) / frames
+    print(f"{'    sum':<30}{1000 * loop:>10.1f}{_fps(loop):>9.1f}")
+    if any(stage in timings for stage in THREAD_STAGES):
+        print("  beside it, busy:")
+        for stage in THREAD_STAGES:
+            if stage in timings:
+                value = timings[stage] / frames
+                print(f"{'    ' + stage:<30}{1000 * value:>10.1f}{_fps(value):>9.1f}")
+    print(
+        f"{'swap_video, end to end':<30}{1000 * wall / frames:>10.1f}{frames / wall:>9.1f}"
+        f"   = {bound / wall:.0%} of the bound (CPU {1000 * used / frames:.1f} ms/frame)"
+    )
+    print(
+        f"    once per job: {once:.1f} s — "
+        + ", ".join(f"{s} {timings.get(s, 0.0):.2f}" for s in ONCE if s in timings)
+    )
+    steady = wall - once
+    print(
+        f"{'  without the once-per-job':<30}{1000 * steady / frames:>10.1f}{frames / steady:>9.1f}"
+        f"   = {bound / steady:.0%} of the bound"
+    )
+    swapped = [t for t in outcome.tracks if t.decision == "swapped"]
+    print(
+        f"  faces swapped: {len(swapped)} track(s); frames swapped: "
+        f"{sum(t.frames_swapped for t in swapped)}/{frames}"
+    )
 
 
 def _fps(seconds: float) -> float:
@@ -591,6 +664,18 @@ def main() -> None:
         "--stand-in-marker",
         action="store_true",
         help="also run each size with a stand-in ≈ 8 ms per-frame watermark (see stand_in_marker)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each size N rounds (the bound, the watermark alone and each variant in turn) and "
+        "print medians, with each round's share",
+    )
+    parser.add_argument(
+        "--no-swap",
+        action="store_true",
+        help="also run each size with the swap itself replaced by a copy of the frame (see no_swap)",
     )
     parser.add_argument(
         "--cli",
