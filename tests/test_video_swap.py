@@ -469,6 +469,8 @@ def test_ctrl_c_then_kill_then_rerun_resumes_to_a_complete_output(
     assert second.returncode == -signal.SIGKILL
     assert not out.exists() and (job / "seg_00003.mkv").exists()
     assert [p.name for p in outs.iterdir()] == [job.name], "only the hidden job folder"
+    # What a kill while signing leaves: the signer's temporary file beside the file it signs.
+    (job / ".sealed.mp4.k7q2x9ab.c2pa").write_bytes(b"")
 
     # The third run picks up after the last finished segment and completes the output.
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}

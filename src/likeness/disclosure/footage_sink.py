@@ -172,8 +172,11 @@ def _clock(seconds: float) -> str:
 
 
 def _discard(job: Path) -> None:
-    """Remove the job folder and everything this sink or the encoder put in it."""
-    for name in job.glob(f"{SEALED_STEM}.*") if job.is_dir() else []:
+    """Remove the job folder and everything this sink or the encoder put in it: the signed file and
+    its facts, and the temporary file signing writes beside the file it signs
+    (``.sealed.mp4.XXXXXXXX.c2pa``), which a process killed while signing leaves behind."""
+    names = [*job.glob(f"{SEALED_STEM}.*"), *job.glob(f".{SEALED_STEM}.*")] if job.is_dir() else []
+    for name in names:
         with contextlib.suppress(FileNotFoundError):
             name.unlink()
     remove_job(job)
