@@ -401,11 +401,13 @@ def test_bad_footage_is_refused_clearly_and_nothing_is_written(
     huge = vf.write_huge_clip(outs / "huge.mkv")
     corrupt = outs / "corrupt.mp4"
     vf.corrupt_packet(small_clip, corrupt, 12)
+    narrow = vf.write_clip(outs / "narrow.mp4", [np.full((128, 64, 3), 90, np.uint8)] * 3, audio=None)
     cases = [
         (empty, "the file is empty"),
         (audio_only, "no video stream"),
         (huge, "over the limit"),
         (corrupt, r"corrupt video data at frame \d+"),
+        (narrow, r"narrow.mp4: at 64×128 pixels the output would be too small to carry a legible"),
     ]
     for target, message in cases:
         out = outs / f"out-{target.stem}.mp4"

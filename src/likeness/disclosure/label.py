@@ -257,6 +257,25 @@ def _fit(
         cap -= 1
 
 
+def _layouts(
+    text: str, output_id: str, whole_id: str, language: str, width: int, height: int
+) -> list[_Layout]:
+    """Every layout of the label that fits a ``width``×``height`` picture, in the order tried: the
+    whole id (``whole_id``) in each line layout first, the short id only after those."""
+    return [
+        layout
+        for shown in (whole_id, short_output_id(output_id).upper())
+        for wanted in (None, 1, 2)
+        if (layout := _fit(text, shown, language, width, height, wanted)) is not None
+    ]
+
+
+def label_fits(text: str, output_id: str, language: str, width: int, height: int) -> bool:
+    """Whether a ``width``×``height`` picture can carry the label ``text`` with ``output_id`` (whole or
+    short) legibly: the test :func:`apply_label` makes before it refuses a picture."""
+    return bool(_layouts(text, output_id, label_lines(output_id, language)[1], language, width, height))
+
+
 def _plate(pixels: np.ndarray, box: LabelBox, outline: int) -> tuple[PILImage, PILDraw]:
     """The picture with an empty label plate (outline, then the plate) drawn in ``box``."""
     from PIL import Image, ImageDraw
@@ -296,14 +315,7 @@ def apply_label(
     elif language in CJK_LANGUAGES and not CJK_FONT.is_file():
         raise DisclosureError(f"the label font for {text!r} is missing from this installation")
     height, width = pixels.shape[:2]
-    # The whole id in the asked corner first; then another corner; then the other line layout; the
-    # short id only where the whole one cannot fit or every placement of it covers a face.
-    layouts = [
-        layout
-        for shown in (whole_id, short_output_id(output_id).upper())
-        for wanted in (None, 1, 2)
-        if (layout := _fit(text, shown, language, width, height, wanted)) is not None
-    ]
+    layouts = _layouts(text, output_id, whole_id, language, width, height)
     if not layouts:
         raise DisclosureError(
             f"the image is only {width}×{height} pixels: too small to carry a legible "

@@ -47,11 +47,12 @@ from likeness.disclosure.label import (
     LabelBox,
     apply_label,
     apply_start_label,
+    label_fits,
     start_label_box,
 )
 from likeness.disclosure.profiles import DisclosureProfile, get_profile
 from likeness.disclosure.types import Ingredient, ResultKind, SealedOutput
-from likeness.errors import Cancelled, DisclosureError, LikenessError, UsageError
+from likeness.errors import BadInput, Cancelled, DisclosureError, LikenessError, UsageError
 from likeness.fsutil import sha256_file
 from likeness.home import Home
 from likeness.media.frames import Frame, FrameSource, ResumePoint
@@ -417,6 +418,39 @@ def _frames(source: FrameSource, start: ResumePoint) -> Iterator[Frame]:
         close = getattr(frames, "close", None)
         if close is not None:
             close()
+
+
+def check_label_room(
+    target: Path,
+    width: int,
+    height: int,
+    *,
+    kind: ResultKind,
+    language: str,
+    profile: str,
+    footage: bool,
+) -> None:
+    """Refuse (:class:`BadInput`, naming ``target``) a ``width``×``height`` output that could not carry
+    its labels legibly: the corner label with its id under ``profile`` and, for footage under a
+    profile with one, the start label. Asked before the frames are worked on, so such an input is
+    bad input found early, not a failure of the sealing at the end."""
+    from likeness.disclosure.output_id import new_output_id
+
+    chosen = get_profile(profile)
+    text, language = chosen.label_text(kind, language)
+    missing = None
+    if not label_fits(text, new_output_id(), language, width, height):  # every id has the same length
+        missing = f"a legible {text!r} label with its output id"
+    elif footage and chosen.start_seconds > 0:
+        try:
+            start_label_box(width, height, text, language)
+        except DisclosureError:
+            missing = f"the {chosen.name} profile's start label"
+    if missing is not None:
+        raise BadInput(
+            f"{target}: at {width}×{height} pixels the output would be too small to carry {missing}",
+            hint="use a larger target picture or video (the label needs about 160 pixels across)",
+        )
 
 
 def import_sealing() -> None:

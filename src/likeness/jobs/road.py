@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING, Any
 from likeness.consent.gate import GateDecision, Involvement, check_consent
 from likeness.consent.policy import Policy
 from likeness.consent.registry import Registry
-from likeness.disclosure.seal import SealJob, check_label_options, import_sealing, seal_frames
+from likeness.disclosure.seal import (
+    SealJob,
+    check_label_options,
+    check_label_room,
+    import_sealing,
+    seal_frames,
+)
 from likeness.disclosure.still_sink import StillSink, check_destination, output_format
 from likeness.disclosure.types import Ingredient, SealedOutput
 from likeness.errors import UsageError
@@ -223,6 +229,20 @@ def run_job(
         token.check("after the consent gate")
         with timer.stage("prepare source"):
             import_sealing()  # the sealing's first-use imports, while the source side is prepared
+            if target.still is not None:
+                height, width = target.still.pixels.shape[:2]
+            else:
+                assert target.footage is not None
+                width, height = target.footage.width, target.footage.height
+            check_label_room(
+                target.path,
+                width,
+                height,
+                kind="swap",
+                language=request.label_language,
+                profile=profile,
+                footage=footage is not None,
+            )
             transform = prepared.result()
 
         # 6. Transform: a still's chosen faces now; footage frame by frame as the sink pulls them.
