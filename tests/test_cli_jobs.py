@@ -94,6 +94,30 @@ def test_swap_writes_disclosed_output_and_verify_reads_it(
     assert report["label"]["detected"] is True
 
 
+def test_a_file_at_out_is_replaced_only_when_it_is_a_recorded_output_or_with_overwrite(
+    studio: dict, faces_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "take.jpg"
+    notes = b"the user's own file, not an output of this home"
+    out.write_bytes(notes)
+    swap = ["swap", "--source", str(faces_dir / "obama/3.jpg"), "--target", str(faces_dir / "biden/1.jpg")]
+    swap += ["--purpose", "education", "--out", str(out)]
+
+    code, _, err = run(studio["home"], *swap)
+    assert code == 2, err
+    assert f"{out}: a file is already there, and it is not an output recorded" in err and "--overwrite" in err
+    assert out.read_bytes() == notes and sorted(p.name for p in tmp_path.iterdir()) == ["take.jpg"]
+
+    code, first = run_json(studio["home"], *swap, "--overwrite")
+    assert code == 0, first
+    made = out.read_bytes()
+    assert made != notes and made[:3] == b"\xff\xd8\xff"
+    # The same job again: the file there is an output this home recorded, so it is made again.
+    code, again = run_json(studio["home"], *swap)
+    assert code == 0, again
+    assert again["output_id"] != first["output_id"] and out.read_bytes() != made
+
+
 def test_verify_on_a_clean_photo_finds_nothing(studio: dict, faces_dir: Path) -> None:
     code, report = run_json(studio["home"], "verify", str(faces_dir / "biden/2.jpg"))
     assert code == 0

@@ -59,6 +59,17 @@ def parse_date(value: str | None, option: str) -> dt.date | None:
         raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD", param_hint=option) from exc
 
 
+def overwrite_option(command):
+    """``--overwrite``: every command that writes media to ``--out`` takes it
+    (:mod:`likeness.jobs.destination`)."""
+    return click.option(
+        "--overwrite",
+        is_flag=True,
+        help="replace a file already at --out even when it is not an output recorded in this data home "
+        "(without it such a file is kept and the job refused, exit 2)",
+    )(command)
+
+
 def disclosure_profile_option(command):
     """``--disclosure-profile``: every command that writes media takes it (checked by the job's step 1)."""
     return click.option(

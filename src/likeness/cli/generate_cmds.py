@@ -16,6 +16,7 @@ from likeness.cli.common import (
     disclosure_profile_option,
     home_option,
     json_option,
+    overwrite_option,
     resolve_cli_home,
 )
 from likeness.cli.job_cmds import _run_job
@@ -53,6 +54,7 @@ def _common(command):
                 help="face backend of the consent gate (on the inputs and on every face in the output)",
             ),
             disclosure_profile_option,
+            overwrite_option,
         )
     ):
         command = decorator(command)
@@ -93,6 +95,7 @@ def generate(
     record_prompt: bool,
     backend: str,
     disclosure_profile: str | None,
+    overwrite: bool,
     identity: str | None,
     size: str,
     ip_adapter: Path | None,
@@ -123,6 +126,7 @@ def generate(
         record_prompt=record_prompt,
         backend=backend,
         disclosure_profile=checked_profile(disclosure_profile),
+        overwrite=overwrite,
     )
     outcome = _run_job(request, resolve_cli_home(ctx, home), ProgressLine("generate", enabled=not as_json))
     _report(outcome, as_json)
@@ -161,6 +165,7 @@ def edit(
     record_prompt: bool,
     backend: str,
     disclosure_profile: str | None,
+    overwrite: bool,
     target: Path,
     face_index: int | None,
     strength: float,
@@ -191,6 +196,7 @@ def edit(
         record_prompt=record_prompt,
         backend=backend,
         disclosure_profile=checked_profile(disclosure_profile),
+        overwrite=overwrite,
     )
     outcome = _run_job(request, resolve_cli_home(ctx, home), ProgressLine("edit", enabled=not as_json))
     _report(outcome, as_json)

@@ -13,6 +13,7 @@ from likeness.cli.common import (
     disclosure_profile_option,
     home_option,
     json_option,
+    overwrite_option,
     resolve_cli_home,
 )
 from likeness.cli.support import ProgressLine, emit_json, handle_errors
@@ -131,6 +132,7 @@ def faces(
     help="language of the visible label (the default profile; eu and cn set their own wording)",
 )
 @disclosure_profile_option
+@overwrite_option
 @click.option("--max-pixels", type=int, default=None, help="refuse images larger than this (default 100 MP)")
 @click.option(
     "--faces",
@@ -181,6 +183,7 @@ def swap(
     label_corner: str,
     label_language: str,
     disclosure_profile: str | None,
+    overwrite: bool,
     max_pixels: int | None,
     faces_mode: str | None,
     codec: str | None,
@@ -208,6 +211,7 @@ def swap(
         "label_language": label_language,
         "disclosure_profile": checked_profile(disclosure_profile),
         "max_pixels": DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+        "overwrite": overwrite,
     }
     if looks_like_video(target):
         if face_index is not None:

@@ -49,8 +49,10 @@ from likeness.jobs.requests import EditRequest, GenerateRequest, SwapRequest, Vi
 from likeness.media.video import looks_like_video
 
 KINDS = ("swap", "footage", "generate", "edit")
-NOT_JOB_KEYS = frozenset({"operator"})
-"""Request fields a jobs file cannot set: the operator is whoever runs the batch."""
+NOT_JOB_KEYS = frozenset({"operator", "overwrite"})
+"""Request fields a jobs file cannot set: the operator is whoever runs the batch; and the batch keeps
+a file at a job's output that is not that job's on its own rule
+(:func:`likeness.jobs.batch.finished_before`), so a job takes no ``overwrite``."""
 INPUT_KEYS = ("source", "target", "ip_adapter")
 """Options naming input files: their contents are part of a job's key."""
 _TOML_JOB = re.compile(r"^[ \t]*\[\[[ \t]*job[ \t]*\]\]", re.MULTILINE)

@@ -56,6 +56,7 @@ from likeness.generate.pipeline import GenerationSettings, Generator, StageSecon
 from likeness.generate.prompt_names import people_named
 from likeness.generation_models import locate_model, model_licence
 from likeness.home import Home
+from likeness.jobs.destination import check_replaceable
 from likeness.jobs.requests import EditRequest, GenerateOutcome, GenerateRequest
 from likeness.jobs.selection import chosen_targets
 from likeness.licences import check_model_licences, manifest_entries
@@ -108,6 +109,7 @@ def check_options(request: GenerationRequest, home: Home) -> _Plan:
     profile = request.disclosure_profile or policy.disclosure_profile
     check_label_options(request.label_corner, request.label_language, profile)
     output_format(request.out)
+    check_replaceable(request.out, home, overwrite=request.overwrite)
     settings = _settings(request)
     settings.check()
     policy.require_known("purposes", [request.purpose])

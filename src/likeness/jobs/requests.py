@@ -48,6 +48,9 @@ class SwapRequest:
     disclosure_profile: str | None = None
     """``default``, ``eu`` or ``cn`` (:mod:`likeness.disclosure.profiles`); ``None``: the policy's
     ``[disclosure] default_profile``."""
+    overwrite: bool = False
+    """Replace a file at ``out`` that is not an output recorded in the data home
+    (:mod:`likeness.jobs.destination`)."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,9 @@ class GenerateRequest:
     disclosure_profile: str | None = None
     """``default``, ``eu`` or ``cn`` (:mod:`likeness.disclosure.profiles`); ``None``: the policy's
     ``[disclosure] default_profile``."""
+    overwrite: bool = False
+    """Replace a file at ``out`` that is not an output recorded in the data home
+    (:mod:`likeness.jobs.destination`)."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,9 @@ class EditRequest:
     disclosure_profile: str | None = None
     """``default``, ``eu`` or ``cn`` (:mod:`likeness.disclosure.profiles`); ``None``: the policy's
     ``[disclosure] default_profile``."""
+    overwrite: bool = False
+    """Replace a file at ``out`` that is not an output recorded in the data home
+    (:mod:`likeness.jobs.destination`)."""
 
 
 @dataclass(frozen=True)

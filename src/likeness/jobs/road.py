@@ -43,6 +43,7 @@ from likeness.errors import UsageError
 from likeness.faces.types import Face
 from likeness.fsutil import sha256_file
 from likeness.home import Home
+from likeness.jobs.destination import check_replaceable
 from likeness.jobs.engines import Engines, engines_for
 from likeness.jobs.inputs import InputReader, finish_loading, finished, is_footage
 from likeness.jobs.requests import (
@@ -151,6 +152,7 @@ def run_job(
     # 1. Check every option before any work.
     policy = Policy.load(home)
     settings = check_options(request, policy)
+    check_replaceable(request.out, home, overwrite=request.overwrite)
     profile = request.disclosure_profile or policy.disclosure_profile
     footage = as_footage(request)
     progress("decode", 0.0)
