@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -388,15 +389,30 @@ def test_a_command_that_read_early_still_refuses_in_the_order_of_the_steps(
         assert _start_early(request, cast, None) == (None, None)
 
 
-def test_an_early_reader_closed_at_once_skips_the_work_nobody_will_use(cast: Home, faces_dir: Path) -> None:
+def test_an_early_reader_closed_at_once_skips_the_work_nobody_will_use(
+    cast: Home, faces_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A reader the job never takes over (an option refused, a Ctrl-C) is closed: it waits only for
     the step each thread is in (decoding), not for the detection and model loading after it."""
+    from likeness.jobs import inputs
     from likeness.jobs.engines import load_engines
     from likeness.jobs.inputs import start_early
 
+    started: list[inputs.InputReader] = []
+    real_load = inputs.load_image
+
+    def load_once_closing(*args: object, **options: object) -> object:
+        # Each decode ends after close() began, as when close() comes while decoding: on a loaded
+        # machine the threads could otherwise finish decoding before the test calls close().
+        while not (started and started[0]._closing.is_set()):  # type: ignore[attr-defined]
+            time.sleep(0.001)
+        return real_load(*args, **options)
+
+    monkeypatch.setattr(inputs, "load_image", load_once_closing)
     threads = threading.active_count()
     analyzer = load_engines("dlib", cast, defer_models=True).analyzer
     reader = start_early(swap(faces_dir, faces_dir / "unused.jpg"), analyzer)
+    started.append(reader)
     reader.close()
     assert analyzer._loaded is None  # type: ignore[attr-defined] # the models were never loaded
     assert reader.source()[1] is None and reader.target()[1] is None  # decoded, not detected
