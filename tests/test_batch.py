@@ -817,3 +817,125 @@ def test_a_results_file_that_cannot_be_opened_is_a_usage_error(tmp_path: Path, f
     assert code == 2, err
     assert f"{where}: cannot open the results file" in err and "Traceback" not in err
     assert not (tmp_path / "out.jpg").exists()
+
+
+# -- every value checked up front; the results file ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ({"kind": "footage", "crf": 99}, "crf 99 is outside 0–51"),
+        ({"kind": "footage", "crf": -5}, "crf -5 is outside 0–51"),
+        ({"kind": "footage", "detect_every": 0}, "detect_every 0 is outside 1–1000"),
+        ({"kind": "swap", "detect_every": 100000}, "detect_every 100000 is outside 1–1000"),
+        ({"kind": "footage", "segment_seconds": 0}, "segment_seconds 0 is outside 0.1–600"),
+        ({"kind": "footage", "segment_seconds": -1}, "segment_seconds -1 is outside 0.1–600"),
+        ({"kind": "footage", "preset": "warp"}, "unknown x264 preset 'warp'"),
+        ({"kind": "footage", "codec": "vp9"}, "unknown video codec 'vp9'"),
+        ({"kind": "footage", "codec": "prores"}, "prores cannot be written in mp4"),
+        ({"kind": "generate", "steps": 0}, "--steps must be at least 1, not 0"),
+        ({"kind": "generate", "size": "60x60"}, "--size 60x60: each side must be a multiple of 8"),
+        ({"kind": "edit", "strength": 2}, "strength must be in (0, 1], not 2.0"),
+    ],
+)
+def test_every_value_is_checked_before_any_job_runs(tmp_path: Path, line: dict, message: str) -> None:
+    first = {"kind": "swap", "source": "a.jpg", "target": "b.jpg", "purpose": "film", "out": "x.jpg"}
+    base = {
+        "swap": {"source": "a.jpg", "target": "b.mp4", "purpose": "film", "out": "y.mp4"},
+        "footage": {"source": "a.jpg", "target": "b.mp4", "purpose": "film", "out": "y.mp4"},
+        "generate": {"model": "m", "prompt": "p", "purpose": "film", "out": "y.png"},
+        "edit": {"model": "m", "target": "b.jpg", "prompt": "p", "purpose": "film", "out": "y.png"},
+    }[line["kind"]]
+    jobs_file = jsonl(tmp_path / "jobs.jsonl", first, {**base, **line})
+    with pytest.raises(UsageError) as raised:
+        read_jobs(jobs_file)
+    assert f"jobs.jsonl:2: job 2: {message}" in raised.value.reason
+    code, _, err = cli(tmp_path / "home", "batch", str(jobs_file))
+    assert code == 2 and f"jobs.jsonl:2: job 2: {message}" in err, err
+    assert not (tmp_path / "jobs.jsonl.results.jsonl").exists(), "job 1 did not run"
+
+
+def test_the_batch_takes_the_bounds_the_swap_command_takes(tmp_path: Path) -> None:
+    from likeness.jobs.footage_limits import DETECT_EVERY, SEGMENT_SECONDS
+
+    job = {"kind": "footage", "source": "a.jpg", "target": "b.mp4", "purpose": "film", "out": "y.mp4"}
+    edges = {"detect_every": DETECT_EVERY[1], "segment_seconds": SEGMENT_SECONDS[0], "crf": 51}
+    (read,) = read_jobs(jsonl(tmp_path / "jobs.jsonl", {**job, **edges}))
+    assert read.options["detect_every"] == 1000 and read.options["crf"] == 51
+    with pytest.raises(UsageError, match="detect_every 1001 is outside"):
+        read_jobs(jsonl(tmp_path / "jobs.jsonl", {**job, "detect_every": 1001}))
+    swap = ["swap", "--source", "a.jpg", "--target", "b.mp4", "--purpose", "film", "--out", "y.mp4"]
+    code, _, err = cli(tmp_path / "home", *swap, "--detect-every", "1001")
+    assert code == 2 and "1<=x<=1000" in err, err
+
+
+def one_failing_job(folder: Path, faces_dir: Path) -> Path:
+    """A jobs file of one quick job: its target is missing, so it ends with bad input (exit 4)."""
+    job = {
+        "kind": "swap",
+        "source": str(faces_dir / "obama/1.jpg"),
+        "target": "gone.jpg",
+        "purpose": "education",
+        "out": "out.jpg",
+    }
+    return jsonl(folder / "jobs.jsonl", job)
+
+
+def test_an_unreadable_line_in_the_results_file_is_skipped_and_said(tmp_path: Path, faces_dir: Path) -> None:
+    from likeness.jobs.batch import ResultsFile
+
+    jobs = one_failing_job(tmp_path, faces_dir)
+    results = tmp_path / "jobs.jsonl.results.jsonl"
+    done = {"key": "k1", "status": "done", "output_id": "lk-1"}
+    # a stray byte (a torn write), a record in another encoding, a good record, a torn tail
+    results.write_bytes(
+        b"\xff torn\n"
+        + json.dumps({"key": "k0", "status": "done", "note": "caf\u00e9"}, ensure_ascii=False).encode(
+            "latin-1"
+        )
+        + b"\n"
+        + json.dumps(done).encode()
+        + b'\n{"key": "k2", "sta'
+    )
+    with ResultsFile(results) as opened:
+        assert opened.latest() == {"k1": done}, "the good record is still read"
+        assert opened.skipped_lines == [1, 2, 4]
+    code, out, err = cli(tmp_path / "home", "batch", str(jobs), "--json")
+    assert code == 4, err  # the job's own exit code: the batch ran
+    assert "UnicodeDecodeError" not in err and "internal error" not in err
+    assert "skipped 3 unreadable line(s)" in err and "line(s) 1, 2, 4" in err, err
+    report = json.loads(out)
+    assert report["results_lines_skipped"] == [1, 2, 4]
+    (job,) = report["jobs"]
+    assert job["status"] == "failed" and "gone.jpg" in job["reason"]
+    last = results.read_bytes().split(b"\n")[-2]
+    assert json.loads(last)["key"] == job["key"], "the new record is on a line of its own"
+
+
+def test_a_results_file_that_is_the_jobs_file_or_a_jobs_file_is_refused(
+    tmp_path: Path, faces_dir: Path
+) -> None:
+    jobs = one_failing_job(tmp_path, faces_dir)
+    text = jobs.read_bytes()
+    source = tmp_path / "source.jpg"
+    source.write_bytes((faces_dir / "obama/1.jpg").read_bytes())
+    jsonl(jobs, {**json.loads(text), "source": "source.jpg"})
+    text = jobs.read_bytes()
+    (tmp_path / "jobs-link.jsonl").symlink_to(jobs)
+    os.link(source, tmp_path / "source-link.jpg")
+    home = tmp_path / "home"
+    for given, message in [
+        (jobs, "the results file is the jobs file itself"),
+        (tmp_path / "jobs-link.jsonl", "the results file is the jobs file itself"),
+        (tmp_path / "source-link.jpg", "the results file is the source of job 1 (line 1)"),
+        (tmp_path / "gone.jpg", "the results file is the target of job 1 (line 1)"),
+        (tmp_path / "out.jpg", "the results file is the out of job 1 (line 1)"),
+        (home / "registry.sqlite", "the results file is the registry database"),
+        (home / "keys" / "r.jsonl", "the results file is inside the folder of the signing keys"),
+    ]:
+        code, _, err = cli(home, "batch", str(jobs), "--results", str(given))
+        assert code == 2 and message in err and "--results a file of its own" in err, (given, err)
+        assert jobs.read_bytes() == text and source.read_bytes() == (faces_dir / "obama/1.jpg").read_bytes()
+        assert not (tmp_path / "out.jpg").exists() and not (tmp_path / "gone.jpg").exists()
+    assert not (home / "keys" / "r.jsonl").exists()

@@ -51,7 +51,8 @@ STATUS_WORDS = {3: "refused", 4: "bad input", 2: "usage", 130: "cancelled"}
     "results_file",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="the results file (default: next to JOBS, named like shots.toml.results.jsonl)",
+    help="the results file (default: next to JOBS, named like shots.toml.results.jsonl); a file of its "
+    "own: not JOBS, nor a job's input or output",
 )
 @home_option
 @json_option

@@ -18,6 +18,7 @@ from likeness.cli.common import (
 )
 from likeness.cli.support import ProgressLine, emit_json, handle_errors
 from likeness.errors import UsageError
+from likeness.jobs.footage_limits import DETECT_EVERY, SEGMENT_SECONDS
 
 
 @click.command()
@@ -151,7 +152,7 @@ def faces(
 @click.option("--crf", type=click.IntRange(0, 51), default=None, help="video, h264: quality (default 18)")
 @click.option(
     "--detect-every",
-    type=click.IntRange(1, 1000),
+    type=click.IntRange(*DETECT_EVERY),
     default=None,
     help="video: run face detection every N frames, tracking in between (default 5)",
 )
@@ -163,7 +164,7 @@ def faces(
 )
 @click.option(
     "--segment-seconds",
-    type=click.FloatRange(0.1, 600),
+    type=click.FloatRange(*SEGMENT_SECONDS),
     default=None,
     hidden=True,
     help="video: seconds per resumable segment (default 10)",

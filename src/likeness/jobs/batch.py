@@ -8,7 +8,10 @@
   contents; the same job with the same inputs has the same key.
 * **Results file** (``<jobs file>.results.jsonl`` next to it, or in the data home when that folder
   is not writable): one JSON line per finished attempt, appended and fsynced by the batch process
-  alone (workers hand their results back). A torn last line (a kill) is ignored.
+  alone (workers hand their results back). A torn or unreadable line (a kill, bytes that are not
+  UTF-8 JSON) is skipped, and the batch says which; the next record starts on a line of its own.
+  A results file that is the jobs file, a job's input, output or model folder, or a file of the
+  data home is a usage error (exit 2) before anything runs.
 * **Resume**: a job is finished, and skipped, when its output file exists, its sha256 is the one a
   registry output record holds (a record whose signed ledger entry states that id and sha256),
   and that record is this job's: the output id the results file recorded for the job's key, or —
@@ -42,7 +45,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from likeness.consent.records import OutputRecord
 from likeness.errors import LikenessError, UsageError
-from likeness.fsutil import sha256_file, try_lock, unwritable_reason
+from likeness.fsutil import same_file, sha256_file, try_lock, unwritable_reason
 from likeness.home import Home
 from likeness.jobs.batch_file import BatchJob, read_jobs
 from likeness.ledger import canonical_json
@@ -113,6 +116,8 @@ class BatchReport:
     results_file: Path
     results: list[JobResult]
     interrupted: bool = False
+    skipped_lines: tuple[int, ...] = ()
+    """Lines of the results file that could not be read (torn, or not UTF-8 JSON) and were skipped."""
 
     @property
     def exit_code(self) -> int:
@@ -144,6 +149,7 @@ class BatchReport:
             "exit_code": self.exit_code,
             "counts": self.counts(),
             "interrupted": self.interrupted,
+            "results_lines_skipped": list(self.skipped_lines),
             "jobs": [r.to_dict() for r in self.results],
         }
 
@@ -215,11 +221,45 @@ def results_path(jobs_file: Path, home: Home) -> Path:
     return home.root / "batches" / f"{jobs_file.name}-{digest}{RESULTS_SUFFIX}"
 
 
+def check_results_path(where: Path, jobs_file: Path, jobs: list[BatchJob], home: Home) -> None:
+    """:class:`UsageError` when the results file (appended to) is a file the batch reads or writes:
+    the jobs file, a job's input or output (a symlink or hard link to one included), a folder a job
+    names (a local model), or the data home's registry, ledger head, keys or models."""
+    hint = "give --results a file of its own (or leave it out: JOBS.results.jsonl beside the jobs file)"
+    if same_file(where, jobs_file):
+        raise UsageError(f"{where}: the results file is the jobs file itself", hint=hint)
+    for job in jobs:
+        for role, path in job.files().items():
+            if same_file(where, path):
+                raise UsageError(
+                    f"{where}: the results file is the {role} of {job.where} ({path})", hint=hint
+                )
+            if path.is_dir() and where.resolve().is_relative_to(path.resolve()):
+                raise UsageError(
+                    f"{where}: the results file is inside the {role} of {job.where} ({path})", hint=hint
+                )
+    db = home.db_path
+    for what, path in [
+        ("the registry database", db),
+        *[("the registry database", db.with_name(db.name + end)) for end in ("-wal", "-shm", "-journal")],
+        ("the ledger head", home.ledger_head_path),
+    ]:
+        if same_file(where, path):
+            raise UsageError(f"{where}: the results file is {what} ({path})", hint=hint)
+    for what, folder in [("the signing keys", home.keys_dir), ("the models", home.models_dir)]:
+        if where.resolve().is_relative_to(folder.resolve()):
+            raise UsageError(
+                f"{where}: the results file is inside the folder of {what} ({folder})", hint=hint
+            )
+
+
 @dataclass
 class ResultsFile:
     """The append-only results of every run of one jobs file; held locked while a batch runs."""
 
     path: Path
+    skipped_lines: list[int] = field(default_factory=list)
+    """The lines :meth:`latest` skipped (torn or foreign: not UTF-8 text, not a JSON object)."""
     _lock: IO[str] | None = field(default=None, repr=False)
 
     def __enter__(self) -> ResultsFile:
@@ -244,18 +284,25 @@ class ResultsFile:
             self._lock = None
 
     def latest(self) -> dict[str, dict[str, Any]]:
-        """Key → the last finished record for it (a torn or foreign line is skipped)."""
+        """Key → the last finished record for it. A torn or foreign line (not UTF-8, not a JSON
+        object) is skipped; :attr:`skipped_lines` says which lines were."""
         found: dict[str, dict[str, Any]] = {}
+        self.skipped_lines = []
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            lines = self.path.read_bytes().split(b"\n")
         except FileNotFoundError:
             return found
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except ValueError:
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
                 continue
-            if isinstance(record, dict) and record.get("status") in (DONE, SKIPPED) and record.get("key"):
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
+                record = None
+            if not isinstance(record, dict):
+                self.skipped_lines.append(number)
+                continue
+            if record.get("status") in (DONE, SKIPPED) and record.get("key"):
                 found[str(record["key"])] = record
         return found
 
@@ -271,12 +318,26 @@ class ResultsFile:
     def append(self, result: JobResult) -> None:
         record = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **result.to_dict()}
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn last line: start a new one
+                line = "\n" + line
             os.write(fd, line.encode("utf-8"))
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _skipped_lines_note(results_file: ResultsFile) -> str:
+    lines = results_file.skipped_lines
+    shown = ", ".join(str(n) for n in lines[:10]) + (
+        f" and {len(lines) - 10} more" if len(lines) > 10 else ""
+    )
+    return (
+        f"{results_file.path}: skipped {len(lines)} unreadable line(s) (torn, or not UTF-8 JSON): "
+        f"line(s) {shown}; a finished job they recorded is still recognised from its output"
+    )
 
 
 # -- finished before? ----------------------------------------------------------------------------------------
@@ -433,7 +494,8 @@ def run_batch(
     known: dict[Path, str | None] = {}
     hashes = [input_hashes(job, known) for job in jobs]  # 2. keys, each input file read once
     keys = [job_key(job, inputs) for job, inputs in zip(jobs, hashes, strict=True)]
-    where = Path(results) if results is not None else results_path(jobs_file, home)
+    where = Path(results).expanduser().absolute() if results is not None else results_path(jobs_file, home)
+    check_results_path(where, jobs_file, jobs, home)
     by_number: dict[int, JobResult] = {}
     with ResultsFile(where) as results_file:
 
@@ -453,6 +515,8 @@ def run_batch(
                     todo.append(Pending(job, key))
                 else:
                     finished(before)
+        if results_file.skipped_lines:
+            shown.note(_skipped_lines_note(results_file))
         shown.note(
             f"{len(jobs)} job(s) in {jobs_file.name}: {len(todo)} to run, {len(jobs) - len(todo)} settled"
         )
@@ -465,4 +529,6 @@ def run_batch(
         or JobResult.of(job, key, NOT_RUN, 130, reason="the batch was interrupted first")
         for job, key in zip(jobs, keys, strict=True)
     ]
-    return BatchReport(jobs_file, where, report, interrupted=interrupted)
+    return BatchReport(
+        jobs_file, where, report, interrupted=interrupted, skipped_lines=tuple(results_file.skipped_lines)
+    )

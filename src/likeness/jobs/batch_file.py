@@ -25,9 +25,11 @@ The accepted keys are the fields of the job's request (:mod:`likeness.jobs.reque
 
 Relative paths resolve against the jobs file's folder (``model`` too, when it names a folder
 there). The whole file is checked before any job runs: an unknown kind, an unknown or missing key,
-a value of the wrong type, a still/footage option on the other kind of target, two jobs writing
-one output, or an output that is a folder or in a missing or unwritable folder is a
-:class:`~likeness.errors.UsageError` naming the line.
+a value of the wrong type, a value the job's command would refuse (footage: ``crf``, ``preset``,
+``codec``, ``detect_every``, ``segment_seconds``; generate and edit: ``steps``, ``guidance``,
+``size``, ``strength``, an empty ``prompt``), a still/footage option on the other kind of target,
+two jobs writing one output, or an output that is a folder or in a missing or unwritable folder is
+a :class:`~likeness.errors.UsageError` naming the line.
 """
 
 from __future__ import annotations
@@ -86,6 +88,15 @@ class BatchJob:
         """The input files the job reads (role → path)."""
         return {key: Path(self.options[key]) for key in INPUT_KEYS if self.options.get(key) is not None}
 
+    def files(self) -> dict[str, Path]:
+        """Every file or folder the job reads or writes (role → path): its inputs, its output and a
+        local model folder."""
+        found = {name: value for name, value in self.options.items() if isinstance(value, Path)}
+        model = self.options.get("model")
+        if isinstance(model, str) and Path(model).is_absolute():
+            found["model"] = Path(model)
+        return found
+
     def request_cls(self) -> type[Request]:
         return self.request_type or request_class(self.kind, self.options)
 
@@ -140,6 +151,8 @@ def read_jobs(path: Path) -> list[BatchJob]:
         )
     jobs = [_check_job(path, number, line, fields) for number, (line, fields) in enumerate(raw, start=1)]
     _check_outputs(path, jobs)
+    for job in jobs:
+        _check_values(_where(path, job.number, job.line), job.request(operator=""))
     return jobs
 
 
@@ -179,8 +192,12 @@ def _jsonl_jobs(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
     return jobs
 
 
+def _where(path: Path, number: int, line: int) -> str:
+    return f"{path}:{line}: job {number}" if line else f"{path}: job {number}"
+
+
 def _check_job(path: Path, number: int, line: int, raw: Mapping[str, Any]) -> BatchJob:
-    where = f"{path}:{line}: job {number}" if line else f"{path}: job {number}"
+    where = _where(path, number, line)
     fields = {str(key).replace("-", "_"): value for key, value in raw.items()}
     if len(fields) != len(raw):
         raise UsageError(f"{where}: a key is given twice (once with '-', once with '_')")
@@ -227,6 +244,25 @@ def _check_job(path: Path, number: int, line: int, raw: Mapping[str, Any]) -> Ba
             hint="use faces = consented (only consenting targets) or all",
         )
     return BatchJob(number=number, line=line, kind=kind, options=options, request_type=cls)
+
+
+def _check_values(where: str, request: Request) -> None:
+    """The values the job's command checks when it starts (footage: ``likeness swap``'s option
+    bounds and the encoder settings; generate and edit: the generation settings), checked here so
+    that a bad one stops the batch before any job runs."""
+    try:
+        if isinstance(request, VideoSwapRequest):
+            from likeness.disclosure.footage_sink import video_output_settings
+            from likeness.jobs.footage_limits import check_footage_limits
+
+            check_footage_limits(request.detect_every, request.segment_seconds)
+            video_output_settings(request.out, request.encode_settings())
+        elif isinstance(request, (GenerateRequest, EditRequest)):
+            from likeness.jobs.generation import generation_settings
+
+            generation_settings(request).check()
+    except UsageError as error:
+        raise UsageError(f"{where}: {error.reason}", hint=error.hint) from None
 
 
 def _candidate_class(kind: str, fields: Mapping[str, Any], folder: Path) -> type[Request]:

@@ -79,7 +79,8 @@ class _Plan:
     content_producer: str = "likeness"
 
 
-def _settings(request: GenerationRequest) -> GenerationSettings:
+def generation_settings(request: GenerationRequest) -> GenerationSettings:
+    """The generation settings a request asks for (checked by :meth:`GenerationSettings.check`)."""
     if isinstance(request, EditRequest):
         return GenerationSettings(
             prompt=request.prompt,
@@ -110,7 +111,7 @@ def check_options(request: GenerationRequest, home: Home) -> _Plan:
     check_label_options(request.label_corner, request.label_language, profile)
     output_format(request.out)
     check_replaceable(request.out, home, overwrite=request.overwrite)
-    settings = _settings(request)
+    settings = generation_settings(request)
     settings.check()
     policy.require_known("purposes", [request.purpose])
     if isinstance(request, EditRequest):
