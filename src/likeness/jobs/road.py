@@ -45,6 +45,7 @@ from likeness.fsutil import sha256_file
 from likeness.home import Home
 from likeness.jobs.destination import check_replaceable
 from likeness.jobs.engines import Engines, engines_for
+from likeness.jobs.footage_limits import check_footage_limits
 from likeness.jobs.inputs import InputReader, finish_loading, finished, is_footage
 from likeness.jobs.requests import (
     FACES_MODES,
@@ -113,8 +114,7 @@ def check_options(request: SwapRequest, policy: Policy) -> EncodeSettings | None
         return None
     if footage.faces not in FACES_MODES:
         raise UsageError(f"unknown faces mode {footage.faces!r}", hint="choose consented or all")
-    if footage.detect_every < 1:
-        raise UsageError(f"--detect-every must be at least 1, not {footage.detect_every}")
+    check_footage_limits(footage.detect_every, footage.segment_seconds)  # the CLI's and a batch's bounds
     from likeness.disclosure.footage_sink import video_output_settings
 
     return video_output_settings(footage.out, footage.encode_settings())
