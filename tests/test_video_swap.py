@@ -139,9 +139,13 @@ def test_consented_target_is_swapped_and_the_bystander_left_untouched(
     home, cast = shared
     out = outs / "out.mp4"
     stages: list[str] = []
-    outcome = swap_video(
-        request(faces_dir, scene_clip, out), home=home, progress=lambda s, f: stages.append(s)
-    )
+    fractions: list[float] = []
+
+    def progress(stage: str, fraction: float) -> None:
+        stages.append(stage)
+        fractions.append(fraction)
+
+    outcome = swap_video(request(faces_dir, scene_clip, out), home=home, progress=progress)
 
     # Who was swapped: A (consented target) on every frame; B (not enrolled) never.
     a, b = sorted(outcome.tracks, key=lambda t: t.first_frame)
@@ -187,6 +191,7 @@ def test_consented_target_is_swapped_and_the_bystander_left_untouched(
     assert entry["media_kind"] == "video" and entry["media_type"] == "video/mp4"
     assert {c["role"] for c in entry["checks"]} == {"source", "target"}
     assert any(s.startswith("frame ") and "ETA" in s for s in stages)
+    assert fractions == sorted(fractions), "the progress never goes back"
     assert [p.name for p in outs.iterdir()] == ["out.mp4"], "no job folder left behind"
 
 

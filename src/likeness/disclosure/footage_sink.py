@@ -118,7 +118,7 @@ def video_output_settings(out_path: Path, settings: EncodeSettings) -> EncodeSet
         )
     if suffix not in OUTPUT_CONTAINERS:
         raise UsageError(
-            f"{out_path}: cannot write {suffix or 'a file without a suffix'} video",
+            f"{out_path}: cannot write {f'{suffix} video' if suffix else 'a video file without a suffix'}",
             hint="name the output .mp4 (H.264 or FFV1) or .mov (ProRes or H.264)",
         )
     chosen = dataclasses.replace(settings, container=OUTPUT_CONTAINERS[suffix])  # type: ignore[arg-type]

@@ -45,7 +45,8 @@ def output_format(out_path: Path) -> str:
     suffix = Path(out_path).suffix.lower()
     if suffix not in FORMATS:
         raise UsageError(
-            f"{out_path}: cannot write {suffix or 'a file without a suffix'!s}; outputs are images",
+            f"{out_path}: cannot write {suffix or 'a file without a suffix'!s}: "
+            "a picture's output is JPEG or PNG",
             hint="name the output .jpg, .jpeg or .png",
         )
     return FORMATS[suffix]

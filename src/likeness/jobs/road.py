@@ -179,7 +179,7 @@ def run_job(
 
         # 4. Analyze the source likeness (while the target's detection may still run) and open the
         #    target's faces.
-        progress("detect", 0.1)
+        progress("detect", 0.1 if footage is None else 0.005)  # footage's own steps are its frames
         targets: list[tuple[int, Face]] = []
         still_faces: list[Face] = []
         with timer.stage("detect+embed"):

@@ -39,11 +39,11 @@ def _describe_bytes(head: bytes) -> str:
     if head.startswith(b"%PDF"):
         return "a PDF document"
     if head[4:8] == b"ftyp":
-        return "an MP4/MOV video (use a video command)"
+        return "an MP4/MOV video (name it .mp4 or .mov: likeness reads a file by its suffix)"
     if head.startswith((b"PK\x03\x04",)):
         return "a ZIP archive"
     if head.startswith((b"\x1aE\xdf\xa3",)):
-        return "a Matroska/WebM video (use a video command)"
+        return "a Matroska/WebM video (name it .mkv or .webm: likeness reads a file by its suffix)"
     if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
         return "a WAV audio file"
     if head.startswith((b"ID3", b"fLaC", b"OggS")) or head[:2] in (b"\xff\xfb", b"\xff\xf3"):
@@ -77,8 +77,8 @@ def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pic
             width, height = image.size
             if width * height > max_pixels:
                 raise BadInput(
-                    f"{path}: {width}×{height} is {width * height / 1e6:.0f} megapixels, "
-                    f"over the limit of {max_pixels / 1e6:.0f}",
+                    f"{path}: {width}×{height} is {width * height / 1e6:.3g} megapixels, "
+                    f"over the limit of {max_pixels / 1e6:.3g}",
                     hint="downscale the image, or raise the limit with --max-pixels",
                 )
             image.load()

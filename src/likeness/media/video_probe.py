@@ -131,9 +131,9 @@ class VideoInfo:
 
 def _sniff(head: bytes) -> str:
     if head.startswith(b"\xff\xd8\xff"):
-        return "a JPEG image (use the image command)"
+        return "a JPEG picture (name it .jpg: likeness reads a file by its suffix)"
     if head.startswith(b"\x89PNG"):
-        return "a PNG image (use the image command)"
+        return "a PNG picture (name it .png: likeness reads a file by its suffix)"
     if head.startswith(b"%PDF"):
         return "a PDF document"
     if head.startswith(b"PK\x03\x04"):
@@ -367,7 +367,7 @@ def probe_video(
         if container.format.name in _STILL_FORMATS or container.format.name.endswith("_pipe"):
             raise BadInput(
                 f"{path}: is a still image ({container.format.name}), not a video",
-                hint="use the image command for photos",
+                hint="a picture is read as one when its name ends .jpg, .jpeg or .png",
             )
         stream = video_stream_of(container, path)
         ctx = stream.codec_context
