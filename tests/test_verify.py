@@ -167,6 +167,56 @@ def test_a_metadata_stripped_copy_is_found_by_its_watermark(made: dict) -> None:
     assert report.status == "synthetic" and "watermark and ledger agree" in report.verdict
 
 
+def _same_apart_from_the_name(report, right) -> None:
+    """``report`` (a file under a wrong name) reads exactly as ``right`` (the same bytes, rightly named)."""
+    data, expected = report.to_dict(), right.to_dict()
+    for item in (data, expected):
+        item["file"].pop("path")
+    assert data == expected
+    words = report.describe().replace(str(report.file), "FILE")
+    assert words == right.describe().replace(str(right.file), "FILE")
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("as.mp4", "JPEG"), ("as.mov", "JPEG"), ("png_as.mov", "PNG")])
+def test_a_stripped_still_named_like_a_video_reads_as_the_still_it_is(
+    made: dict, name: str, fmt: str
+) -> None:
+    """Renaming must not hide a disclosure: the video reader refuses a still, so the still reader reads it."""
+    pixels = _pixels(made["out"])
+    right = made["root"] / f"right_{name}.{fmt.lower()}"
+    Image.fromarray(pixels).save(right, fmt, **({"quality": 90} if fmt == "JPEG" else {}))  # no C2PA
+    wrong = made["root"] / name
+    shutil.copyfile(right, wrong)
+    report = verify_file(wrong, home=made["home"])
+    assert report.disclosure.unreadable is None and report.disclosure.format == fmt
+    assert report.disclosure.watermark.output_id == made["outcome"].output_id
+    assert report.disclosure.label_detected and report.disclosure.c2pa.state == "absent"
+    assert report.ledger["found"] and report.ledger["matched_by"] == "watermark"
+    assert report.status == "synthetic" and "watermark and ledger agree" in report.verdict
+    _same_apart_from_the_name(report, verify_file(right, home=made["home"]))
+
+
+def test_a_signed_still_named_like_a_video_reads_its_watermark_and_its_credentials(made: dict) -> None:
+    report = verify_file(_copy(made, "signed_as.mp4"), home=made["home"])
+    assert report.disclosure.unreadable is None
+    assert report.disclosure.watermark.output_id == made["outcome"].output_id
+    assert report.disclosure.c2pa.state == "trusted"
+    assert "watermark and ledger agree" in report.verdict and "content credentials trusted" in report.verdict
+    _same_apart_from_the_name(report, verify_file(made["out"], home=made["home"]))
+
+
+def test_a_damaged_still_named_like_a_video_says_what_is_wrong_with_the_still(made: dict) -> None:
+    """Neither reader decodes it: the reason given is the still reader's (it is a still), not
+    the video reader's "is a still image"."""
+    data = _save(_pixels(made["out"]), made["root"] / "cut_src.jpg", 90).read_bytes()
+    cut = made["root"] / "cut_as.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    report = verify_file(cut, home=made["home"])
+    assert report.disclosure.unreadable and "truncated" in report.disclosure.unreadable
+    assert "not a video" not in report.disclosure.unreadable
+    assert report.status == "none" and "could not be decoded" in report.verdict
+
+
 def _shrink(pixels: np.ndarray) -> np.ndarray:
     h, w = pixels.shape[:2]
     return np.asarray(
