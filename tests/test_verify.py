@@ -503,7 +503,9 @@ def test_a_match_within_the_threshold_of_several_outputs_is_ambiguous(takes: dic
     report = verify_file(takes["copy"], home=takes["home"])
     assert not report.disclosure.watermark.found and report.disclosure.c2pa.state == "absent"
     distances = _distances(report, takes["home"], takes["ids"])
-    assert max(distances.values()) <= MAX_DISTANCE and len(set(distances.values())) > 1, distances
+    # The takes' hashes differ by a bit or two from run to run (each carries its own watermark id):
+    # the order is checked against these distances, whether the copy's own take comes first or ties.
+    assert max(distances.values()) <= MAX_DISTANCE, distances
     nearest = sorted(distances.items(), key=lambda item: (item[1], takes["ids"].index(item[0])))
     closest_id, closest = nearest[0]
     ties = sum(1 for _, d in nearest[1:] if d == closest)
@@ -565,3 +567,16 @@ def test_a_match_of_one_output_still_names_it(made: dict) -> None:
     assert [m["output_id"] for m in report.ledger["phash_matches"]] == [made["outcome"].output_id]
     assert f"looks like output {made['outcome'].output_id} made by this installation" in report.verdict
     assert "found by perceptual hash, distance" in report.describe()
+
+
+def test_each_ambiguous_match_says_if_a_consent_behind_it_was_withdrawn(takes: dict, tmp_path: Path) -> None:
+    home = Home(shutil.copytree(takes["home"].root, tmp_path / "home"))  # the revocation stays in the copy
+    with Registry.open(home) as registry:
+        consent = registry.get_output(takes["ids"][0]).consent_ids[-1]
+        registry.revoke(consent, reason="withdrawn by the rights holder", operator="verifier")
+    report = verify_file(takes["copy"], home=home)
+    assert report.ambiguous
+    for match in report.ledger["phash_matches"]:  # all three takes were made under the same consents
+        assert [w["consent_id"] for w in match["withdrawn"]] == [consent]
+    rows = [line for line in report.describe().splitlines() if line.startswith("    lk-")]
+    assert len(rows) == 3 and all(row.endswith(f"(consent {consent} withdrawn since)") for row in rows)
