@@ -42,12 +42,9 @@ CLEAN = [
 ]
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> dict:
-    """A home where Obama (source) and Biden (target) consented to research; one swap made in it."""
-    root = tmp_path_factory.mktemp("verify")
+def _consenting_home(root: Path, faces_dir: Path, uses: str) -> Home:
+    """A home where Obama (source) and Biden (target) consented to research."""
     home = Home(root / "home").ensure()
-    until = dt.date.today() + dt.timedelta(days=60)
     for name, photos, role in (
         ("Barack Obama", ["obama/1.jpg", "obama/2.jpg"], "source"),
         ("Joe Biden", ["biden/2.jpg"], "target"),
@@ -60,10 +57,20 @@ def made(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> dict:
                 identity.id,
                 purposes=["research"],
                 roles=[role],
-                valid_until=until,
-                uses="Test of likeness verify: one face replacement in a single still",
+                valid_until=dt.date.today() + dt.timedelta(days=60),
+                uses=uses,
                 operator="verifier",
             )
+    return home
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> dict:
+    """A home where Obama (source) and Biden (target) consented to research; one swap made in it."""
+    root = tmp_path_factory.mktemp("verify")
+    home = _consenting_home(
+        root, faces_dir, "Test of likeness verify: one face replacement in a single still"
+    )
     out = root / "swap.jpg"
     outcome = swap_image(
         SwapRequest(
@@ -165,6 +172,56 @@ def test_a_metadata_stripped_copy_is_found_by_its_watermark(made: dict) -> None:
     assert report.disclosure.watermark.output_id == made["outcome"].output_id
     assert report.ledger["found"] and report.ledger["matched_by"] == "watermark"
     assert report.status == "synthetic" and "watermark and ledger agree" in report.verdict
+
+
+def _same_apart_from_the_name(report, right) -> None:
+    """``report`` (a file under a wrong name) reads exactly as ``right`` (the same bytes, rightly named)."""
+    data, expected = report.to_dict(), right.to_dict()
+    for item in (data, expected):
+        item["file"].pop("path")
+    assert data == expected
+    words = report.describe().replace(str(report.file), "FILE")
+    assert words == right.describe().replace(str(right.file), "FILE")
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("as.mp4", "JPEG"), ("as.mov", "JPEG"), ("png_as.mov", "PNG")])
+def test_a_stripped_still_named_like_a_video_reads_as_the_still_it_is(
+    made: dict, name: str, fmt: str
+) -> None:
+    """Renaming must not hide a disclosure: the video reader refuses a still, so the still reader reads it."""
+    pixels = _pixels(made["out"])
+    right = made["root"] / f"right_{name}.{fmt.lower()}"
+    Image.fromarray(pixels).save(right, fmt, **({"quality": 90} if fmt == "JPEG" else {}))  # no C2PA
+    wrong = made["root"] / name
+    shutil.copyfile(right, wrong)
+    report = verify_file(wrong, home=made["home"])
+    assert report.disclosure.unreadable is None and report.disclosure.format == fmt
+    assert report.disclosure.watermark.output_id == made["outcome"].output_id
+    assert report.disclosure.label_detected and report.disclosure.c2pa.state == "absent"
+    assert report.ledger["found"] and report.ledger["matched_by"] == "watermark"
+    assert report.status == "synthetic" and "watermark and ledger agree" in report.verdict
+    _same_apart_from_the_name(report, verify_file(right, home=made["home"]))
+
+
+def test_a_signed_still_named_like_a_video_reads_its_watermark_and_its_credentials(made: dict) -> None:
+    report = verify_file(_copy(made, "signed_as.mp4"), home=made["home"])
+    assert report.disclosure.unreadable is None
+    assert report.disclosure.watermark.output_id == made["outcome"].output_id
+    assert report.disclosure.c2pa.state == "trusted"
+    assert "watermark and ledger agree" in report.verdict and "content credentials trusted" in report.verdict
+    _same_apart_from_the_name(report, verify_file(made["out"], home=made["home"]))
+
+
+def test_a_damaged_still_named_like_a_video_says_what_is_wrong_with_the_still(made: dict) -> None:
+    """Neither reader decodes it: the reason given is the still reader's (it is a still), not
+    the video reader's "is a still image"."""
+    data = _save(_pixels(made["out"]), made["root"] / "cut_src.jpg", 90).read_bytes()
+    cut = made["root"] / "cut_as.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    report = verify_file(cut, home=made["home"])
+    assert report.disclosure.unreadable and "truncated" in report.disclosure.unreadable
+    assert "not a video" not in report.disclosure.unreadable
+    assert report.status == "none" and "could not be decoded" in report.verdict
 
 
 def _shrink(pixels: np.ndarray) -> np.ndarray:
@@ -406,3 +463,120 @@ def test_verify_says_when_an_outputs_consent_was_withdrawn(faces_dir: Path, tmp_
     assert "withdrawn by the rights holder" in report.verdict and "no longer consents" in report.verdict
     assert [w["consent_id"] for w in report.to_dict()["ledger"]["withdrawn"]] == [consents[1]]
     assert f"consent {consents[1]} withdrawn" in report.describe()
+
+
+# -- a perceptual-hash match that fits several outputs names none of them ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def takes(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> dict:
+    """Three outputs of one scene (Obama on Biden's photo): the same take twice, and one from another
+    photo of Obama; their perceptual hashes are within the threshold of each other."""
+    root = tmp_path_factory.mktemp("takes")
+    home = _consenting_home(root, faces_dir, "Test of likeness verify: several takes of one scene")
+    ids = []
+    for take, source in enumerate([SOURCE, SOURCE, "obama/1.jpg"]):
+        request = SwapRequest(
+            source=faces_dir / source,
+            target=faces_dir / TARGET,
+            purpose="research",
+            out=root / f"take{take}.jpg",
+            operator="verifier",
+        )
+        ids.append(swap_image(request, home=home).output_id)
+    # a heavily edited copy of the last take: its watermark and metadata are gone
+    copy = _save(np.ascontiguousarray(_shrink(_pixels(root / "take2.jpg"))), root / "copy.jpg", 40)
+    return {"home": home, "ids": ids, "copy": copy}
+
+
+def _distances(report, home: Home, ids: list[str]) -> dict[str, int]:
+    """Each output's perceptual-hash distance to the file, computed here from the recorded hashes."""
+    from likeness.disclosure.phash import hamming
+
+    with Registry.open(home) as registry:
+        recorded = {output_id: registry.get_output(output_id).phash for output_id in ids}
+    hashes = report.disclosure.phash_variants
+    return {output_id: min(hamming(h, value) for h in hashes) for output_id, value in recorded.items()}
+
+
+def test_a_match_within_the_threshold_of_several_outputs_is_ambiguous(takes: dict) -> None:
+    report = verify_file(takes["copy"], home=takes["home"])
+    assert not report.disclosure.watermark.found and report.disclosure.c2pa.state == "absent"
+    distances = _distances(report, takes["home"], takes["ids"])
+    # The takes' hashes differ by a bit or two from run to run (each carries its own watermark id):
+    # the order is checked against these distances, whether the copy's own take comes first or ties.
+    assert max(distances.values()) <= MAX_DISTANCE, distances
+    nearest = sorted(distances.items(), key=lambda item: (item[1], takes["ids"].index(item[0])))
+    closest_id, closest = nearest[0]
+    ties = sum(1 for _, d in nearest[1:] if d == closest)
+
+    ledger = report.ledger
+    assert ledger["found"] and ledger["matched_by"] == "perceptual hash" and ledger["ambiguous"] is True
+    assert ledger["phash_match_count"] == 3 and ledger["phash_ties"] == ties
+    assert [(m["output_id"], m["phash_distance"]) for m in ledger["phash_matches"]] == nearest
+    # still there for --json readers of before: the closest output's fields, the other ids
+    assert ledger["output_id"] == closest_id and ledger["phash_distance"] == closest
+    assert ledger["other_matches"] == [output_id for output_id, _ in nearest[1:]]
+    assert ledger["consent_ids"] and "disclosure" in ledger
+
+    assert report.status == "probably-synthetic"
+    tied = f", tied with {ties} other{'s' * (ties != 1)}" if ties else ""
+    assert report.verdict.startswith(
+        "probably synthetic — no watermark or content credentials, but it looks like 3 outputs made by "
+        f"this installation (perceptual hash within the threshold of {MAX_DISTANCE} of 64 bits; closest "
+        f"{closest_id} at distance {closest}{tied}): AMBIGUOUS"
+    )
+    assert "made by this installation on" not in report.verdict  # no one output is named as the origin
+    assert report.profile.name is None  # not the profile of one arbitrary output's ledger entry
+
+    words = report.describe()
+    assert "under consent(s)" not in words and "found by perceptual hash" not in words
+    assert (
+        f"ledger: AMBIGUOUS — 3 recorded outputs are within the perceptual-hash threshold ({MAX_DISTANCE})"
+        in (words)
+    )
+    rows = [line.split() for line in words.splitlines() if line.startswith("    lk-")]
+    assert [(row[0], int(row[2])) for row in rows] == nearest
+
+    from likeness.webapp.views import disclosure_items
+
+    line = disclosure_items(report)[-1]
+    assert line.startswith("Ledger: <b>ambiguous</b> — 3 recorded outputs") and "under consent" not in line
+    assert all(f"<code>{i}</code> (distance {d})" in line for i, d in nearest)
+
+
+def test_the_list_of_ambiguous_matches_is_capped_and_says_how_many_more(
+    takes: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from likeness.jobs import verify
+
+    monkeypatch.setattr(verify, "PHASH_MATCHES_LISTED", 2)
+    report = verify_file(takes["copy"], home=takes["home"])
+    assert report.ledger["phash_match_count"] == 3 and len(report.ledger["phash_matches"]) == 2
+    assert len(report.ledger["other_matches"]) == 2  # every other id, as before
+    words = report.describe()
+    assert sum(line.startswith("    lk-") for line in words.splitlines()) == 2
+    assert "    … and 1 more (their ids: --json, ledger.other_matches)" in words
+
+
+def test_a_match_of_one_output_still_names_it(made: dict) -> None:
+    path = _save(np.ascontiguousarray(_shrink(_pixels(made["out"]))), made["root"] / "edited1.jpg", 40)
+    report = verify_file(path, home=made["home"])
+    assert report.ledger["matched_by"] == "perceptual hash" and report.ledger["ambiguous"] is False
+    assert report.ledger["phash_match_count"] == 1 and report.ledger["phash_ties"] == 0
+    assert [m["output_id"] for m in report.ledger["phash_matches"]] == [made["outcome"].output_id]
+    assert f"looks like output {made['outcome'].output_id} made by this installation" in report.verdict
+    assert "found by perceptual hash, distance" in report.describe()
+
+
+def test_each_ambiguous_match_says_if_a_consent_behind_it_was_withdrawn(takes: dict, tmp_path: Path) -> None:
+    home = Home(shutil.copytree(takes["home"].root, tmp_path / "home"))  # the revocation stays in the copy
+    with Registry.open(home) as registry:
+        consent = registry.get_output(takes["ids"][0]).consent_ids[-1]
+        registry.revoke(consent, reason="withdrawn by the rights holder", operator="verifier")
+    report = verify_file(takes["copy"], home=home)
+    assert report.ambiguous
+    for match in report.ledger["phash_matches"]:  # all three takes were made under the same consents
+        assert [w["consent_id"] for w in match["withdrawn"]] == [consent]
+    rows = [line for line in report.describe().splitlines() if line.startswith("    lk-")]
+    assert len(rows) == 3 and all(row.endswith(f"(consent {consent} withdrawn since)") for row in rows)

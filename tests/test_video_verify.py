@@ -195,6 +195,44 @@ def test_a_clean_video_reports_nothing(sealed_720p) -> None:
     assert report.c2pa is not None and report.c2pa.state == "absent"
 
 
+def remux(source: Path, target: Path, container: str) -> Path:
+    """The video stream copied, packet for packet, into another container (no re-encoding)."""
+    import av
+
+    with av.open(str(source)) as src, av.open(str(target), "w", format=container) as dst:
+        stream = src.streams.video[0]
+        out = dst.add_stream_from_template(stream)
+        for packet in src.demux(stream):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    return target
+
+
+@pytest.mark.parametrize(("container", "suffix"), [("mpegts", ".jpg"), ("flv", ".png")])
+def test_a_video_named_like_a_still_reads_as_the_video_it_is(
+    sealed_720p, tmp_path: Path, container: str, suffix: str
+) -> None:
+    """The still reader refuses a container it does not know (its header is not sniffed as video),
+    so the video reader reads it: the same verdict as under its right name."""
+    from likeness.jobs.verify import verify_file
+
+    _, result, home = sealed_720p
+    right = remux(result.output.path, tmp_path / f"copy.{container}", container)
+    wrong = tmp_path / f"copy{suffix}"
+    wrong.write_bytes(right.read_bytes())
+    report = verify_file(wrong, home=home)
+    assert report.disclosure.unreadable is None and hasattr(report.disclosure, "windows")
+    assert report.disclosure.watermark.output_id == result.output.output_id
+    assert report.ledger["found"] and report.ledger["matched_by"] == "watermark"
+    assert report.status == "synthetic"
+    expected = verify_file(right, home=home)
+    data, want = report.to_dict(), expected.to_dict()
+    for item in (data, want):
+        item["file"].pop("path")
+    assert data == want
+
+
 def test_a_video_spliced_from_two_outputs_names_both(faces_dir: Path, tmp_path: Path, home: Home) -> None:
     photo = vf.load_rgb(faces_dir / vf.PERSON_A)
     clip = vf.write_clip(tmp_path / "clip.mp4", vf.pan_frames(photo, size=(480, 270), count=25), fps=FPS)

@@ -12,6 +12,7 @@ The ledger lookup (by output id, file hash, and perceptual hash for stripped fil
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,9 @@ def read_disclosure(
 def read_file(path: str | Path, *, home: Home | None = None) -> DisclosureReport | VideoDisclosureReport:
     """Read every disclosure layer ``path`` still carries; see the module docstring.
 
-    Raises :class:`BadInput` only when the file itself cannot be opened (missing, a folder,
+    The reader is picked by the file's suffix and header; when it refuses the file, the other one
+    is tried, so a still named ``.mp4`` or a video named ``.jpg`` reads the same as under its right
+    name. Raises :class:`BadInput` only when the file itself cannot be opened (missing, a folder,
     unreadable): there is nothing to report then.
     """
     path = Path(path)
@@ -118,12 +121,34 @@ def read_file(path: str | Path, *, home: Home | None = None) -> DisclosureReport
         sha256 = sha256_file(path)
     except OSError as exc:
         raise BadInput(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    video_first = looks_like_video(path)
     try:
-        if looks_like_video(path):
-            return read_video_disclosure(path, home=home)
-        return read_disclosure(path, home=home)
+        return read_video_disclosure(path, home=home) if video_first else read_disclosure(path, home=home)
     except BadInput as error:
-        return _pixels_unreadable(path, sha256, error.reason, home)
+        first = error
+    # The suffix can lie (a still renamed .mp4, an MPEG-TS named .jpg): read what the bytes are.
+    try:
+        return read_disclosure(path, home=home) if video_first else read_video_disclosure(path, home=home)
+    except BadInput as error:
+        still, video = (error, first) if video_first else (first, error)
+    reason = still.reason if _is_still_image(path) else (video if video_first else still).reason
+    return _pixels_unreadable(path, sha256, reason, home)
+
+
+def _is_still_image(path: Path) -> bool:
+    """Whether the file's header is that of a still-image format (Pillow identifies it; nothing is
+    decoded): then the still reader's refusal says what is wrong with it, not the video reader's."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path):
+                return True
+    except Image.DecompressionBombError:
+        return True
+    except (OSError, SyntaxError, ValueError, EOFError):  # UnidentifiedImageError is an OSError
+        return False
 
 
 def _pixels_unreadable(path: Path, sha256: str, reason: str, home: Home | None) -> DisclosureReport:

@@ -16,7 +16,8 @@ class VerifyReport:
     """What a file says about itself (C2PA, watermark, label) and what this installation's ledger says.
 
     ``status`` is one of ``synthetic`` (a watermark, valid credentials or an exact ledger record
-    says so), ``probably-synthetic`` (only a perceptual-hash match or a visible label),
+    says so), ``probably-synthetic`` (only a perceptual-hash match or a visible label; a match
+    within the threshold of several outputs is ``ambiguous`` and names none of them as the origin),
     ``tampered`` (content credentials present but invalid) or ``none``.
     """
 
@@ -98,6 +99,8 @@ class VerifyReport:
                 f"synthetic — content credentials signed by {signer} ({c2pa.state}) declare it "
                 f"AI-generated ({(c2pa.digital_source_type or '').rsplit('/', 1)[-1]})"
             )
+        if status == "probably-synthetic" and self.ambiguous:
+            return self._ambiguous_verdict()
         if status == "probably-synthetic" and found:
             text = (
                 f"probably synthetic — no watermark or content credentials, but it looks like {self._made()} "
@@ -132,6 +135,45 @@ class VerifyReport:
         return "no likeness disclosure found (this does not prove the file is authentic)"
 
     @property
+    def ambiguous(self) -> bool:
+        """Whether the ledger was found only by perceptual hash, and more than one output is within
+        its threshold: then none of them is named as the file's origin."""
+        return bool(self.ledger.get("found") and self.ledger.get("ambiguous"))
+
+    def _ambiguous_verdict(self) -> str:
+        count, ties = self.ledger.get("phash_match_count"), int(self.ledger.get("phash_ties") or 0)
+        tied = f", tied with {ties} other{'s' if ties != 1 else ''}" if ties else ""
+        text = (
+            f"probably synthetic — no watermark or content credentials, but it looks like {count} outputs "
+            f"made by this installation (perceptual hash within the threshold of "
+            f"{self.ledger.get('phash_threshold')} of 64 bits; closest {self.ledger.get('output_id')} at "
+            f"distance {self.ledger.get('phash_distance')}{tied}): AMBIGUOUS, the hash cannot tell which "
+            "one, if any, this is a copy of"
+        )
+        if self.disclosure.label_detected:
+            return text + "; it still shows an AI label"
+        return text + " (it may also be an edited copy of a picture they were made from)"
+
+    def _candidate_lines(self) -> list[str]:
+        """The outputs an ambiguous perceptual-hash match could be, nearest first, capped."""
+        listed = [item for item in self.ledger.get("phash_matches") or [] if isinstance(item, dict)]
+        count = int(self.ledger.get("phash_match_count") or len(listed))
+        lines = [
+            f"  ledger: AMBIGUOUS — {count} recorded outputs are within the perceptual-hash threshold "
+            f"({self.ledger.get('phash_threshold')}); none is named as this file's origin:"
+        ]
+        for item in listed:
+            withdrawn = ", ".join(str(w["consent_id"]) for w in item.get("withdrawn") or [])
+            lines.append(
+                f"    {item['output_id']}  distance {item['phash_distance']}  made "
+                f"{str(item['created_at'])[:10]} for {item['purpose']}"
+                + (f"  (consent {withdrawn} withdrawn since)" if withdrawn else "")
+            )
+        if count > len(listed):
+            lines.append(f"    … and {count - len(listed)} more (their ids: --json, ledger.other_matches)")
+        return lines
+
+    @property
     def soft_binding(self) -> dict[str, object] | None:
         """The manifest's soft binding checked against the watermark read from the pixels."""
         c2pa = self.disclosure.c2pa
@@ -146,7 +188,7 @@ class VerifyReport:
     @property
     def profile(self) -> ProfileReport:
         """The disclosure profile the manifest states and whether the file still meets it."""
-        recorded = self.ledger.get("disclosure") if self.ledger.get("found") else None
+        recorded = self.ledger.get("disclosure") if self.ledger.get("found") and not self.ambiguous else None
         aigc = self.ledger.get("aigc") if recorded else None
         return check_profile(
             self.disclosure,
@@ -195,7 +237,9 @@ class VerifyReport:
             )
         if isinstance(self.disclosure, VideoDisclosureReport):
             lines += ["  per time window:", *(f"    {line}" for line in self.disclosure.describe_windows())]
-        if self.ledger.get("found"):
+        if self.ambiguous:
+            lines += self._candidate_lines()
+        elif self.ledger.get("found"):
             how = self.ledger.get("matched_by")
             if how == "perceptual hash":
                 how = f"perceptual hash, distance {self.ledger.get('phash_distance')}"

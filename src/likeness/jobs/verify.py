@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from likeness.consent.registry import Registry
 from likeness.disclosure.phash import MAX_DISTANCE as PHASH_MAX_DISTANCE
@@ -10,6 +11,12 @@ from likeness.disclosure.read import ingredient_role, ledger_matches_by_phash, r
 from likeness.errors import LikenessError
 from likeness.home import Home
 from likeness.jobs.verdict import VerifyReport
+
+if TYPE_CHECKING:
+    from likeness.consent.records import OutputRecord
+
+PHASH_MATCHES_LISTED = 10
+"""How many of the outputs a perceptual-hash match could be are listed (nearest first)."""
 
 
 def verify_file(path: Path, *, home: Home) -> VerifyReport:
@@ -19,6 +26,7 @@ def verify_file(path: Path, *, home: Home) -> VerifyReport:
     ledger: dict[str, object] = {"found": False, "phash_threshold": PHASH_MAX_DISTANCE}
     with Registry.open(home) as registry:
         record, matched_by, distance, others = None, None, None, []
+        near: list[tuple[OutputRecord, int]] = []
         if report.watermark.found and report.watermark.output_id:
             record, matched_by = registry.get_output(report.watermark.output_id), "watermark"
         if record is None and report.c2pa.output_id and report.c2pa.state != "absent":
@@ -48,6 +56,7 @@ def verify_file(path: Path, *, home: Home) -> VerifyReport:
                 "phash_distance": distance,
                 "phash_threshold": PHASH_MAX_DISTANCE,
                 "other_matches": others,
+                **_phash_candidates(registry, near if matched_by == "perceptual hash" else []),
                 **record.to_dict(),
                 "withdrawn": _withdrawn(registry, record.consent_ids),
             }
@@ -56,6 +65,31 @@ def verify_file(path: Path, *, home: Home) -> VerifyReport:
                 ledger["disclosure"] = signed[1].get("disclosure")
                 ledger["aigc"] = signed[1].get("aigc")
     return VerifyReport(file=path, disclosure=report, ledger=ledger)
+
+
+def _phash_candidates(registry: Registry, near: list[tuple[OutputRecord, int]]) -> dict[str, object]:
+    """The outputs a perceptual-hash match could be, nearest first: more than one is ambiguous (the
+    hash cannot tell which one, if any, the file is a copy of), so none is named as its origin.
+
+    ``phash_matches`` lists the first :data:`PHASH_MATCHES_LISTED` (``phash_match_count`` says how
+    many there are); ``phash_ties`` counts the others at the closest one's distance.
+    """
+    closest = near[0][1] if near else None
+    return {
+        "ambiguous": len(near) > 1,
+        "phash_match_count": len(near),
+        "phash_ties": sum(1 for _, distance in near[1:] if distance == closest),
+        "phash_matches": [
+            {
+                "output_id": candidate.output_id,
+                "phash_distance": distance,
+                "created_at": candidate.created_at.isoformat(),
+                "purpose": candidate.purpose,
+                "withdrawn": _withdrawn(registry, candidate.consent_ids),
+            }
+            for candidate, distance in near[:PHASH_MATCHES_LISTED]
+        ],
+    }
 
 
 def _withdrawn(registry: Registry, consent_ids: tuple[str, ...]) -> list[dict[str, object]]:

@@ -586,6 +586,8 @@ def disclosure_items(report: VerifyReport) -> list[str]:
 
 
 def _ledger_line(ledger: Mapping[str, Any]) -> str:
+    if ledger.get("found") and ledger.get("ambiguous"):
+        return _ambiguous_ledger_line(ledger)
     if ledger.get("found"):
         consents = ", ".join(str(c) for c in ledger.get("consent_ids", []) or [])
         how = str(ledger.get("matched_by") or "")
@@ -611,6 +613,22 @@ def _ledger_line(ledger: Mapping[str, Any]) -> str:
             f"<code>{escape(str(source.get('output_id')))}</code>"
         )
     return "Ledger: no record of this file in this installation"
+
+
+def _ambiguous_ledger_line(ledger: Mapping[str, Any]) -> str:
+    """Several outputs within the perceptual-hash threshold: each with its distance, none as the origin."""
+    listed = [m for m in ledger.get("phash_matches") or [] if isinstance(m, Mapping)]
+    count = int(ledger.get("phash_match_count") or len(listed))
+    names = ", ".join(
+        f"<code>{escape(str(m.get('output_id')))}</code> (distance {escape(str(m.get('phash_distance')))})"
+        for m in listed
+    )
+    more = f" and {count - len(listed)} more" if count > len(listed) else ""
+    return (
+        f"Ledger: <b>ambiguous</b> — {count} recorded outputs are within the perceptual-hash threshold "
+        f"({escape(str(ledger.get('phash_threshold')))} of 64 bits); none is named as this file's origin: "
+        f"{names}{more}"
+    )
 
 
 def windows_table(report: VerifyReport) -> str:
