@@ -154,7 +154,8 @@ def faces(
     "--detect-every",
     type=click.IntRange(*DETECT_EVERY),
     default=None,
-    help="video: run face detection every N frames, tracking in between (default 5)",
+    help="video: run face detection every N frames, tracking in between (default 5); a face that comes "
+    "into view between two detections keeps its own pixels until the next one (1: look on every frame)",
 )
 @click.option(
     "--on-corrupt",
