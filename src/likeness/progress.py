@@ -79,7 +79,7 @@ class CancelToken:
         if self.event.is_set():
             raise Cancelled(
                 f"cancelled {where}; nothing was written under the output name",
-                hint=hint or "run the same command again to start over",
+                hint=hint or "run the same command again (a video job resumes from its finished segments)",
             )
 
 

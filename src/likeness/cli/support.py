@@ -85,7 +85,11 @@ def handle_errors(command: F) -> F:
         except click.ClickException:
             raise
         except KeyboardInterrupt:
-            click.echo("likeness: interrupted; nothing was written", err=True)
+            click.echo(
+                "likeness: interrupted; nothing was written under the output name (run the same command "
+                "again: a video job resumes from its finished segments)",
+                err=True,
+            )
             sys.exit(130)
         except Exception as error:
             if os.environ.get(DEBUG_ENV):
