@@ -510,6 +510,13 @@ def test_cli_refuses_image_options_on_video_and_video_options_on_images(
         cli, [*base, "--target", str(scene_clip), "--out", str(tmp_path / "o.mp4"), "--face-index", "0"]
     )
     assert on_video.exit_code == 2 and "--face-index applies to images" in on_video.output
+    for codec, out in (("ffv1", "o.mp4"), (None, "o.mov")):
+        crf = CliRunner().invoke(
+            cli,
+            [*base, "--target", str(scene_clip), "--out", str(tmp_path / out), "--crf", "10"]
+            + (["--codec", codec] if codec else []),
+        )
+        assert crf.exit_code == 2 and "--crf sets H.264's quality" in crf.output, crf.output
     on_image = CliRunner().invoke(
         cli,
         [*base, "--target", str(faces_dir / "obama/1.jpg"), "--out", str(tmp_path / "o.jpg"), "--crf", "20"],
