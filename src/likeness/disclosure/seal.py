@@ -56,10 +56,14 @@ from likeness.errors import BadInput, Cancelled, DisclosureError, LikenessError,
 from likeness.fsutil import sha256_file
 from likeness.home import Home
 from likeness.media.frames import Frame, FrameSource, ResumePoint
+from likeness.media.video_read import SkippedSpan, dropped_note
 from likeness.progress import CancelToken, Progress, StageTimer, no_progress, timed
 
 Result = TypeVar("Result", covariant=True)
 LABELS_STATE = "disclosure_labels"
+DROPPED_FACTS = "source_frames_dropped"
+"""The key of the disclosure facts (manifest and ledger) listing the source frames the output leaves
+out (:attr:`SealJob.dropped`)."""
 """The key under which a footage checkpoint keeps :meth:`Marker.checkpoint`."""
 LABEL_COVERS_FACE = (
     "the visible label covers a detected face: at the legal size every corner would have covered one"
@@ -104,6 +108,10 @@ class SealJob:
     """``default``, ``eu`` or ``cn`` (:mod:`likeness.disclosure.profiles`)."""
     content_producer: str = "likeness"
     """The AIGC implicit label's ContentProducer (the policy's ``[disclosure] content_producer``)."""
+    dropped: Callable[[], Sequence[SkippedSpan]] = lambda: ()
+    """Source frames the output leaves out (footage: damaged ones under ``on_corrupt="skip"``, frames
+    with out-of-order timestamps); complete once the frames are exhausted. Stated in the output's
+    notes, and in its disclosure facts (manifest and ledger entry) under :data:`DROPPED_FACTS`."""
 
 
 @dataclass(frozen=True)
@@ -556,6 +564,12 @@ def _seal_once(
         aigc = aigc_fields(begun.output_id, job.content_producer, perceptual)
         embed_aigc(encoded, sink.media_type, aigc)
     consent_ids = list(dict.fromkeys(job.consent_ids()))
+    dropped = list(job.dropped())
+    disclosure = marker.facts()
+    if dropped:  # nothing silent: what the output leaves out is said where the output is described
+        disclosure = {**disclosure, DROPPED_FACTS: [span.to_dict() for span in dropped]}
+    note = dropped_note(dropped)
+    dropped_notes = (note,) if note else ()
     sealed = SealedOutput(
         path=sink.out_path,
         output_id=begun.output_id,
@@ -566,9 +580,9 @@ def _seal_once(
         purpose=job.purpose,
         phash=perceptual,
         c2pa=False,
-        notes=marker.notes(),
+        notes=(*marker.notes(), *dropped_notes),
         ingredient_sha256={item.role: item.sha256 for item in job.ingredients},
-        disclosure=marker.facts(),
+        disclosure=disclosure,
         aigc=aigc,
     )
     head = job.ledger_head()

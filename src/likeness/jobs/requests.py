@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from likeness.consent.records import GateDecision
     from likeness.disclosure.footage_sink import SealedVideo
     from likeness.media.video import EncodeSettings
+    from likeness.media.video_read import SkippedSpan
 
 FacesMode = Literal["consented", "all"]
 FACES_MODES = ("consented", "all")
@@ -135,7 +136,11 @@ class SwapOutcome:
     video: SealedVideo | None = None
     """Footage: codec, frames, audio, segments and the self-check."""
     notes: tuple[str, ...] = ()
-    """What the user should know about the output's disclosure (e.g. the label covers a face)."""
+    """What the user should know about the output's disclosure (e.g. the label covers a face, or
+    source frames were dropped)."""
+    frames_dropped: list[SkippedSpan] = field(default_factory=list)
+    """Footage: the source frames the output leaves out (damaged ones under ``on_corrupt="skip"``,
+    frames with out-of-order timestamps), each span with its times, frame count and reason."""
 
     @property
     def faces_swapped(self) -> int:
@@ -158,6 +163,7 @@ class SwapOutcome:
         data["matches"] = [m.to_dict() for m in self.decision.matches]
         if self.video is not None:
             data["video"] = self.video.to_dict()
+            data["frames_dropped"] = [span.to_dict() for span in self.frames_dropped]
         data["notes"] = list(self.notes)
         data["timings_s"] = {k: round(v, 4) for k, v in self.timings.items()}
         return data

@@ -31,6 +31,7 @@ from likeness.consent.gate import GateDecision, Involvement, check_consent
 from likeness.consent.policy import Policy
 from likeness.consent.registry import Registry
 from likeness.disclosure.seal import (
+    DROPPED_FACTS,
     SealJob,
     check_label_options,
     check_label_room,
@@ -62,6 +63,7 @@ from likeness.media.background import in_background
 from likeness.media.frames import FrameSource, StillSource
 from likeness.media.image import Picture, load_image
 from likeness.media.video_probe import VideoInfo, looks_like_video
+from likeness.media.video_read import SkippedSpan
 from likeness.progress import CancelToken, Progress, StageTimer, no_progress
 
 if TYPE_CHECKING:  # footage's modules are imported by a footage job only (a still's start-up skips them)
@@ -297,6 +299,7 @@ def run_job(
             faces=(lambda: [f.box for f in still_faces]) if tracked is None else tracked.first_faces,
             disclosure_profile=profile,
             content_producer=policy.content_producer,
+            dropped=(lambda: ()) if tracked is None else tracked.skipped,
         )
         if footage is None:
             sink: StillSink | FootageSink = StillSink(request.out)
@@ -353,6 +356,7 @@ def run_job(
         tracks=tracked.tracks() if tracked is not None else [],
         video=result,
         notes=result.output.notes,
+        frames_dropped=_dropped(result.output),
     )
 
 
@@ -369,6 +373,12 @@ def _target_ingredient(target: _Target, timer: StageTimer) -> Ingredient:
 def _final(decision: GateDecision, tracked: FootageFrames | None) -> GateDecision:
     """The gate's decision with every footage track's match added."""
     return decision if tracked is None else tracked.decision(decision)
+
+
+def _dropped(sealed: SealedOutput) -> list[SkippedSpan]:
+    """The source frames the output leaves out, as its recorded disclosure states them (also for a
+    job finished by adopting a signed file, whose frames were not read again)."""
+    return [SkippedSpan.from_dict(raw) for raw in (sealed.disclosure or {}).get(DROPPED_FACTS, [])]
 
 
 def _recorded_sha256(registry: Registry) -> Callable[[str], str | None]:

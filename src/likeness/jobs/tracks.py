@@ -79,7 +79,7 @@ from likeness.jobs.requests import TrackReport, VideoSwapRequest
 from likeness.jobs.selection import SwapTransform
 from likeness.media.background import close_pool
 from likeness.media.frames import Frame, ResumePoint
-from likeness.media.video import VideoInfo, open_frames
+from likeness.media.video import SkippedSpan, VideoInfo, open_frames
 from likeness.progress import StageTimer
 
 T = TypeVar("T")
@@ -221,6 +221,10 @@ class FootageFrames:
         """The faces followed on the previous frame (their sizes set the detection scale)."""
         self._last_full: float | None = None
         """When the last full-scale detection ran (seconds into the clip)."""
+        self._skipped_before: list[SkippedSpan] = []
+        """Source frames an earlier run of this job dropped (from its checkpoint)."""
+        self._skipped_now: list[SkippedSpan] = []
+        """The list this run's reader adds the frames it drops to (:attr:`FrameReader.skipped`)."""
 
     # -- the FrameSource protocol ------------------------------------------------------------------
 
@@ -246,6 +250,7 @@ class FootageFrames:
                 self.analyzer if self.pipeline else None, self.timer, self._take_first_scan()
             ) as early,
         ):
+            self._skipped_now = reader.skipped
             frames = iter(reader)
             pending: deque[_Pending] = deque()
             with self.timer.stage("decode"):
@@ -276,6 +281,7 @@ class FootageFrames:
             "tracks": [t.to_dict() for t in [*self._earlier, *live]],
             "matches": [_match_json(m) for m in self._matches.values()],
             "next_track_id": max([self._next_track_id, *(t.track_id + 1 for t in self._tracks.values())]),
+            "skipped": [span.to_dict() for span in self.skipped()],
         }
 
     def first_faces(self) -> list[tuple[int, int, int, int]]:
@@ -302,6 +308,21 @@ class FootageFrames:
 
     def tracks(self) -> list[TrackReport]:
         return [*self._earlier, *(s.report() for s in self._tracks.values())]
+
+    def skipped(self) -> list[SkippedSpan]:
+        """The source frames this job dropped (damaged, with ``on_corrupt="skip"``, or with out-of-order
+        timestamps), the spans an interrupted run found included. The reader runs a few frames ahead
+        of the last finished segment, so a resumed run may find a span again: one with the same start
+        and reason replaces the earlier run's (it has seen at least as much of it)."""
+        spans = list(self._skipped_before)
+        for span in list(self._skipped_now):  # a copy: the reader's thread may be adding to it
+            key = (round(span.start, 4), span.reason)  # as a checkpoint keeps it
+            same = [i for i, s in enumerate(spans) if (round(s.start, 4), s.reason) == key]
+            if same:
+                spans[same[0]] = span
+            else:
+                spans.append(span)
+        return spans
 
     # -- one frame ------------------------------------------------------------------------------------
 
@@ -613,6 +634,8 @@ class FootageFrames:
             match = _match_from_json(raw)
             self._matches[(match.identity_id, match.consent_id)] = match
         self._next_track_id = int(state.get("next_track_id", 1))
+        self._skipped_before = [SkippedSpan.from_dict(raw) for raw in state.get("skipped", [])]
+        self._skipped_now = []
 
 
 def resume_key(request: VideoSwapRequest, source_sha256: str, tools: dict[str, Any]) -> dict[str, str]:

@@ -14,6 +14,12 @@ next keyframe, because those frames are predicted from the broken one — and li
 in :attr:`FrameReader.skipped`. Frames keep their own pts, so an encoder fed the survivors holds the
 last good picture over a gap and the audio stays in sync.
 
+Out-of-order timestamps. A frame whose pts is not after the previous frame's (a repeat, or one that
+goes backwards) cannot be encoded in order, so it is dropped in both modes (at a repeated time the
+first frame shown is kept); each such drop is listed in :attr:`FrameReader.skipped` too (one span per
+run of consecutive drops), so a job can say how many frames it left out and where
+(:func:`dropped_note`).
+
 Where: decoders running on several threads report an error a few packets after the damaged one, so
 the error names the next frame number and brackets the time between the last good frame and the
 packet that failed.
@@ -65,14 +71,80 @@ class DecodedFrame:
     """Whether the source coded this frame as a keyframe (decodable on its own)."""
 
 
+OUT_OF_ORDER = "timestamp not after the previous frame's"
+"""The reason of a span of frames dropped for their timestamps (see the module docstring)."""
+
+
 @dataclass(frozen=True)
 class SkippedSpan:
-    """Frames dropped under ``on_corrupt="skip"``: from ``start`` up to (not including) ``end`` seconds."""
+    """Frames the reader dropped: damaged ones (``on_corrupt="skip"``), from ``start`` up to (not
+    including) ``end`` seconds (``None``: the end of the file), or frames with out-of-order
+    timestamps (:data:`OUT_OF_ORDER`, in both modes), at ``start`` to ``end`` (their first and last
+    time). A decode error's span starts at the last good frame (see the module docstring).
+    ``frames``: how many were dropped (an estimate from the frame rate where the data was lost;
+    ``None``: unknown)."""
 
     start: float
     end: float | None
     reason: str
     frames: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": round(self.start, 4),
+            "end": None if self.end is None else round(self.end, 4),
+            "frames": self.frames,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SkippedSpan:
+        end, frames = data.get("end"), data.get("frames")
+        return cls(
+            start=float(data["start"]),
+            end=None if end is None else float(end),
+            reason=str(data["reason"]),
+            frames=None if frames is None else int(frames),
+        )
+
+    def describe(self) -> str:
+        """E.g. ``21 frames at 0.360–1.200 s (stream ends early)``."""
+        count = "frames (how many is unknown)" if self.frames is None else _frames(self.frames)
+        if self.end is None:
+            where = f"from {self.start:.3f} s to the end"
+        elif self.end - self.start < 1e-6:
+            where = f"at {self.start:.3f} s"
+        else:
+            where = f"at {self.start:.3f}–{self.end:.3f} s"
+        return f"{count} {where} ({self.reason})"
+
+
+def _frames(count: int) -> str:
+    return f"{count} frame{'' if count == 1 else 's'}"
+
+
+NOTE_SPANS = 5
+"""Spans named in :func:`dropped_note` (the full list goes with the outcome and the credentials)."""
+
+
+def dropped_note(spans: list[SkippedSpan]) -> str | None:
+    """One line saying how many source frames were dropped, and where (``None`` if none were)."""
+    if not spans:
+        return None
+    known = sum(s.frames or 0 for s in spans)
+    total = _frames(known) if all(s.frames is not None for s in spans) else f"at least {_frames(known)}"
+    listed = "; ".join(s.describe() for s in spans[:NOTE_SPANS])
+    more = f"; and {len(spans) - NOTE_SPANS} more span(s)" if len(spans) > NOTE_SPANS else ""
+    verb = "was" if total == _frames(1) else "were"
+    return f"{total} of the source {verb} dropped (not in the output): {listed}{more}"
+
+
+def _estimate(start: float, end: float | None, nominal: float, *, from_good: bool) -> int | None:
+    """Frames lost between ``start`` and ``end`` at ``nominal`` seconds a frame (``from_good``:
+    ``start`` is the last good frame, shown, so it is not counted)."""
+    if end is None or nominal <= 0:
+        return None
+    return max(round((end - start) / nominal) - (1 if from_good else 0), 0)
 
 
 class FrameReader:
@@ -251,6 +323,7 @@ class FrameReader:
         resync_pending = False  # skip mode: waiting for the next keyframe packet
         damage_start: float | None = None
         last_yielded: float | None = None
+        dropping = False  # the frame before was dropped for its timestamp
 
         def frames_of(packet: Any) -> list[Any]:
             return list(packet.decode()) if packet is not None else list(stream.decode(None))
@@ -298,22 +371,32 @@ class FrameReader:
                     first_seen = True
                     if not frame.key_frame or pts > int(self.after_pts):  # type: ignore[arg-type]
                         raise _SeekLandedLate
-                if self.after_pts is not None and pts <= self.after_pts:
-                    continue
                 if resync_pending or (resync_until is not None and pts < resync_until):
                     continue
+                before_resume = self.after_pts is not None and pts <= self.after_pts
                 resynced = damage_start is not None
                 if resynced:
-                    self.skipped.append(
-                        SkippedSpan(damage_start, time, "decode error: dropped until keyframe")
-                    )
+                    if not before_resume:  # else the run that wrote the frames up to after_pts noted it
+                        frames = _estimate(damage_start, time, nominal, from_good=True)
+                        if info.is_vfr:
+                            frames = None  # no steady rate to count by
+                        self.skipped.append(
+                            SkippedSpan(damage_start, time, "decode error: dropped until keyframe", frames)
+                        )
                     damage_start, resync_until = None, None
+                if before_resume:
+                    continue
                 if frame.is_corrupt:
                     self._damage(index, time, None, "the decoder flagged this frame as damaged")
                     self.skipped.append(SkippedSpan(time, time + nominal, "frame flagged corrupt", 1))
                     continue
                 if last_pts is not None and pts <= last_pts:
-                    continue  # duplicate timestamp: keep the first frame shown at that time
+                    # Cannot be encoded in order: dropped (at a repeated time the first frame is kept),
+                    # and listed; consecutive drops make one span.
+                    self._out_of_order(time, last_time, dropping_since=dropping)
+                    dropping = True
+                    continue
+                dropping = False
                 if (
                     last_time is not None
                     and not resynced
@@ -349,8 +432,23 @@ class FrameReader:
         if check_seek and not first_seen:
             raise _SeekLandedLate
         if damage_start is not None:
-            self.skipped.append(SkippedSpan(damage_start, None, "decode error near the end: frames dropped"))
-        self._check_end(index, last_time, nominal)
+            end = None if info.duration is None else info.start_time + info.duration
+            frames = None if info.is_vfr else _estimate(damage_start, end, nominal, from_good=True)
+            self.skipped.append(
+                SkippedSpan(damage_start, end, "decode error near the end: frames dropped", frames)
+            )
+        else:  # (after a decode error near the end, that span already runs to the declared end)
+            self._check_end(index, last_time, nominal)
+
+    def _out_of_order(self, time: float, last_time: float | None, *, dropping_since: bool) -> None:
+        """List a frame dropped because its timestamp is not after the previous frame's."""
+        last = self.skipped[-1] if self.skipped else None
+        if dropping_since and last is not None and last.reason == OUT_OF_ORDER:
+            self.skipped[-1] = SkippedSpan(
+                min(last.start, time), max(last.end or time, time), OUT_OF_ORDER, (last.frames or 0) + 1
+            )
+            return
+        self.skipped.append(SkippedSpan(time, time, OUT_OF_ORDER, 1))
 
     def _check_end(self, index: int, last_time: float | None, nominal: float) -> None:
         info = self.info
@@ -366,7 +464,12 @@ class FrameReader:
                 f"the video stops at {shown_until:.3f} s but the file declares {declared_end:.3f} s "
                 "(truncated, or data lost mid-file)",
             )
-            self.skipped.append(SkippedSpan(shown_until, declared_end, "stream ends early"))
+            frames = _estimate(shown_until, declared_end, nominal, from_good=False)
+            if info.is_vfr:  # no steady rate: the frames the container indexes, less those handed out
+                dropped = sum(s.frames or 0 for s in self.skipped)
+                left = info.frame_count - index - dropped
+                frames = left if info.frame_count_exact and left > 0 else None
+            self.skipped.append(SkippedSpan(shown_until, declared_end, "stream ends early", frames))
 
 
 class _SeekLandedLate(Exception):
