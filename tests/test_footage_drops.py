@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import video_fixtures as vf
 from likeness.consent.registry import Registry
 from likeness.demo import asset
 from likeness.disclosure.credentials import read_credentials
@@ -28,7 +29,7 @@ from likeness.jobs.enrol import enrol_identity
 from likeness.jobs.requests import EnrolRequest, SwapOutcome, VideoSwapRequest
 from likeness.jobs.road import swap_video
 from likeness.media.image import load_image
-from likeness.media.video import iter_frames, probe_video
+from likeness.media.video import iter_frames, open_frames, probe_video
 from likeness.progress import CancelToken
 
 PURPOSE = "education"
@@ -241,5 +242,44 @@ def test_a_resumed_job_still_reports_the_frames_dropped_before_it_was_interrupte
             "reason": "stream ends early",
         }
     ]
+    assert recorded(home, outcome) == (expected, expected, expected)
+    assert any(n.startswith(f"{FRAMES - kept} frames of the source were dropped") for n in outcome.notes)
+
+
+class CancelAtFrame(CancelToken):
+    """A Ctrl-C that lands just before output frame ``frame`` is sealed."""
+
+    def __init__(self, frame: int) -> None:
+        super().__init__()
+        self.frame = frame
+
+    def check(self, where: str, *, hint: str | None = None) -> None:
+        if where.startswith(f"at frame {self.frame} "):
+            self.cancel()
+        super().check(where, hint=hint)
+
+
+def test_a_job_resumed_mid_clip_reports_each_dropped_frame_once(home: Home, tmp_path: Path) -> None:
+    """Two damaged frames in an all-intra clip, the job interrupted between them once the first segment
+    is finished: the checkpoint holds both spans (the reader runs ahead of the segment), the resumed
+    run reads the second damage again, and each is reported once, counted once."""
+    clip = encode(tmp_path / "intra.mp4", portrait_frames(), pts=[i * 40 for i in range(FRAMES)])
+    vf.corrupt_packet(clip, tmp_path / "one.mp4", 3)
+    damaged = tmp_path / "two.mp4"
+    vf.corrupt_packet(tmp_path / "one.mp4", damaged, 14)
+    with open_frames(damaged, on_corrupt="skip") as reader:
+        kept = len(list(reader))
+    expected = [span.to_dict() for span in reader.skipped]
+    assert len(expected) == 2 and sum(span.frames or 0 for span in reader.skipped) == FRAMES - kept
+
+    out = tmp_path / "out.mp4"
+    job = request(damaged, out, on_corrupt="skip", segment_seconds=0.4)
+    with pytest.raises(Cancelled):
+        swap_video(job, home=home, cancel=CancelAtFrame(10))
+    assert not out.exists() and job_folder(out).is_dir()
+
+    outcome = swap_video(job, home=home)
+    assert outcome.video is not None and 0 < outcome.video.reused_segments < outcome.video.segments
+    assert outcome.video.frames == kept
     assert recorded(home, outcome) == (expected, expected, expected)
     assert any(n.startswith(f"{FRAMES - kept} frames of the source were dropped") for n in outcome.notes)

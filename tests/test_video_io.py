@@ -297,6 +297,30 @@ def test_corrupt_data_can_be_skipped_when_asked(clips: dict[str, Clip], tmp_path
     assert all(b.pts > a.pts for a, b in itertools.pairwise(frames))
 
 
+def test_a_skipped_span_counts_its_frames_and_a_resume_past_it_does_not_report_it_again(
+    clips: dict[str, Clip], tmp_path: Path
+) -> None:
+    """The span names how many frames the output lacks; a job resumed after it (the earlier run noted
+    it) decodes the damage again on its way to the resume point, and must not report it a second time,
+    least of all as one running from the start of the clip."""
+    clip = clips["avi-mpeg4-mp3"]
+    bad = tmp_path / "bad.avi"
+    vf.corrupt_packet(clip.path, bad, 30, skip=0)
+    with open_frames(bad, on_corrupt="skip") as reader:
+        frames = list(reader)
+    span = reader.skipped[0]
+    assert span.end is not None
+    kept = {f.pts for f in frames}
+    lost = [f.pts for f in iter_frames(clip.path) if span.start < f.time < span.end]
+    assert lost and not kept & set(lost)
+    assert span.frames == len(lost)
+    after = next(f.pts for f in frames if f.time >= span.end)
+    with open_frames(bad, on_corrupt="skip", after_pts=after) as resumed:
+        rest = [f.pts for f in resumed]
+    assert rest == [f.pts for f in frames if f.pts > after]
+    assert [s for s in resumed.skipped if s.start <= span.start] == []
+
+
 def test_container_damage_is_caught_as_an_early_end(clips: dict[str, Clip], tmp_path: Path) -> None:
     data = clips["mkv-vp9-opus"].path.read_bytes()
     (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
