@@ -283,3 +283,32 @@ def test_a_job_resumed_mid_clip_reports_each_dropped_frame_once(home: Home, tmp_
     assert outcome.video.frames == kept
     assert recorded(home, outcome) == (expected, expected, expected)
     assert any(n.startswith(f"{FRAMES - kept} frames of the source were dropped") for n in outcome.notes)
+
+
+def test_the_swap_command_says_the_dropped_frames_in_text_and_json(home: Home, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from likeness.cli import main
+
+    clip = truncated_clip(tmp_path)
+    source = str(asset("darwin_1.jpg"))
+
+    def swap(out: str, *extra: str):
+        args = ["--home", str(home.root), "swap", "--source", source, "--target", str(clip)]
+        args += ["--purpose", PURPOSE, "--out", str(tmp_path / out), "--on-corrupt", "skip", *extra]
+        return CliRunner().invoke(main, args, catch_exceptions=False)
+
+    text = swap("text.mp4")
+    assert text.exit_code == 0, text.stderr
+    kept = int(text.stdout.split("video: ")[1].split(" frames")[0])
+    assert f"note: {FRAMES - kept} frames of the source were dropped" in text.stdout
+    assert f"{kept / FPS:.3f}–0.800 s (stream ends early)" in text.stdout
+
+    as_json = swap("json.mp4", "--json")
+    assert as_json.exit_code == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    assert data["video"]["frames"] == kept
+    assert [(s["frames"], s["reason"]) for s in data["frames_dropped"]] == [
+        (FRAMES - kept, "stream ends early")
+    ]
+    assert any(n.startswith(f"{FRAMES - kept} frames of the source were dropped") for n in data["notes"])
