@@ -161,7 +161,8 @@ def faces(
     "--on-corrupt",
     type=click.Choice(["stop", "skip"]),
     default=None,
-    help="video: stop at damaged frames (default), or drop them",
+    help="video: stop at damaged frames (default), or drop them (the output's notes, --json "
+    "frames_dropped and its credentials and ledger entry say which)",
 )
 @click.option(
     "--segment-seconds",
