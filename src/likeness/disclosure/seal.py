@@ -61,10 +61,10 @@ from likeness.progress import CancelToken, Progress, StageTimer, no_progress, ti
 
 Result = TypeVar("Result", covariant=True)
 LABELS_STATE = "disclosure_labels"
+"""The key under which a footage checkpoint keeps :meth:`Marker.checkpoint`."""
 DROPPED_FACTS = "source_frames_dropped"
 """The key of the disclosure facts (manifest and ledger) listing the source frames the output leaves
 out (:attr:`SealJob.dropped`)."""
-"""The key under which a footage checkpoint keeps :meth:`Marker.checkpoint`."""
 LABEL_COVERS_FACE = (
     "the visible label covers a detected face: at the legal size every corner would have covered one"
 )
