@@ -393,7 +393,7 @@ class FrameReader:
                 if last_pts is not None and pts <= last_pts:
                     # Cannot be encoded in order: dropped (at a repeated time the first frame is kept),
                     # and listed; consecutive drops make one span.
-                    self._out_of_order(time, last_time, dropping_since=dropping)
+                    self._out_of_order(time, dropping_since=dropping)
                     dropping = True
                     continue
                 dropping = False
@@ -440,7 +440,7 @@ class FrameReader:
         else:  # (after a decode error near the end, that span already runs to the declared end)
             self._check_end(index, last_time, nominal)
 
-    def _out_of_order(self, time: float, last_time: float | None, *, dropping_since: bool) -> None:
+    def _out_of_order(self, time: float, *, dropping_since: bool) -> None:
         """List a frame dropped because its timestamp is not after the previous frame's."""
         last = self.skipped[-1] if self.skipped else None
         if dropping_since and last is not None and last.reason == OUT_OF_ORDER:
