@@ -242,6 +242,23 @@ def test_vfr_timing_is_kept_frame_by_frame(faces_dir: Path, tmp_path: Path) -> N
     assert out_times == pytest.approx([p / 90000 for p in pts], abs=1e-3)
 
 
+def test_a_pause_just_after_a_segment_starts_joins(faces_dir: Path, tmp_path: Path) -> None:
+    """A segment's encoder starts decoding before its first frame by as long as its first frames take
+    to reorder; after a pause (frames dropped as damaged, or variable timing) that reached back past
+    the previous segment's last packet, and the join was refused ("Invalid argument")."""
+    frames = list(vf.pan_frames(vf.load_rgb(faces_dir / vf.PERSON_A), count=25))
+    pts = [40 * i for i in range(12)] + [680 + 40 * i for i in range(13)]  # 0.44 s, then 0.24 s later
+    source = vf.write_clip(tmp_path / "pause.mkv", frames, pts=pts, time_base=Fraction(1, 1000), audio=None)
+    result = encode(source, tmp_path / "job", EncodeSettings(preset="veryfast", segment_seconds=0.4))
+    assert result.segments >= 2
+    assert [f.time for f in iter_frames(result.path)] == pytest.approx([p / 1000 for p in pts], abs=1e-3)
+    import av
+
+    with av.open(str(result.path)) as joined:
+        decode_times = [p.dts for p in joined.demux(joined.streams.video[0]) if p.size]
+    assert len(decode_times) == len(pts) and decode_times == sorted(set(decode_times)), "they only go forward"
+
+
 @pytest.mark.parametrize("policy", ["bake", "keep"])
 def test_rotated_phone_clip_comes_out_upright(faces_dir: Path, tmp_path: Path, policy: str) -> None:
     frames = list(vf.pan_frames(vf.load_rgb(faces_dir / vf.PERSON_A), count=20))

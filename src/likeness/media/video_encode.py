@@ -249,6 +249,25 @@ def _our_files(job_dir: Path) -> list[Path]:
     return sorted(found)
 
 
+def _after(last_dts: int | None, pts: int, dts: int, segment: Path) -> int:
+    """A packet's decoding time, moved just after the previous packet's where it is not after it.
+
+    Each segment has its own encoder, which starts its decoding times before its first frame's
+    presentation time by as long as its frames take to reorder: after a pause in the footage (frames
+    dropped, or variable timing) that can reach back before the previous segment's last packet, and
+    a container refuses decoding times that go back. Moved up by a tick at a time, they stay at or
+    before the packets' presentation times, which are not touched (frames show when they did)."""
+    if last_dts is None or dts > last_dts:
+        return dts
+    if last_dts + 1 > pts:
+        raise LikenessError(
+            f"{segment}: its frames cannot follow the previous segment's in this time base (decoding time "
+            f"{last_dts + 1} after presentation time {pts})",
+            hint="encode again with longer segments (--segment-seconds)",
+        )
+    return last_dts + 1
+
+
 def remove_job(job_dir: str | Path) -> None:
     """Delete what a :class:`VideoEncoder` wrote in ``job_dir`` (and the folder if that empties it)."""
     job_dir = Path(job_dir)
@@ -694,6 +713,7 @@ class VideoEncoder:
         import av
 
         tb = self._time_base
+        last_dts: int | None = None
         for record in self.segments:
             stamps = _read_json(self.job_dir / f"seg_{record.number:05d}.json")["packets"]
             count = 0
@@ -706,6 +726,8 @@ class VideoEncoder:
                         break
                     pts, dts, duration, _key = stamps[count]
                     count += 1
+                    dts = _after(last_dts, pts, dts, self.job_dir / record.file)
+                    last_dts = dts
                     packet.pts, packet.dts = pts, dts
                     packet.duration = duration
                     packet.time_base = tb
