@@ -211,6 +211,12 @@ def test_frames_with_out_of_order_timestamps_are_dropped_and_said_without_any_op
     assert in_json == expected and in_manifest == expected and in_ledger == expected
     total = sum(n for _, _, n in dropped)
     assert any(n.startswith(f"{total} frames of the source were dropped") for n in outcome.notes)
+    # The app's result says it too (its banner, built from the same outcome).
+    from likeness.webapp.studio import VideoResult
+    from likeness.webapp.views import video_banner
+
+    banner = video_banner(VideoResult(outcome=outcome, source_name="Charles Darwin", names={}), None)
+    assert f"{total} frames of the source were dropped" in banner
 
 
 def test_a_resumed_job_still_reports_the_frames_dropped_before_it_was_interrupted(

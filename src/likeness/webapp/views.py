@@ -208,6 +208,7 @@ def swap_banner(result: SwapResult, report: VerifyReport | None) -> str:
     disclosure = [
         f"Output id <code>{escape(outcome.output_id)}</code>, recorded in the audit ledger",
         "Visible AI-GENERATED label in the corner",
+        *(escape(note) for note in outcome.notes),
     ]
     if report is not None:
         wm = report.disclosure.watermark
@@ -243,6 +244,7 @@ def video_banner(result: VideoResult, report: VerifyReport | None) -> str:
         + ("" if result.playable else " (not playable in a browser: download it)"),
         *(escape(line) for line in video.audio),
         *(escape(note) for note in video.notes),
+        *(escape(note) for note in outcome.notes),  # e.g. source frames dropped, a label over a face
     ]
     if result.resumed:
         facts.insert(0, f"Resumed: {video.reused_segments} finished segment(s) of the cancelled run reused")
