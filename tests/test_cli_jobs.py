@@ -118,6 +118,21 @@ def test_a_file_at_out_is_replaced_only_when_it_is_a_recorded_output_or_with_ove
     assert again["output_id"] != first["output_id"] and out.read_bytes() != made
 
 
+def test_an_output_gets_the_mode_the_umask_gives_a_new_file(
+    studio: dict, faces_dir: Path, tmp_path: Path
+) -> None:
+    """Work in progress is private (0600); the output the user asked for is a file like any other."""
+    out = tmp_path / "shared.png"
+    swap = ["swap", "--source", str(faces_dir / "obama/3.jpg"), "--target", str(faces_dir / "biden/1.jpg")]
+    old = os.umask(0o027)
+    try:
+        code, data = run_json(studio["home"], *swap, "--purpose", "education", "--out", str(out))
+    finally:
+        os.umask(old)
+    assert code == 0, data
+    assert out.stat().st_mode & 0o777 == 0o640
+
+
 def test_verify_on_a_clean_photo_finds_nothing(studio: dict, faces_dir: Path) -> None:
     code, report = run_json(studio["home"], "verify", str(faces_dir / "biden/2.jpg"))
     assert code == 0

@@ -192,6 +192,9 @@ def test_consented_target_is_swapped_and_the_bystander_left_untouched(
     assert {c["role"] for c in entry["checks"]} == {"source", "target"}
     assert any(s.startswith("frame ") and "ETA" in s for s in stages)
     assert fractions == sorted(fractions), "the progress never goes back"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask, "the mode a new file gets, not the job's 0600"
     assert [p.name for p in outs.iterdir()] == ["out.mp4"], "no job folder left behind"
 
 

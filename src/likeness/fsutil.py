@@ -55,6 +55,28 @@ def fsync_dir(folder: Path | str) -> None:
         os.close(fd)
 
 
+def created_file_mode() -> int:
+    """The mode a new file gets under this process's umask (0o666 less the umask): what a user
+    expects of a file they asked for. Work in progress stays private (0600) until then."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)  # no /proc (macOS, BSD): read it by setting it, then put it back
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def move_into_place(finished: Path | str, path: Path | str) -> None:
+    """Rename a finished file onto ``path`` (atomic within one filesystem) with the mode a new file
+    gets (:func:`created_file_mode`), and make the rename durable."""
+    os.chmod(finished, created_file_mode())
+    os.replace(finished, path)
+    fsync_dir(Path(path).parent)
+
+
 def same_file(a: Path | str, b: Path | str) -> bool:
     """Whether two paths name one file (hard links and symlinks included; also when neither exists)."""
     a, b = Path(a), Path(b)

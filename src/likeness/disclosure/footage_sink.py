@@ -46,7 +46,7 @@ from likeness.disclosure.seal import Begun, MarkedFrame
 from likeness.disclosure.still_sink import check_destination
 from likeness.disclosure.types import Ingredient, SealedOutput
 from likeness.errors import DisclosureError, LikenessError, UsageError
-from likeness.fsutil import fsync_dir, sha256_file
+from likeness.fsutil import move_into_place, sha256_file
 from likeness.media.frames import Frame, ResumePoint
 from likeness.media.video import EncodeSettings, VideoEncoder, VideoInfo, remove_job
 from likeness.progress import Progress, StageTimer, no_progress
@@ -268,8 +268,7 @@ class FootageSink:
             return None
         if video.output.output_id != output_id or not signed.is_file() or sha256_file(signed) != recorded:
             return None
-        os.replace(signed, self.out_path)
-        fsync_dir(self.out_path.parent)
+        move_into_place(signed, self.out_path)
         _discard(self.job)
         return video
 
@@ -341,7 +340,7 @@ class FootageSink:
 
     def commit(self, signed: Path, result: SealedVideo) -> None:
         try:
-            os.replace(signed, self.out_path)
+            move_into_place(signed, self.out_path)
         except OSError as exc:
             error = DisclosureError(
                 f"{self.out_path}: output {result.output.output_id} was recorded but could not be moved "
@@ -351,7 +350,6 @@ class FootageSink:
             )
             error.keep_job = True  # type: ignore[attr-defined]
             raise error from exc
-        fsync_dir(self.out_path.parent)
         _discard(self.job)
 
     def abandon(self, *, resumable: bool) -> None:

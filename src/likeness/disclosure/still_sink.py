@@ -25,7 +25,7 @@ from likeness.disclosure.phash import phash
 from likeness.disclosure.seal import Begun, MarkedFrame
 from likeness.disclosure.types import Ingredient, SealedOutput
 from likeness.errors import DisclosureError, UsageError
-from likeness.fsutil import fsync_dir, same_file, try_lock, unwritable_reason
+from likeness.fsutil import move_into_place, same_file, try_lock, unwritable_reason
 from likeness.media.frames import ResumePoint
 from likeness.progress import Progress
 
@@ -200,14 +200,13 @@ class StillSink:
 
     def commit(self, signed: Path, result: SealedOutput) -> None:
         try:
-            os.replace(signed, self.out_path)
+            move_into_place(signed, self.out_path)
         except OSError as exc:
             raise DisclosureError(
                 f"{self.out_path}: output {result.output_id} was recorded but could not be moved into "
                 f"place ({exc})",
                 hint="check the folder's permissions and free space; the ledger entry names this id",
             ) from exc
-        fsync_dir(self.out_path.parent)
         _remove_partial(self.folder)
 
     def abandon(self, *, resumable: bool) -> None:
