@@ -500,6 +500,26 @@ def test_ctrl_c_then_kill_then_rerun_resumes_to_a_complete_output(
         assert [o.output_id for o in registry.list_outputs()] == [result["output_id"]]
 
 
+@pytest.mark.kill
+def test_sigterm_stops_a_footage_job_like_ctrl_c(
+    home: Home, cast, faces_dir: Path, small_clip: Path, outs: Path
+) -> None:
+    """What ``docker stop`` and systemd send: the job stops at the next frame with a message (exit
+    130), nothing under the output name, the finished segments kept for the same command to resume."""
+    out = outs / "terminated.mp4"
+    job = job_folder(out)
+    args = ["swap", "--source", str(faces_dir / SOURCE), "--target", str(small_clip), "--purpose", PURPOSE]
+    stopped = _run_until(
+        _likeness(home, *args, "--out", str(out), "--segment-seconds", "0.4"),
+        job,
+        "seg_00001.mkv",
+        signal.SIGTERM,
+    )
+    assert stopped.returncode == 130, stopped.stderr
+    assert "cancelled at frame" in stopped.stderr and "run the same command again" in stopped.stderr
+    assert not out.exists() and (job / "seg_00001.mkv").exists()
+
+
 def test_cli_refuses_image_options_on_video_and_video_options_on_images(
     shared, faces_dir: Path, scene_clip: Path, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from likeness.errors import Cancelled
 
@@ -91,11 +92,14 @@ class Interrupts:
 
 
 @contextlib.contextmanager
-def counting_interrupts(on_interrupt: Callable[[int], None] | None = None) -> Iterator[Interrupts]:
+def counting_interrupts(
+    on_interrupt: Callable[[int], None] | None = None, *, terminate: bool = False
+) -> Iterator[Interrupts]:
     """Ctrl-C counted instead of raised while the block runs; ``on_interrupt(count)`` is called
     from the handler. For loops that must act on it between steps: a ``KeyboardInterrupt`` raised at
-    an arbitrary point could lose a result that was received but not yet written down. Outside
-    the main thread Ctrl-C is not ours to handle, and nothing is installed."""
+    an arbitrary point could lose a result that was received but not yet written down. With
+    ``terminate``, SIGTERM (what ``docker stop``, systemd and ``kill`` send) counts as a Ctrl-C too.
+    Outside the main thread signals are not ours to handle, and nothing is installed."""
     import signal
 
     interrupts = Interrupts()
@@ -105,12 +109,16 @@ def counting_interrupts(on_interrupt: Callable[[int], None] | None = None) -> It
         if on_interrupt is not None:
             on_interrupt(interrupts.count)
 
+    signals = (signal.SIGINT, signal.SIGTERM) if terminate else (signal.SIGINT,)
+    previous: dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        for number in signals:
+            previous[number] = signal.signal(number, handler)
     except ValueError:  # not the main thread
         yield interrupts
         return
     try:
         yield interrupts
     finally:  # a handler not set from Python reads as None: the default is what it was
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        for number, before in previous.items():
+            signal.signal(number, signal.SIG_DFL if before is None else before)

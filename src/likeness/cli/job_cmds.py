@@ -319,7 +319,7 @@ def _video_progress(*, enabled: bool, log_every: float = 10.0):
 def _run_job(request, home, progress):
     """Run a job on the one road with a clean Ctrl-C: the first one stops it at the next step or
     frame (exit 130; footage keeps its finished segments and the same command resumes), a second
-    one at once."""
+    one at once. SIGTERM (``docker stop``, systemd, ``kill``) is taken as a Ctrl-C."""
     import os
     import threading
 
@@ -346,7 +346,7 @@ def _run_job(request, home, progress):
     reader = None
     # The handler first: a Ctrl-C then never raises inside the imports below, where an interrupted
     # import lock would leave the early reader's threads blocked on it (and the command hung).
-    with counting_interrupts(interrupt), collector_paused_while_importing() as imported:
+    with counting_interrupts(interrupt, terminate=True), collector_paused_while_importing() as imported:
         try:
             analyzer, reader = _start_early(request, home, helper)
             engines = None
