@@ -259,6 +259,18 @@ def test_a_pause_just_after_a_segment_starts_joins(faces_dir: Path, tmp_path: Pa
     assert len(decode_times) == len(pts) and decode_times == sorted(set(decode_times)), "they only go forward"
 
 
+def test_colour_detail_the_output_cannot_keep_is_said(faces_dir: Path, tmp_path: Path) -> None:
+    frames = list(vf.pan_frames(vf.load_rgb(faces_dir / vf.PERSON_A), count=6))
+    source = vf.write_clip(tmp_path / "full.mp4", frames, pix_fmt="yuv444p", audio=None)
+    assert probe_video(source).pixel_format == "yuv444p"
+    h264 = encode(source, tmp_path / "h264", EncodeSettings(preset="veryfast"))
+    assert any("(yuv444p, 4:4:4) is written as 4:2:0 (yuv420p)" in note for note in h264.notes), h264.notes
+    lossless = encode(source, tmp_path / "ffv1", EncodeSettings(codec="ffv1"))
+    assert not any("colour detail" in note for note in lossless.notes), lossless.notes
+    plain = encode(vf.write_clip(tmp_path / "plain.mp4", frames, audio=None), tmp_path / "plain")
+    assert not any("colour detail" in note for note in plain.notes), plain.notes
+
+
 @pytest.mark.parametrize("policy", ["bake", "keep"])
 def test_rotated_phone_clip_comes_out_upright(faces_dir: Path, tmp_path: Path, policy: str) -> None:
     frames = list(vf.pan_frames(vf.load_rgb(faces_dir / vf.PERSON_A), count=20))

@@ -249,6 +249,22 @@ def _our_files(job_dir: Path) -> list[Path]:
     return sorted(found)
 
 
+_CHROMA_NAMES = {1: "4:2:0", 2: "4:2:2", 3: "4:4:4"}
+
+
+def _chroma(pixel_format: str | None) -> int | None:
+    """How much colour resolution a pixel format keeps: 3 (4:4:4 or RGB), 2 (4:2:2), 1 (4:2:0 and
+    coarser); ``None`` for grey and formats not known here."""
+    name = (pixel_format or "").lower()
+    if name.startswith(("gbr", "rgb", "bgr", "argb", "abgr", "0rgb", "0bgr")) or "444" in name:
+        return 3
+    if "422" in name:
+        return 2
+    if any(part in name for part in ("420", "411", "410", "nv12", "nv21")):
+        return 1
+    return None
+
+
 def _after(last_dts: int | None, pts: int, dts: int, segment: Path) -> int:
     """A packet's decoding time, moved just after the previous packet's where it is not after it.
 
@@ -506,6 +522,12 @@ class VideoEncoder:
             )
         self._pad = (pad_h, pad_w)
         self._size = (width + pad_w, height + pad_h)
+        kept, written = _chroma(info.pixel_format), _chroma(self._pix_fmt)
+        if kept is not None and written is not None and written < kept:
+            self.notes.append(
+                f"the source's colour detail ({info.pixel_format}, {_CHROMA_NAMES[kept]}) is written as "
+                f"{_CHROMA_NAMES[written]} ({self._pix_fmt}); --codec ffv1 keeps it whole"
+            )
         if info.color_matrix in MATRICES:
             self._matrix = info.color_matrix
         else:
