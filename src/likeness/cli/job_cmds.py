@@ -415,7 +415,11 @@ def _landmark_helper(request, home):
 @click.pass_context
 @handle_errors
 def verify(ctx: click.Context, file: Path, home: Path | None, as_json: bool) -> None:
-    """Read back a file's disclosure: watermark id, label, C2PA, and this installation's ledger record."""
+    """Read back a file's disclosure: watermark id, label, C2PA, and this installation's ledger record.
+
+    The verdict is in the output (with --json, ``status``: synthetic, probably-synthetic, tampered or
+    none); the exit code is 0 whatever it is, and 4 only when FILE cannot be opened at all.
+    """
     from likeness.jobs.verify import verify_file
 
     report = verify_file(file, home=resolve_cli_home(ctx, home))
