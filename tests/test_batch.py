@@ -834,6 +834,7 @@ def test_a_results_file_that_cannot_be_opened_is_a_usage_error(tmp_path: Path, f
         ({"kind": "footage", "preset": "warp"}, "unknown x264 preset 'warp'"),
         ({"kind": "footage", "codec": "vp9"}, "unknown video codec 'vp9'"),
         ({"kind": "footage", "codec": "prores"}, "prores cannot be written in mp4"),
+        ({"kind": "footage", "codec": "ffv1", "crf": 10}, "crf sets H.264's quality; ffv1 takes none"),
         ({"kind": "generate", "steps": 0}, "--steps must be at least 1, not 0"),
         ({"kind": "generate", "size": "60x60"}, "--size 60x60: each side must be a multiple of 8"),
         ({"kind": "edit", "strength": 2}, "strength must be in (0, 1], not 2.0"),

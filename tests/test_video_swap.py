@@ -539,7 +539,7 @@ def test_cli_refuses_image_options_on_video_and_video_options_on_images(
             [*base, "--target", str(scene_clip), "--out", str(tmp_path / out), "--crf", "10"]
             + (["--codec", codec] if codec else []),
         )
-        assert crf.exit_code == 2 and "--crf sets H.264's quality" in crf.output, crf.output
+        assert crf.exit_code == 2 and "crf sets H.264's quality" in crf.output, crf.output
     on_image = CliRunner().invoke(
         cli,
         [*base, "--target", str(faces_dir / "obama/1.jpg"), "--out", str(tmp_path / "o.jpg"), "--crf", "20"],

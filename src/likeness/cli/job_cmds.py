@@ -223,14 +223,9 @@ def swap(
                 hint="use --faces consented (only consenting targets) or --faces all",
             )
         if crf is not None:
-            from likeness.disclosure.footage_sink import default_codec
+            from likeness.disclosure.footage_sink import check_crf_applies
 
-            chosen = codec or default_codec(out)
-            if chosen != "h264":
-                raise UsageError(
-                    f"--crf sets H.264's quality; {chosen} takes none ({out.name} is written as {chosen})",
-                    hint="leave out --crf, or write H.264: --codec h264 (in .mp4 or .mov)",
-                )
+            check_crf_applies(out, codec)
         request: SwapRequest = VideoSwapRequest(
             **common,
             faces=faces_mode or "consented",  # type: ignore[arg-type]

@@ -131,6 +131,17 @@ def default_codec(out_path: Path) -> str:
     return DEFAULT_CODECS.get(Path(out_path).suffix.lower(), "h264")
 
 
+def check_crf_applies(out_path: Path, codec: str | None) -> None:
+    """:class:`UsageError` when a CRF is asked for an output whose codec takes none (FFV1 is lossless,
+    ProRes has profiles): it would be ignored without a word."""
+    chosen = codec or default_codec(out_path)
+    if chosen != "h264":
+        raise UsageError(
+            f"crf sets H.264's quality; {chosen} takes none ({Path(out_path).name} is written as {chosen})",
+            hint="leave out crf, or write H.264 (codec h264, in .mp4 or .mov)",
+        )
+
+
 def job_folder(out_path: Path) -> Path:
     """The hidden folder where a footage job for ``out_path`` keeps its segments (resume state)."""
     out_path = Path(out_path).expanduser().absolute()

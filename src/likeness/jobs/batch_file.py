@@ -152,7 +152,7 @@ def read_jobs(path: Path) -> list[BatchJob]:
     jobs = [_check_job(path, number, line, fields) for number, (line, fields) in enumerate(raw, start=1)]
     _check_outputs(path, jobs)
     for job in jobs:
-        _check_values(_where(path, job.number, job.line), job.request(operator=""))
+        _check_values(_where(path, job.number, job.line), job.request(operator=""), given=job.options)
     return jobs
 
 
@@ -246,17 +246,19 @@ def _check_job(path: Path, number: int, line: int, raw: Mapping[str, Any]) -> Ba
     return BatchJob(number=number, line=line, kind=kind, options=options, request_type=cls)
 
 
-def _check_values(where: str, request: Request) -> None:
+def _check_values(where: str, request: Request, *, given: Mapping[str, Any]) -> None:
     """The values the job's command checks when it starts (footage: ``likeness swap``'s option
     bounds and the encoder settings; generate and edit: the generation settings), checked here so
     that a bad one stops the batch before any job runs."""
     try:
         if isinstance(request, VideoSwapRequest):
-            from likeness.disclosure.footage_sink import video_output_settings
+            from likeness.disclosure.footage_sink import check_crf_applies, video_output_settings
             from likeness.jobs.footage_limits import check_footage_limits
 
             check_footage_limits(request.detect_every, request.segment_seconds)
             video_output_settings(request.out, request.encode_settings())
+            if "crf" in given:
+                check_crf_applies(request.out, request.codec)
         elif isinstance(request, (GenerateRequest, EditRequest)):
             from likeness.jobs.generation import generation_settings
 
