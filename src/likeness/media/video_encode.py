@@ -249,20 +249,25 @@ def _our_files(job_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-_CHROMA_NAMES = {1: "4:2:0", 2: "4:2:2", 3: "4:4:4"}
+def _colour_detail(pixel_format: str | None) -> tuple[float, str] | None:
+    """The colour samples a pixel format keeps per pixel (1 for 4:4:4 and RGB, 0.25 for 4:2:0) and
+    its name (``4:2:0``, ``RGB``), from libav's own description of the format; ``None`` for grey,
+    palettes and names libav does not know."""
+    import av
 
-
-def _chroma(pixel_format: str | None) -> int | None:
-    """How much colour resolution a pixel format keeps: 3 (4:4:4 or RGB), 2 (4:2:2), 1 (4:2:0 and
-    coarser); ``None`` for grey and formats not known here."""
-    name = (pixel_format or "").lower()
-    if name.startswith(("gbr", "rgb", "bgr", "argb", "abgr", "0rgb", "0bgr")) or "444" in name:
-        return 3
-    if "422" in name:
-        return 2
-    if any(part in name for part in ("420", "411", "410", "nv12", "nv21")):
-        return 1
-    return None
+    try:
+        described = av.VideoFormat(pixel_format or "", 16, 16)
+    except ValueError:
+        return None
+    parts = described.components
+    if len(parts) < 3 or described.has_palette:
+        return None
+    luma, chroma = parts[0], parts[1]
+    share = (chroma.width * chroma.height) / (luma.width * luma.height)
+    if described.is_rgb:
+        return share, "RGB"
+    across = 4 * chroma.width // luma.width
+    return share, f"4:{across}:{across if chroma.height == luma.height else 0}"
 
 
 def _after(last_dts: int | None, pts: int, dts: int, segment: Path) -> int:
@@ -522,11 +527,11 @@ class VideoEncoder:
             )
         self._pad = (pad_h, pad_w)
         self._size = (width + pad_w, height + pad_h)
-        kept, written = _chroma(info.pixel_format), _chroma(self._pix_fmt)
-        if kept is not None and written is not None and written < kept:
+        kept, written = _colour_detail(info.pixel_format), _colour_detail(self._pix_fmt)
+        if kept is not None and written is not None and written[0] < kept[0]:
             self.notes.append(
-                f"the source's colour detail ({info.pixel_format}, {_CHROMA_NAMES[kept]}) is written as "
-                f"{_CHROMA_NAMES[written]} ({self._pix_fmt}); --codec ffv1 keeps it whole"
+                f"the source's colour detail ({info.pixel_format}, {kept[1]}) is written as "
+                f"{written[1]} ({self._pix_fmt}); --codec ffv1 keeps it whole"
             )
         if info.color_matrix in MATRICES:
             self._matrix = info.color_matrix
